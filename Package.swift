@@ -1,0 +1,80 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Module boundaries follow docs/ARCHITECTURE.md: domain targets take plain values and never
+// import the HTTP layer; only Storage writes SQL; only Fleet talks to engines.
+let v5: [SwiftSetting] = [.swiftLanguageMode(.v5)]
+
+let package = Package(
+    name: "llmaas",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "llmaas", targets: ["llmaas"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
+        .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/vapor/sql-kit.git", from: "3.36.0"),
+        .package(url: "https://github.com/vapor/sqlite-kit.git", from: "4.5.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+    ],
+    targets: [
+        .target(name: "OpenAIWire", swiftSettings: v5),
+        .target(name: "Catalog", dependencies: [
+            "OpenAIWire", .product(name: "Yams", package: "Yams"),
+        ], swiftSettings: v5),
+        .target(name: "Storage", dependencies: [
+            .product(name: "SQLKit", package: "sql-kit"),
+            .product(name: "SQLiteKit", package: "sqlite-kit"),
+            .product(name: "Logging", package: "swift-log"),
+        ], swiftSettings: v5),
+        .target(name: "Tenancy", dependencies: [
+            "Storage", .product(name: "Crypto", package: "swift-crypto"),
+        ], swiftSettings: v5),
+        .target(name: "Quotas", dependencies: ["Catalog", "Storage"], swiftSettings: v5),
+        .target(name: "Shield", dependencies: ["OpenAIWire"], swiftSettings: v5),
+        .target(name: "Metering", dependencies: ["Catalog", "Storage"], swiftSettings: v5),
+        .target(name: "Observability", dependencies: [
+            "Storage", .product(name: "Logging", package: "swift-log"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        ], swiftSettings: v5),
+        .target(name: "Fleet", dependencies: [
+            "OpenAIWire", "Catalog",
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+        ], swiftSettings: v5),
+        .target(name: "EngineSim", dependencies: [
+            "OpenAIWire",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+        ], swiftSettings: v5),
+        .target(name: "Gateway", dependencies: [
+            "OpenAIWire", "Catalog", "Storage", "Tenancy", "Quotas", "Shield", "Metering",
+            "Observability", "Fleet",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            .product(name: "Yams", package: "Yams"),
+            .product(name: "Logging", package: "swift-log"),
+        ], swiftSettings: v5),
+        .executableTarget(name: "llmaas", dependencies: [
+            "Gateway", "EngineSim", "Catalog", "Storage", "Tenancy", "OpenAIWire",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ], swiftSettings: v5),
+        .testTarget(name: "OpenAIWireTests", dependencies: ["OpenAIWire"], swiftSettings: v5),
+        .testTarget(name: "CatalogTests", dependencies: ["Catalog"], swiftSettings: v5),
+        .testTarget(name: "StorageTests", dependencies: ["Storage"], swiftSettings: v5),
+        .testTarget(name: "TenancyTests", dependencies: ["Tenancy", "Storage"], swiftSettings: v5),
+        .testTarget(name: "FleetTests", dependencies: ["Fleet", "EngineSim"], swiftSettings: v5),
+        .testTarget(name: "GatewayTests", dependencies: [
+            "Gateway", "EngineSim",
+            .product(name: "HummingbirdTesting", package: "hummingbird"),
+        ], swiftSettings: v5),
+    ]
+)
