@@ -1,0 +1,110 @@
+import OpenAIWire
+
+/// What a model can do; requests needing a capability the model lacks are refused before any
+/// engine is called.
+public enum Capability: String, Sendable, CaseIterable, Codable {
+    case chat, completions, embeddings, vision, tools, reasoning
+}
+
+public enum Phase: String, Sendable, Codable {
+    case experimental, production
+}
+
+/// A calendar date (UTC), as the catalog writes it: `2026-12-31`.
+public struct Day: Sendable, Hashable, Comparable, CustomStringConvertible {
+    public let year: Int, month: Int, day: Int
+
+    public init(year: Int, month: Int, day: Int) { self.year = year; self.month = month; self.day = day }
+
+    public init?(_ text: String) {
+        let parts = text.split(separator: "-")
+        guard parts.count == 3, parts[0].count == 4, let y = Int(parts[0]), let m = Int(parts[1]), let d = Int(parts[2]),
+              (1...12).contains(m), (1...Day.daysIn(month: m, year: y)).contains(d) else { return nil }
+        self.init(year: y, month: m, day: d)
+    }
+
+    public var description: String {
+        String(format: "%04d-%02d-%02d", year, month, day)
+    }
+
+    public static func < (a: Day, b: Day) -> Bool { (a.year, a.month, a.day) < (b.year, b.month, b.day) }
+
+    static func daysIn(month: Int, year: Int) -> Int {
+        switch month {
+        case 2: return (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 ? 29 : 28
+        case 4, 6, 9, 11: return 30
+        default: return 31
+        }
+    }
+
+    /// Days since 1970-01-01 (proleptic Gregorian), for arithmetic without Foundation calendars.
+    public var daysSinceEpoch: Int {
+        let y = month <= 2 ? year - 1 : year
+        let era = (y >= 0 ? y : y - 399) / 400
+        let yoe = y - era * 400
+        let mp = (month + 9) % 12
+        let doy = (153 * mp + 2) / 5 + day - 1
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy
+        return era * 146097 + doe - 719468
+    }
+
+    /// Seconds since the Unix epoch at 00:00 UTC of this day.
+    public var unixTime: Int { daysSinceEpoch * 86400 }
+}
+
+/// Prices in integer nano-euros per token (1 €/M tokens = 1 n€ per token). Never a Double.
+public struct Prices: Sendable, Equatable {
+    public var inputNanoPerToken: Int
+    public var outputNanoPerToken: Int
+    public var reasoningNanoPerToken: Int
+
+    /// SPEC S3: input 0.9 €/M, output 4 €/M, reasoning output 21 €/M.
+    public static let reference = Prices(inputNanoPerToken: 900, outputNanoPerToken: 4000, reasoningNanoPerToken: 21000)
+
+    public init(inputNanoPerToken: Int, outputNanoPerToken: Int, reasoningNanoPerToken: Int) {
+        self.inputNanoPerToken = inputNanoPerToken
+        self.outputNanoPerToken = outputNanoPerToken
+        self.reasoningNanoPerToken = reasoningNanoPerToken
+    }
+}
+
+/// One model of the catalog.
+public struct CatalogEntry: Sendable, Equatable {
+    public var id: String
+    public var developer: String
+    public var phase: Phase
+    public var inProduction: Day
+    public var endOfSupport: Day
+    public var successor: String?
+    public var aliases: [String]
+    public var capabilities: Set<Capability>
+    public var contextLength: Int
+    public var prices: Prices
+    public var energyKWhPerMTok: Double?
+
+    public init(id: String, developer: String = "", phase: Phase = .production,
+                inProduction: Day = Day(year: 2025, month: 1, day: 1), endOfSupport: Day = Day(year: 2099, month: 12, day: 31),
+                successor: String? = nil, aliases: [String] = [], capabilities: Set<Capability> = [.chat, .completions],
+                contextLength: Int = 8192, prices: Prices = .reference, energyKWhPerMTok: Double? = nil) {
+        self.id = id
+        self.developer = developer
+        self.phase = phase
+        self.inProduction = inProduction
+        self.endOfSupport = endOfSupport
+        self.successor = successor
+        self.aliases = aliases
+        self.capabilities = capabilities
+        self.contextLength = contextLength
+        self.prices = prices
+        self.energyKWhPerMTok = energyKWhPerMTok
+    }
+
+    /// The capability an endpoint needs.
+    public static func capability(for endpoint: Endpoint) -> Capability {
+        switch endpoint {
+        case .chat: return .chat
+        case .completions: return .completions
+        case .embeddings: return .embeddings
+        }
+    }
+}
