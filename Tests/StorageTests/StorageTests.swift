@@ -1,0 +1,38 @@
+import Testing
+@testable import Storage
+
+@Suite struct StorageTests {
+    @Test func migratesOnceAndStoresRows() async throws {
+        let storage = try await Storage.inMemory()
+        #expect(try await storage.migrate() == [1])
+        #expect(try await storage.migrate() == [])
+        #expect(try await storage.schemaVersion() == 1)
+
+        try await storage.insertTenant(TenantRecord(id: "t1", name: "acme", createdAt: 1))
+        #expect(try await storage.tenant(named: "acme")?.id == "t1")
+        #expect(try await storage.tenantCount() == 1)
+
+        try await storage.insertKey(APIKeyRecord(id: "k1", tenantID: "t1", name: "ci", secretHash: "ab", createdAt: 2))
+        #expect(try await storage.key(id: "k1")?.secretHash == "ab")
+
+        let rows = (0..<2500).map { i in
+            RequestRecord(id: "r\(i)", createdAt: Int64(i), tenantID: "t1", keyID: i % 2 == 0 ? "k1" : nil, model: "m",
+                          endpoint: "chat.completions", status: 200, outcome: "ok", promptTokens: i, completionTokens: 1,
+                          latencyMs: 3, ttftMs: i % 3 == 0 ? nil : 1, backend: "b")
+        }
+        try await storage.insertRequests(rows)
+        #expect(try await storage.request(id: "r2499") == rows[2499])
+        #expect(try await storage.request(id: "r3") == rows[3])
+        #expect(try await storage.recentRequests(limit: 5).count == 5)
+        await storage.shutdown()
+    }
+
+    @Test func foreignKeysHold() async throws {
+        let storage = try await Storage.inMemory()
+        try await storage.migrate()
+        await #expect(throws: (any Error).self) {
+            try await storage.insertKey(APIKeyRecord(id: "k", tenantID: "missing", name: "x", secretHash: "h", createdAt: 0))
+        }
+        await storage.shutdown()
+    }
+}
