@@ -1,0 +1,92 @@
+import Crypto
+import Foundation
+
+/// The parts of an API key as the client holds it: `sk-llm-<key id>-<secret>`.
+/// The key id is public (it names the key in logs, audit and errors); the secret is 43 base62
+/// characters (≈256 bits of entropy) and only its HMAC is ever stored.
+public struct APIKeyToken: Sendable, Equatable {
+    public static let prefix = "sk-llm-"
+    public let keyID: String
+    public let secret: String
+
+    public var text: String { "\(Self.prefix)\(keyID)-\(secret)" }
+
+    public init(keyID: String, secret: String) { self.keyID = keyID; self.secret = secret }
+
+    /// Parses a bearer token; nil when it is not shaped like one of our keys.
+    public init?(parsing text: Substring) {
+        guard text.hasPrefix(Self.prefix) else { return nil }
+        let rest = text.dropFirst(Self.prefix.count)
+        guard let dash = rest.firstIndex(of: "-") else { return nil }
+        let id = rest[rest.startIndex..<dash]
+        let secret = rest[rest.index(after: dash)...]
+        guard id.count == 12, secret.count == 43,
+              id.utf8.allSatisfy(Base62.isDigit), secret.utf8.allSatisfy(Base62.isDigit) else { return nil }
+        self.keyID = String(id)
+        self.secret = String(secret)
+    }
+
+    public static func generate() -> APIKeyToken {
+        APIKeyToken(keyID: Base62.random(12), secret: Base62.random(43))
+    }
+}
+
+enum Base62 {
+    static let alphabet = Array("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz".utf8)
+
+    static func isDigit(_ b: UInt8) -> Bool {
+        (0x30...0x39).contains(b) || (0x41...0x5A).contains(b) || (0x61...0x7A).contains(b)
+    }
+
+    /// Uniform random base62 text from the system CSPRNG (rejection sampling: no modulo bias).
+    static func random(_ count: Int) -> String {
+        var rng = SystemRandomNumberGenerator()
+        var out: [UInt8] = []
+        out.reserveCapacity(count)
+        while out.count < count {
+            let byte = UInt8.random(in: 0...255, using: &rng)
+            if byte < 248 { out.append(alphabet[Int(byte % 62)]) }
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+}
+
+/// The server secret that keys the HMAC of API key secrets. Kept in `data_dir/server.secret`
+/// (created on first start, mode 0600): a stolen database alone does not allow checking guesses.
+public struct ServerSecret: Sendable {
+    let bytes: [UInt8]
+
+    public init(bytes: [UInt8]) { self.bytes = bytes }
+
+    /// Loads the secret file, creating it with 32 random bytes when absent.
+    public static func loadOrCreate(path: String) throws -> ServerSecret {
+        let fm = FileManager.default
+        if let data = fm.contents(atPath: path) {
+            guard data.count >= 32 else { throw TenancyError.invalid("server secret \(path) is shorter than 32 bytes; delete it only if no key was issued yet") }
+            return ServerSecret(bytes: Array(data))
+        }
+        let bytes = SymmetricKey(size: .bits256).withUnsafeBytes { Array($0) }
+        let dir = (path as NSString).deletingLastPathComponent
+        if !dir.isEmpty { try fm.createDirectory(atPath: dir, withIntermediateDirectories: true) }
+        guard fm.createFile(atPath: path, contents: Data(bytes), attributes: [.posixPermissions: 0o600]) else {
+            throw TenancyError.invalid("cannot create server secret file \(path)")
+        }
+        return ServerSecret(bytes: bytes)
+    }
+
+    /// Hex HMAC-SHA256 of a key secret.
+    public func hash(_ secret: String) -> String {
+        let mac = HMAC<SHA256>.authenticationCode(for: Array(secret.utf8), using: SymmetricKey(data: bytes))
+        return mac.map { String(format: "%02x", $0) }.joined()
+    }
+}
+
+/// Compares two strings in time that depends only on their length, never on where they differ.
+@inline(never)
+public func constantTimeEquals(_ a: String, _ b: String) -> Bool {
+    let x = Array(a.utf8), y = Array(b.utf8)
+    guard x.count == y.count else { return false }
+    var diff: UInt8 = 0
+    for i in 0..<x.count { diff |= x[i] ^ y[i] }
+    return diff == 0
+}
