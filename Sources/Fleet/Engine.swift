@@ -1,0 +1,304 @@
+import AsyncHTTPClient
+import Foundation
+import Logging
+import NIOCore
+import NIOHTTP1
+import OpenAIWire
+
+/// A request on its way to an engine: the client's body with the engine's model name.
+public struct UpstreamRequest: Sendable {
+    public var endpoint: Endpoint
+    public var body: JSONValue
+    public var stream: Bool
+
+    public init(endpoint: Endpoint, body: JSONValue, stream: Bool) {
+        self.endpoint = endpoint
+        self.body = body
+        self.stream = stream
+    }
+}
+
+/// One event of a relayed stream, already in OpenAI's shape whatever the engine spoke.
+public enum StreamEvent: Sendable {
+    /// A `chat.completion.chunk` / `text_completion` chunk (usage-only chunks are not chunks).
+    case chunk(JSONValue)
+    /// The stream's final token counts: the engine's own, or counted by the adapter.
+    case usage(Usage)
+}
+
+public enum UpstreamResponse: Sendable {
+    /// A complete answer (2xx), with its usage when known.
+    case complete(JSONValue, Usage)
+    case stream(EngineStream)
+}
+
+/// A relayed engine stream. Cancelling it, or dropping it, closes the engine connection so the
+/// engine stops generating (a client that hung up must not keep a GPU busy).
+public final class EngineStream: AsyncSequence, Sendable {
+    public typealias Element = StreamEvent
+    let events: AsyncThrowingStream<StreamEvent, any Error>
+    let reader: Task<Void, Never>
+
+    init(events: AsyncThrowingStream<StreamEvent, any Error>, reader: Task<Void, Never>) {
+        self.events = events
+        self.reader = reader
+    }
+
+    public func cancel() { reader.cancel() }
+
+    deinit { reader.cancel() }
+
+    public func makeAsyncIterator() -> AsyncThrowingStream<StreamEvent, any Error>.AsyncIterator {
+        events.makeAsyncIterator()
+    }
+}
+
+/// Talks to one engine over HTTP and hides its quirks: whatever the engine does, the caller
+/// sees OpenAI behaviour (usage always present, one pooled vector per embedding input, bad
+/// input as 4xx). This is the only code that sends requests to engines.
+public final class Engine: Sendable {
+    public let config: BackendConfig
+    let http: HTTPClient
+    let logger: Logger
+    /// How llama.cpp renders chat messages into its prompt (to count prompt tokens in streams).
+    let template: ChatTemplate
+
+    public init(config: BackendConfig, http: HTTPClient, logger: Logger, template: ChatTemplate = .smolLM2) {
+        self.config = config
+        self.http = http
+        self.logger = logger
+        self.template = template
+    }
+
+    public var name: String { config.name }
+    public var kind: EngineKind { config.kind }
+
+    // MARK: Sending
+
+    public func send(_ request: UpstreamRequest) async throws(EngineError) -> UpstreamResponse {
+        var body = request.body
+        prepare(&body, request)
+        let httpResponse = try await post(request.endpoint.path, body: body.serialized(), timeoutMs: config.timeouts.firstByteMs, streaming: request.stream)
+        if httpResponse.status.code >= 400 {
+            let bytes = await collect(httpResponse, limit: 1 << 20)
+            throw .rejected(backend: name, error: mapEngineError(status: Int(httpResponse.status.code), body: bytes, endpoint: request.endpoint))
+        }
+        if request.stream {
+            return .stream(relay(httpResponse, request: request))
+        }
+        let bytes: [UInt8]
+        do {
+            bytes = try await withTimeout(config.timeouts.firstByteMs) { [httpResponse] in
+                var buffer = try await httpResponse.body.collect(upTo: 256 << 20)
+                return buffer.readBytes(length: buffer.readableBytes) ?? []
+            }
+        } catch let e as EngineError {
+            throw e
+        } catch {
+            throw .unreachable(backend: name, detail: "connection lost while reading the answer: \(error)")
+        }
+        guard var json = try? JSONValue.parse(bytes), case .object = json else {
+            throw .malformed(backend: name, detail: "the body is not a JSON object")
+        }
+        if request.endpoint == .embeddings { json = poolEmbeddings(json, base64: wantsBase64(request.body)) }
+        let usage = try await completeUsage(json, request: request)
+        json.set("usage", usage.json)
+        return .complete(json, usage)
+    }
+
+    /// Edits the engine needs, and nothing else (DESIGN §3: lossless pass-through).
+    func prepare(_ body: inout JSONValue, _ request: UpstreamRequest) {
+        switch config.kind {
+        case .openai, .sim:
+            // Ask for usage in streams so every token is billed even if the client did not ask.
+            if request.stream {
+                var options = body["stream_options"] ?? .object([])
+                if case .object = options {} else { options = .object([]) }
+                options.set("include_usage", true)
+                body.set("stream_options", options)
+            }
+        case .llamacpp:
+            // llama.cpp ignores stream_options (it never sends usage in a stream); we count instead.
+            body.remove("stream_options")
+            if request.endpoint == .embeddings { body.remove("encoding_format") }
+        }
+    }
+
+    func wantsBase64(_ body: JSONValue) -> Bool { body["encoding_format"]?.stringValue == "base64" }
+
+    /// POSTs and waits for the response head, bounded by the connect and first-byte timeouts.
+    func post(_ path: String, body: [UInt8], timeoutMs: Int, streaming: Bool) async throws(EngineError) -> HTTPClientResponse {
+        var request = HTTPClientRequest(url: config.url + path)
+        request.method = .POST
+        request.headers.add(name: "content-type", value: "application/json")
+        request.headers.add(name: "accept", value: streaming ? "text/event-stream" : "application/json")
+        request.body = .bytes(ByteBuffer(bytes: body))
+        let prepared = request
+        do {
+            return try await withTimeout(timeoutMs) { [http] in
+                try await http.execute(prepared, deadline: .distantFuture)
+            }
+        } catch let e as EngineError {
+            throw e
+        } catch {
+            throw .unreachable(backend: name, detail: describe(error))
+        }
+    }
+
+    func collect(_ response: HTTPClientResponse, limit: Int) async -> [UInt8] {
+        guard var buffer = try? await withTimeout(5000, { try await response.body.collect(upTo: limit) }) else { return [] }
+        return buffer.readBytes(length: buffer.readableBytes) ?? []
+    }
+
+    func describe(_ error: any Error) -> String {
+        if let e = error as? HTTPClientError {
+            if e == .connectTimeout { return "connect timeout" }
+            if e == .remoteConnectionClosed { return "connection closed by the engine" }
+            return "\(e)"
+        }
+        let text = "\(error)"
+        if text.contains("refused") || text.contains("Refused") { return "connection refused" }
+        return text
+    }
+
+    /// Runs `operation`, failing with ``EngineError/timeout`` after `ms` milliseconds.
+    func withTimeout<T: Sendable>(_ ms: Int, _ operation: @escaping @Sendable () async throws -> T) async throws -> T {
+        try await withThrowingTaskGroup(of: T.self) { group in
+            group.addTask { try await operation() }
+            group.addTask { [name] in
+                try await Task.sleep(for: .milliseconds(ms))
+                throw EngineError.timeout(backend: name, afterMs: ms, streaming: false)
+            }
+            defer { group.cancelAll() }
+            return try await group.next()!
+        }
+    }
+
+    // MARK: Errors
+
+    /// Turns an engine's error answer into the error the client should see. llama.cpp answers
+    /// invalid input with 500 (or FastAPI's 422); those are the client's mistakes, so 400.
+    func mapEngineError(status: Int, body: [UInt8], endpoint: Endpoint) -> APIError {
+        let json = try? JSONValue.parse(body)
+        var message = json?["error"]?["message"]?.stringValue ?? json?["message"]?.stringValue
+        if message == nil, let detail = json?["detail"] {
+            // FastAPI validation errors: [{"loc": ["body", "max_tokens"], "msg": "..."}]
+            if let first = detail.arrayValue?.first {
+                let loc = (first["loc"]?.arrayValue ?? []).compactMap { $0.stringValue ?? $0.intValue.map(String.init) }.filter { $0 != "body" }
+                let param = loc.joined(separator: ".")
+                return .invalidRequest("The engine rejected '\(param)': \(first["msg"]?.stringValue ?? "invalid value").",
+                                       param: param.isEmpty ? nil : param, code: "invalid_value")
+            }
+            message = detail.stringValue
+        }
+        let text = message ?? String(decoding: body.prefix(300), as: UTF8.self)
+        switch status {
+        case 400..<500:
+            var e = APIError(status: status == 422 ? 400 : status, message: "The engine rejected the request: \(text)", type: "invalid_request_error",
+                             param: json?["error"]?["param"]?.stringValue, code: json?["error"]?["code"]?.stringValue)
+            if status == 401 || status == 403 { e = .badGateway("The engine '\(name)' refused the gateway's credentials (\(status)); the operator must fix the backend configuration.") }
+            if status == 404 { e = .badGateway("The engine '\(name)' does not serve the model this backend maps it to; the operator must fix the backend's model mapping.") }
+            if status == 429 { e = .unavailable("The engine '\(name)' is overloaded. Retry in a moment.", retryAfter: 1) }
+            return e
+        case 500 where config.kind == .llamacpp:
+            // llama-cpp-python puts a Python traceback in its 500s: never show that to a client.
+            return .invalidRequest("The engine could not process this request (\(Self.firstLine(of: text))). Check the request's parameters against the API reference.",
+                                   code: "invalid_value")
+        default:
+            return .badGateway("The engine '\(name)' failed with HTTP \(status): \(text.prefix(300))")
+        }
+    }
+
+    /// The first meaningful line of an engine message, without file paths or tracebacks.
+    static func firstLine(of text: String) -> String {
+        let lines = text.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }
+        let line = lines.first { !$0.isEmpty && !$0.hasPrefix("Traceback") && !$0.hasPrefix("File ") } ?? "no detail"
+        let clean = line.contains("/") && line.contains(".py") ? "internal engine error" : line
+        return String(clean.prefix(200))
+    }
+
+    // MARK: Usage
+
+    /// The usage of a complete answer: the engine's, else counted with its tokenizer, else estimated.
+    func completeUsage(_ json: JSONValue, request: UpstreamRequest) async throws(EngineError) -> Usage {
+        let output = Self.outputText(json, endpoint: request.endpoint)
+        if var usage = Usage(json: json["usage"]) {
+            if request.endpoint == .embeddings { usage.completionTokens = 0 }
+            return usage
+        }
+        return await countUsage(request: request, output: output, reasoning: "")
+    }
+
+    /// Counts what an engine did not: prompt and output through the engine's tokenizer when it has
+    /// one (llama.cpp), else the 4-characters estimate, marked as such.
+    func countUsage(request: UpstreamRequest, output: String, reasoning: String) async -> Usage {
+        if config.kind == .llamacpp {
+            let promptText = template.render(request)
+            if let p = await countTokens(promptText), let o = await countTokens(output + reasoning) {
+                let r = reasoning.isEmpty ? 0 : (await countTokens(reasoning) ?? 0)
+                return Usage(promptTokens: p, completionTokens: o, reasoningTokens: r)
+            }
+        }
+        let prompt = InferenceRequest.promptTexts(of: request.body, endpoint: request.endpoint).joined(separator: "\n")
+        return Usage(promptTokens: Usage.estimateTokens(prompt), completionTokens: Usage.estimateTokens(output + reasoning),
+                     reasoningTokens: Usage.estimateTokens(reasoning), estimated: true)
+    }
+
+    /// `POST /extras/tokenize/count` (llama-cpp-python).
+    func countTokens(_ text: String) async -> Int? {
+        if text.isEmpty { return 0 }
+        let body = JSONValue.object([("input", .string(text))]).serialized()
+        guard let response = try? await post("/extras/tokenize/count", body: body, timeoutMs: 10_000, streaming: false),
+              response.status.code == 200 else { return nil }
+        let bytes = await collect(response, limit: 1 << 16)
+        return (try? JSONValue.parse(bytes))?["count"]?.intValue
+    }
+
+    static func outputText(_ json: JSONValue, endpoint: Endpoint) -> String {
+        guard let first = json["choices"]?.arrayValue?.first else { return "" }
+        switch endpoint {
+        case .chat: return first["message"]?["content"]?.stringValue ?? ""
+        case .completions: return first["text"]?.stringValue ?? ""
+        case .embeddings: return ""
+        }
+    }
+
+    // MARK: Embeddings
+
+    /// llama.cpp returns one vector per token for models without a pooling layer: mean-pool them
+    /// into one unit-length vector per input, as OpenAI clients expect.
+    func poolEmbeddings(_ json: JSONValue, base64: Bool) -> JSONValue {
+        guard let data = json["data"]?.arrayValue else { return json }
+        var out = json
+        let pooled: [JSONValue] = data.map { item in
+            guard let embedding = item["embedding"], let rows = embedding.arrayValue else { return item }
+            var vector: [Double]
+            if let firstRow = rows.first, firstRow.arrayValue != nil {
+                let matrix = rows.compactMap { $0.arrayValue?.compactMap(\.doubleValue) }
+                let dim = matrix.first?.count ?? 0
+                vector = [Double](repeating: 0, count: dim)
+                for row in matrix where row.count == dim { for i in 0..<dim { vector[i] += row[i] } }
+                vector = vector.map { $0 / Double(max(1, matrix.count)) }
+                let norm = vector.reduce(0) { $0 + $1 * $1 }.squareRoot()
+                if norm > 0 { vector = vector.map { $0 / norm } }
+            } else {
+                vector = rows.compactMap(\.doubleValue)
+            }
+            let value: JSONValue = base64 ? .string(Self.base64Float32(vector)) : .array(vector.map { .double($0) })
+            return item.setting("embedding", value)
+        }
+        out.set("data", .array(pooled))
+        return out
+    }
+
+    static func base64Float32(_ vector: [Double]) -> String {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(vector.count * 4)
+        for v in vector {
+            let bits = Float(v).bitPattern.littleEndian
+            withUnsafeBytes(of: bits) { bytes.append(contentsOf: $0) }
+        }
+        return Data(bytes).base64EncodedString()
+    }
+}
+
