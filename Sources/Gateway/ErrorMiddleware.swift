@@ -1,0 +1,83 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import OpenAIWire
+
+/// Gives every request an id (`x-request-id`) and turns every error, ours or the framework's,
+/// into OpenAI's error shape with the right status. Nothing escapes as a bare 500.
+struct RequestIDMiddleware: RouterMiddleware {
+    typealias Context = GatewayContext
+    let maxBodyBytes: Int
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        var context = context
+        context.requestID = RequestIDs.next()
+        context.maxBodyBytes = maxBodyBytes
+        let id = context.requestID
+        var response: Response
+        do {
+            response = try await next(request, context)
+        } catch let error as APIError {
+            response = errorResponse(error)
+        } catch let error as HTTPError {
+            response = errorResponse(map(error, request: request))
+        } catch let error as any HTTPResponseError {
+            response = errorResponse(APIError(status: Int(error.status.code), message: "\(error)", type: "invalid_request_error"))
+        } catch {
+            context.logger.error("unhandled error", metadata: ["error": "\(error)", "request_id": "\(id)"])
+            response = errorResponse(.server())
+        }
+        response.headers[.xRequestID] = id
+        return response
+    }
+
+    func map(_ error: HTTPError, request: Request) -> APIError {
+        switch error.status {
+        case .notFound:
+            return .notFound("Unknown request URL: \(request.method) \(request.uri.path). See the API reference for the available endpoints (/v1/chat/completions, /v1/completions, /v1/embeddings, /v1/models).")
+        case .methodNotAllowed:
+            return APIError(status: 405, message: "Method \(request.method) is not allowed on \(request.uri.path).", type: "invalid_request_error", code: "method_not_allowed")
+        case .contentTooLarge:
+            return .payloadTooLarge(limit: maxBodyBytes)
+        default:
+            return APIError(status: Int(error.status.code), message: error.body ?? error.status.reasonPhrase,
+                            type: error.status.code >= 500 ? "server_error" : "invalid_request_error")
+        }
+    }
+}
+
+func errorResponse(_ error: APIError) -> Response {
+    var headers: HTTPFields = [.contentType: "application/json"]
+    for (name, value) in error.headers {
+        if let field = HTTPField.Name(name) { headers[field] = value }
+    }
+    return Response(status: HTTPResponse.Status(code: error.status), headers: headers,
+                    body: ResponseBody(byteBuffer: ByteBuffer(bytes: error.json.serialized())))
+}
+
+func jsonResponse(_ value: JSONValue, status: HTTPResponse.Status = .ok, headers extra: HTTPFields = [:]) -> Response {
+    var headers: HTTPFields = [.contentType: "application/json"]
+    headers.append(contentsOf: extra)
+    return Response(status: status, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(bytes: value.serialized())))
+}
+
+extension HTTPField.Name {
+    static let xRequestID = HTTPField.Name("x-request-id")!
+    static let xBackend = HTTPField.Name("x-llmaas-backend")!
+}
+
+/// Request ids: `req_` + 24 random base32 characters; unique without coordination.
+enum RequestIDs {
+    static let alphabet = Array("0123456789abcdefghjkmnpqrstvwxyz".utf8)
+
+    static func next() -> String {
+        var rng = SystemRandomNumberGenerator()
+        var out: [UInt8] = Array("req_".utf8)
+        var bits = rng.next() as UInt64
+        var bits2 = rng.next() as UInt64
+        for i in 0..<24 {
+            if i < 12 { out.append(alphabet[Int(bits & 31)]); bits >>= 5 } else { out.append(alphabet[Int(bits2 & 31)]); bits2 >>= 5 }
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+}

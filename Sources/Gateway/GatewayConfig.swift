@@ -1,0 +1,168 @@
+import Fleet
+import Foundation
+import Yams
+
+/// The whole configuration, parsed once into typed values (YAML file + `LLMAAS_*` overrides)
+/// and handed down. No other module reads the environment or the file.
+public struct GatewayConfig: Sendable {
+    public var host: String = "127.0.0.1"
+    public var port: Int = 8080
+    public var dataDir: String = "./data"
+    public var catalogPath: String = "./deploy/catalog.yaml"
+    public var maxBodyBytes: Int = 20 << 20
+    public var backends: [BackendConfig] = []
+
+    public init() {}
+
+    public var databasePath: String { (dataDir as NSString).appendingPathComponent("llmaas.sqlite") }
+    public var secretPath: String { (dataDir as NSString).appendingPathComponent("server.secret") }
+
+    /// Loads `path` (relative paths inside it are relative to the file's folder) and applies the
+    /// environment overrides.
+    public static func load(path: String?, environment: [String: String] = ProcessInfo.processInfo.environment) throws -> GatewayConfig {
+        var config = GatewayConfig()
+        if let path {
+            guard let data = FileManager.default.contents(atPath: path) else {
+                throw ConfigError(field: "--config", message: "cannot read '\(path)'")
+            }
+            let base = ((path as NSString).deletingLastPathComponent as NSString).standardizingPath
+            config = try parse(String(decoding: data, as: UTF8.self), baseDir: base.isEmpty ? "." : base)
+        }
+        if let listen = environment["LLMAAS_LISTEN"], !listen.isEmpty {
+            (config.host, config.port) = try parseListen(listen, field: "LLMAAS_LISTEN")
+        }
+        if let dir = environment["LLMAAS_DATA_DIR"], !dir.isEmpty { config.dataDir = dir }
+        return config
+    }
+
+    public static func parse(_ yaml: String, baseDir: String = ".") throws -> GatewayConfig {
+        let root: Any?
+        do { root = try Yams.load(yaml: yaml, Resolver.default.removing(.timestamp)) } catch {
+            throw ConfigError(field: "(file)", message: "not valid YAML: \(error)")
+        }
+        guard let top = root as? [String: Any] else { throw ConfigError(field: "(file)", message: "the top level must be a mapping") }
+        var r = Reader(top, path: "")
+        var config = GatewayConfig()
+        func resolve(_ p: String) -> String { p.hasPrefix("/") ? p : ((baseDir as NSString).appendingPathComponent(p) as NSString).standardizingPath }
+
+        if let listen = try r.string("listen") { (config.host, config.port) = try parseListen(listen, field: "listen") }
+        if let dir = try r.string("data_dir") { config.dataDir = resolve(dir) }
+        if let catalog = try r.string("catalog") { config.catalogPath = resolve(catalog) }
+        if var limits = try r.mapping("limits") {
+            if let n = try limits.int("max_body_bytes", min: 1024) { config.maxBodyBytes = n }
+            try limits.finish()
+        }
+        if let list = try r.list("backends") {
+            var names = Set<String>()
+            for (i, item) in list.enumerated() {
+                let p = "backends[\(i)]"
+                guard let m = item as? [String: Any] else { throw ConfigError(field: p, message: "each backend must be a mapping") }
+                var b = Reader(m, path: p + ".")
+                guard let name = try b.string("name"), !name.isEmpty else { throw ConfigError(field: p + ".name", message: "required") }
+                guard names.insert(name).inserted else { throw ConfigError(field: p + ".name", message: "'\(name)' is used by another backend") }
+                guard let kindText = try b.string("kind") else { throw ConfigError(field: p + ".kind", message: "required (one of: \(EngineKind.allCases.map(\.rawValue).joined(separator: ", ")))") }
+                guard let kind = EngineKind(rawValue: kindText) else {
+                    throw ConfigError(field: p + ".kind", message: "'\(kindText)' is not an engine kind (use one of: \(EngineKind.allCases.map(\.rawValue).joined(separator: ", ")))")
+                }
+                guard let url = try b.string("url"), let u = URL(string: url), u.scheme == "http" || u.scheme == "https", u.host != nil else {
+                    throw ConfigError(field: p + ".url", message: "required: the engine's base URL, e.g. http://127.0.0.1:8081")
+                }
+                guard let models = try b.mapping("models") else { throw ConfigError(field: p + ".models", message: "required: a mapping of catalog model → engine model name") }
+                var served: [String: String] = [:]
+                for (k, v) in models.values {
+                    guard let s = v as? String, !s.isEmpty else { throw ConfigError(field: "\(p).models.\(k)", message: "must be the engine's model name (a string)") }
+                    served[k] = s
+                }
+                if served.isEmpty { throw ConfigError(field: p + ".models", message: "must name at least one model") }
+                var timeouts = Timeouts()
+                if var t = try b.mapping("timeouts") {
+                    if let n = try t.int("connect_ms", min: 1) { timeouts.connectMs = n }
+                    if let n = try t.int("first_byte_ms", min: 1) { timeouts.firstByteMs = n }
+                    if let n = try t.int("idle_ms", min: 1) { timeouts.idleMs = n }
+                    try t.finish()
+                }
+                var managed: ManagedEngineConfig?
+                if var mg = try b.mapping("managed") {
+                    guard kind == .llamacpp else { throw ConfigError(field: p + ".managed", message: "only a llamacpp backend can be managed") }
+                    guard let file = try mg.string("model_file") else { throw ConfigError(field: p + ".managed.model_file", message: "required: path of the GGUF model file") }
+                    let modelFile = resolve(file)
+                    guard FileManager.default.fileExists(atPath: modelFile) else {
+                        throw ConfigError(field: p + ".managed.model_file", message: "'\(modelFile)' does not exist; run scripts/setup-engine.sh to fetch it")
+                    }
+                    var python = try mg.string("python").map(resolve)
+                    if python == nil {
+                        let venv = resolve(".venv/bin/python")
+                        python = FileManager.default.isExecutableFile(atPath: venv) ? venv : "/usr/bin/python3"
+                    }
+                    let extra = try mg.list("extra_args")?.map { "\($0)" } ?? []
+                    try mg.finish()
+                    managed = ManagedEngineConfig(modelFile: modelFile, python: python!, extraArgs: extra)
+                }
+                try b.finish()
+                config.backends.append(BackendConfig(name: name, kind: kind, url: url, models: served, timeouts: timeouts, managed: managed))
+            }
+        }
+        try r.finish()
+        return config
+    }
+
+    static func parseListen(_ text: String, field: String) throws -> (String, Int) {
+        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), (0...65535).contains(port) else {
+            throw ConfigError(field: field, message: "'\(text)' must be HOST:PORT, e.g. 127.0.0.1:8080")
+        }
+        var host = String(text[..<colon])
+        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        return (host.isEmpty ? "127.0.0.1" : host, port)
+    }
+}
+
+/// A configuration problem: which field and what is wrong with it.
+public struct ConfigError: Error, CustomStringConvertible {
+    public let field: String
+    public let message: String
+    public var description: String { "config error: \(field): \(message)" }
+}
+
+/// Reads typed fields from a YAML mapping and refuses unknown ones (a typo must not be ignored).
+struct Reader {
+    let values: [String: Any]
+    let path: String
+    var used = Set<String>()
+
+    init(_ values: [String: Any], path: String) { self.values = values; self.path = path }
+
+    mutating func string(_ key: String) throws -> String? {
+        used.insert(key)
+        guard let v = values[key], !(v is NSNull) else { return nil }
+        if let s = v as? String { return s }
+        if v is Int || v is Double { return "\(v)" }
+        throw ConfigError(field: path + key, message: "must be a string")
+    }
+
+    mutating func int(_ key: String, min: Int) throws -> Int? {
+        used.insert(key)
+        guard let v = values[key], !(v is NSNull) else { return nil }
+        guard let n = v as? Int, n >= min else { throw ConfigError(field: path + key, message: "must be an integer ≥ \(min)") }
+        return n
+    }
+
+    mutating func mapping(_ key: String) throws -> Reader? {
+        used.insert(key)
+        guard let v = values[key], !(v is NSNull) else { return nil }
+        guard let m = v as? [String: Any] else { throw ConfigError(field: path + key, message: "must be a mapping") }
+        return Reader(m, path: path + key + ".")
+    }
+
+    mutating func list(_ key: String) throws -> [Any]? {
+        used.insert(key)
+        guard let v = values[key], !(v is NSNull) else { return nil }
+        guard let l = v as? [Any] else { throw ConfigError(field: path + key, message: "must be a list") }
+        return l
+    }
+
+    func finish() throws {
+        if let unknown = values.keys.sorted().first(where: { !used.contains($0) }) {
+            throw ConfigError(field: path + unknown, message: "unknown field (known here: \(used.sorted().joined(separator: ", ")))")
+        }
+    }
+}

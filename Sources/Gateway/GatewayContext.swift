@@ -1,0 +1,21 @@
+import Hummingbird
+import NIOCore
+import Tenancy
+
+/// Per-request context: the request id (set by ``RequestIDMiddleware``), the client's address and,
+/// after authentication, who is calling.
+public struct GatewayContext: RequestContext {
+    public var coreContext: CoreRequestContextStorage
+    public var requestID: String = ""
+    public let remoteAddress: SocketAddress?
+    public var principal: Principal?
+    /// Body limit, set by the application from the configuration.
+    public var maxBodyBytes: Int = 20 << 20
+
+    public init(source: ApplicationRequestContextSource) {
+        self.coreContext = .init(source: source)
+        self.remoteAddress = source.channel.remoteAddress
+    }
+
+    public var maxUploadSize: Int { maxBodyBytes }
+}

@@ -1,0 +1,65 @@
+import Fleet
+import Foundation
+import Hummingbird
+import Logging
+import ServiceLifecycle
+import Storage
+import Tenancy
+
+/// Runs the gateway until SIGTERM/SIGINT. Shutdown order: the HTTP server drains in-flight
+/// requests, then the request log flushes, then managed engines stop.
+public enum GatewayServer {
+    public static func run(config: GatewayConfig, logger: Logger, announce: @escaping @Sendable (String) -> Void = { print($0) }) async throws {
+        let platform = try await Platform.open(config: config, logger: logger)
+        do {
+            try await bootstrapFirstStart(platform, announce: announce)
+        } catch {
+            await platform.shutdown()
+            throw error
+        }
+        let app = Application(
+            router: buildRouter(platform),
+            configuration: .init(address: .hostname(config.host, port: config.port), serverName: "llmaas"),
+            services: [EngineSupervisor(engines: platform.managedEngines), platform.requestLog],
+            onServerRunning: { channel in
+                let port = channel.localAddress?.port ?? config.port
+                announce("LLMaaS listening on http://\(config.host):\(port) (OpenAI base_url: http://\(config.host):\(port)/v1)")
+            },
+            logger: logger
+        )
+        do {
+            try await app.runService()
+        } catch {
+            await platform.shutdown()
+            throw error
+        }
+        await platform.shutdown()
+    }
+
+    /// With an empty database: create tenant `default` and print one key (shown once).
+    static func bootstrapFirstStart(_ platform: Platform, announce: @Sendable (String) -> Void) async throws {
+        guard try await platform.storage.tenantCount() == 0 else { return }
+        _ = try await platform.authority.createTenant(name: "default")
+        let (_, token) = try await platform.authority.createKey(tenantName: "default", name: "first-start")
+        announce("API key (tenant default, shown once): \(token.text)")
+    }
+}
+
+/// Supervises the managed local engines for the lifetime of the server.
+struct EngineSupervisor: Service {
+    let engines: [ManagedEngine]
+
+    func run() async throws {
+        guard !engines.isEmpty else {
+            try? await gracefulShutdown()
+            return
+        }
+        await withGracefulShutdownHandler {
+            await withTaskGroup(of: Void.self) { group in
+                for engine in engines { group.addTask { await engine.run() } }
+            }
+        } onGracefulShutdown: {
+            Task { for engine in engines { await engine.stop() } }
+        }
+    }
+}

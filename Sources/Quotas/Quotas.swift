@@ -1,0 +1,1 @@
+// The Quotas module: see docs/ARCHITECTURE.md. Its first code lands with the issue that owns it.
