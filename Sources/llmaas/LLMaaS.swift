@@ -1,0 +1,179 @@
+import ArgumentParser
+import EngineSim
+import Foundation
+import Catalog
+import Gateway
+import Logging
+import OpenAIWire
+import Storage
+import Tenancy
+
+@main
+struct LLMaaS: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "llmaas",
+        abstract: "A sovereign LLM-as-a-Service platform: an OpenAI-compatible gateway for a fleet of inference engines.",
+        subcommands: [Serve.self, Migrate.self, TenantCommand.self, KeyCommand.self, Sim.self]
+    )
+}
+
+/// Options every subcommand shares: the config file and its environment overrides.
+struct ConfigOptions: ParsableArguments {
+    @Option(name: .long, help: "Path of the YAML configuration file.")
+    var config: String?
+
+    func load() throws -> GatewayConfig {
+        do {
+            return try GatewayConfig.load(path: config)
+        } catch let e as ConfigError {
+            FileHandle.standardError.write(Data("llmaas: \(e)\n".utf8))
+            throw ExitCode(2)
+        }
+    }
+}
+
+func makeLogger(_ label: String = "llmaas") -> Logger {
+    var logger = Logger(label: label)
+    logger.logLevel = ProcessInfo.processInfo.environment["LLMAAS_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .info
+    return logger
+}
+
+func fail(_ message: String, code: Int32 = 1) -> ExitCode {
+    FileHandle.standardError.write(Data("llmaas: \(message)\n".utf8))
+    return ExitCode(code)
+}
+
+/// Opens the database of a config, applies pending migrations (every subcommand does), runs
+/// `body` with a key authority, and closes the database whatever happens.
+func withAuthority<T>(_ config: GatewayConfig, _ body: (KeyAuthority) async throws -> T) async throws -> T {
+    try FileManager.default.createDirectory(atPath: config.dataDir, withIntermediateDirectories: true)
+    let storage = try await Storage.openSQLite(path: config.databasePath, logger: makeLogger())
+    do {
+        try await storage.migrate()
+        let authority = KeyAuthority(storage: storage, secret: try ServerSecret.loadOrCreate(path: config.secretPath))
+        let result = try await body(authority)
+        await storage.shutdown()
+        return result
+    } catch {
+        await storage.shutdown()
+        throw error
+    }
+}
+
+func printJSON(_ value: JSONValue) { print(value.jsonString) }
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run the gateway (and the managed local engines).")
+    @OptionGroup var options: ConfigOptions
+
+    func run() async throws {
+        let config = try options.load()
+        do {
+            try await GatewayServer.run(config: config, logger: makeLogger()) { line in
+                print(line)
+                fflush(stdout)
+            }
+        } catch let e as ConfigError {
+            throw fail("\(e)", code: 2)
+        } catch let e as CatalogError {
+            throw fail("\(e)", code: 2)
+        }
+    }
+}
+
+struct Migrate: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Apply pending database migrations.")
+    @OptionGroup var options: ConfigOptions
+
+    func run() async throws {
+        let config = try options.load()
+        let storage = try await Storage.openSQLite(path: config.databasePath, logger: makeLogger())
+        let applied = try await storage.migrate()
+        let version = try await storage.schemaVersion()
+        await storage.shutdown()
+        print(applied.isEmpty ? "schema is up to date (version \(version))" : "applied migrations \(applied.map(String.init).joined(separator: ", ")); schema version \(version)")
+    }
+}
+
+struct TenantCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "tenant", abstract: "Manage tenants.", subcommands: [Create.self])
+
+    struct Create: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Create a tenant.")
+        @OptionGroup var options: ConfigOptions
+        @Argument(help: "Tenant name (letters, digits, '-', '_', '.').") var name: String
+        @Option(help: "Billing tier.") var tier: String = "tier-1"
+        @Flag(help: "Print JSON.") var json = false
+
+        func run() async throws {
+            let config = try options.load()
+            do {
+                let tenant = try await withAuthority(config) { try await $0.createTenant(name: name, tier: tier) }
+                if json {
+                    printJSON(.object([("id", .string(tenant.id)), ("name", .string(tenant.name)), ("tier", .string(tenant.tier))]))
+                } else {
+                    print("created tenant \(tenant.name) (\(tenant.id)), tier \(tenant.tier)")
+                }
+            } catch let e as TenancyError {
+                throw fail(e.description)
+            }
+        }
+    }
+}
+
+struct KeyCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "key", abstract: "Manage API keys.", subcommands: [Create.self])
+
+    struct Create: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Create an API key for a tenant (the key is shown once).")
+        @OptionGroup var options: ConfigOptions
+        @Option(help: "Tenant name.") var tenant: String
+        @Option(help: "A name for the key.") var name: String = "default"
+        @Flag(help: "Print JSON.") var json = false
+
+        func run() async throws {
+            let config = try options.load()
+            do {
+                let (record, token) = try await withAuthority(config) { try await $0.createKey(tenantName: tenant, name: name) }
+                if json {
+                    printJSON(.object([("id", .string(record.id)), ("key", .string(token.text)), ("tenant", .string(tenant))]))
+                } else {
+                    print("key \(record.id) for tenant \(tenant) (shown once): \(token.text)")
+                }
+            } catch let e as TenancyError {
+                throw fail(e.description)
+            }
+        }
+    }
+}
+
+struct Sim: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run EngineSim, a SIMULATED OpenAI-compatible inference engine (no model; for tests and benchmarks).")
+    @Option(help: "HOST:PORT to listen on.") var listen: String = "127.0.0.1:9000"
+    @Option(name: .customLong("model"), help: "Model name the sim serves (repeatable).") var models: [String] = []
+    @Option(name: .customLong("ttft-ms"), help: "Time to first token.") var ttftMs: Int = 20
+    @Option(name: .customLong("itl-ms"), help: "Inter-token latency.") var itlMs: Int = 5
+    @Option(help: "Report usage: on|off.") var usage: String = "on"
+    @Option(help: "Reasoning output: none|field|think.") var reasoning: String = "none"
+    @Option(help: "Seed of the deterministic text.") var seed: UInt64 = 42
+    @Option(help: "Natural answer length in tokens (max_tokens caps it).") var tokens: Int = 32
+    @Option(help: "Fault: none|refuse|500|hang|cut.") var fault: String = "none"
+
+    func run() async throws {
+        guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]) else {
+            throw fail("--listen must be HOST:PORT", code: 2)
+        }
+        guard let style = SimConfig.ReasoningStyle(rawValue: reasoning) else { throw fail("--reasoning must be none, field or think", code: 2) }
+        guard let f = SimConfig.Fault(rawValue: fault) else { throw fail("--fault must be none, refuse, 500, hang or cut", code: 2) }
+        guard usage == "on" || usage == "off" else { throw fail("--usage must be on or off", code: 2) }
+        let config = SimConfig(host: String(listen[..<colon]), port: port, models: models.isEmpty ? ["sim-chat"] : models,
+                               ttftMs: ttftMs, itlMs: itlMs, usage: usage == "on", reasoning: style, seed: seed,
+                               defaultTokens: tokens, fault: f)
+        let sim = EngineSim(config: config)
+        try await sim.run { port in
+            print("EngineSim (simulated engine) listening on http://\(config.host):\(port) serving \(config.models.joined(separator: ", "))")
+            fflush(stdout)
+        }
+    }
+}
