@@ -1,0 +1,48 @@
+"""Start-up with a bad configuration must stop with a message naming the field."""
+
+import subprocess
+
+from conftest import REPO, cli_env, free_port
+
+
+def test_unknown_backend_kind_stops_startup(llmaas_bin, tmp_path):
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    catalog = tmp_path / "catalog.yaml"
+    catalog.write_text(
+        "models:\n"
+        "  - id: sim-chat\n"
+        "    developer: LLMaaS EngineSim\n"
+        "    phase: experimental\n"
+        "    in_production: 2025-01-01\n"
+        "    end_of_support: 2030-12-31\n"
+        "    capabilities: [chat]\n"
+        "    context_length: 4096\n"
+    )
+    config = tmp_path / "bad.yaml"
+    config.write_text(
+        f"listen: 127.0.0.1:{free_port()}\n"
+        f"data_dir: {data_dir}\n"
+        f"catalog: {catalog}\n"
+        "backends:\n"
+        "  - name: weird-1\n"
+        "    kind: nosuch\n"
+        f"    url: http://127.0.0.1:{free_port()}\n"
+        '    models: { "sim-chat": "sim-chat" }\n'
+    )
+    try:
+        done = subprocess.run(
+            [str(llmaas_bin), "serve", "--config", str(config)],
+            env=cli_env(data_dir),
+            cwd=str(REPO),
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    except subprocess.TimeoutExpired as e:
+        raise AssertionError(
+            f"`llmaas serve` with backends[0].kind: nosuch did not exit; stderr: {e.stderr!r}"
+        )
+    assert done.returncode != 0, f"exited 0; stdout: {done.stdout!r}"
+    assert done.returncode == 2, f"exit code {done.returncode} (the contract says 2)"
+    assert "kind" in done.stderr, f"stderr does not name the field: {done.stderr!r}"
