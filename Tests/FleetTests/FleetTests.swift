@@ -160,3 +160,35 @@ func chatBody(stream: Bool = false, maxTokens: Int = 8, extra: [(String, JSONVal
         #expect(ChatTemplate.smolLM2.render(r) == "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n<|im_start|>user\nHello<|im_end|>\n<|im_start|>assistant\n")
     }
 }
+
+/// EngineSim's reasoning styles, as engines emit them (the simulator, not a model).
+@Suite(.serialized) struct SimReasoningTests {
+    func completion(_ style: SimConfig.ReasoningStyle) async throws -> (JSONValue, Usage) {
+        let h = try await SimHarness.start(SimConfig(ttftMs: 0, itlMs: 0, reasoning: style, defaultTokens: 10))
+        defer { h.task.cancel() }
+        let fleet = Fleet(configs: [h.backend()], http: testHTTP, logger: Logger(label: "t"))
+        let (_, response) = try await fleet.send(model: "chat-model", endpoint: .chat, body: chatBody(maxTokens: 10), stream: false)
+        guard case .complete(let json, let usage) = response else { throw CancellationError() }
+        return (json, usage)
+    }
+
+    @Test func reasoningField() async throws {
+        let (json, usage) = try await completion(.field)
+        let message = json["choices"]?.arrayValue?.first?["message"]
+        #expect(message?["reasoning_content"]?.stringValue?.isEmpty == false)
+        #expect(usage.reasoningTokens == 5 && usage.completionTokens == 10)
+    }
+
+    @Test func thinkTags() async throws {
+        let (json, usage) = try await completion(.think)
+        let content = json["choices"]?.arrayValue?.first?["message"]?["content"]?.stringValue ?? ""
+        #expect(content.hasPrefix("<think>") && content.contains("</think>"))
+        #expect(usage.reasoningTokens == 5)
+    }
+
+    @Test func deterministicFromSeed() async throws {
+        let a = try await completion(.none).0["choices"]?.arrayValue?.first?["message"]?["content"]
+        let b = try await completion(.none).0["choices"]?.arrayValue?.first?["message"]?["content"]
+        #expect(a == b && a?.stringValue?.isEmpty == false)
+    }
+}

@@ -46,3 +46,33 @@ def test_unknown_backend_kind_stops_startup(llmaas_bin, tmp_path):
     assert done.returncode != 0, f"exited 0; stdout: {done.stdout!r}"
     assert done.returncode == 2, f"exit code {done.returncode} (the contract says 2)"
     assert "kind" in done.stderr, f"stderr does not name the field: {done.stderr!r}"
+
+
+def test_migrate_is_idempotent_and_env_overrides_the_file(llmaas_bin, tmp_path):
+    """`llmaas migrate` applies the schema once; LLMAAS_DATA_DIR and LLMAAS_LISTEN win over the file."""
+    file_data = tmp_path / "from-file"
+    env_data = tmp_path / "from-env"
+    config = tmp_path / "c.yaml"
+    config.write_text(f"listen: 127.0.0.1:1\ndata_dir: {file_data}\ncatalog: {REPO / 'deploy/catalog.yaml'}\n")
+    env = cli_env(env_data)
+    first = subprocess.run([str(llmaas_bin), "migrate", "--config", str(config)], env=env, capture_output=True, text=True, timeout=60)
+    assert first.returncode == 0, first.stderr
+    assert "applied migrations 1" in first.stdout
+    again = subprocess.run([str(llmaas_bin), "migrate", "--config", str(config)], env=env, capture_output=True, text=True, timeout=60)
+    assert "up to date" in again.stdout
+    assert (env_data / "llmaas.sqlite").exists() and not file_data.exists()
+
+    port = free_port()
+    proc = subprocess.Popen([str(llmaas_bin), "serve", "--config", str(config)], env={**env, "LLMAAS_LISTEN": f"127.0.0.1:{port}"},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        line = ""
+        for line in proc.stdout:
+            if "listening on" in line:
+                break
+        assert f"127.0.0.1:{port}" in line, line
+        import httpx
+        assert httpx.get(f"http://127.0.0.1:{port}/health", timeout=10).status_code == 200
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
