@@ -46,5 +46,50 @@ enum Schema {
                 .run()
             try await db.create(index: "requests_tenant_time").on("requests").column("tenant_id").column("created_at").run()
         },
+        Migration(version: 2, name: "tenant settings, key grants and rotation, admin tokens, audit log") { db in
+            // SQLite adds one column per ALTER statement.
+            let tenantColumns: [(String, SQLDataType)] = [
+                ("rotation_period_days", .int), ("grace_period_days", .int), ("webhook_url", .text),
+                ("shield_mode", .text), ("experimental_opt_in", .int),
+            ]
+            for (name, type) in tenantColumns { try await db.alter(table: "tenants").column(name, type: type).run() }
+            let keyColumns: [(String, SQLDataType)] = [
+                ("grants", .text), ("last_used_at", .bigint), ("successor_id", .text), ("predecessor_id", .text),
+                ("rotated_at", .bigint), ("sealed_secret", .text),
+            ]
+            for (name, type) in keyColumns { try await db.alter(table: "api_keys").column(name, type: type).run() }
+            try await db.create(table: "admin_tokens")
+                .column("id", type: .text, .primaryKey(autoIncrement: false))
+                .column("token_hash", type: .text, .notNull)
+                .column("name", type: .text, .notNull)
+                .column("tenant_id", type: .text)
+                .column("created_at", type: .bigint, .notNull)
+                .column("revoked_at", type: .bigint)
+                .run()
+            try await db.create(table: "audit_log")
+                .column("seq", type: .bigint, .primaryKey(autoIncrement: false))
+                .column("time", type: .bigint, .notNull)
+                .column("actor", type: .text, .notNull)
+                .column("tenant_id", type: .text)
+                .column("action", type: .text, .notNull)
+                .column("target", type: .text)
+                .column("outcome", type: .text, .notNull)
+                .column("request_id", type: .text)
+                .column("client_ip", type: .text)
+                .column("user_agent", type: .text)
+                .column("model", type: .text)
+                .column("status", type: .int)
+                .column("tokens", type: .bigint)
+                .column("prev_hash", type: .text, .notNull)
+                .column("hash", type: .text, .notNull)
+                .run()
+            try await db.create(index: "audit_tenant_time").on("audit_log").column("tenant_id").column("time").run()
+            // Retention: the last purged entry's seq and hash, so the rest of the chain still verifies.
+            try await db.create(table: "audit_anchor")
+                .column("id", type: .int, .primaryKey(autoIncrement: false))
+                .column("seq", type: .bigint, .notNull)
+                .column("hash", type: .text, .notNull)
+                .run()
+        },
     ]
 }

@@ -6,15 +6,33 @@ public struct TenantRecord: Codable, Sendable, Equatable {
     public var tier: String
     public var createdAt: Int64
     public var disabledAt: Int64?
+    /// Automatic key rotation: a key's lifetime, and how long it overlaps with its successor.
+    public var rotationPeriodDays: Int?
+    public var gracePeriodDays: Int?
+    /// Where rotation and lifecycle notices are posted (never with a secret inside).
+    public var webhookURL: String?
+    /// Prompt security: enforce (default), monitor, off.
+    public var shieldMode: String?
+    /// Served experimental models before their in-production date.
+    public var experimentalOptIn: Int?
 
-    public init(id: String, name: String, tier: String = "tier-1", createdAt: Int64, disabledAt: Int64? = nil) {
+    public init(id: String, name: String, tier: String = "tier-1", createdAt: Int64, disabledAt: Int64? = nil,
+                rotationPeriodDays: Int? = nil, gracePeriodDays: Int? = nil, webhookURL: String? = nil,
+                shieldMode: String? = nil, experimentalOptIn: Int? = nil) {
         self.id = id; self.name = name; self.tier = tier; self.createdAt = createdAt; self.disabledAt = disabledAt
+        self.rotationPeriodDays = rotationPeriodDays; self.gracePeriodDays = gracePeriodDays; self.webhookURL = webhookURL
+        self.shieldMode = shieldMode; self.experimentalOptIn = experimentalOptIn
     }
 
     enum CodingKeys: String, CodingKey {
         case id, name, tier
         case createdAt = "created_at"
         case disabledAt = "disabled_at"
+        case rotationPeriodDays = "rotation_period_days"
+        case gracePeriodDays = "grace_period_days"
+        case webhookURL = "webhook_url"
+        case shieldMode = "shield_mode"
+        case experimentalOptIn = "experimental_opt_in"
     }
 }
 
@@ -27,20 +45,37 @@ public struct APIKeyRecord: Codable, Sendable, Equatable {
     public var createdAt: Int64
     public var expiresAt: Int64?
     public var revokedAt: Int64?
+    /// JSON of the key's grants (models, endpoints, client IPs); nil = everything.
+    public var grants: String?
+    public var lastUsedAt: Int64?
+    /// Rotation: the key that replaces this one, and the key this one replaced.
+    public var successorID: String?
+    public var predecessorID: String?
+    public var rotatedAt: Int64?
+    /// A successor's secret, sealed with AES-256-GCM, until the tenant's admin fetches it once.
+    public var sealedSecret: String?
 
     public init(id: String, tenantID: String, name: String, secretHash: String, createdAt: Int64,
-                expiresAt: Int64? = nil, revokedAt: Int64? = nil) {
+                expiresAt: Int64? = nil, revokedAt: Int64? = nil, grants: String? = nil, lastUsedAt: Int64? = nil,
+                successorID: String? = nil, predecessorID: String? = nil, rotatedAt: Int64? = nil, sealedSecret: String? = nil) {
         self.id = id; self.tenantID = tenantID; self.name = name; self.secretHash = secretHash
         self.createdAt = createdAt; self.expiresAt = expiresAt; self.revokedAt = revokedAt
+        self.grants = grants; self.lastUsedAt = lastUsedAt; self.successorID = successorID
+        self.predecessorID = predecessorID; self.rotatedAt = rotatedAt; self.sealedSecret = sealedSecret
     }
 
     enum CodingKeys: String, CodingKey {
-        case id, name
+        case id, name, grants
         case tenantID = "tenant_id"
         case secretHash = "secret_hash"
         case createdAt = "created_at"
         case expiresAt = "expires_at"
         case revokedAt = "revoked_at"
+        case lastUsedAt = "last_used_at"
+        case successorID = "successor_id"
+        case predecessorID = "predecessor_id"
+        case rotatedAt = "rotated_at"
+        case sealedSecret = "sealed_secret"
     }
 }
 
@@ -81,5 +116,67 @@ public struct RequestRecord: Codable, Sendable, Equatable {
         case completionTokens = "completion_tokens"
         case latencyMs = "latency_ms"
         case ttftMs = "ttft_ms"
+    }
+}
+
+public struct AdminTokenRecord: Codable, Sendable, Equatable {
+    public var id: String
+    public var tokenHash: String
+    public var name: String
+    /// nil: operator token (all tenants); else the one tenant this token administers.
+    public var tenantID: String?
+    public var createdAt: Int64
+    public var revokedAt: Int64?
+
+    public init(id: String, tokenHash: String, name: String, tenantID: String?, createdAt: Int64, revokedAt: Int64? = nil) {
+        self.id = id; self.tokenHash = tokenHash; self.name = name; self.tenantID = tenantID
+        self.createdAt = createdAt; self.revokedAt = revokedAt
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case id, name
+        case tokenHash = "token_hash"
+        case tenantID = "tenant_id"
+        case createdAt = "created_at"
+        case revokedAt = "revoked_at"
+    }
+}
+
+/// One audit entry. Never prompt or completion text. `hash` covers `prevHash` and the entry's
+/// canonical bytes, so any edit, deletion, insertion or reordering breaks the chain.
+public struct AuditRecord: Codable, Sendable, Equatable {
+    public var seq: Int64
+    public var time: Int64
+    /// `key:<id>`, `admin:<id>`, `system`, or `anonymous`.
+    public var actor: String
+    public var tenantID: String?
+    public var action: String
+    public var target: String?
+    public var outcome: String
+    public var requestID: String?
+    public var clientIP: String?
+    public var userAgent: String?
+    public var model: String?
+    public var status: Int?
+    public var tokens: Int?
+    public var prevHash: String
+    public var hash: String
+
+    public init(seq: Int64, time: Int64, actor: String, tenantID: String?, action: String, target: String?, outcome: String,
+                requestID: String?, clientIP: String?, userAgent: String?, model: String?, status: Int?, tokens: Int?,
+                prevHash: String, hash: String) {
+        self.seq = seq; self.time = time; self.actor = actor; self.tenantID = tenantID; self.action = action
+        self.target = target; self.outcome = outcome; self.requestID = requestID; self.clientIP = clientIP
+        self.userAgent = userAgent; self.model = model; self.status = status; self.tokens = tokens
+        self.prevHash = prevHash; self.hash = hash
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case seq, time, actor, action, target, outcome, model, status, tokens, hash
+        case tenantID = "tenant_id"
+        case requestID = "request_id"
+        case clientIP = "client_ip"
+        case userAgent = "user_agent"
+        case prevHash = "prev_hash"
     }
 }

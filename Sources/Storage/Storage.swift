@@ -97,6 +97,14 @@ public final class Storage: Sendable {
             .first(decodingColumn: "n", as: Int.self) ?? 0
     }
 
+    public func tenants() async throws -> [TenantRecord] {
+        try await db.select().columns("*").from("tenants").orderBy("created_at").all(decoding: TenantRecord.self)
+    }
+
+    public func updateTenant(_ tenant: TenantRecord) async throws {
+        try await db.update("tenants").set(model: tenant, nilEncodingStrategy: .asNil).where("id", .equal, tenant.id).run()
+    }
+
     // MARK: API keys
 
     public func insertKey(_ key: APIKeyRecord) async throws {
@@ -105,6 +113,91 @@ public final class Storage: Sendable {
 
     public func key(id: String) async throws -> APIKeyRecord? {
         try await db.select().columns("*").from("api_keys").where("id", .equal, id).first(decoding: APIKeyRecord.self)
+    }
+
+    public func keys(tenantID: String) async throws -> [APIKeyRecord] {
+        try await db.select().columns("*").from("api_keys").where("tenant_id", .equal, tenantID).orderBy("created_at")
+            .all(decoding: APIKeyRecord.self)
+    }
+
+    public func updateKey(_ key: APIKeyRecord) async throws {
+        try await db.update("api_keys").set(model: key, nilEncodingStrategy: .asNil).where("id", .equal, key.id).run()
+    }
+
+    /// Keys that may be due for rotation: live, no successor yet, of tenants with a rotation policy.
+    public func rotationCandidates() async throws -> [APIKeyRecord] {
+        try await db.select().columns(SQLColumn(SQLLiteral.all, table: SQLIdentifier("api_keys"))).from("api_keys")
+            .join("tenants", on: SQLColumn("tenant_id", table: "api_keys"), .equal, SQLColumn("id", table: "tenants"))
+            .where(SQLColumn("rotation_period_days", table: "tenants"), .isNot, SQLLiteral.null)
+            .where(SQLColumn("successor_id", table: "api_keys"), .is, SQLLiteral.null)
+            .where(SQLColumn("revoked_at", table: "api_keys"), .is, SQLLiteral.null)
+            .all(decoding: APIKeyRecord.self)
+    }
+
+    /// Records when keys were last used (one statement per key, batched by the caller).
+    public func touchKeys(_ lastUsed: [String: Int64]) async throws {
+        for (id, time) in lastUsed {
+            try await db.update("api_keys").set("last_used_at", to: SQLBind(time)).where("id", .equal, id).run()
+        }
+    }
+
+    // MARK: Admin tokens
+
+    public func insertAdminToken(_ token: AdminTokenRecord) async throws {
+        try await db.insert(into: "admin_tokens").model(token, nilEncodingStrategy: .asNil).run()
+    }
+
+    public func adminToken(id: String) async throws -> AdminTokenRecord? {
+        try await db.select().columns("*").from("admin_tokens").where("id", .equal, id).first(decoding: AdminTokenRecord.self)
+    }
+
+    // MARK: Audit log
+
+    public func appendAudit(_ entries: [AuditRecord]) async throws {
+        guard !entries.isEmpty else { return }
+        for start in stride(from: 0, to: entries.count, by: 1000) {
+            try await db.insert(into: "audit_log").models(Array(entries[start..<min(start + 1000, entries.count)]), nilEncodingStrategy: .asNil).run()
+        }
+    }
+
+    /// The newest entry (where a new writer continues the chain).
+    public func lastAudit() async throws -> AuditRecord? {
+        try await db.select().columns("*").from("audit_log").orderBy("seq", .descending).limit(1).first(decoding: AuditRecord.self)
+    }
+
+    /// Entries in chain order, `limit` at a time after `afterSeq`.
+    public func auditPage(afterSeq: Int64, limit: Int) async throws -> [AuditRecord] {
+        try await db.select().columns("*").from("audit_log").where("seq", .greaterThan, afterSeq).orderBy("seq").limit(limit)
+            .all(decoding: AuditRecord.self)
+    }
+
+    /// Entries of one tenant (or all) in a time range, in chain order.
+    public func auditEntries(tenantID: String?, from: Int64, to: Int64) async throws -> [AuditRecord] {
+        var q = db.select().columns("*").from("audit_log").where("time", .greaterThanOrEqual, from).where("time", .lessThan, to)
+        if let tenantID { q = q.where("tenant_id", .equal, tenantID) }
+        return try await q.orderBy("seq").all(decoding: AuditRecord.self)
+    }
+
+    public func auditAnchor() async throws -> (seq: Int64, hash: String)? {
+        guard let row = try await db.select().columns("seq", "hash").from("audit_anchor").where("id", .equal, 1).first() else { return nil }
+        return (try row.decode(column: "seq", as: Int64.self), try row.decode(column: "hash", as: String.self))
+    }
+
+    /// Retention: deletes entries up to `seq` (inclusive) and records that entry's hash as the
+    /// anchor the remaining chain starts from.
+    public func purgeAudit(throughSeq seq: Int64, anchorHash: String) async throws {
+        // Anchor first, in one statement: a crash between the two steps leaves a chain that still
+        // verifies (entries at or before the anchor are simply ignored).
+        try await db.insert(into: "audit_anchor").columns("id", "seq", "hash").values(SQLBind(1), SQLBind(seq), SQLBind(anchorHash))
+            .onConflict(with: ["id"]) { $0.set(excludedValueOf: "seq").set(excludedValueOf: "hash") }
+            .run()
+        try await db.delete(from: "audit_log").where("seq", .lessThanOrEqual, seq).run()
+    }
+
+    /// The last entry at or before `time` (retention boundary).
+    public func lastAudit(before time: Int64) async throws -> AuditRecord? {
+        try await db.select().columns("*").from("audit_log").where("time", .lessThan, time).orderBy("seq", .descending).limit(1)
+            .first(decoding: AuditRecord.self)
     }
 
     // MARK: Requests

@@ -74,6 +74,29 @@ public struct ServerSecret: Sendable {
         return ServerSecret(bytes: bytes)
     }
 
+    /// AES-256-GCM with a key derived from the server secret (HKDF-SHA256): for a successor key's
+    /// secret, kept only until the tenant's admin fetches it once.
+    public func seal(_ text: String) throws -> String {
+        let box = try AES.GCM.seal(Array(text.utf8), using: sealingKey)
+        return box.combined!.base64EncodedString()
+    }
+
+    public func unseal(_ sealed: String) throws -> String {
+        guard let data = Data(base64Encoded: sealed) else { throw TenancyError.invalid("sealed secret is not base64") }
+        let box = try AES.GCM.SealedBox(combined: data)
+        return String(decoding: try AES.GCM.open(box, using: sealingKey), as: UTF8.self)
+    }
+
+    var sealingKey: SymmetricKey {
+        HKDF<SHA256>.deriveKey(inputKeyMaterial: SymmetricKey(data: bytes), info: Data("llmaas sealed secrets v1".utf8), outputByteCount: 32)
+    }
+
+    /// Hex SHA-256 HMAC under a purpose label (admin tokens use their own label, so an API key
+    /// hash can never be replayed as an admin token hash).
+    public func hash(_ secret: String, purpose: String) -> String {
+        hash(purpose + ":" + secret)
+    }
+
     /// Hex HMAC-SHA256 of a key secret.
     public func hash(_ secret: String) -> String {
         let mac = HMAC<SHA256>.authenticationCode(for: Array(secret.utf8), using: SymmetricKey(data: bytes))

@@ -9,6 +9,12 @@ public struct Principal: Sendable, Equatable {
     public let tenantName: String
     public let tier: String
     public let keyID: String
+    public let grants: Grants
+    /// Set while the key is in its rotation grace period: when it stops working, and its successor.
+    public let expiresAt: Int64?
+    public let successorID: String?
+    public let shieldMode: String
+    public let experimentalOptIn: Bool
 }
 
 public enum TenancyError: Error, CustomStringConvertible, Equatable {
@@ -25,6 +31,10 @@ public enum TenancyError: Error, CustomStringConvertible, Equatable {
 
 public enum AuthFailure: Error, Equatable {
     case missing, malformed, unknownKey, wrongSecret, revoked, expired, tenantDisabled
+    /// The key was rotated and its grace period is over.
+    case rotated(successorID: String)
+    /// The key may not be used from this client address.
+    case ipNotAllowed(keyID: String)
 }
 
 /// Creates tenants and keys, and authenticates bearer tokens with an in-memory cache so the hot
@@ -42,6 +52,8 @@ public final class KeyAuthority: Sendable {
         let tenant: TenantRecord
         let loadedAt: Int64
     }
+
+    private let lastUsed = Mutex<[String: Int64]>([:])
 
     public init(storage: Storage, secret: ServerSecret, cacheTTLms: Int64 = 1000,
                 now: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970 * 1000) }) {
@@ -69,20 +81,51 @@ public final class KeyAuthority: Sendable {
 
     /// Creates a key for a tenant and returns it with its token. The token is shown once: only its
     /// HMAC is stored.
-    public func createKey(tenantName: String, name: String = "default") async throws -> (APIKeyRecord, APIKeyToken) {
+    public func createKey(tenantName: String, name: String = "default", grants: Grants = .all,
+                          expiresAt: Int64? = nil) async throws -> (APIKeyRecord, APIKeyToken) {
         guard let tenant = try await storage.tenant(named: tenantName) else {
             throw TenancyError.notFound("tenant '\(tenantName)' does not exist; create it with 'llmaas tenant create \(tenantName)'")
         }
+        return try await createKey(tenant: tenant, name: name, grants: grants, expiresAt: expiresAt)
+    }
+
+    public func createKey(tenant: TenantRecord, name: String, grants: Grants = .all, expiresAt: Int64? = nil,
+                          predecessorID: String? = nil, sealed: Bool = false) async throws -> (APIKeyRecord, APIKeyToken) {
+        try grants.validate()
         let token = APIKeyToken.generate()
-        let record = APIKeyRecord(id: token.keyID, tenantID: tenant.id, name: name, secretHash: secret.hash(token.secret), createdAt: now())
+        let record = APIKeyRecord(id: token.keyID, tenantID: tenant.id, name: name, secretHash: secret.hash(token.secret), createdAt: now(),
+                                  expiresAt: expiresAt, grants: grants == .all ? nil : grants.json, predecessorID: predecessorID,
+                                  sealedSecret: sealed ? try secret.seal(token.text) : nil)
         try await storage.insertKey(record)
         return (record, token)
     }
 
     // MARK: Authentication (hot path)
 
-    /// Checks an `Authorization` header value (`Bearer sk-llm-…`).
-    public func authenticate(authorization: String?) async throws(AuthFailure) -> Principal {
+    /// Forgets cached keys so a change made here takes effect at once (other replicas: within the TTL).
+    public func invalidate(keyID: String? = nil) {
+        cache.withLock { c in
+            if let keyID { c.removeValue(forKey: keyID) } else { c.removeAll() }
+        }
+    }
+
+    /// Last-use times collected since the previous call (written in one batch, not per request).
+    public func drainLastUsed() -> [String: Int64] {
+        lastUsed.withLock { m in
+            defer { m.removeAll() }
+            return m
+        }
+    }
+
+    /// Checks an `Authorization` header value (`Bearer sk-llm-…`) from a client address.
+    public func authenticate(authorization: String?, clientIP: String? = nil) async throws(AuthFailure) -> Principal {
+        let principal = try await authenticate(authorization: authorization)
+        guard principal.grants.allows(ip: clientIP) else { throw .ipNotAllowed(keyID: principal.keyID) }
+        lastUsed.withLock { $0[principal.keyID] = now() }
+        return principal
+    }
+
+    private func authenticate(authorization: String?) async throws(AuthFailure) -> Principal {
         guard let header = authorization?.trimmingCharacters(in: .whitespaces), !header.isEmpty else { throw .missing }
         let parts = header.split(separator: " ", maxSplits: 1)
         guard parts.count == 2, parts[0].lowercased() == "bearer" else { throw .malformed }
@@ -116,9 +159,16 @@ public final class KeyAuthority: Sendable {
 
     private func check(_ entry: CachedKey, _ token: APIKeyToken, _ t: Int64) throws(AuthFailure) -> Principal {
         guard constantTimeEquals(secret.hash(token.secret), entry.key.secretHash) else { throw .wrongSecret }
-        if entry.key.revokedAt.map({ $0 <= t }) == true { throw .revoked }
-        if entry.key.expiresAt.map({ $0 <= t }) == true { throw .expired }
-        if entry.tenant.disabledAt.map({ $0 <= t }) == true { throw .tenantDisabled }
-        return Principal(tenantID: entry.tenant.id, tenantName: entry.tenant.name, tier: entry.tenant.tier, keyID: entry.key.id)
+        let key = entry.key, tenant = entry.tenant
+        if key.revokedAt.map({ $0 <= t }) == true { throw .revoked }
+        if key.expiresAt.map({ $0 <= t }) == true {
+            if let successor = key.successorID { throw .rotated(successorID: successor) }
+            throw .expired
+        }
+        if tenant.disabledAt.map({ $0 <= t }) == true { throw .tenantDisabled }
+        return Principal(tenantID: tenant.id, tenantName: tenant.name, tier: tenant.tier, keyID: key.id,
+                         grants: Grants.decode(key.grants), expiresAt: key.expiresAt,
+                         successorID: key.successorID, shieldMode: tenant.shieldMode ?? "enforce",
+                         experimentalOptIn: (tenant.experimentalOptIn ?? 0) != 0)
     }
 }

@@ -68,3 +68,101 @@ final class TestClock: Sendable {
         }
     }
 }
+
+@Suite struct RotationAndGrantsTests {
+    static let day: Int64 = 86_400_000
+
+    func withAuthority(_ body: (Storage, KeyAuthority, TestClock) async throws -> Void) async throws {
+        let storage = try await Storage.inMemory()
+        try await storage.migrate()
+        let clock = TestClock()
+        let authority = KeyAuthority(storage: storage, secret: ServerSecret(bytes: Array(repeating: 9, count: 32)), cacheTTLms: 0, now: { clock.now })
+        do { try await body(storage, authority, clock) } catch { await storage.shutdown(); throw error }
+        await storage.shutdown()
+    }
+
+    /// A 30-day period with 7 days' grace, walked day by day through 100 days.
+    @Test func rotationThroughHundredDays() async throws { try await withAuthority { storage, authority, clock in
+        var tenant = try await authority.createTenant(name: "acme")
+        tenant.rotationPeriodDays = 30
+        tenant.gracePeriodDays = 7
+        try await storage.updateTenant(tenant)
+        let grants = Grants(models: ["qwen3:*"], endpoints: ["chat"])
+        let (_, first) = try await authority.createKey(tenantName: "acme", grants: grants)
+        var current = first.text
+        var rotations: [RotationEvent] = []
+        var previous: (token: String, expires: Int64)?
+        for day in 1...100 {
+            clock.advance(Self.day)
+            let events = try await authority.rotateDueKeys()
+            for e in events {
+                rotations.append(e)
+                // Successor: same grants, secret fetched once.
+                let (succ, secretText) = try await authority.takeSuccessorSecret(keyID: e.keyID)
+                #expect(Grants.decode(succ.grants) == grants)
+                await #expect(throws: TenancyError.self) { _ = try await authority.takeSuccessorSecret(keyID: e.keyID) }
+                previous = (current, e.oldKeyExpiresAt)
+                current = secretText
+            }
+            // The current key always works.
+            let p = try await authority.authenticate(authorization: "Bearer \(current)")
+            #expect(p.grants == grants)
+            // The previous key works until the end of its period, announcing its successor; then it is refused.
+            if let prev = previous {
+                if clock.now < prev.expires {
+                    let old = try await authority.authenticate(authorization: "Bearer \(prev.token)")
+                    #expect(old.successorID != nil && old.expiresAt == prev.expires)
+                } else {
+                    do {
+                        _ = try await authority.authenticate(authorization: "Bearer \(prev.token)")
+                        Issue.record("day \(day): the rotated key still works after its grace period")
+                    } catch {
+                        guard case AuthFailure.rotated = error else { Issue.record("day \(day): \(error)"); continue }
+                    }
+                }
+            }
+        }
+        // Each key's successor is due 23 days after the key was made (period 30 minus grace 7):
+        // days 23, 46, 69 and 92.
+        #expect(rotations.count == 4)
+        #expect(rotations.allSatisfy { $0.automatic })
+    }}
+
+    @Test func manualRotateRevokeAndCacheInvalidation() async throws { try await withAuthority { _, authority, _ in
+        _ = try await authority.createTenant(name: "acme")
+        let (key, token) = try await authority.createKey(tenantName: "acme")
+        let event = try await authority.rotate(keyID: key.id, graceMs: 0)
+        await #expect(throws: AuthFailure.rotated(successorID: event.successorID)) {
+            try await authority.authenticate(authorization: "Bearer \(token.text)")
+        }
+        let (_, next) = try await authority.takeSuccessorSecret(keyID: key.id)
+        _ = try await authority.authenticate(authorization: "Bearer \(next)")
+        _ = try await authority.revoke(keyID: event.successorID)
+        await #expect(throws: AuthFailure.revoked) { try await authority.authenticate(authorization: "Bearer \(next)") }
+    }}
+
+    @Test func tenantScopeHidesOtherTenantsKeys() async throws { try await withAuthority { _, authority, _ in
+        let a = try await authority.createTenant(name: "a")
+        _ = try await authority.createTenant(name: "b")
+        let (bKey, _) = try await authority.createKey(tenantName: "b")
+        await #expect(throws: TenancyError.self) { _ = try await authority.revoke(keyID: bKey.id, tenantScope: a.id) }
+        await #expect(throws: TenancyError.self) { _ = try await authority.rotate(keyID: bKey.id, tenantScope: a.id) }
+        await #expect(throws: TenancyError.self) { _ = try await authority.updateGrants(keyID: bKey.id, grants: .all, tenantScope: a.id) }
+    }}
+
+    @Test func grantsGlobsEndpointsAndCIDR() throws {
+        let g = Grants(models: ["qwen3:*", "!qwen3:235b", "gemma3:?b"], endpoints: ["chat"], clientIPs: ["10.0.0.0/8", "2001:db8::/32"])
+        #expect(g.allows(model: ["qwen3:8b"]))
+        #expect(!g.allows(model: ["qwen3:235b"]))
+        #expect(g.allows(model: ["gemma3:4b"]) && !g.allows(model: ["gemma3:12b"]))
+        #expect(!g.allows(model: ["llama3.3:70b"]))
+        #expect(g.allows(endpoint: "chat") && !g.allows(endpoint: "embeddings"))
+        #expect(g.allows(ip: "10.1.2.3") && !g.allows(ip: "11.0.0.1"))
+        #expect(g.allows(ip: "2001:db8::1") && !g.allows(ip: "2001:db9::1"))
+        #expect(!g.allows(ip: "127.0.0.1"))
+        #expect(Grants.all.allows(ip: nil) && Grants.all.allows(model: ["x"]))
+        #expect(Grants.decode(g.json) == g)
+        #expect(throws: TenancyError.self) { try Grants(clientIPs: ["10.0.0.0/99"]).validate() }
+        #expect(throws: TenancyError.self) { try Grants(endpoints: ["images"]).validate() }
+    }
+}

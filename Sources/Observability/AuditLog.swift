@@ -1,0 +1,240 @@
+import Crypto
+import Foundation
+import Logging
+import ServiceLifecycle
+import Storage
+import Synchronization
+
+/// An audit event as the request path reports it (no hash yet, never prompt text).
+public struct AuditEvent: Sendable, Equatable {
+    public var time: Int64
+    public var actor: String
+    public var tenantID: String?
+    public var action: String
+    public var target: String?
+    public var outcome: String
+    public var requestID: String?
+    public var clientIP: String?
+    public var userAgent: String?
+    public var model: String?
+    public var status: Int?
+    public var tokens: Int?
+
+    public init(time: Int64, actor: String, tenantID: String? = nil, action: String, target: String? = nil, outcome: String,
+                requestID: String? = nil, clientIP: String? = nil, userAgent: String? = nil, model: String? = nil,
+                status: Int? = nil, tokens: Int? = nil) {
+        self.time = time; self.actor = actor; self.tenantID = tenantID; self.action = action; self.target = target
+        self.outcome = outcome; self.requestID = requestID; self.clientIP = clientIP
+        self.userAgent = userAgent.map { String($0.prefix(256)) }; self.model = model; self.status = status; self.tokens = tokens
+    }
+}
+
+/// The hash chain: each entry's hash is SHA-256 over the previous hash and the entry's canonical
+/// bytes (fields in a fixed order, length-prefixed so no two entries share an encoding).
+public enum AuditChain {
+    public static let genesis = String(repeating: "0", count: 64)
+
+    public static func hash(prev: String, seq: Int64, _ e: AuditEvent) -> String {
+        var sha = SHA256()
+        func field(_ s: String?) {
+            let bytes = Array((s ?? "\u{0}").utf8)
+            sha.update(data: Array(String(bytes.count).utf8) + [0x3A] + bytes)
+        }
+        field(prev)
+        field(String(seq))
+        field(String(e.time))
+        field(e.actor)
+        field(e.tenantID)
+        field(e.action)
+        field(e.target)
+        field(e.outcome)
+        field(e.requestID)
+        field(e.clientIP)
+        field(e.userAgent)
+        field(e.model)
+        field(e.status.map(String.init))
+        field(e.tokens.map(String.init))
+        return sha.finalize().map { String(format: "%02x", $0) }.joined()
+    }
+
+    public static func event(of r: AuditRecord) -> AuditEvent {
+        var e = AuditEvent(time: r.time, actor: r.actor, tenantID: r.tenantID, action: r.action, target: r.target, outcome: r.outcome,
+                           requestID: r.requestID, clientIP: r.clientIP, model: r.model, status: r.status, tokens: r.tokens)
+        e.userAgent = r.userAgent
+        return e
+    }
+
+    /// The first entry that breaks the chain, and why; nil when the log is intact.
+    public struct Break: Sendable, Equatable, CustomStringConvertible {
+        public let seq: Int64
+        public let reason: String
+        public var description: String { "audit entry \(seq): \(reason)" }
+    }
+
+    /// Walks the whole log (from the retention anchor) in pages. With the writer's `head` (the last
+    /// sequence number and hash it wrote), entries deleted from the end are caught too.
+    public static func verify(_ storage: Storage, head: AuditHead? = nil) async throws -> (checked: Int, firstBreak: Break?) {
+        var prevSeq: Int64 = 0
+        var prevHash = genesis
+        if let anchor = try await storage.auditAnchor() {
+            prevSeq = anchor.seq
+            prevHash = anchor.hash
+        }
+        var checked = 0
+        while true {
+            let page = try await storage.auditPage(afterSeq: prevSeq, limit: 5000)
+            if page.isEmpty {
+                if let head, head.seq > prevSeq {
+                    return (checked, Break(seq: prevSeq + 1, reason: "the log ends at entry \(prevSeq) but \(head.seq) entries were written: entries were deleted from the end"))
+                }
+                if let head, head.seq == prevSeq, head.hash != prevHash {
+                    return (checked, Break(seq: prevSeq, reason: "the last entry is not the one the writer wrote"))
+                }
+                return (checked, nil)
+            }
+            for r in page {
+                if r.seq != prevSeq + 1 {
+                    return (checked, Break(seq: r.seq, reason: "expected entry \(prevSeq + 1) next: entries were deleted or renumbered"))
+                }
+                if r.prevHash != prevHash {
+                    return (checked, Break(seq: r.seq, reason: "its previous-hash does not match entry \(prevSeq): an entry was deleted, inserted or reordered before it"))
+                }
+                if hash(prev: r.prevHash, seq: r.seq, event(of: r)) != r.hash {
+                    return (checked, Break(seq: r.seq, reason: "its content does not match its hash: the entry was changed"))
+                }
+                prevSeq = r.seq
+                prevHash = r.hash
+                checked += 1
+            }
+        }
+    }
+}
+
+/// The last entry the writer appended: kept outside the database (a file next to it), so that
+/// cutting entries off the end of the log is detected.
+public struct AuditHead: Sendable, Equatable {
+    public let seq: Int64
+    public let hash: String
+
+    public init(seq: Int64, hash: String) { self.seq = seq; self.hash = hash }
+
+    public static func read(path: String) -> AuditHead? {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return nil }
+        let parts = text.split(separator: " ")
+        guard parts.count == 2, let seq = Int64(parts[0]) else { return nil }
+        return AuditHead(seq: seq, hash: String(parts[1].trimmingCharacters(in: .whitespacesAndNewlines)))
+    }
+
+    func write(path: String) throws {
+        let tmp = path + ".tmp"
+        try "\(seq) \(hash)\n".write(toFile: tmp, atomically: false, encoding: .utf8)
+        _ = try FileManager.default.replaceItemAt(URL(fileURLWithPath: path), withItemAt: URL(fileURLWithPath: tmp))
+    }
+}
+
+/// Appends events to the chain off the request path: `record` only queues; the writer assigns
+/// sequence numbers and hashes in order and inserts each batch in one statement. Flushed at
+/// graceful shutdown, after the HTTP server has drained (nothing lost on SIGTERM).
+public final class AuditLog: Service, Sendable {
+    let storage: Storage
+    let logger: Logger
+    let enabled: Bool
+    private let queue = Mutex<[AuditEvent]>([])
+    private let chain = Mutex<(seq: Int64, hash: String)>((0, AuditChain.genesis))
+    private let writing = Mutex(false)
+    private let written = Atomic<Int>(0)
+
+    let headPath: String?
+
+    public init(storage: Storage, logger: Logger, enabled: Bool = true, headPath: String? = nil) {
+        self.storage = storage
+        self.logger = logger
+        self.enabled = enabled
+        self.headPath = headPath
+    }
+
+    /// The last entry written so far.
+    public var head: AuditHead? {
+        let c = chain.withLock { $0 }
+        return c.seq == 0 ? nil : AuditHead(seq: c.seq, hash: c.hash)
+    }
+
+    /// Continues the chain where the database ends.
+    public func resume() async throws {
+        let anchor = try await storage.auditAnchor()
+        if let last = try await storage.lastAudit() {
+            chain.withLock { $0 = (last.seq, last.hash) }
+        } else if let anchor {
+            chain.withLock { $0 = (anchor.seq, anchor.hash) }
+        }
+    }
+
+    public func record(_ event: AuditEvent) {
+        guard enabled else { return }
+        queue.withLock { $0.append(event) }
+    }
+
+    public var writtenCount: Int { written.load(ordering: .relaxed) }
+
+    /// Writes everything queued (one writer at a time keeps the chain in order).
+    public func flush() async {
+        guard writing.withLock({ w -> Bool in if w { return false }; w = true; return true }) else { return }
+        defer { writing.withLock { $0 = false } }
+        while true {
+            let events = queue.withLock { q -> [AuditEvent] in
+                let batch = Array(q.prefix(2000))
+                q.removeFirst(batch.count)
+                return batch
+            }
+            if events.isEmpty { return }
+            let start = chain.withLock { $0 }
+            var seq = start.seq, prev = start.hash
+            var records: [AuditRecord] = []
+            records.reserveCapacity(events.count)
+            for e in events {
+                seq += 1
+                let h = AuditChain.hash(prev: prev, seq: seq, e)
+                records.append(AuditRecord(seq: seq, time: e.time, actor: e.actor, tenantID: e.tenantID, action: e.action, target: e.target,
+                                           outcome: e.outcome, requestID: e.requestID, clientIP: e.clientIP, userAgent: e.userAgent,
+                                           model: e.model, status: e.status, tokens: e.tokens, prevHash: prev, hash: h))
+                prev = h
+            }
+            do {
+                try await storage.appendAudit(records)
+                chain.withLock { $0 = (seq, prev) }
+                written.add(records.count, ordering: .relaxed)
+                if let headPath {
+                    do { try AuditHead(seq: seq, hash: prev).write(path: headPath) } catch {
+                        logger.error("cannot write the audit head file", metadata: ["path": "\(headPath)", "error": "\(error)"])
+                    }
+                }
+            } catch {
+                logger.error("audit write failed; will retry", metadata: ["entries": "\(records.count)", "error": "\(error)"])
+                queue.withLock { $0.insert(contentsOf: events, at: 0) }
+                return
+            }
+        }
+    }
+
+    public func run() async throws {
+        await withGracefulShutdownHandler {
+            while !Task.isShuttingDownGracefully && !Task.isCancelled {
+                try? await Task.sleep(for: .milliseconds(100))
+                await flush()
+            }
+        } onGracefulShutdown: {}
+        for _ in 0..<20 where queue.withLock({ !$0.isEmpty }) {
+            await flush()
+            if queue.withLock({ !$0.isEmpty }) { try? await Task.sleep(for: .milliseconds(100)) }
+        }
+    }
+
+    /// Retention: drops entries older than `before` and anchors the chain at the last one dropped.
+    @discardableResult
+    public func purge(before time: Int64) async throws -> Int64? {
+        await flush()
+        guard let last = try await storage.lastAudit(before: time) else { return nil }
+        try await storage.purgeAudit(throughSeq: last.seq, anchorHash: last.hash)
+        return last.seq
+    }
+}

@@ -1,0 +1,132 @@
+import Foundation
+
+/// What one API key may do (SPEC S2.2): model patterns allowed and denied, endpoints, client IPs.
+/// An empty allow list means every model; denials always win.
+public struct Grants: Codable, Sendable, Equatable {
+    /// Globs over catalog ids (`qwen3:*`); a leading `!` denies (`!qwen3:235b`).
+    public var models: [String]
+    public var denyModels: [String]
+    /// `chat`, `completions`, `embeddings`; empty = all.
+    public var endpoints: [String]
+    /// CIDR blocks (IPv4 or IPv6); empty = any address.
+    public var clientIPs: [String]
+
+    public static let all = Grants(models: [], denyModels: [], endpoints: [], clientIPs: [])
+
+    public init(models: [String] = [], denyModels: [String] = [], endpoints: [String] = [], clientIPs: [String] = []) {
+        // `!glob` in the allow list is a denial.
+        self.models = models.filter { !$0.hasPrefix("!") }
+        self.denyModels = denyModels + models.filter { $0.hasPrefix("!") }.map { String($0.dropFirst()) }
+        self.endpoints = endpoints
+        self.clientIPs = clientIPs
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case models, endpoints
+        case denyModels = "deny_models"
+        case clientIPs = "client_ips"
+    }
+
+    public static let endpointNames: Set<String> = ["chat", "completions", "embeddings"]
+
+    /// Checks the values an operator gave; the message says what to fix.
+    public func validate() throws(TenancyError) {
+        for e in endpoints where !Self.endpointNames.contains(e) {
+            throw .invalid("unknown endpoint '\(e)' in grants (use chat, completions, embeddings)")
+        }
+        for c in clientIPs where CIDR(c) == nil {
+            throw .invalid("'\(c)' is not a CIDR block (e.g. 10.0.0.0/8, 2001:db8::/32, 192.0.2.7/32)")
+        }
+        for g in models + denyModels where g.isEmpty {
+            throw .invalid("an empty model pattern in grants")
+        }
+    }
+
+    public func allows(model ids: [String]) -> Bool {
+        if ids.contains(where: { id in denyModels.contains { Glob.matches($0, id) } }) { return false }
+        return models.isEmpty || ids.contains { id in models.contains { Glob.matches($0, id) } }
+    }
+
+    public func allows(endpoint: String) -> Bool { endpoints.isEmpty || endpoints.contains(endpoint) }
+
+    public func allows(ip: String?) -> Bool {
+        guard !clientIPs.isEmpty else { return true }
+        guard let ip, let address = IPAddress(ip) else { return false }
+        return clientIPs.contains { CIDR($0)?.contains(address) ?? false }
+    }
+
+    public var json: String { String(decoding: (try? JSONEncoder().encode(self)) ?? Data("{}".utf8), as: UTF8.self) }
+
+    public static func decode(_ text: String?) -> Grants {
+        guard let text, let g = try? JSONDecoder().decode(Grants.self, from: Data(text.utf8)) else { return .all }
+        return g
+    }
+}
+
+/// `*` (any run) and `?` (one character) globs, no other syntax.
+enum Glob {
+    static func matches(_ pattern: String, _ text: String) -> Bool {
+        let p = Array(pattern), t = Array(text)
+        var pi = 0, ti = 0, star = -1, mark = 0
+        while ti < t.count {
+            if pi < p.count, p[pi] == "?" || p[pi] == t[ti] {
+                pi += 1; ti += 1
+            } else if pi < p.count, p[pi] == "*" {
+                star = pi; mark = ti; pi += 1
+            } else if star >= 0 {
+                pi = star + 1; mark += 1; ti = mark
+            } else {
+                return false
+            }
+        }
+        while pi < p.count, p[pi] == "*" { pi += 1 }
+        return pi == p.count
+    }
+}
+
+/// An IPv4 or IPv6 address as 16 bytes (IPv4 mapped into ::ffff:0:0/96).
+struct IPAddress: Equatable {
+    let bytes: [UInt8]
+
+    init?(_ text: String) {
+        var t = text
+        if t.hasPrefix("[") && t.hasSuffix("]") { t = String(t.dropFirst().dropLast()) }
+        if let percent = t.firstIndex(of: "%") { t = String(t[..<percent]) }
+        var v4 = in_addr()
+        var v6 = in6_addr()
+        if inet_pton(AF_INET, t, &v4) == 1 {
+            bytes = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF] + withUnsafeBytes(of: &v4) { Array($0) }
+        } else if inet_pton(AF_INET6, t, &v6) == 1 {
+            bytes = withUnsafeBytes(of: &v6) { Array($0) }
+        } else {
+            return nil
+        }
+    }
+}
+
+struct CIDR {
+    let network: IPAddress
+    let prefix: Int
+
+    init?(_ text: String) {
+        let parts = text.split(separator: "/", maxSplits: 1).map(String.init)
+        guard let address = IPAddress(parts[0]) else { return nil }
+        let isV4 = parts[0].contains(".") && !parts[0].contains(":")
+        let max = isV4 ? 32 : 128
+        let bits = parts.count == 2 ? Int(parts[1]) : max
+        guard let bits, (0...max).contains(bits) else { return nil }
+        network = address
+        prefix = isV4 ? bits + 96 : bits
+    }
+
+    func contains(_ address: IPAddress) -> Bool {
+        var remaining = prefix
+        for i in 0..<16 where remaining > 0 {
+            let take = min(8, remaining)
+            let mask: UInt8 = take == 8 ? 0xFF : ~(0xFF >> UInt8(take))
+            if network.bytes[i] & mask != address.bytes[i] & mask { return false }
+            remaining -= take
+        }
+        return true
+    }
+}
