@@ -41,6 +41,7 @@ let package = Package(
         .target(name: "Metering", dependencies: ["Catalog", "Storage"], swiftSettings: v5),
         .target(name: "Observability", dependencies: [
             "Storage", .product(name: "Logging", package: "swift-log"),
+            .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ], swiftSettings: v5),
         .target(name: "Fleet", dependencies: [
@@ -71,6 +72,7 @@ let package = Package(
         .testTarget(name: "CatalogTests", dependencies: ["Catalog"], swiftSettings: v5),
         .testTarget(name: "StorageTests", dependencies: ["Storage"], swiftSettings: v5),
         .testTarget(name: "TenancyTests", dependencies: ["Tenancy", "Storage"], swiftSettings: v5),
+        .testTarget(name: "ObservabilityTests", dependencies: ["Observability", "Storage"], swiftSettings: v5),
         .testTarget(name: "FleetTests", dependencies: ["Fleet", "EngineSim"], swiftSettings: v5),
         .testTarget(name: "GatewayTests", dependencies: [
             "Gateway", "EngineSim",
