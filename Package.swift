@@ -73,6 +73,8 @@ let package = Package(
         .testTarget(name: "StorageTests", dependencies: ["Storage"], swiftSettings: v5),
         .testTarget(name: "TenancyTests", dependencies: ["Tenancy", "Storage"], swiftSettings: v5),
         .testTarget(name: "ObservabilityTests", dependencies: ["Observability", "Storage"], swiftSettings: v5),
+        .testTarget(name: "ShieldTests", dependencies: ["Shield"], swiftSettings: v5),
+        .executableTarget(name: "shield-bench", dependencies: ["Shield"], path: "bench/shield-bench", swiftSettings: v5),
         .testTarget(name: "FleetTests", dependencies: ["Fleet", "EngineSim"], swiftSettings: v5),
         .testTarget(name: "GatewayTests", dependencies: [
             "Gateway", "EngineSim",

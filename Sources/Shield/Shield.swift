@@ -1,1 +1,287 @@
-// The Shield module: see docs/ARCHITECTURE.md. Its first code lands with the issue that owns it.
+// The Shield module (SPEC S6, issue 6): prompt-security checks in three layers.
+//
+//   structure — JSON at the start of a prompt, Unicode tricks (homoglyphs, invisible and
+//               bidi characters, styled letters); scored so that ordinary NFKC changes
+//               (full-width punctuation, ligatures) never block on their own.
+//   patterns  — multilingual attack phrases, hidden HTML, script links in Markdown,
+//               repetition, obfuscated keywords; one Aho–Corasick automaton over a
+//               normalized form of the text, mapped back to original spans.
+//   behavior  — a per-API-key window of recent prompts: fragmentation across requests and
+//               the Nth consecutive identical prompt.
+//
+// Plain values in, plain values out: no HTTP, no storage, no clock reads (the caller passes
+// `now`). Spans are UTF-8 byte offsets into the inspected text.
+
+import Foundation
+
+/// Per-tenant mode. `off` is for the operator only (SPEC S6).
+public enum ShieldMode: String, Sendable, Codable, CaseIterable {
+    /// Inspect and block.
+    case enforce
+    /// Inspect and record findings, never block.
+    case monitor
+    /// Do not inspect (and do not record in the behavior window).
+    case off
+}
+
+/// Which analyzer produced a finding.
+public enum ShieldLayer: String, Sendable, Codable, CaseIterable, Comparable {
+    case structure, patterns, behavior
+    public static func < (a: ShieldLayer, b: ShieldLayer) -> Bool {
+        allCases.firstIndex(of: a)! < allCases.firstIndex(of: b)!
+    }
+}
+
+/// How much a finding weighs. `high` and `critical` block on their own; two `medium`
+/// findings from different rules block together; `low` and `info` are recorded only.
+public enum ShieldSeverity: Int, Sendable, Codable, Comparable, CustomStringConvertible {
+    case info = 0, low = 1, medium = 2, high = 3, critical = 4
+    public static func < (a: ShieldSeverity, b: ShieldSeverity) -> Bool { a.rawValue < b.rawValue }
+    public var description: String {
+        switch self {
+        case .info: "info"
+        case .low: "low"
+        case .medium: "medium"
+        case .high: "high"
+        case .critical: "critical"
+        }
+    }
+}
+
+/// Role of an inspected text. Only `user` and `tool` content is inspected for attacks; the
+/// developer's `system` prompt (and `developer`, `assistant`) is never treated as an attack.
+public enum InspectedRole: String, Sendable, Codable {
+    case user, tool, system, developer, assistant
+
+    var isInspected: Bool { self == .user || self == .tool }
+}
+
+public struct InspectedText: Sendable, Equatable {
+    public var role: InspectedRole
+    public var text: String
+    public init(role: InspectedRole, text: String) {
+        self.role = role
+        self.text = text
+    }
+}
+
+public struct ShieldInput: Sendable {
+    /// The new content of the request, in order (text parts of multi-part messages as
+    /// separate entries are fine).
+    public var texts: [InspectedText]
+    /// The API key (or any stable caller id) that keys the behavior window.
+    public var keyID: String
+    /// The request time, injected by the caller (the shield never reads a clock).
+    public var now: Date
+    public init(texts: [InspectedText], keyID: String, now: Date) {
+        self.texts = texts
+        self.keyID = keyID
+        self.now = now
+    }
+}
+
+/// One thing an analyzer noticed.
+public struct ShieldFinding: Sendable, Equatable, CustomStringConvertible {
+    /// Stable rule id, e.g. `patterns.ignore_instructions`. Safe to show to the caller.
+    public var ruleID: String
+    public var layer: ShieldLayer
+    public var severity: ShieldSeverity
+    /// Index into `ShieldInput.texts`.
+    public var textIndex: Int
+    /// UTF-8 byte range in `texts[textIndex].text`. Never echo the matched text to the caller.
+    public var span: Range<Int>
+
+    public init(ruleID: String, layer: ShieldLayer, severity: ShieldSeverity, textIndex: Int, span: Range<Int>) {
+        self.ruleID = ruleID
+        self.layer = layer
+        self.severity = severity
+        self.textIndex = textIndex
+        self.span = span
+    }
+
+    public var description: String { "\(ruleID) [\(layer.rawValue), \(severity)] text \(textIndex) bytes \(span.lowerBound)..<\(span.upperBound)" }
+}
+
+public struct ShieldVerdict: Sendable, Equatable {
+    /// True when the request must be refused (only ever true in `enforce` mode).
+    public var blocked: Bool
+    /// True when the findings would block in `enforce` mode (also set in `monitor` mode).
+    public var wouldBlock: Bool
+    public var mode: ShieldMode
+    public var findings: [ShieldFinding]
+
+    /// Distinct rule ids of the findings that decided the verdict (blocking ones when it
+    /// blocks, all otherwise), sorted. For the error message and metrics.
+    public var ruleIDs: [String] {
+        let decisive = wouldBlock ? findings.filter { $0.severity >= .medium } : findings
+        return Array(Set(decisive.map(\.ruleID))).sorted()
+    }
+    /// Distinct layers of those findings, in layer order.
+    public var layers: [ShieldLayer] {
+        let decisive = wouldBlock ? findings.filter { $0.severity >= .medium } : findings
+        return Array(Set(decisive.map(\.layer))).sorted()
+    }
+
+    public static let allow = ShieldVerdict(blocked: false, wouldBlock: false, mode: .enforce, findings: [])
+
+    /// A one-line, caller-safe message (rule ids and layers, never the matched text).
+    public var message: String {
+        guard wouldBlock else { return "allowed" }
+        return "prompt blocked by the prompt-security shield (layers: \(layers.map(\.rawValue).joined(separator: ", ")); rules: \(ruleIDs.joined(separator: ", ")))"
+    }
+}
+
+public struct ShieldConfig: Sendable, Equatable {
+    /// Behavior window: how many recent prompts per key are kept, and for how long.
+    public var windowSize: Int = 8
+    public var windowMaxAge: TimeInterval = 600
+    /// The Nth consecutive identical prompt from one key is blocked (SPEC S6.3: 30).
+    public var repetitionThreshold: Int = 30
+    /// Bound on the number of keys tracked; the least recently seen are evicted.
+    public var maxKeys: Int = 10_000
+    /// Bytes of each prompt's normalized form kept for fragmentation checks.
+    public var fragmentBytes: Int = 384
+    /// Inspect at most this many bytes per text (the head and the tail are inspected).
+    public var maxInspectedBytes: Int = 4 << 20
+    /// Turn the behavior layer off (evaluation of independent rows, for example).
+    public var behaviorEnabled: Bool = true
+    /// A consecutive repetition of one word this many times is suspicious.
+    public var wordRepetitionThreshold: Int = 8
+
+    public init() {}
+    public init(windowSize: Int = 8, windowMaxAge: TimeInterval = 600, repetitionThreshold: Int = 30,
+                maxKeys: Int = 10_000, behaviorEnabled: Bool = true) {
+        self.windowSize = windowSize
+        self.windowMaxAge = windowMaxAge
+        self.repetitionThreshold = repetitionThreshold
+        self.maxKeys = maxKeys
+        self.behaviorEnabled = behaviorEnabled
+    }
+}
+
+/// The shield. One instance per gateway, shared by every worker (thread-safe).
+public final class PromptShield: Sendable {
+    public let config: ShieldConfig
+    let engine: PatternEngine
+    let behavior: BehaviorWindow
+
+    public init(config: ShieldConfig = ShieldConfig()) {
+        self.config = config
+        self.engine = PatternEngine.shared
+        self.behavior = BehaviorWindow(config: config)
+    }
+
+    /// Inspect a request. `mode == .off` returns an empty allow verdict without looking.
+    public func inspect(_ input: ShieldInput, mode: ShieldMode = .enforce) -> ShieldVerdict {
+        guard mode != .off else { return ShieldVerdict(blocked: false, wouldBlock: false, mode: .off, findings: []) }
+        var findings: [ShieldFinding] = []
+        var heads: [[UInt8]] = []
+        var hasher = FNV64()
+        for (i, item) in input.texts.enumerated() where item.role.isInspected {
+            let analysis = analyzeText(item.text, index: i)
+            findings += analysis.findings
+            heads.append(analysis.head)
+            hasher.add(item.role.rawValue)
+            hasher.add(item.text)
+        }
+        if config.behaviorEnabled && !heads.isEmpty {
+            findings += behavior.observe(key: input.keyID, now: input.now, heads: heads,
+                                         indices: input.texts.indices.filter { input.texts[$0].role.isInspected },
+                                         digest: hasher.value, engine: engine)
+        }
+        findings.sort { ($0.textIndex, $0.span.lowerBound, $0.ruleID) < ($1.textIndex, $1.span.lowerBound, $1.ruleID) }
+        let wouldBlock = Self.decide(findings)
+        return ShieldVerdict(blocked: wouldBlock && mode == .enforce, wouldBlock: wouldBlock, mode: mode, findings: findings)
+    }
+
+    /// Static checks only (structure + patterns), no behavior window.
+    public func inspectStatic(_ text: String) -> ShieldVerdict {
+        let findings = analyzeText(text, index: 0).findings
+        let wouldBlock = Self.decide(findings)
+        return ShieldVerdict(blocked: wouldBlock, wouldBlock: wouldBlock, mode: .enforce, findings: findings)
+    }
+
+    /// The combination rule: any high/critical finding blocks; two medium findings with
+    /// different rule ids block together; low and info findings never block.
+    static func decide(_ findings: [ShieldFinding]) -> Bool {
+        if findings.contains(where: { $0.severity >= .high }) { return true }
+        let mediumRules = Set(findings.filter { $0.severity == .medium }.map(\.ruleID))
+        return mediumRules.count >= 2
+    }
+
+    struct TextAnalysis {
+        var findings: [ShieldFinding]
+        /// Head and tail of the normalized form, for the behavior window.
+        var head: [UInt8]
+    }
+
+    func analyzeText(_ text: String, index: Int) -> TextAnalysis {
+        var text = text
+        var findings: [ShieldFinding] = []
+        return text.withUTF8 { raw -> TextAnalysis in
+            // Very large inputs: inspect the head and the tail (where injections hide) only.
+            let limit = config.maxInspectedBytes
+            if raw.count > limit {
+                let half = limit / 2
+                let headEnd = Normalizer.scalarBoundary(raw, atOrBefore: half)
+                let tailStart = Normalizer.scalarBoundary(raw, atOrBefore: raw.count - half)
+                let a = analyzeSlice(UnsafeBufferPointer(rebasing: raw[0..<headEnd]), base: 0, index: index)
+                let b = analyzeSlice(UnsafeBufferPointer(rebasing: raw[tailStart..<raw.count]), base: tailStart, index: index)
+                findings = a.findings + b.findings
+                findings.append(ShieldFinding(ruleID: "structure.truncated_inspection", layer: .structure,
+                                              severity: .info, textIndex: index, span: headEnd..<tailStart))
+                return TextAnalysis(findings: findings, head: a.head)
+            }
+            return analyzeSlice(raw, base: 0, index: index)
+        }
+    }
+
+    private func analyzeSlice(_ raw: UnsafeBufferPointer<UInt8>, base: Int, index: Int) -> TextAnalysis {
+        let norm = Normalizer.normalize(raw)
+        var findings = StructureAnalyzer.analyze(raw: raw, norm: norm, index: index)
+        findings += engine.analyze(raw: raw, norm: norm, index: index, config: config)
+        if base != 0 {
+            for i in findings.indices {
+                findings[i].span = (findings[i].span.lowerBound + base)..<(findings[i].span.upperBound + base)
+            }
+        }
+        let keep = config.fragmentBytes
+        let head: [UInt8]
+        if norm.bytes.count <= keep { head = norm.bytes } else {
+            head = Array(norm.bytes[0..<(keep / 2)]) + [0x20] + Array(norm.bytes[(norm.bytes.count - keep / 2)...])
+        }
+        return TextAnalysis(findings: findings, head: head)
+    }
+
+    /// A human-readable explanation of the static verdict for one text (for `llmaas shield check`).
+    /// Unlike the API error, it shows the matched excerpts: it is for the operator.
+    public func explain(_ text: String) -> String {
+        let verdict = inspectStatic(text)
+        var out = "verdict: \(verdict.wouldBlock ? "BLOCK" : "allow")"
+        if verdict.findings.isEmpty { return out + " (no findings)\n" }
+        out += verdict.wouldBlock ? " — rules: \(verdict.ruleIDs.joined(separator: ", "))\n" : "\n"
+        let bytes = Array(text.utf8)
+        for f in verdict.findings {
+            let lo = max(0, min(f.span.lowerBound, bytes.count)), hi = max(lo, min(f.span.upperBound, bytes.count))
+            var excerpt = String(decoding: bytes[lo..<hi], as: UTF8.self)
+            if excerpt.count > 80 { excerpt = String(excerpt.prefix(77)) + "..." }
+            excerpt = excerpt.replacingOccurrences(of: "\n", with: "\\n")
+            let pad = { (s: String, n: Int) in s.count >= n ? s : s + String(repeating: " ", count: n - s.count) }
+            out += "  \(pad(f.severity.description, 8)) \(pad(f.layer.rawValue, 9)) \(pad(f.ruleID, 34)) bytes \(lo)..<\(hi)  \"\(excerpt)\"\n"
+        }
+        let norm = text.utf8.withContiguousStorageIfAvailable { Normalizer.normalize($0) } ?? Normalizer.normalize(Array(text.utf8).withUnsafeBufferPointer { $0 })
+        var shown = String(decoding: norm.bytes.prefix(200), as: UTF8.self)
+        if norm.bytes.count > 200 { shown += "..." }
+        out += "  normalized: \"\(shown)\"\n"
+        return out
+    }
+}
+
+/// FNV-1a 64, deterministic across processes (the behavior window compares digests).
+struct FNV64 {
+    var value: UInt64 = 0xcbf2_9ce4_8422_2325
+    mutating func add(_ s: String) {
+        for b in s.utf8 { value = (value ^ UInt64(b)) &* 0x100_0000_01b3 }
+        value = (value ^ 0xff) &* 0x100_0000_01b3
+    }
+}

@@ -1,0 +1,114 @@
+// One multi-pattern automaton (Aho–Corasick, compiled to a full DFA over byte classes) for
+// every literal pattern of every language: one table lookup per input byte, whatever the
+// number of patterns.
+//
+// Byte classes: each byte that occurs in some pattern gets a class; all other bytes share
+// class 0. Leet digits share the class of the letter they imitate ('0'→o, '1'→i, '3'→e,
+// '4'→a, '5'→s, '7'→t, '@'→a, '$'→s), so "1gn0re" walks the same path as "ignore".
+
+struct AhoCorasick: Sendable {
+    let classOf: [UInt8]          // 256 entries
+    let classCount: Int
+    let delta: [Int32]            // state * classCount + class -> next state
+    let outFirst: [Int32]         // state -> first pattern ending here (-1 none)
+    let outNext: [Int32]          // pattern -> next pattern in the same output chain (-1 end)
+    let patternLength: [Int32]
+    let stateCount: Int
+
+    static let leet: [UInt8: UInt8] = [
+        0x30: 0x6F, 0x31: 0x69, 0x33: 0x65, 0x34: 0x61, 0x35: 0x73, 0x37: 0x74, 0x40: 0x61, 0x24: 0x73,
+    ]
+
+    init(patterns: [[UInt8]]) {
+        // Byte classes.
+        var cls = [UInt8](repeating: 0, count: 256)
+        var next: UInt8 = 1
+        for p in patterns { for b in p where cls[Int(b)] == 0 && AhoCorasick.leet[b] == nil {
+            precondition(next < 255, "too many byte classes")
+            cls[Int(b)] = next; next += 1
+        } }
+        for (d, l) in AhoCorasick.leet where cls[Int(l)] != 0 { cls[Int(d)] = cls[Int(l)] }
+        classOf = cls
+        let k = Int(next)
+        classCount = k
+
+        // Trie.
+        var goto: [[Int32]] = [[Int32](repeating: -1, count: k)]
+        var ownOut: [[Int32]] = [[]]
+        for (pi, p) in patterns.enumerated() {
+            var s = 0
+            for b in p {
+                let c = Int(cls[Int(b)])
+                if goto[s][c] < 0 {
+                    goto[s][c] = Int32(goto.count)
+                    goto.append([Int32](repeating: -1, count: k)); ownOut.append([])
+                }
+                s = Int(goto[s][c])
+            }
+            ownOut[s].append(Int32(pi))
+        }
+        let n = goto.count
+        stateCount = n
+        var fail = [Int32](repeating: 0, count: n)
+        var d = [Int32](repeating: 0, count: n * k)
+        var queue: [Int] = []
+        queue.reserveCapacity(n)
+        for c in 0..<k {
+            let t = goto[0][c]
+            if t >= 0 { d[c] = t; fail[Int(t)] = 0; queue.append(Int(t)) } else { d[c] = 0 }
+        }
+        // Output chains: a state's outputs are its own patterns followed by those of its
+        // failure state (linked through outNext of its last own pattern).
+        var first = [Int32](repeating: -1, count: n)
+        var nextOut = [Int32](repeating: -1, count: patterns.count)
+        for s in 0..<n where !ownOut[s].isEmpty {
+            first[s] = ownOut[s][0]
+            for j in 0..<(ownOut[s].count - 1) { nextOut[Int(ownOut[s][j])] = ownOut[s][j + 1] }
+        }
+        var head = 0
+        // BFS order guarantees fail states are finished before their dependants.
+        var chainTail = [Int32](repeating: -1, count: n)   // last own pattern of each state
+        for s in 0..<n where !ownOut[s].isEmpty { chainTail[s] = ownOut[s].last! }
+        while head < queue.count {
+            let s = queue[head]; head += 1
+            let f = Int(fail[s])
+            if chainTail[s] >= 0 { nextOut[Int(chainTail[s])] = first[f] } else { first[s] = first[f] }
+            for c in 0..<k {
+                let t = goto[s][c]
+                if t >= 0 {
+                    fail[Int(t)] = d[f * k + c]
+                    d[s * k + c] = t
+                    queue.append(Int(t))
+                } else {
+                    d[s * k + c] = d[f * k + c]
+                }
+            }
+        }
+        delta = d
+        outFirst = first
+        outNext = nextOut
+        patternLength = patterns.map { Int32($0.count) }
+    }
+
+    /// Calls `onMatch(start, end, pattern)` for every occurrence (end exclusive).
+    @inline(__always)
+    func scan(_ bytes: UnsafeBufferPointer<UInt8>, _ onMatch: (Int, Int, Int) -> Void) {
+        classOf.withUnsafeBufferPointer { cls in
+            delta.withUnsafeBufferPointer { d in
+                outFirst.withUnsafeBufferPointer { first in
+                    var s = 0
+                    let k = classCount
+                    for i in 0..<bytes.count {
+                        s = Int(d[s &* k &+ Int(cls[Int(bytes[i])])])
+                        var p = first[s]
+                        while p >= 0 {
+                            let pi = Int(p)
+                            onMatch(i + 1 - Int(patternLength[pi]), i + 1, pi)
+                            p = outNext[pi]
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

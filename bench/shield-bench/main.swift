@@ -1,0 +1,87 @@
+// shield-bench: evaluation and speed of the Shield target, without the rest of the gateway.
+//   shield-bench eval FILE.jsonl [--fp] [--missed]   detection / false-positive table
+//   shield-bench speed [--iterations N]              µs per prompt and MB/s for 200 B … 1 MB
+//   shield-bench check "text"                        explain one verdict
+// Build in release: swift build -c release --scratch-path .build-shield --product shield-bench
+import Foundation
+import Shield
+
+func monotonicSeconds() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+}
+
+let args = Array(CommandLine.arguments.dropFirst())
+guard let command = args.first else {
+    print("usage: shield-bench eval FILE.jsonl [--fp] [--missed] | speed [--iterations N] | check TEXT")
+    exit(2)
+}
+
+switch command {
+case "eval":
+    guard args.count >= 2 else { print("eval FILE.jsonl"); exit(2) }
+    let data = try Data(contentsOf: URL(fileURLWithPath: args[1]))
+    let rows = try Evaluation.parse(jsonl: data)
+    let shield = PromptShield(config: ShieldConfig(behaviorEnabled: false))
+    _ = shield.inspectStatic("warm up")
+    let e = Evaluation.run(rows: rows, shield: shield, clock: monotonicSeconds)
+    print(e.table)
+    if args.contains("--fp") {
+        print("\nfalse positives:")
+        for (t, r) in e.falsePositiveSamples { print("- \(r.joined(separator: ",")): \(t.prefix(200).replacingOccurrences(of: "\n", with: " "))") }
+    }
+    if args.contains("--missed") {
+        print("\nmissed (first 50):")
+        for t in e.missedSamples { print("- \(t.prefix(160).replacingOccurrences(of: "\n", with: " "))") }
+    }
+case "check":
+    let shield = PromptShield()
+    print(shield.explain(args.dropFirst().joined(separator: " ")), terminator: "")
+case "speed":
+    var iterations = 0
+    if let i = args.firstIndex(of: "--iterations"), i + 1 < args.count { iterations = Int(args[i + 1]) ?? 0 }
+    let shield = PromptShield(config: ShieldConfig())
+    // A realistic mixed prompt: English prose with code, a little French and Japanese, no attack.
+    let base = """
+    Please review the following function and explain why the tests fail on Linux. \
+    def parse(x):  # type: ignore\n    return json.loads(x)\n\
+    Merci de répondre en français si possible. 日本語の説明も歓迎します。データの「ノイズ」は無視して構いません。\
+    The data has some noise; ignore the outliers in column 3 and summarise the trend. {"id": 42, "items": [1, 2, 3]} \n
+    """
+    func prompt(ofBytes n: Int) -> String {
+        var s = ""
+        while s.utf8.count < n { s += base }
+        var b = Array(s.utf8.prefix(n))
+        while let last = b.last, last & 0xC0 == 0x80 { b.removeLast() }
+        if let last = b.last, last >= 0xC0 { b.removeLast() }
+        return String(decoding: b, as: UTF8.self)
+    }
+    print("| prompt | iterations | p50 µs | p99 µs | mean µs | MB/s (one core) |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for (label, size) in [("200 B", 200), ("2 KB", 2048), ("32 KB", 32 * 1024), ("1 MB", 1 << 20)] {
+        let text = prompt(ofBytes: size)
+        let n = iterations > 0 ? iterations : max(20, min(20_000, 40_000_000 / size))
+        var samples: [Double] = []
+        samples.reserveCapacity(n)
+        var key = 0
+        for _ in 0..<10 { _ = shield.inspect(ShieldInput(texts: [InspectedText(role: .user, text: text)], keyID: "warm", now: Date()), mode: .enforce) }
+        let total0 = monotonicSeconds()
+        for _ in 0..<n {
+            key &+= 1
+            let input = ShieldInput(texts: [InspectedText(role: .user, text: text)], keyID: "k\(key % 64)", now: Date(timeIntervalSince1970: Double(key)))
+            let t0 = monotonicSeconds()
+            let v = shield.inspect(input, mode: .enforce)
+            samples.append(monotonicSeconds() - t0)
+            if v.blocked { print("unexpected block: \(v.ruleIDs)"); exit(1) }
+        }
+        let total = monotonicSeconds() - total0
+        samples.sort()
+        let p50 = samples[samples.count / 2] * 1e6, p99 = samples[min(samples.count - 1, samples.count * 99 / 100)] * 1e6
+        let mean = total / Double(n) * 1e6
+        let mbs = Double(text.utf8.count) / 1e6 / (total / Double(n))
+        print(String(format: "| %@ (%d B) | %d | %.1f | %.1f | %.1f | %.1f |", label, text.utf8.count, n, p50, p99, mean, mbs))
+    }
+default:
+    print("unknown command \(command)"); exit(2)
+}
