@@ -90,6 +90,34 @@ struct AhoCorasick: Sendable {
         patternLength = patterns.map { Int32($0.count) }
     }
 
+    struct Match { var lo: Int32; var hi: Int32; var pattern: Int32 }
+
+    /// Every occurrence (end exclusive), in order of end position.
+    func matches(_ bytes: UnsafeBufferPointer<UInt8>) -> [Match] {
+        var out: [Match] = []
+        classOf.withUnsafeBufferPointer { cls in
+            delta.withUnsafeBufferPointer { d in
+                outFirst.withUnsafeBufferPointer { first in
+                    outNext.withUnsafeBufferPointer { next in
+                        patternLength.withUnsafeBufferPointer { plen in
+                            var s = 0
+                            let k = classCount
+                            for i in 0..<bytes.count {
+                                s = Int(d[s &* k &+ Int(cls[Int(bytes[i])])])
+                                var p = first[s]
+                                while p >= 0 {
+                                    out.append(Match(lo: Int32(i + 1) - plen[Int(p)], hi: Int32(i + 1), pattern: p))
+                                    p = next[Int(p)]
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        return out
+    }
+
     /// Calls `onMatch(start, end, pattern)` for every occurrence (end exclusive).
     @inline(__always)
     func scan(_ bytes: UnsafeBufferPointer<UInt8>, _ onMatch: (Int, Int, Int) -> Void) {

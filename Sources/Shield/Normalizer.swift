@@ -233,57 +233,62 @@ enum Normalizer {
         return j
     }
 
-    static func normalize(_ raw: UnsafeBufferPointer<UInt8>) -> Normalized {
+    /// Mutable state of one normalization pass (a struct with mutating methods, so the hot
+    /// loop has no captured variables and no dynamic exclusivity checks).
+    struct Builder {
         var n = Normalized()
-        let count = raw.count
-        n.bytes.reserveCapacity(count + 16)
-        n.origin.reserveCapacity(count + 16)
-        n.flags.reserveCapacity(count + 16)
-        let tbl = table
-        // Word tracking for homoglyph / mixed-script detection.
         var wordStart = -1
         var wordHasLatin = false, wordHasLookalike = false, wordHasConfusable = false
         var pendingZeroWidth = false, pendingZWOrigin = 0
-        var lastLetterEnd = -1           // original offset just after the last letter emitted
-        var singleRun = 0, curTokenLen = 0, needJoin = false
+        var lastLetterEnd = -1
+        var singleRun = 0, curTokenLen = 0, curTokenAlpha = true, needJoin = false
 
-        @inline(__always) func endWord(_ end: Int) {
+        @inline(__always) mutating func endWord(_ end: Int) {
             if wordStart >= 0 && wordHasLatin && wordHasLookalike {
                 if wordHasConfusable { if n.homoglyphWords.count < 32 { n.homoglyphWords.append(wordStart..<end) } }
                 else if n.mixedScriptWords.count < 32 { n.mixedScriptWords.append(wordStart..<end) }
             }
             wordStart = -1; wordHasLatin = false; wordHasLookalike = false; wordHasConfusable = false
         }
-        @inline(__always) func emitSeparator(_ at: Int) {
+        @inline(__always) mutating func emitSeparator(_ at: Int) {
             if let last = n.bytes.last, last != 0x20 {
-                if curTokenLen == 1 { singleRun += 1; if singleRun >= 3 { needJoin = true } } else { singleRun = 0 }
+                if curTokenLen == 1 && curTokenAlpha { singleRun += 1; if singleRun >= 3 { needJoin = true } } else { singleRun = 0 }
                 curTokenLen = 0
                 n.bytes.append(0x20); n.origin.append(Int32(truncatingIfNeeded: at)); n.flags.append(0)
             }
             pendingZeroWidth = false
         }
-        @inline(__always) func emitWordByte(_ c: UInt8, _ at: Int, _ flag: UInt8) {
+        @inline(__always) mutating func emitWordByte(_ c: UInt8, _ at: Int, _ flag: UInt8) {
             var f = flag
             if pendingZeroWidth { f |= Normalized.Flag.zeroWidth; pendingZeroWidth = false }
             n.bytes.append(c); n.origin.append(Int32(truncatingIfNeeded: at)); n.flags.append(f)
             curTokenLen += 1
+            curTokenAlpha = c >= 0x61 && c <= 0x7A
         }
+    }
 
+    static func normalize(_ raw: UnsafeBufferPointer<UInt8>) -> Normalized {
+        var st = Builder()
+        let count = raw.count
+        st.n.bytes.reserveCapacity(count + 16)
+        st.n.origin.reserveCapacity(count + 16)
+        st.n.flags.reserveCapacity(count + 16)
+        let tbl = table
         var i = 0
         while i < count {
             let b = raw[i]
             if b < 0x80 {
                 let c = asciiMap[Int(b)]
                 if c == 0x20 {
-                    endWord(i); emitSeparator(i)
+                    st.endWord(i); st.emitSeparator(i)
                 } else {
-                    if wordStart < 0 { wordStart = i }
-                    if b >= 0x41 { wordHasLatin = true }
-                    if pendingZeroWidth && lastLetterEnd == i && n.zeroWidthInWords.count < 32 {
-                        n.zeroWidthInWords.append(pendingZWOrigin..<i)
+                    if st.wordStart < 0 { st.wordStart = i }
+                    if b >= 0x41 { st.wordHasLatin = true }
+                    if st.pendingZeroWidth && st.lastLetterEnd == i && st.n.zeroWidthInWords.count < 32 {
+                        st.n.zeroWidthInWords.append(st.pendingZWOrigin..<i)
                     }
-                    emitWordByte(c, i, 0)
-                    lastLetterEnd = i + 1
+                    st.emitWordByte(c, i, 0)
+                    st.lastLetterEnd = i + 1
                 }
                 i += 1
                 continue
@@ -301,23 +306,23 @@ enum Normalizer {
 
             // Fast paths: CJK ideographs, Hangul syllables (letters, unchanged by NFKC).
             if (0x4E00...0x9FFF).contains(v) || (0xAC00...0xD7A3).contains(v) || (0x3400...0x4DBF).contains(v) {
-                endWord(start)
-                for k in start..<(start + len) { emitWordByte(raw[k], start, 0) }
-                curTokenLen = 2 // never a "single letter" token
-                n.cjkLetters += 1
-                lastLetterEnd = i
+                st.endWord(start)
+                for k in start..<(start + len) { st.emitWordByte(raw[k], start, 0) }
+                st.curTokenLen = 2 // never a "single letter" token
+                st.n.cjkLetters += 1
+                st.lastLetterEnd = i
                 continue
             }
             if (0xE0000...0xE007F).contains(v) {
                 // Unicode tag characters: invisible, they can spell ASCII text.
-                if n.tagCharacters.count < 32 { n.tagCharacters.append(start..<i) }
+                if st.n.tagCharacters.count < 32 { st.n.tagCharacters.append(start..<i) }
                 let a = UInt8(v - 0xE0000)
                 let c = a < 0x80 ? asciiMap[Int(a)] : 0x20
-                if c == 0x20 { emitSeparator(start) } else { emitWordByte(c, start, Normalized.Flag.tag) }
+                if c == 0x20 { st.emitSeparator(start) } else { st.emitWordByte(c, start, Normalized.Flag.tag) }
                 continue
             }
             if (0x1F000...0x1FAFF).contains(v) {   // emoji and pictographs: separators
-                endWord(start); emitSeparator(start); continue
+                st.endWord(start); st.emitSeparator(start); continue
             }
             var kind: UInt8, script: Script, conf = false, ordinary = false, styled = false
             var outSlice: ArraySlice<UInt8>
@@ -341,50 +346,50 @@ enum Normalizer {
             }
             switch kind {
             case kZeroWidth:
-                if lastLetterEnd == start {
+                if st.lastLetterEnd == start {
                     // recorded when the next letter arrives (only "inside a word" counts)
-                    if !pendingZeroWidth { pendingZWOrigin = start }
-                    pendingZeroWidth = true
+                    if !st.pendingZeroWidth { st.pendingZWOrigin = start }
+                    st.pendingZeroWidth = true
                 }
-                lastLetterEnd = i   // a run of invisibles still counts as "inside" the word
+                st.lastLetterEnd = i   // a run of invisibles still counts as "inside" the word
                 continue
             case kBidi:
-                if n.bidiControls.count < 32 { n.bidiControls.append(start..<i) }
+                if st.n.bidiControls.count < 32 { st.n.bidiControls.append(start..<i) }
                 continue
             case kDrop:
-                if lastLetterEnd == start { lastLetterEnd = i }
+                if st.lastLetterEnd == start { st.lastLetterEnd = i }
                 continue
             case kSeparator:
-                if ordinary { n.nfkcOrdinary += 1 }
-                endWord(start); emitSeparator(start)
+                if ordinary { st.n.nfkcOrdinary += 1 }
+                st.endWord(start); st.emitSeparator(start)
                 continue
             default: break
             }
             // A letter (possibly several output bytes, possibly with separators inside).
-            if ordinary { n.nfkcOrdinary += 1 }
-            if styled, n.nfkcStyledLetters.count < 64 { n.nfkcStyledLetters.append(start..<i) }
-            if pendingZeroWidth && lastLetterEnd == start && n.zeroWidthInWords.count < 32 {
-                n.zeroWidthInWords.append(pendingZWOrigin..<start)
+            if ordinary { st.n.nfkcOrdinary += 1 }
+            if styled, st.n.nfkcStyledLetters.count < 64 { st.n.nfkcStyledLetters.append(start..<i) }
+            if st.pendingZeroWidth && st.lastLetterEnd == start && st.n.zeroWidthInWords.count < 32 {
+                st.n.zeroWidthInWords.append(st.pendingZWOrigin..<start)
             }
-            if script == .han || script == .kana || script == .hangul { endWord(start); n.cjkLetters += 1 }
+            if script == .han || script == .kana || script == .hangul { st.endWord(start); st.n.cjkLetters += 1 }
             else {
-                if wordStart < 0 { wordStart = start }
-                if script == .latin || styled { wordHasLatin = true }
-                if script.isLatinLookalikeScript { wordHasLookalike = true; if conf { wordHasConfusable = true } }
+                if st.wordStart < 0 { st.wordStart = start }
+                if script == .latin || styled { st.wordHasLatin = true }
+                if script.isLatinLookalikeScript { st.wordHasLookalike = true; if conf { st.wordHasConfusable = true } }
             }
             var flag: UInt8 = 0
             if conf { flag |= Normalized.Flag.confusable }
             if styled { flag |= Normalized.Flag.styled }
             for c in outSlice {
-                if c == 0x20 { emitSeparator(start) } else { emitWordByte(c, start, flag) }
+                if c == 0x20 { st.emitSeparator(start) } else { st.emitWordByte(c, start, flag) }
             }
-            if script == .han || script == .kana || script == .hangul { curTokenLen = 2 }
-            lastLetterEnd = i
+            if script == .han || script == .kana || script == .hangul { st.curTokenLen = 2 }
+            st.lastLetterEnd = i
         }
-        endWord(count)
-        if curTokenLen == 1 { singleRun += 1; if singleRun >= 3 { needJoin = true } }
-        if needJoin { joinSpacedLetters(&n) }
-        return n
+        st.endWord(count)
+        if st.curTokenLen == 1 && st.curTokenAlpha { st.singleRun += 1; if st.singleRun >= 3 { st.needJoin = true } }
+        if st.needJoin { joinSpacedLetters(&st.n) }
+        return st.n
     }
 
     /// Join runs of three or more one-byte tokens ("i g n o r e" -> "ignore").
@@ -402,7 +407,7 @@ enum Normalizer {
         var t = 0
         while t < tokens.count {
             var u = t
-            while u < tokens.count && tokens[u].1 - tokens[u].0 == 1 { u += 1 }
+            while u < tokens.count && tokens[u].1 - tokens[u].0 == 1 && bytes[tokens[u].0] >= 0x61 && bytes[tokens[u].0] <= 0x7A { u += 1 }
             if u - t >= 3 {
                 for k in t..<(u - 1) { dropSep[tokens[k].1] = true }
             }

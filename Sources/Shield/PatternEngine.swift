@@ -58,13 +58,14 @@ final class PatternEngine: Sendable {
 
     /// All atom occurrences on word boundaries, in order of end position.
     func atomHits(_ bytes: UnsafeBufferPointer<UInt8>) -> [AtomHit] {
-        var hits: [AtomHit] = []
         let n = bytes.count
-        automaton.scan(bytes) { lo, hi, p in
+        var hits: [AtomHit] = []
+        for m in automaton.matches(bytes) {
+            let lo = Int(m.lo), hi = Int(m.hi), p = Int(m.pattern)
             let a = atoms[p]
             if a.needsBoundary {
-                if lo > 0 && bytes[lo - 1] != 0x20 && bytes[lo - 1] < 0x80 { return }
-                if hi < n && bytes[hi] != 0x20 && bytes[hi] < 0x80 && a.bytes.last! < 0x80 { return }
+                if lo > 0 && bytes[lo - 1] != 0x20 && bytes[lo - 1] < 0x80 { continue }
+                if hi < n && bytes[hi] != 0x20 && bytes[hi] < 0x80 && a.bytes.last! < 0x80 { continue }
             }
             hits.append(AtomHit(atom: p, lo: lo, hi: hi))
         }

@@ -277,11 +277,14 @@ public final class PromptShield: Sendable {
     }
 }
 
-/// FNV-1a 64, deterministic across processes (the behavior window compares digests).
+/// Digest of the inspected texts for the repetition check (SipHash via Hasher: seeded per
+/// process, which is fine for an in-memory window).
 struct FNV64 {
-    var value: UInt64 = 0xcbf2_9ce4_8422_2325
+    var hasher = Hasher()
     mutating func add(_ s: String) {
-        for b in s.utf8 { value = (value ^ UInt64(b)) &* 0x100_0000_01b3 }
-        value = (value ^ 0xff) &* 0x100_0000_01b3
+        var s = s
+        s.withUTF8 { hasher.combine(bytes: UnsafeRawBufferPointer($0)) }
+        hasher.combine(0xff as UInt8)
     }
+    var value: UInt64 { UInt64(bitPattern: Int64(hasher.finalize())) }
 }
