@@ -6,6 +6,12 @@ public enum EngineKind: String, Sendable, CaseIterable {
     case llamacpp
     /// EngineSim, the simulated engine used for tests and benchmarks.
     case sim
+    /// vLLM: OpenAI API plus Prometheus `/metrics` (queue, running, KV-cache use), `/health`,
+    /// `reasoning_content` in messages and deltas.
+    case vllm
+    /// Ollama's native API (`/api/chat`, `/api/generate`, `/api/embed`, `/api/tags`, `/api/ps`),
+    /// translated to and from OpenAI's shape; no metrics, so the gateway counts its own load.
+    case ollama
 }
 
 public struct Timeouts: Sendable, Equatable {
@@ -45,14 +51,24 @@ public struct BackendConfig: Sendable, Equatable {
     public var models: [String: String]
     public var timeouts: Timeouts
     public var managed: ManagedEngineConfig?
+    /// Requests the gateway sends at once before it calls the backend full (its batch size).
+    public var capacity: Int
+    /// Active health probe (and metrics scrape) period.
+    public var probeIntervalMs: Int
+    /// Ask the engine which models it has (`/v1/models`, `/api/tags`) and serve every catalog
+    /// model whose name matches, in addition to `models`.
+    public var discoverModels: Bool
 
     public init(name: String, kind: EngineKind, url: String, models: [String: String], timeouts: Timeouts = Timeouts(),
-                managed: ManagedEngineConfig? = nil) {
+                managed: ManagedEngineConfig? = nil, capacity: Int = 8, probeIntervalMs: Int = 2000, discoverModels: Bool = false) {
         self.name = name
         self.kind = kind
         self.url = url.hasSuffix("/") ? String(url.dropLast()) : url
         self.models = models
         self.timeouts = timeouts
         self.managed = managed
+        self.capacity = max(1, capacity)
+        self.probeIntervalMs = max(50, probeIntervalMs)
+        self.discoverModels = discoverModels
     }
 }

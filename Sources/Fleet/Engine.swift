@@ -75,7 +75,10 @@ public final class Engine: Sendable {
 
     // MARK: Sending
 
-    public func send(_ request: UpstreamRequest) async throws(EngineError) -> UpstreamResponse {
+    /// Sends one request. For a stream, `onStreamEnd` is called once when the relay ends (the
+    /// fleet uses it to release the backend and to learn whether the stream broke).
+    public func send(_ request: UpstreamRequest, onStreamEnd: (@Sendable (StreamEnd) -> Void)? = nil) async throws(EngineError) -> UpstreamResponse {
+        if config.kind == .ollama { return try await sendOllama(request, onStreamEnd: onStreamEnd) }
         var body = request.body
         prepare(&body, request)
         let httpResponse = try await post(request.endpoint.path, body: body.serialized(), timeoutMs: config.timeouts.firstByteMs, streaming: request.stream)
@@ -84,7 +87,7 @@ public final class Engine: Sendable {
             throw .rejected(backend: name, error: mapEngineError(status: Int(httpResponse.status.code), body: bytes, endpoint: request.endpoint))
         }
         if request.stream {
-            return .stream(relay(httpResponse, request: request))
+            return .stream(relay(httpResponse, request: request, format: .sse, onEnd: onStreamEnd))
         }
         let bytes: [UInt8]
         do {
@@ -109,7 +112,9 @@ public final class Engine: Sendable {
     /// Edits the engine needs, and nothing else (DESIGN §3: lossless pass-through).
     func prepare(_ body: inout JSONValue, _ request: UpstreamRequest) {
         switch config.kind {
-        case .openai, .sim:
+        case .ollama:
+            break  // translated whole by OllamaAdapter
+        case .openai, .sim, .vllm:
             // Ask for usage in streams so every token is billed even if the client did not ask.
             if request.stream {
                 var options = body["stream_options"] ?? .object([])
@@ -123,6 +128,41 @@ public final class Engine: Sendable {
             if request.endpoint == .embeddings { body.remove("encoding_format") }
         }
     }
+
+    /// Ollama's native API: the request is translated to it and the answer back to OpenAI's shape.
+    func sendOllama(_ request: UpstreamRequest, onStreamEnd: (@Sendable (StreamEnd) -> Void)?) async throws(EngineError) -> UpstreamResponse {
+        let native = OllamaAdapter.request(request.body, endpoint: request.endpoint, stream: request.stream)
+        let httpResponse = try await post(OllamaAdapter.path(for: request.endpoint), body: native.serialized(),
+                                          timeoutMs: config.timeouts.firstByteMs, streaming: false)
+        if httpResponse.status.code >= 400 {
+            let bytes = await collect(httpResponse, limit: 1 << 20)
+            throw .rejected(backend: name, error: mapEngineError(status: Int(httpResponse.status.code), body: bytes, endpoint: request.endpoint))
+        }
+        if request.stream {
+            return .stream(relay(httpResponse, request: request, format: .ndjson, onEnd: onStreamEnd))
+        }
+        let bytes: [UInt8]
+        do {
+            bytes = try await withTimeout(config.timeouts.firstByteMs) { [httpResponse] in
+                var buffer = try await httpResponse.body.collect(upTo: 256 << 20)
+                return buffer.readBytes(length: buffer.readableBytes) ?? []
+            }
+        } catch let e as EngineError {
+            throw e
+        } catch {
+            throw .unreachable(backend: name, detail: "connection lost while reading the answer: \(error)")
+        }
+        guard let json = try? JSONValue.parse(bytes), case .object = json else {
+            throw .malformed(backend: name, detail: "the body is not a JSON object")
+        }
+        let model = request.body["model"]?.stringValue ?? ""
+        var out = OllamaAdapter.response(json, endpoint: request.endpoint, model: model, id: Self.newID(), created: Int(Date().timeIntervalSince1970))
+        let usage = try await completeUsage(out, request: request)
+        out.set("usage", usage.json)
+        return .complete(out, usage)
+    }
+
+    static func newID() -> String { "chatcmpl-" + String(UInt64.random(in: 0...UInt64.max), radix: 36) }
 
     func wantsBase64(_ body: JSONValue) -> Bool { body["encoding_format"]?.stringValue == "base64" }
 
@@ -180,7 +220,8 @@ public final class Engine: Sendable {
     /// invalid input with 500 (or FastAPI's 422); those are the client's mistakes, so 400.
     func mapEngineError(status: Int, body: [UInt8], endpoint: Endpoint) -> APIError {
         let json = try? JSONValue.parse(body)
-        var message = json?["error"]?["message"]?.stringValue ?? json?["message"]?.stringValue
+        // OpenAI/vLLM: {"error": {"message"}}; Ollama: {"error": "text"}.
+        var message = json?["error"]?["message"]?.stringValue ?? json?["error"]?.stringValue ?? json?["message"]?.stringValue
         if message == nil, let detail = json?["detail"] {
             // FastAPI validation errors: [{"loc": ["body", "max_tokens"], "msg": "..."}]
             if let first = detail.arrayValue?.first {

@@ -13,6 +13,8 @@ public enum EngineError: Error, Sendable, Equatable {
     case malformed(backend: String, detail: String)
     /// A stream ended without its end marker (engine died or cut the connection).
     case streamCut(backend: String, detail: String)
+    /// Every backend serving the model stayed full for the whole queue deadline.
+    case saturated(model: String, waitedMs: Int, retryAfter: Int)
 
     /// The client-facing error.
     public var apiError: APIError {
@@ -31,6 +33,11 @@ public enum EngineError: Error, Sendable, Equatable {
             var e = APIError.badGateway("The inference engine '\(b)' ended the stream before it was complete (\(d)). The partial answer is billed only for tokens produced; retry for a full answer.")
             e.code = "upstream_stream_error"
             return e
+        case .saturated(let model, let waited, let retry):
+            var e = APIError.unavailable("Every engine serving '\(model)' is busy; the request waited \(waited) ms in the queue. Retry after \(retry) s.",
+                                         retryAfter: retry)
+            e.code = "engines_saturated"
+            return e
         }
     }
 
@@ -38,6 +45,7 @@ public enum EngineError: Error, Sendable, Equatable {
     public var outcome: String {
         switch self {
         case .timeout: return "engine_timeout"
+        case .saturated: return "saturated"
         case .rejected(_, let e) where e.status < 500: return "rejected"
         default: return "upstream_error"
         }

@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import Foundation
 import NIOCore
 import OpenAIWire
 import Synchronization
@@ -9,6 +10,10 @@ struct StreamSummary: Sendable {
     var reasoning = ""
     var engineUsage: Usage?
     var sawDone = false
+    /// Relayed chunks that carried text (a lower bound of the tokens produced).
+    var textChunks = 0
+    /// NDJSON streams: whether the first chunk (which carries the role) was sent.
+    var sentFirst = false
 }
 
 /// Last time bytes arrived from the engine, shared between the reader and its watchdog.
@@ -24,17 +29,46 @@ final class Activity: Sendable {
     }
 }
 
+/// How a relayed stream ended, reported to the fleet (to release the backend and track health).
+public enum StreamEnd: Sendable {
+    case completed
+    /// The engine broke the stream (cut, silence, error event) after the first byte.
+    case failed(EngineError)
+    /// The consumer stopped reading (client hang-up).
+    case cancelled
+}
+
+/// The wire format of an engine stream.
+enum StreamFormat: Sendable {
+    /// `data: {...}` events ending with `data: [DONE]` (OpenAI, vLLM, llama.cpp).
+    case sse
+    /// One JSON object per line, the last with `"done": true` (Ollama).
+    case ndjson
+}
+
+/// The partial state of a stream, kept outside the reader so a failure can still bill what
+/// was produced.
+final class StreamProgress: Sendable {
+    let summary = Mutex(StreamSummary())
+}
+
 extension Engine {
-    /// Relays an engine's SSE stream as ``StreamEvent``s. Each chunk is handed on as soon as it is
+    /// Relays an engine stream as ``StreamEvent``s. Each chunk is handed on as soon as it is
     /// parsed (no buffering of the answer). Ending the consumer's iteration (client hang-up)
     /// cancels the reader, which closes the engine connection so the engine stops generating.
-    func relay(_ response: HTTPClientResponse, request: UpstreamRequest) -> EngineStream {
+    /// When the engine breaks the stream after the first byte, a `.usage` event for what was
+    /// produced (estimated, marked so) is yielded before the error, so the client's bill and
+    /// the request row cover the partial answer.
+    func relay(_ response: HTTPClientResponse, request: UpstreamRequest, format: StreamFormat = .sse,
+               onEnd: (@Sendable (StreamEnd) -> Void)? = nil) -> EngineStream {
         let (stream, continuation) = AsyncThrowingStream.makeStream(of: StreamEvent.self)
+        let progress = StreamProgress()
         let task = Task {
             do {
-                let summary = try await self.pump(response, request: request, continuation)
+                let summary = try await self.pump(response, request: request, format: format, progress: progress, continuation)
                 if !summary.sawDone {
-                    throw EngineError.streamCut(backend: self.name, detail: "the connection closed before 'data: [DONE]'")
+                    throw EngineError.streamCut(backend: self.name, detail: format == .sse
+                        ? "the connection closed before 'data: [DONE]'" : "the connection closed before the final message")
                 }
                 let usage: Usage
                 if let u = summary.engineUsage {
@@ -44,30 +78,43 @@ extension Engine {
                 }
                 continuation.yield(.usage(usage))
                 continuation.finish()
+                onEnd?(.completed)
             } catch is CancellationError {
                 continuation.finish(throwing: CancellationError())
-            } catch let error as EngineError {
-                continuation.finish(throwing: error)
+                onEnd?(.cancelled)
             } catch {
-                if Task.isCancelled {
+                if Task.isCancelled && !(error is EngineError) {
                     continuation.finish(throwing: CancellationError())
-                } else {
-                    continuation.finish(throwing: EngineError.streamCut(backend: self.name, detail: self.describe(error)))
+                    onEnd?(.cancelled)
+                    return
                 }
+                let engineError = error as? EngineError ?? .streamCut(backend: self.name, detail: self.describe(error))
+                continuation.yield(.usage(self.partialUsage(request: request, progress.summary.withLock { $0 })))
+                continuation.finish(throwing: engineError)
+                onEnd?(.failed(engineError))
             }
         }
         continuation.onTermination = { _ in task.cancel() }
         return EngineStream(events: stream, reader: task)
     }
 
+    /// Usage of a broken stream: the engine's counts never came, so estimate (and say so); at
+    /// least one token per relayed chunk that carried text.
+    func partialUsage(request: UpstreamRequest, _ summary: StreamSummary) -> Usage {
+        let prompt = InferenceRequest.promptTexts(of: request.body, endpoint: request.endpoint).joined(separator: "\n")
+        let output = max(summary.textChunks, Usage.estimateTokens(summary.output + summary.reasoning))
+        return Usage(promptTokens: Usage.estimateTokens(prompt), completionTokens: summary.textChunks == 0 && summary.output.isEmpty ? 0 : output,
+                     reasoningTokens: summary.reasoning.isEmpty ? 0 : Usage.estimateTokens(summary.reasoning), estimated: true)
+    }
+
     /// Reads the body under a watchdog that fails the stream after `idle_ms` of silence.
-    private func pump(_ response: HTTPClientResponse, request: UpstreamRequest,
+    private func pump(_ response: HTTPClientResponse, request: UpstreamRequest, format: StreamFormat, progress: StreamProgress,
                       _ continuation: AsyncThrowingStream<StreamEvent, any Error>.Continuation) async throws -> StreamSummary {
         let activity = Activity()
         let idleMs = config.timeouts.idleMs
         return try await withThrowingTaskGroup(of: StreamSummary?.self) { group in
             group.addTask {
-                try await self.read(response, request: request, activity: activity, continuation)
+                try await self.read(response, request: request, format: format, activity: activity, progress: progress, continuation)
             }
             group.addTask { [name] in
                 while true {
@@ -83,18 +130,62 @@ extension Engine {
         }
     }
 
-    private func read(_ response: HTTPClientResponse, request: UpstreamRequest, activity: Activity,
-                      _ continuation: AsyncThrowingStream<StreamEvent, any Error>.Continuation) async throws -> StreamSummary {
-        var parser = SSEParser()
+    private func read(_ response: HTTPClientResponse, request: UpstreamRequest, format: StreamFormat, activity: Activity,
+                      progress: StreamProgress, _ continuation: AsyncThrowingStream<StreamEvent, any Error>.Continuation) async throws -> StreamSummary {
         var summary = StreamSummary()
-        for try await buffer in response.body {
-            activity.touch()
-            for data in parser.feed(buffer.readableBytesView) {
-                try handle(data, request: request, summary: &summary, continuation)
+        defer { progress.summary.withLock { [summary] in $0 = summary } }
+        switch format {
+        case .sse:
+            var parser = SSEParser()
+            for try await buffer in response.body {
+                activity.touch()
+                for data in parser.feed(buffer.readableBytesView) {
+                    try handle(data, request: request, summary: &summary, continuation)
+                }
+                progress.summary.withLock { [summary] in $0 = summary }
+            }
+            if let data = parser.finish() { try handle(data, request: request, summary: &summary, continuation) }
+        case .ndjson:
+            var lines = LineSplitter()
+            let model = request.body["model"]?.stringValue ?? ""
+            let id = Self.newID()
+            let created = Int(Date().timeIntervalSince1970)
+            for try await buffer in response.body {
+                activity.touch()
+                for line in lines.feed(buffer.readableBytesView) {
+                    try handleLine(line, request: request, model: model, id: id, created: created, summary: &summary, continuation)
+                }
+                progress.summary.withLock { [summary] in $0 = summary }
+            }
+            if let line = lines.finish() {
+                try handleLine(line, request: request, model: model, id: id, created: created, summary: &summary, continuation)
             }
         }
-        if let data = parser.finish() { try handle(data, request: request, summary: &summary, continuation) }
         return summary
+    }
+
+    /// One line of an Ollama stream: translated to an OpenAI chunk; the final line's counts are the usage.
+    private func handleLine(_ line: [UInt8], request: UpstreamRequest, model: String, id: String, created: Int,
+                            summary: inout StreamSummary, _ continuation: AsyncThrowingStream<StreamEvent, any Error>.Continuation) throws {
+        guard let json = try? JSONValue.parse(line), case .object = json else {
+            throw EngineError.malformed(backend: name, detail: "a stream line is not JSON")
+        }
+        if let error = json["error"], !error.isNull {
+            throw EngineError.streamCut(backend: name, detail: "the engine reported: \(error.stringValue ?? error["message"]?.stringValue ?? "an error")")
+        }
+        if let chunk = OllamaAdapter.chunk(json, endpoint: request.endpoint, model: model, id: id, created: created, first: !summary.sentFirst) {
+            summary.sentFirst = true
+            let text = json["message"]?["content"]?.stringValue ?? json["response"]?.stringValue ?? ""
+            let thinking = json["message"]?["thinking"]?.stringValue ?? ""
+            summary.output += text
+            summary.reasoning += thinking
+            if !text.isEmpty || !thinking.isEmpty { summary.textChunks += 1 }
+            continuation.yield(.chunk(chunk))
+        }
+        if json["done"]?.boolValue == true {
+            summary.sawDone = true
+            summary.engineUsage = OllamaAdapter.usage(json)
+        }
     }
 
     private func handle(_ data: [UInt8], request: UpstreamRequest, summary: inout StreamSummary,
@@ -114,10 +205,13 @@ extension Engine {
         if let choice = chunk["choices"]?.arrayValue?.first {
             switch request.endpoint {
             case .chat:
-                if let text = choice["delta"]?["content"]?.stringValue { summary.output += text }
-                if let text = choice["delta"]?["reasoning_content"]?.stringValue { summary.reasoning += text }
+                let content = choice["delta"]?["content"]?.stringValue ?? ""
+                let reasoning = choice["delta"]?["reasoning_content"]?.stringValue ?? choice["delta"]?["reasoning"]?.stringValue ?? ""
+                summary.output += content
+                summary.reasoning += reasoning
+                if !content.isEmpty || !reasoning.isEmpty { summary.textChunks += 1 }
             case .completions:
-                if let text = choice["text"]?.stringValue { summary.output += text }
+                if let text = choice["text"]?.stringValue, !text.isEmpty { summary.output += text; summary.textChunks += 1 }
             case .embeddings: break
             }
         }
