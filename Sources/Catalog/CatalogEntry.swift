@@ -81,11 +81,15 @@ public struct CatalogEntry: Sendable, Equatable {
     public var contextLength: Int
     public var prices: Prices
     public var energyKWhPerMTok: Double?
+    /// Operator-granted extended support (SPEC S7): tenant name → the last day before removal
+    /// for that tenant only. Other tenants keep the standard dates.
+    public var extendedSupport: [String: Day]
 
     public init(id: String, developer: String = "", phase: Phase = .production,
                 inProduction: Day = Day(year: 2025, month: 1, day: 1), endOfSupport: Day = Day(year: 2099, month: 12, day: 31),
                 successor: String? = nil, aliases: [String] = [], capabilities: Set<Capability> = [.chat, .completions],
-                contextLength: Int = 8192, prices: Prices = .reference, energyKWhPerMTok: Double? = nil) {
+                contextLength: Int = 8192, prices: Prices = .reference, energyKWhPerMTok: Double? = nil,
+                extendedSupport: [String: Day] = [:]) {
         self.id = id
         self.developer = developer
         self.phase = phase
@@ -97,6 +101,7 @@ public struct CatalogEntry: Sendable, Equatable {
         self.contextLength = contextLength
         self.prices = prices
         self.energyKWhPerMTok = energyKWhPerMTok
+        self.extendedSupport = extendedSupport
     }
 
     /// The capability an endpoint needs.

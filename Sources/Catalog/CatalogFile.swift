@@ -27,7 +27,7 @@ public enum CatalogFile {
             let p = "models[\(i)]"
             guard let m = raw as? [String: Any] else { throw CatalogError(path: p, message: "each model must be a mapping") }
             let known: Set<String> = ["id", "developer", "phase", "in_production", "end_of_support", "successor", "aliases",
-                                      "capabilities", "context_length", "prices", "energy_kwh_per_mtok"]
+                                      "capabilities", "context_length", "prices", "energy_kwh_per_mtok", "extended_support"]
             if let unknown = m.keys.first(where: { !known.contains($0) }) {
                 throw CatalogError(path: "\(p).\(unknown)", message: "unknown field (known: \(known.sorted().joined(separator: ", ")))")
             }
@@ -79,6 +79,19 @@ public enum CatalogFile {
             if let pr = m["prices"] {
                 guard let prices = pr as? [String: Any] else { throw CatalogError(path: "\(p).prices", message: "must be a mapping") }
                 entry.prices = try parsePrices(prices, "\(p).prices")
+            }
+            if let x = m["extended_support"] {
+                guard let ext = x as? [String: Any] else {
+                    throw CatalogError(path: "\(p).extended_support", message: "must be a mapping of tenant name → last day of extended support (YYYY-MM-DD)")
+                }
+                for (tenant, raw) in ext.sorted(by: { $0.key < $1.key }) {
+                    let q = "\(p).extended_support.\(tenant)"
+                    let until = try day(raw, q, default: entry.removalDate)
+                    if until < entry.removalDate {
+                        throw CatalogError(path: q, message: "\(until) does not extend support: every tenant is served until \(entry.removalDate.adding(days: -1)) (end_of_support + 3 months, removed on \(entry.removalDate)); give a later last day or remove the line")
+                    }
+                    entry.extendedSupport[tenant] = until
+                }
             }
             entries.append(entry)
         }
