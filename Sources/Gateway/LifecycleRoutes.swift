@@ -1,0 +1,95 @@
+import Catalog
+import Foundation
+import HTTPTypes
+import Hummingbird
+import OpenAIWire
+import Tenancy
+
+/// Today's date for lifecycle decisions. Injected so that tests (and demos) can fix the date;
+/// the Catalog module never reads the system clock itself.
+public struct LifecycleClock: Sendable {
+    /// Seconds since the Unix epoch.
+    public let now: @Sendable () -> Int
+
+    public init(now: @escaping @Sendable () -> Int) { self.now = now }
+
+    public static let system = LifecycleClock { Int(Date().timeIntervalSince1970) }
+
+    /// From a clock in milliseconds since the epoch (`Platform.now`).
+    public static func millis(_ now: @escaping @Sendable () -> Int64) -> LifecycleClock {
+        LifecycleClock { Int(now() / 1000) }
+    }
+
+    /// Always `day` (00:00 UTC).
+    public static func fixed(_ day: Day) -> LifecycleClock { LifecycleClock { day.unixTime } }
+
+    public var today: Day { Day(unixTime: now()) }
+}
+
+/// Lifecycle header pairs (`Sunset`, `Deprecation`, `Link`) as HTTP fields.
+public func lifecycleHeaders(_ pairs: [(String, String)]) -> HTTPFields {
+    var fields = HTTPFields()
+    for (name, value) in pairs {
+        if let field = HTTPField.Name(name) { fields.append(HTTPField(name: field, value: value)) }
+    }
+    return fields
+}
+
+/// The origin the client reached (`http://127.0.0.1:8080`), for `Link` targets: the request's
+/// authority (Host) and `X-Forwarded-Proto` when a TLS proxy sits in front; else `fallback`.
+public func publicBaseURL(_ request: Request, fallback: String) -> String {
+    guard let authority = request.head.authority, !authority.isEmpty else { return fallback }
+    let proto = request.headers[HTTPField.Name("x-forwarded-proto")!].flatMap { $0 == "https" || $0 == "http" ? $0 : nil }
+    return "\(proto ?? request.head.scheme ?? "http")://\(authority)"
+}
+
+extension Platform {
+    /// Pipeline step 3 in one call: resolve the name or alias among the models an engine serves,
+    /// apply the lifecycle (404 before DMP unless experimental and the tenant opted in, 410 once
+    /// retired, warning headers in the sunset window and when deprecated), then the capability
+    /// check (400/413 naming the `param`). The returned headers go on the response, streamed or not.
+    func admitModel(_ inference: InferenceRequest, principal: Principal, today: Day, baseURL: String,
+                    limits: CapabilityLimits = .standard) throws(APIError) -> (entry: CatalogEntry, headers: HTTPFields) {
+        guard let entry = catalog.current.resolve(inference.model), fleet.servedModels.contains(entry.id) else {
+            throw APIError.modelNotFound(inference.model)
+        }
+        let pairs = try Lifecycle.admit(entry, requested: inference.model, on: today, tenant: principal.tenantName,
+                                        experimentalOptIn: principal.experimentalOptIn, baseURL: baseURL)
+        try CapabilityCheck.check(inference, model: entry, limits: limits)
+        return (entry, lifecycleHeaders(pairs))
+    }
+
+    /// The body of `GET /v1/models`: the models an engine serves, `allowed` for the key, and usable
+    /// by the tenant today, with lifecycle, capabilities, pricing and energy.
+    func lifecycleModelList(principal: Principal, today: Day, allowed: (CatalogEntry) -> Bool = { _ in true }) -> JSONValue {
+        let served = fleet.servedModels
+        return catalog.current.modelsJSON(on: today, tenant: principal.tenantName, experimentalOptIn: principal.experimentalOptIn,
+                                          include: { served.contains($0.id) && allowed($0) })
+    }
+
+    /// `GET /v1/models/{id}` (aliases resolve): 404 when unknown, not served, not `allowed` or not
+    /// yet available; 410 once retired; otherwise the model and the same lifecycle headers as an
+    /// inference response.
+    func lifecycleModelDetail(id: String, principal: Principal, today: Day, baseURL: String,
+                              allowed: (CatalogEntry) -> Bool = { _ in true }) throws(APIError) -> (json: JSONValue, headers: HTTPFields) {
+        guard let entry = catalog.current.resolve(id), fleet.servedModels.contains(entry.id), allowed(entry) else {
+            throw APIError.modelNotFound(id)
+        }
+        let pairs = try Lifecycle.admit(entry, requested: id, on: today, tenant: principal.tenantName,
+                                        experimentalOptIn: principal.experimentalOptIn, baseURL: baseURL)
+        return (entry.modelJSON(on: today, tenant: principal.tenantName), lifecycleHeaders(pairs))
+    }
+}
+
+/// `GET /v1/lifecycle`: every catalog model's dates, status and days left, public (no key), like
+/// a status page. `?format=text` gives the same table as `llmaas models --lifecycle`.
+public func addLifecycleRoutes(to router: Hummingbird.Router<GatewayContext>, platform: Platform, clock: LifecycleClock = .system) {
+    router.get("/v1/lifecycle") { request, _ in
+        let report = LifecycleReport(catalog: platform.catalog.current, on: clock.today)
+        if request.uri.queryParameters.get("format") == "text" {
+            return Response(status: .ok, headers: [.contentType: "text/plain; charset=utf-8"],
+                            body: ResponseBody(byteBuffer: ByteBuffer(string: report.table)))
+        }
+        return jsonResponse(report.json)
+    }
+}
