@@ -63,11 +63,14 @@ let package = Package(
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "Yams", package: "Yams"),
             .product(name: "Logging", package: "swift-log"),
-        ], swiftSettings: v5),
+        ], resources: [.copy("Resources/admin-openapi.yaml")], swiftSettings: v5),
         .executableTarget(name: "llmaas", dependencies: [
-            "Gateway", "EngineSim", "Catalog", "Storage", "Tenancy", "OpenAIWire",
+            "Gateway", "EngineSim", "Catalog", "Storage", "Tenancy", "OpenAIWire", "Observability",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: v5),
+        .executableTarget(name: "routing-bench", dependencies: [
+            "Fleet", "EngineSim", "OpenAIWire", .product(name: "Logging", package: "swift-log"),
+        ], path: "bench/routing-bench", swiftSettings: v5),
         .testTarget(name: "OpenAIWireTests", dependencies: ["OpenAIWire"], swiftSettings: v5),
         .testTarget(name: "CatalogTests", dependencies: ["Catalog"], swiftSettings: v5),
         .testTarget(name: "StorageTests", dependencies: ["Storage"], swiftSettings: v5),

@@ -18,20 +18,30 @@ struct CompletionPipeline: Sendable {
         let started = ContinuousClock.now
         let createdAt = Int64(Date().timeIntervalSince1970 * 1000)
 
-        // 1. Authenticate.
-        let principal = try await platform.authenticate(request)
+        // 1. Authenticate (key, client address) and check the key may use this endpoint.
+        let principal = try await platform.authenticate(request, context)
+        let keyHeaders = Self.keyHeaders(principal)
+        let recorder = RequestRecorder(platform: platform, principal: principal, requestID: context.requestID,
+                                       clientIP: context.clientIP, userAgent: request.headers[.userAgent])
 
         // 2. Parse (bounded body, strict JSON, typed checks naming the param).
         var record = RequestRecord(id: context.requestID, createdAt: createdAt, tenantID: principal.tenantID, keyID: principal.keyID,
                                    model: "", endpoint: endpoint.rawValue, status: 0, outcome: "ok", latencyMs: 0)
         do {
+            guard principal.grants.allows(endpoint: endpoint.grantName) else {
+                throw APIError.permissionDenied("API key \(principal.keyID) may not use \(endpoint.path). Ask your administrator to grant the '\(endpoint.grantName)' endpoint.")
+            }
             let bytes = try await readBody(request, limit: context.maxBodyBytes)
             let inference = try InferenceRequest(endpoint: endpoint, bytes: bytes)
             record.model = inference.model
 
-            // 3. Resolve the model and check it can do this.
+            // 3. Resolve the model, check the key may use it and the model can do this.
             let entry = try resolve(inference)
             record.model = entry.id
+            guard principal.grants.allows(model: [entry.id]) else {
+                throw APIError.permissionDenied("API key \(principal.keyID) is not allowed to use model '\(entry.id)'. Ask your administrator to grant it, or use a model listed by GET /v1/models.",
+                                                code: "model_not_allowed")
+            }
 
             // 5–6. Route and forward.
             let (engine, upstream) = try await forward(inference, entry: entry)
@@ -47,12 +57,14 @@ struct CompletionPipeline: Sendable {
                 record.promptTokens = usage.promptTokens
                 record.completionTokens = usage.completionTokens
                 record.latencyMs = Self.ms(since: started)
-                platform.requestLog.append(record)
-                return jsonResponse(json, headers: [.xBackend: backend.header])
+                recorder.finish(record)
+                var headers = keyHeaders
+                headers[.xBackend] = backend.header
+                return jsonResponse(json, headers: headers)
             case .stream(let events):
                 let relay = StreamResponder(requestID: context.requestID, model: entry.id, endpoint: endpoint, backend: backend,
                                             includeUsage: inference.includeUsage, started: started, record: record,
-                                            log: platform.requestLog)
+                                            recorder: recorder, extraHeaders: keyHeaders)
                 return relay.response(events)
             }
         } catch {
@@ -72,8 +84,10 @@ struct CompletionPipeline: Sendable {
             record.errorCode = apiError.code
             record.latencyMs = Self.ms(since: started)
             if record.model.isEmpty { record.model = "-" }
-            platform.requestLog.append(record)
-            throw apiError
+            recorder.finish(record)
+            var withHeaders = apiError
+            withHeaders.headers += keyHeaders.map { ($0.name.rawName, $0.value) }
+            throw withHeaders
         }
     }
 
@@ -108,6 +122,16 @@ struct CompletionPipeline: Sendable {
         try await platform.fleet.send(model: entry.id, endpoint: inference.endpoint, body: inference.body, stream: inference.stream)
     }
 
+    /// While a key is in its rotation grace period, every response says when it stops and names its successor.
+    static func keyHeaders(_ p: Principal) -> HTTPFields {
+        var fields = HTTPFields()
+        if let expires = p.expiresAt {
+            fields[.xKeyExpires] = ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: Double(expires) / 1000))
+            if let successor = p.successorID { fields[.xKeySuccessor] = successor }
+        }
+        return fields
+    }
+
     static func ms(since start: ContinuousClock.Instant) -> Int {
         let c = (ContinuousClock.now - start).components
         return Int(c.seconds * 1000 + c.attoseconds / 1_000_000_000_000_000)
@@ -126,4 +150,32 @@ struct BackendTag: Sendable {
 
     var json: JSONValue { .object([("engine_type", .string(engineType)), ("machine_name", .string(machineName))]) }
     var header: String { "\(engineType)/\(machineName)" }
+}
+
+extension Endpoint {
+    /// The endpoint's name in key grants.
+    var grantName: String {
+        switch self {
+        case .chat: return "chat"
+        case .completions: return "completions"
+        case .embeddings: return "embeddings"
+        }
+    }
+}
+
+/// Records how a request ended: its request row and its audit entry (never prompt text).
+struct RequestRecorder: Sendable {
+    let platform: Platform
+    let principal: Principal
+    let requestID: String
+    let clientIP: String?
+    let userAgent: String?
+
+    func finish(_ record: RequestRecord) {
+        platform.requestLog.append(record)
+        platform.audit.record(AuditEvent(time: record.createdAt, actor: "key:\(principal.keyID)", tenantID: principal.tenantID,
+                                         action: "inference.\(record.endpoint)", target: record.backend, outcome: record.outcome,
+                                         requestID: requestID, clientIP: clientIP, userAgent: userAgent, model: record.model,
+                                         status: record.status, tokens: record.promptTokens + record.completionTokens))
+    }
 }

@@ -64,6 +64,8 @@ func jsonResponse(_ value: JSONValue, status: HTTPResponse.Status = .ok, headers
 extension HTTPField.Name {
     static let xRequestID = HTTPField.Name("x-request-id")!
     static let xBackend = HTTPField.Name("x-llmaas-backend")!
+    static let xKeyExpires = HTTPField.Name("x-llmaas-key-expires")!
+    static let xKeySuccessor = HTTPField.Name("x-llmaas-key-successor")!
 }
 
 /// Request ids: `req_` + 24 random base32 characters; unique without coordination.

@@ -11,6 +11,14 @@ public struct GatewayConfig: Sendable {
     public var catalogPath: String = "./deploy/catalog.yaml"
     public var maxBodyBytes: Int = 20 << 20
     public var backends: [BackendConfig] = []
+    /// Audit log: on by default; off only for overhead measurements.
+    public var auditEnabled = true
+    /// Audit entries older than this are purged (the chain stays verifiable).
+    public var auditRetentionDays = 400
+    /// Failed authentications per client address per minute before 429.
+    public var authFailuresPerMinute = 10
+    /// How often the rotation job and the maintenance tasks run.
+    public var maintenanceIntervalSeconds = 30
 
     public init() {}
 
@@ -51,6 +59,19 @@ public struct GatewayConfig: Sendable {
         if var limits = try r.mapping("limits") {
             if let n = try limits.int("max_body_bytes", min: 1024) { config.maxBodyBytes = n }
             try limits.finish()
+        }
+        if var audit = try r.mapping("audit") {
+            if let b = try audit.bool("enabled") { config.auditEnabled = b }
+            if let n = try audit.int("retention_days", min: 1) { config.auditRetentionDays = n }
+            try audit.finish()
+        }
+        if var security = try r.mapping("security") {
+            if let n = try security.int("auth_failures_per_minute", min: 1) { config.authFailuresPerMinute = n }
+            try security.finish()
+        }
+        if var maintenance = try r.mapping("maintenance") {
+            if let n = try maintenance.int("interval_seconds", min: 1) { config.maintenanceIntervalSeconds = n }
+            try maintenance.finish()
         }
         if let list = try r.list("backends") {
             var names = Set<String>()
@@ -144,6 +165,13 @@ struct Reader {
         guard let v = values[key], !(v is NSNull) else { return nil }
         guard let n = v as? Int, n >= min else { throw ConfigError(field: path + key, message: "must be an integer ≥ \(min)") }
         return n
+    }
+
+    mutating func bool(_ key: String) throws -> Bool? {
+        used.insert(key)
+        guard let v = values[key], !(v is NSNull) else { return nil }
+        guard let b = v as? Bool else { throw ConfigError(field: path + key, message: "must be true or false") }
+        return b
     }
 
     mutating func mapping(_ key: String) throws -> Reader? {

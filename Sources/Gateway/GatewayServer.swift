@@ -2,6 +2,7 @@ import Fleet
 import Foundation
 import Hummingbird
 import Logging
+import Observability
 import ServiceLifecycle
 import Storage
 import Tenancy
@@ -20,7 +21,7 @@ public enum GatewayServer {
         let app = Application(
             router: buildRouter(platform),
             configuration: .init(address: .hostname(config.host, port: config.port), serverName: "llmaas"),
-            services: [EngineSupervisor(engines: platform.managedEngines), platform.requestLog],
+            services: [EngineSupervisor(engines: platform.managedEngines), Maintenance(platform: platform), platform.requestLog, platform.audit],
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? config.port
                 announce("LLMaaS listening on http://\(config.host):\(port) (OpenAI base_url: http://\(config.host):\(port)/v1)")
@@ -39,8 +40,10 @@ public enum GatewayServer {
     /// With an empty database: create tenant `default` and print one key (shown once).
     static func bootstrapFirstStart(_ platform: Platform, announce: @Sendable (String) -> Void) async throws {
         guard try await platform.storage.tenantCount() == 0 else { return }
-        _ = try await platform.authority.createTenant(name: "default")
-        let (_, token) = try await platform.authority.createKey(tenantName: "default", name: "first-start")
+        let tenant = try await platform.authority.createTenant(name: "default")
+        let (key, token) = try await platform.authority.createKey(tenantName: "default", name: "first-start")
+        platform.audit.record(AuditEvent(time: platform.now(), actor: "system", tenantID: tenant.id, action: "tenant.create", target: tenant.id, outcome: "first start"))
+        platform.audit.record(AuditEvent(time: platform.now(), actor: "system", tenantID: tenant.id, action: "key.create", target: key.id, outcome: "first start"))
         announce("API key (tenant default, shown once): \(token.text)")
     }
 }

@@ -10,6 +10,11 @@ import Storage
 import Synchronization
 import Tenancy
 
+extension GatewayContext {
+    /// The client's IP address as text (no port).
+    var clientIP: String? { remoteAddress?.ipAddress }
+}
+
 /// The current catalog; a reload swaps it whole.
 public final class CatalogStore: Sendable {
     private let value: Mutex<Catalog>
@@ -29,13 +34,22 @@ public final class Platform: Sendable {
     public let managedEngines: [ManagedEngine]
     public let http: HTTPClient
     public let logger: Logger
+    public let audit: AuditLog
+    public let throttle: AuthThrottle
+    /// Milliseconds since the epoch; injected so tests can move through time.
+    public let now: @Sendable () -> Int64
 
-    public init(config: GatewayConfig, storage: Storage, logger: Logger) throws {
+    public init(config: GatewayConfig, storage: Storage, logger: Logger,
+                now: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970 * 1000) }) throws {
         self.config = config
         self.storage = storage
         self.logger = logger
+        self.now = now
         let secret = try ServerSecret.loadOrCreate(path: config.secretPath)
-        self.authority = KeyAuthority(storage: storage, secret: secret)
+        self.authority = KeyAuthority(storage: storage, secret: secret, now: now)
+        self.audit = AuditLog(storage: storage, logger: logger, enabled: config.auditEnabled,
+                              headPath: (config.dataDir as NSString).appendingPathComponent("audit.head"))
+        self.throttle = AuthThrottle(limit: config.authFailuresPerMinute, windowMs: 60_000)
         let catalog = try CatalogFile.load(path: config.catalogPath)
         for b in config.backends {
             for model in b.models.keys where catalog.resolve(model) == nil {
@@ -59,7 +73,9 @@ public final class Platform: Sendable {
         let storage = try await Storage.openSQLite(path: config.databasePath, logger: logger)
         try await storage.migrate()
         do {
-            return try Platform(config: config, storage: storage, logger: logger)
+            let platform = try Platform(config: config, storage: storage, logger: logger)
+            try await platform.audit.resume()
+            return platform
         } catch {
             await storage.shutdown()
             throw error
@@ -68,15 +84,31 @@ public final class Platform: Sendable {
 
     public func shutdown() async {
         await requestLog.flush()
+        await audit.flush()
+        try? await storage.touchKeys(authority.drainLastUsed())
         try? await http.shutdown()
         await storage.shutdown()
     }
 
-    /// Authenticates the `Authorization` header; failures are OpenAI 401s.
-    func authenticate(_ request: Request) async throws(APIError) -> Principal {
+    /// Authenticates the `Authorization` header from the client's address; failures are OpenAI
+    /// 401s (403 for an address outside the key's allowlist), audited, and counted per address.
+    func authenticate(_ request: Request, _ context: GatewayContext) async throws(APIError) -> Principal {
+        let ip = context.clientIP ?? "-"
+        let t = now()
+        if let wait = throttle.retryAfter(ip, now: t) {
+            throw .rateLimited("Too many failed authentications from your address. Check your API key, then retry after \(wait) s.",
+                               retryAfter: wait, code: "too_many_authentication_failures")
+        }
         do {
-            return try await authority.authenticate(authorization: request.headers[.authorization])
+            return try await authority.authenticate(authorization: request.headers[.authorization], clientIP: context.clientIP)
         } catch {
+            // Only what looks like guessing counts (a revoked or rotated real key is not a guess).
+            if [.missing, .malformed, .unknownKey, .wrongSecret].contains(error) { throttle.recordFailure(ip, now: t) }
+            let header = request.headers[.authorization] ?? ""
+            let keyID = APIKeyToken(parsing: Substring(header.split(separator: " ").last ?? "")).map(\.keyID)
+            audit.record(AuditEvent(time: t, actor: keyID.map { "key:\($0)" } ?? "anonymous", action: "auth.failure",
+                                    target: request.uri.path, outcome: "\(error)", requestID: context.requestID, clientIP: context.clientIP,
+                                    userAgent: request.headers[.userAgent], status: { if case .ipNotAllowed = error { return 403 }; return 401 }()))
             switch error {
             case .missing: throw .missingAPIKey
             case .revoked:
@@ -94,6 +126,14 @@ public final class Platform: Sendable {
                 e.message = "The account of this API key is disabled. Contact your administrator."
                 e.code = "account_disabled"
                 throw e
+            case .rotated(let successor):
+                var e = APIError.invalidAPIKey
+                e.message = "This API key was rotated and its grace period is over; use its successor (key id \(successor)). Your administrator can fetch it."
+                e.code = "api_key_rotated"
+                throw e
+            case .ipNotAllowed(let keyID):
+                throw .permissionDenied("API key \(keyID) may not be used from your address (\(ip)). Ask your administrator to add it to the key's client IP allowlist.",
+                                        code: "ip_not_allowed")
             default: throw .invalidAPIKey
             }
         }

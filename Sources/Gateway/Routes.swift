@@ -6,8 +6,8 @@ import Hummingbird
 import OpenAIWire
 
 /// Builds the router: OpenAI endpoints under `/v1`, plus `/health` and `/ready`.
-public func buildRouter(_ platform: Platform) -> Router<GatewayContext> {
-    let router = Router(context: GatewayContext.self)
+public func buildRouter(_ platform: Platform) -> Hummingbird.Router<GatewayContext> {
+    let router = Hummingbird.Router(context: GatewayContext.self)
     router.add(middleware: RequestIDMiddleware(maxBodyBytes: platform.config.maxBodyBytes))
     let pipeline = CompletionPipeline(platform: platform)
 
@@ -22,21 +22,24 @@ public func buildRouter(_ platform: Platform) -> Router<GatewayContext> {
     router.post("/v1/completions") { request, context in try await pipeline.handle(.completions, request, context) }
     router.post("/v1/embeddings") { request, context in try await pipeline.handle(.embeddings, request, context) }
 
-    router.get("/v1/models") { request, _ in
-        _ = try await platform.authenticate(request)
+    // /v1/models lists only what the caller's key may use.
+    router.get("/v1/models") { request, context in
+        let principal = try await platform.authenticate(request, context)
         let catalog = platform.catalog.current
         let served = platform.fleet.servedModels
-        let models = catalog.entries.filter { served.contains($0.id) }.map(modelJSON)
-        return jsonResponse(.object([("object", "list"), ("data", .array(models))]))
+        let models = catalog.entries.filter { served.contains($0.id) && principal.grants.allows(model: [$0.id]) }.map(modelJSON)
+        return jsonResponse(.object([("object", "list"), ("data", .array(models))]), headers: CompletionPipeline.keyHeaders(principal))
     }
     router.get("/v1/models/{id}") { request, context in
-        _ = try await platform.authenticate(request)
+        let principal = try await platform.authenticate(request, context)
         let id = context.parameters.get("id") ?? ""
-        guard let entry = platform.catalog.current.resolve(id), platform.fleet.servedModels.contains(entry.id) else {
+        guard let entry = platform.catalog.current.resolve(id), platform.fleet.servedModels.contains(entry.id),
+              principal.grants.allows(model: [entry.id]) else {
             throw APIError.modelNotFound(id)
         }
-        return jsonResponse(modelJSON(entry))
+        return jsonResponse(modelJSON(entry), headers: CompletionPipeline.keyHeaders(principal))
     }
+    addAdminRoutes(to: router, platform: platform)
     return router
 }
 

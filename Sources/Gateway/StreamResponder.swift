@@ -17,16 +17,18 @@ struct StreamResponder: Sendable {
     let includeUsage: Bool
     let started: ContinuousClock.Instant
     let record: RequestRecord
-    let log: BatchWriter<RequestRecord>
+    let recorder: RequestRecorder
+    let extraHeaders: HTTPFields
 
     struct ClientGone: Error {}
 
     func response(_ events: EngineStream) -> Response {
-        let headers: HTTPFields = [
+        var headers: HTTPFields = [
             .contentType: "text/event-stream",
             .cacheControl: "no-cache",
             .xBackend: backend.header,
         ]
+        headers.append(contentsOf: extraHeaders)
         return Response(status: .ok, headers: headers, body: ResponseBody { writer in
             var record = self.record
             record.status = 200
@@ -79,7 +81,7 @@ struct StreamResponder: Sendable {
                 try? await writer.write(ByteBuffer(bytes: event))
             }
             record.latencyMs = CompletionPipeline.ms(since: started)
-            log.append(record)
+            recorder.finish(record)
             try? await writer.finish(nil)
         })
     }

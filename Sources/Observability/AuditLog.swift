@@ -128,7 +128,7 @@ public struct AuditHead: Sendable, Equatable {
     func write(path: String) throws {
         let tmp = path + ".tmp"
         try "\(seq) \(hash)\n".write(toFile: tmp, atomically: false, encoding: .utf8)
-        _ = try FileManager.default.replaceItemAt(URL(fileURLWithPath: path), withItemAt: URL(fileURLWithPath: tmp))
+        guard rename(tmp, path) == 0 else { throw CocoaError(.fileWriteUnknown) }
     }
 }
 
@@ -187,7 +187,9 @@ public final class AuditLog: Service, Sendable {
                 return batch
             }
             if events.isEmpty { return }
-            let start = chain.withLock { $0 }
+            // Continue from the database's last entry: another writer (the CLI) may have appended.
+            var start = chain.withLock { $0 }
+            if let last = try? await storage.lastAudit(), last.seq >= start.seq { start = (last.seq, last.hash) }
             var seq = start.seq, prev = start.hash
             var records: [AuditRecord] = []
             records.reserveCapacity(events.count)

@@ -6,6 +6,7 @@ import Gateway
 import Logging
 import OpenAIWire
 import Storage
+import Observability
 import Tenancy
 
 @main
@@ -13,7 +14,7 @@ struct LLMaaS: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "llmaas",
         abstract: "A sovereign LLM-as-a-Service platform: an OpenAI-compatible gateway for a fleet of inference engines.",
-        subcommands: [Serve.self, Migrate.self, TenantCommand.self, KeyCommand.self, Sim.self]
+        subcommands: [Serve.self, Migrate.self, TenantCommand.self, KeyCommand.self, AdminCommand.self, AuditCommand.self, Sim.self]
     )
 }
 
@@ -43,18 +44,40 @@ func fail(_ message: String, code: Int32 = 1) -> ExitCode {
     return ExitCode(code)
 }
 
+/// What a CLI command works with: the database (migrated), keys, and the audit log (every
+/// administrative change made from the CLI is audited with actor `cli`).
+struct CLIContext {
+    let storage: Storage
+    let authority: KeyAuthority
+    let audit: AuditLog
+    let config: GatewayConfig
+
+    func record(_ action: String, tenant: String?, target: String?, outcome: String = "ok") {
+        audit.record(AuditEvent(time: Int64(Date().timeIntervalSince1970 * 1000), actor: "cli", tenantID: tenant, action: action,
+                                target: target, outcome: outcome))
+    }
+}
+
 /// Opens the database of a config, applies pending migrations (every subcommand does), runs
-/// `body` with a key authority, and closes the database whatever happens.
-func withAuthority<T>(_ config: GatewayConfig, _ body: (KeyAuthority) async throws -> T) async throws -> T {
+/// `body`, flushes the audit log and closes the database whatever happens.
+func withCLI<T>(_ config: GatewayConfig, _ body: (CLIContext) async throws -> T) async throws -> T {
     try FileManager.default.createDirectory(atPath: config.dataDir, withIntermediateDirectories: true)
     let storage = try await Storage.openSQLite(path: config.databasePath, logger: makeLogger())
+    let audit = AuditLog(storage: storage, logger: makeLogger(), headPath: (config.dataDir as NSString).appendingPathComponent("audit.head"))
     do {
         try await storage.migrate()
+        try await audit.resume()
         let authority = KeyAuthority(storage: storage, secret: try ServerSecret.loadOrCreate(path: config.secretPath))
-        let result = try await body(authority)
+        let result = try await body(CLIContext(storage: storage, authority: authority, audit: audit, config: config))
+        await audit.flush()
         await storage.shutdown()
         return result
+    } catch let e as TenancyError {
+        await audit.flush()
+        await storage.shutdown()
+        throw fail(e.description)
     } catch {
+        await audit.flush()
         await storage.shutdown()
         throw error
     }
@@ -92,58 +115,6 @@ struct Migrate: AsyncParsableCommand {
         let version = try await storage.schemaVersion()
         await storage.shutdown()
         print(applied.isEmpty ? "schema is up to date (version \(version))" : "applied migrations \(applied.map(String.init).joined(separator: ", ")); schema version \(version)")
-    }
-}
-
-struct TenantCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "tenant", abstract: "Manage tenants.", subcommands: [Create.self])
-
-    struct Create: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Create a tenant.")
-        @OptionGroup var options: ConfigOptions
-        @Argument(help: "Tenant name (letters, digits, '-', '_', '.').") var name: String
-        @Option(help: "Billing tier.") var tier: String = "tier-1"
-        @Flag(help: "Print JSON.") var json = false
-
-        func run() async throws {
-            let config = try options.load()
-            do {
-                let tenant = try await withAuthority(config) { try await $0.createTenant(name: name, tier: tier) }
-                if json {
-                    printJSON(.object([("id", .string(tenant.id)), ("name", .string(tenant.name)), ("tier", .string(tenant.tier))]))
-                } else {
-                    print("created tenant \(tenant.name) (\(tenant.id)), tier \(tenant.tier)")
-                }
-            } catch let e as TenancyError {
-                throw fail(e.description)
-            }
-        }
-    }
-}
-
-struct KeyCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "key", abstract: "Manage API keys.", subcommands: [Create.self])
-
-    struct Create: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Create an API key for a tenant (the key is shown once).")
-        @OptionGroup var options: ConfigOptions
-        @Option(help: "Tenant name.") var tenant: String
-        @Option(help: "A name for the key.") var name: String = "default"
-        @Flag(help: "Print JSON.") var json = false
-
-        func run() async throws {
-            let config = try options.load()
-            do {
-                let (record, token) = try await withAuthority(config) { try await $0.createKey(tenantName: tenant, name: name) }
-                if json {
-                    printJSON(.object([("id", .string(record.id)), ("key", .string(token.text)), ("tenant", .string(tenant))]))
-                } else {
-                    print("key \(record.id) for tenant \(tenant) (shown once): \(token.text)")
-                }
-            } catch let e as TenancyError {
-                throw fail(e.description)
-            }
-        }
     }
 }
 

@@ -1,0 +1,296 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Observability
+import OpenAIWire
+import Storage
+import Tenancy
+
+/// The admin API under `/admin/v1` (documented in `deploy/admin-openapi.yaml`, served at
+/// `/admin/v1/openapi.yaml`). Admin tokens are separate from API keys; a tenant-scoped token sees
+/// and changes only its own tenant (other tenants' ids answer 404, as if they did not exist).
+struct AdminAPI: Sendable {
+    let platform: Platform
+
+    var authority: KeyAuthority { platform.authority }
+    var storage: Storage { platform.storage }
+
+    func admin(_ request: Request, _ context: GatewayContext) async throws -> AdminPrincipal {
+        guard let p = await authority.authenticateAdmin(authorization: request.headers[.authorization]) else {
+            let t = platform.now()
+            platform.throttle.recordFailure(context.clientIP ?? "-", now: t)
+            platform.audit.record(AuditEvent(time: t, actor: "anonymous", action: "admin.auth.failure", target: request.uri.path,
+                                             outcome: "invalid admin token", requestID: context.requestID, clientIP: context.clientIP,
+                                             userAgent: request.headers[.userAgent], status: 401))
+            throw APIError(status: 401, message: "Invalid admin token. Create one with 'llmaas admin token create' and send it as 'Authorization: Bearer adm-…'.",
+                           type: "authentication_error", code: "invalid_admin_token")
+        }
+        if let wait = platform.throttle.retryAfter(context.clientIP ?? "-", now: platform.now()) {
+            throw APIError.rateLimited("Too many failed authentications from your address. Retry after \(wait) s.", retryAfter: wait,
+                                       code: "too_many_authentication_failures")
+        }
+        return p
+    }
+
+    func audit(_ p: AdminPrincipal, _ context: GatewayContext, _ action: String, tenant: String?, target: String?, outcome: String = "ok", status: Int = 200) {
+        platform.audit.record(AuditEvent(time: platform.now(), actor: "admin:\(p.tokenID)", tenantID: tenant, action: action, target: target,
+                                         outcome: outcome, requestID: context.requestID, clientIP: context.clientIP, status: status))
+    }
+
+    /// The tenant a path names, if this token may see it.
+    func tenant(_ id: String, for p: AdminPrincipal) async throws -> TenantRecord {
+        guard p.tenantID == nil || p.tenantID == id, let t = try await storage.tenant(id: id) else {
+            throw APIError.notFound("Tenant '\(id)' does not exist.")
+        }
+        return t
+    }
+
+    func key(_ id: String, for p: AdminPrincipal) async throws -> APIKeyRecord {
+        guard let k = try await storage.key(id: id), p.tenantID == nil || p.tenantID == k.tenantID else {
+            throw APIError.notFound("API key '\(id)' does not exist.")
+        }
+        return k
+    }
+
+    func operatorOnly(_ p: AdminPrincipal, _ what: String) throws {
+        guard p.tenantID == nil else { throw APIError.permissionDenied("Only an operator token may \(what).") }
+    }
+
+    func body(_ request: Request, _ context: GatewayContext) async throws -> JSONValue {
+        var buffer = try await request.body.collect(upTo: 1 << 20)
+        let bytes = buffer.readBytes(length: buffer.readableBytes) ?? []
+        if bytes.isEmpty { return .object([]) }
+        guard let json = try? JSONValue.parse(bytes), case .object = json else { throw APIError.invalidJSON("the body must be a JSON object") }
+        return json
+    }
+
+    static func tenantJSON(_ t: TenantRecord) -> JSONValue {
+        .object([
+            ("id", .string(t.id)), ("name", .string(t.name)), ("tier", .string(t.tier)),
+            ("created_at", .int(Int(t.createdAt))), ("disabled", .bool(t.disabledAt != nil)),
+            ("settings", .object([
+                ("rotation_period_days", t.rotationPeriodDays.map { .int($0) } ?? .null),
+                ("grace_period_days", t.gracePeriodDays.map { .int($0) } ?? .null),
+                ("webhook_url", t.webhookURL.map(JSONValue.string) ?? .null),
+                ("shield_mode", .string(t.shieldMode ?? "enforce")),
+                ("experimental_opt_in", .bool((t.experimentalOptIn ?? 0) != 0)),
+            ])),
+        ])
+    }
+
+    static func keyJSON(_ k: APIKeyRecord) -> JSONValue {
+        let g = Grants.decode(k.grants)
+        return .object([
+            ("id", .string(k.id)), ("tenant_id", .string(k.tenantID)), ("name", .string(k.name)),
+            ("prefix", .string(APIKeyToken.prefix + k.id)),
+            ("created_at", .int(Int(k.createdAt))), ("expires_at", k.expiresAt.map { .int(Int($0)) } ?? .null),
+            ("revoked", .bool(k.revokedAt != nil)), ("last_used_at", k.lastUsedAt.map { .int(Int($0)) } ?? .null),
+            ("successor_id", k.successorID.map(JSONValue.string) ?? .null),
+            ("predecessor_id", k.predecessorID.map(JSONValue.string) ?? .null),
+            ("grants", grantsJSON(g)),
+        ])
+    }
+
+    static func grantsJSON(_ g: Grants) -> JSONValue {
+        .object([
+            ("models", .array(g.models.map(JSONValue.string))), ("deny_models", .array(g.denyModels.map(JSONValue.string))),
+            ("endpoints", .array(g.endpoints.map(JSONValue.string))), ("client_ips", .array(g.clientIPs.map(JSONValue.string))),
+        ])
+    }
+
+    static func grants(from json: JSONValue?) throws -> Grants {
+        guard let json, !json.isNull else { return .all }
+        guard case .object = json else { throw APIError.invalidType("grants", expected: "an object", got: json) }
+        func list(_ key: String) throws -> [String] {
+            guard let v = json[key], !v.isNull else { return [] }
+            guard let items = v.arrayValue, let strings = items.map(\.stringValue) as? [String] else {
+                throw APIError.invalidType("grants.\(key)", expected: "an array of strings", got: v)
+            }
+            return strings
+        }
+        let g = Grants(models: try list("models"), denyModels: try list("deny_models"), endpoints: try list("endpoints"), clientIPs: try list("client_ips"))
+        do { try g.validate() } catch { throw APIError.invalidRequest(error.description, param: "grants", code: "invalid_value") }
+        return g
+    }
+
+    /// Applies `settings` and `tier`/`disabled` from a PATCH body.
+    func apply(_ json: JSONValue, to t: inout TenantRecord, by p: AdminPrincipal) throws {
+        if let tier = json["tier"], !tier.isNull {
+            try operatorOnly(p, "change a tenant's tier")
+            guard let s = tier.stringValue, ["tier-1", "tier-2", "tier-3", "tier-4", "monthly"].contains(s) else {
+                throw APIError.invalidValue("tier", "use tier-1, tier-2, tier-3, tier-4 or monthly.")
+            }
+            t.tier = s
+        }
+        if let disabled = json["disabled"], !disabled.isNull {
+            try operatorOnly(p, "disable or enable a tenant")
+            guard let b = disabled.boolValue else { throw APIError.invalidType("disabled", expected: "a boolean", got: disabled) }
+            t.disabledAt = b ? (t.disabledAt ?? platform.now()) : nil
+        }
+        guard let settings = json["settings"], !settings.isNull else { return }
+        guard case .object(let members) = settings else { throw APIError.invalidType("settings", expected: "an object", got: settings) }
+        for (key, value) in members {
+            let param = "settings.\(key)"
+            switch key {
+            case "rotation_period_days", "grace_period_days":
+                if value.isNull { if key == "rotation_period_days" { t.rotationPeriodDays = nil } else { t.gracePeriodDays = nil }; continue }
+                guard let n = value.intValue, n >= 0, n <= 3650 else { throw APIError.invalidValue(param, "a whole number of days between 0 and 3650.") }
+                if key == "rotation_period_days" { t.rotationPeriodDays = n == 0 ? nil : n } else { t.gracePeriodDays = n }
+            case "webhook_url":
+                if value.isNull { t.webhookURL = nil; continue }
+                guard let s = value.stringValue, let u = URL(string: s), u.scheme == "https" || u.scheme == "http", u.host != nil else {
+                    throw APIError.invalidValue(param, "an http(s) URL.")
+                }
+                t.webhookURL = s
+            case "shield_mode":
+                guard let s = value.stringValue, ["enforce", "monitor", "off"].contains(s) else {
+                    throw APIError.invalidValue(param, "use enforce, monitor or off.")
+                }
+                if s == "off" { try operatorOnly(p, "switch prompt security off") }
+                t.shieldMode = s
+            case "experimental_opt_in":
+                guard let b = value.boolValue else { throw APIError.invalidType(param, expected: "a boolean", got: value) }
+                t.experimentalOptIn = b ? 1 : 0
+            default:
+                throw APIError.invalidValue(param, "unknown setting (rotation_period_days, grace_period_days, webhook_url, shield_mode, experimental_opt_in).")
+            }
+        }
+        if let period = t.rotationPeriodDays, let grace = t.gracePeriodDays, grace >= period {
+            throw APIError.invalidValue("settings.grace_period_days", "it must be shorter than rotation_period_days (\(period)).")
+        }
+    }
+}
+
+func mapTenancy(_ error: any Error) -> any Error {
+    guard let e = error as? TenancyError else { return error }
+    switch e {
+    case .invalid(let m): return APIError.invalidRequest(m, code: "invalid_value")
+    case .exists(let m): return APIError(status: 409, message: m, type: "invalid_request_error", code: "conflict")
+    case .notFound(let m): return APIError.notFound(m)
+    }
+}
+
+func addAdminRoutes(to router: Hummingbird.Router<GatewayContext>, platform: Platform) {
+    let api = AdminAPI(platform: platform)
+    let admin = router.group("/admin/v1")
+
+    admin.get("/openapi.yaml") { _, _ in
+        guard let url = Bundle.module.url(forResource: "admin-openapi", withExtension: "yaml"), let data = FileManager.default.contents(atPath: url.path) else {
+            throw APIError.server("The OpenAPI document is missing from this build.")
+        }
+        return Response(status: .ok, headers: [.contentType: "application/yaml"], body: ResponseBody(byteBuffer: ByteBuffer(bytes: Array(data))))
+    }
+
+    admin.post("/tenants") { request, context in
+        let p = try await api.admin(request, context)
+        try api.operatorOnly(p, "create tenants")
+        let json = try await api.body(request, context)
+        guard let name = json["name"]?.stringValue else { throw APIError.missingParameter("name") }
+        do {
+            var t = try await platform.authority.createTenant(name: name)
+            try api.apply(json, to: &t, by: p)
+            try await platform.storage.updateTenant(t)
+            api.audit(p, context, "tenant.create", tenant: t.id, target: t.id, status: 201)
+            return jsonResponse(AdminAPI.tenantJSON(t), status: .created)
+        } catch { throw mapTenancy(error) }
+    }
+    admin.get("/tenants") { request, context in
+        let p = try await api.admin(request, context)
+        let all = try await platform.storage.tenants().filter { p.tenantID == nil || $0.id == p.tenantID }
+        return jsonResponse(.object([("object", "list"), ("data", .array(all.map(AdminAPI.tenantJSON)))]))
+    }
+    admin.get("/tenants/{id}") { request, context in
+        let p = try await api.admin(request, context)
+        return jsonResponse(AdminAPI.tenantJSON(try await api.tenant(context.parameters.get("id") ?? "", for: p)))
+    }
+    admin.patch("/tenants/{id}") { request, context in
+        let p = try await api.admin(request, context)
+        var t = try await api.tenant(context.parameters.get("id") ?? "", for: p)
+        try api.apply(try await api.body(request, context), to: &t, by: p)
+        try await platform.storage.updateTenant(t)
+        platform.authority.invalidate()  // a disabled tenant's keys stop at once
+        api.audit(p, context, "tenant.update", tenant: t.id, target: t.id)
+        return jsonResponse(AdminAPI.tenantJSON(t))
+    }
+    admin.post("/tenants/{id}/keys") { request, context in
+        let p = try await api.admin(request, context)
+        let t = try await api.tenant(context.parameters.get("id") ?? "", for: p)
+        let json = try await api.body(request, context)
+        let grants = try AdminAPI.grants(from: json["grants"])
+        let expires = json["expires_at"]?.intValue.map(Int64.init)
+        do {
+            let (record, token) = try await platform.authority.createKey(tenant: t, name: json["name"]?.stringValue ?? "default", grants: grants, expiresAt: expires)
+            api.audit(p, context, "key.create", tenant: t.id, target: record.id, status: 201)
+            var out = AdminAPI.keyJSON(record)
+            out.set("key", .string(token.text))
+            return jsonResponse(out, status: .created)
+        } catch { throw mapTenancy(error) }
+    }
+    admin.get("/tenants/{id}/keys") { request, context in
+        let p = try await api.admin(request, context)
+        let t = try await api.tenant(context.parameters.get("id") ?? "", for: p)
+        let keys = try await platform.storage.keys(tenantID: t.id)
+        return jsonResponse(.object([("object", "list"), ("data", .array(keys.map(AdminAPI.keyJSON)))]))
+    }
+    admin.post("/keys/{id}/rotate") { request, context in
+        let p = try await api.admin(request, context)
+        let k = try await api.key(context.parameters.get("id") ?? "", for: p)
+        let json = try await api.body(request, context)
+        var graceMs: Int64?
+        if let g = json["grace_days"], !g.isNull {
+            guard let d = g.doubleValue, d >= 0, d <= 365 else { throw APIError.invalidValue("grace_days", "a number of days between 0 and 365.") }
+            graceMs = Int64(d * 86_400_000)
+        }
+        do {
+            let event = try await platform.authority.rotate(keyID: k.id, graceMs: graceMs)
+            api.audit(p, context, "key.rotate", tenant: k.tenantID, target: k.id)
+            Webhooks(platform: platform).rotated(event)
+            return jsonResponse(.object([("key_id", .string(event.keyID)), ("successor_id", .string(event.successorID)),
+                                         ("old_key_expires_at", .int(Int(event.oldKeyExpiresAt)))]))
+        } catch { throw mapTenancy(error) }
+    }
+    admin.post("/keys/{id}/revoke") { request, context in
+        let p = try await api.admin(request, context)
+        let k = try await api.key(context.parameters.get("id") ?? "", for: p)
+        let revoked = try await platform.authority.revoke(keyID: k.id)
+        api.audit(p, context, "key.revoke", tenant: k.tenantID, target: k.id)
+        return jsonResponse(AdminAPI.keyJSON(revoked))
+    }
+    admin.post("/keys/{id}/successor") { request, context in
+        let p = try await api.admin(request, context)
+        let k = try await api.key(context.parameters.get("id") ?? "", for: p)
+        do {
+            let (successor, secret) = try await platform.authority.takeSuccessorSecret(keyID: k.id)
+            api.audit(p, context, "key.successor.fetch", tenant: k.tenantID, target: successor.id)
+            var out = AdminAPI.keyJSON(successor)
+            out.set("key", .string(secret))
+            return jsonResponse(out)
+        } catch { throw mapTenancy(error) }
+    }
+    admin.put("/keys/{id}/grants") { request, context in
+        let p = try await api.admin(request, context)
+        let k = try await api.key(context.parameters.get("id") ?? "", for: p)
+        let grants = try AdminAPI.grants(from: try await api.body(request, context))
+        let updated = try await platform.authority.updateGrants(keyID: k.id, grants: grants)
+        api.audit(p, context, "key.grants.update", tenant: k.tenantID, target: k.id)
+        return jsonResponse(AdminAPI.keyJSON(updated))
+    }
+    admin.get("/audit") { request, context in
+        let p = try await api.admin(request, context)
+        let q = request.uri.queryParameters
+        var tenantID = q.get("tenant", as: String.self)
+        if let scope = p.tenantID {
+            if let asked = tenantID, asked != scope { throw APIError.notFound("Tenant '\(asked)' does not exist.") }
+            tenantID = scope
+        }
+        let from = q.get("from", as: Int64.self) ?? 0
+        let to = q.get("to", as: Int64.self) ?? Int64.max
+        let format = q.get("format", as: String.self) ?? "jsonl"
+        guard let export = AuditExport.Format(rawValue: format) else { throw APIError.invalidValue("format", "use jsonl or csv.") }
+        await platform.audit.flush()
+        let entries = try await platform.storage.auditEntries(tenantID: tenantID, from: from, to: to)
+        api.audit(p, context, "audit.export", tenant: tenantID, target: format)
+        return Response(status: .ok, headers: [.contentType: export == .csv ? "text/csv" : "application/x-ndjson"],
+                        body: ResponseBody(byteBuffer: ByteBuffer(string: AuditExport.render(entries, export))))
+    }
+}
