@@ -77,7 +77,9 @@ public struct CatalogReloader: Service {
             ])
         case .rejected(let error):
             logger.error("catalog NOT reloaded: the file is invalid; still serving the previous catalog", metadata: [
-                "trigger": .string(trigger), "path": .string(path), "problem": .string(error.description),
+                "trigger": .string(trigger), "path": .string(path),
+                "field": .string(error.path.hasPrefix(path + ": ") ? String(error.path.dropFirst(path.count + 2)) : error.path),
+                "problem": .string(error.message),
                 "models_in_service": .stringConvertible(store.current.entries.count),
             ])
         }

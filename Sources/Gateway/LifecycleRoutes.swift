@@ -44,19 +44,20 @@ public func publicBaseURL(_ request: Request, fallback: String) -> String {
 }
 
 extension Platform {
-    /// Pipeline step 3 in one call: resolve the name or alias among the models an engine serves,
-    /// apply the lifecycle (404 before DMP unless experimental and the tenant opted in, 410 once
-    /// retired, warning headers in the sunset window and when deprecated), then the capability
-    /// check (400/413 naming the `param`). The returned headers go on the response, streamed or not.
-    func admitModel(_ inference: InferenceRequest, principal: Principal, today: Day, baseURL: String,
-                    limits: CapabilityLimits = .standard) throws(APIError) -> (entry: CatalogEntry, headers: HTTPFields) {
-        guard let entry = catalog.current.resolve(inference.model), fleet.servedModels.contains(entry.id) else {
-            throw APIError.modelNotFound(inference.model)
-        }
-        let pairs = try Lifecycle.admit(entry, requested: inference.model, on: today, tenant: principal.tenantName,
-                                        experimentalOptIn: principal.experimentalOptIn, baseURL: baseURL)
-        try CapabilityCheck.check(inference, model: entry, limits: limits)
-        return (entry, lifecycleHeaders(pairs))
+    /// The origin for `Link` targets: as the client reached us, else the configured listen address.
+    func baseURL(for request: Request) -> String {
+        publicBaseURL(request, fallback: "http://\(config.host):\(config.port)")
+    }
+
+    /// Pipeline step 3, after the model is resolved (and the key's grant checked): the lifecycle
+    /// gate. 404 before DMP (unless experimental and the tenant opted in), 410 `model_retired`
+    /// once retired (with a successor `Link`); otherwise the `Sunset` / `Deprecation` / `Link`
+    /// fields to put on the response, streamed or not (empty in plain production).
+    /// `requested` is the name the caller used, so that an alias shows in the message.
+    func lifecycleGate(_ entry: CatalogEntry, requested: String, principal: Principal, today: Day,
+                       baseURL: String) throws(APIError) -> HTTPFields {
+        lifecycleHeaders(try Lifecycle.admit(entry, requested: requested, on: today, tenant: principal.tenantName,
+                                             experimentalOptIn: principal.experimentalOptIn, baseURL: baseURL))
     }
 
     /// The body of `GET /v1/models`: the models an engine serves, `allowed` for the key, and usable
