@@ -71,6 +71,9 @@ let package = Package(
         .executableTarget(name: "routing-bench", dependencies: [
             "Fleet", "EngineSim", "OpenAIWire", .product(name: "Logging", package: "swift-log"),
         ], path: "bench/routing-bench", swiftSettings: v5),
+        .executableTarget(name: "routing-bench", dependencies: [
+            "Fleet", "EngineSim", "OpenAIWire", .product(name: "Logging", package: "swift-log"),
+        ], path: "bench/routing-bench", swiftSettings: v5),
         .testTarget(name: "OpenAIWireTests", dependencies: ["OpenAIWire"], swiftSettings: v5),
         .testTarget(name: "CatalogTests", dependencies: ["Catalog"], swiftSettings: v5),
         .testTarget(name: "StorageTests", dependencies: ["Storage"], swiftSettings: v5),

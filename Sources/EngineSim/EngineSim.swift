@@ -12,52 +12,134 @@ public struct SimStats: Sendable {
     public var cancelled = 0
     public var tokensGenerated = 0
     public var lastRequest: JSONValue = .null
+    /// Prompt tokens seen, and those found in the prefix cache (SIMULATED cache).
+    public var promptTokens = 0
+    public var cachedPromptTokens = 0
+    /// Cold model loads (Ollama mode).
+    public var coldLoads = 0
 }
 
-/// EngineSim: a simulated OpenAI-compatible inference engine (NOT a model) on SwiftNIO.
-/// Speaks `/v1/chat/completions`, `/v1/completions`, `/v1/embeddings`, `/v1/models`, `/health`,
-/// plus `/sim/fault` and `/sim/stats` for tests.
+/// One inference request, from either wire (OpenAI `/v1/*` or Ollama `/api/*`).
+struct SimRequest {
+    var endpoint: Endpoint
+    var native: Bool
+    var json: JSONValue
+    var model: String
+    var prompt: String
+    var maxTokens: Int?
+    var stream: Bool
+    var includeUsage: Bool
+
+    init(endpoint: Endpoint, native: Bool, json: JSONValue) {
+        self.endpoint = endpoint
+        self.native = native
+        self.json = json
+        model = json["model"]?.stringValue ?? ""
+        if native {
+            switch endpoint {
+            case .chat:
+                prompt = (json["messages"]?.arrayValue ?? []).map { $0["content"]?.stringValue ?? "" }.joined(separator: "\n")
+            case .completions:
+                prompt = json["prompt"]?.stringValue ?? ""
+            case .embeddings:
+                prompt = json["input"]?.stringValue ?? (json["input"]?.arrayValue ?? []).compactMap(\.stringValue).joined(separator: "\n")
+            }
+            maxTokens = json["options"]?["num_predict"]?.intValue
+            stream = json["stream"]?.boolValue ?? true  // Ollama streams unless told not to
+            includeUsage = true
+        } else {
+            prompt = InferenceRequest.promptTexts(of: json, endpoint: endpoint).joined(separator: "\n")
+            maxTokens = json["max_completion_tokens"]?.intValue ?? json["max_tokens"]?.intValue
+            stream = json["stream"]?.boolValue ?? false
+            includeUsage = json["stream_options"]?["include_usage"]?.boolValue ?? false
+        }
+    }
+}
+
+/// EngineSim: a SIMULATED inference engine (NOT a model) on SwiftNIO. Every answer is
+/// deterministic pseudo-text and every latency is a sleep computed from the configuration.
+/// Speaks `/v1/chat/completions`, `/v1/completions`, `/v1/embeddings`, `/v1/models`, `/health`;
+/// in vLLM mode `/metrics`; in Ollama mode `/api/chat`, `/api/generate`, `/api/embed`,
+/// `/api/tags`, `/api/ps`; plus `/sim/fault` and `/sim/stats` for tests.
 public final class EngineSim: Sendable {
     public let config: SimConfig
     private let fault: Mutex<SimConfig.Fault>
     private let stats = Mutex(SimStats())
+    let scheduler: SimScheduler
+    /// Stopped: the listener is closed and running streams are cut (a machine going down).
+    private let down = Atomic<Bool>(false)
+    private let listener = Mutex<(any Channel)?>(nil)
+    /// Open client connections, closed all at once by ``stop()``.
+    private let open = Mutex<[ObjectIdentifier: any Channel]>([:])
 
     public init(config: SimConfig) {
         self.config = config
         self.fault = Mutex(config.fault)
+        self.scheduler = SimScheduler(config: config)
     }
 
-    public var currentStats: SimStats { stats.withLock { $0 } }
+    public var currentStats: SimStats {
+        var s = stats.withLock { $0 }
+        let k = scheduler.snapshot
+        s.promptTokens = k.promptTokens
+        s.cachedPromptTokens = k.cachedTokens
+        s.coldLoads = k.coldLoads
+        return s
+    }
     public func setFault(_ f: SimConfig.Fault) { fault.withLock { $0 = f } }
+
+    /// Stops the simulated machine: closes the listening socket (new connections are refused)
+    /// and cuts every running stream. ``run(onBound:)`` returns once they are gone.
+    public func stop() {
+        down.store(true, ordering: .sequentiallyConsistent)
+        let channel = listener.withLock { c -> (any Channel)? in defer { c = nil }; return c }
+        channel?.close(promise: nil)
+        for c in open.withLock({ Array($0.values) }) { c.close(promise: nil) }
+    }
+
+    public var isDown: Bool { down.load(ordering: .relaxed) }
 
     typealias Outbound = NIOAsyncChannelOutboundWriter<HTTPServerResponsePart>
 
-    /// Binds and serves until the task is cancelled. `onBound` receives the actual port.
-    public func run(onBound: @escaping @Sendable (Int) -> Void = { _ in }) async throws {
+    /// Binds and serves until the task is cancelled or ``stop()``. `onBound` receives the actual
+    /// port. Calling it again after a stop restarts the machine with an empty cache.
+    public func run(port overridePort: Int? = nil, onBound: @escaping @Sendable (Int) -> Void = { _ in }) async throws {
+        if down.load(ordering: .relaxed) {
+            scheduler.reset()
+            down.store(false, ordering: .sequentiallyConsistent)
+        }
         let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .serverChannelOption(.backlog, value: 1024)
-            .bind(host: config.host, port: config.port) { channel in
+            .bind(host: config.host, port: overridePort ?? config.port) { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline()
                     return try NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>(wrappingChannelSynchronously: channel)
                 }
             }
+        listener.withLock { $0 = server.channel }
         onBound(server.channel.localAddress?.port ?? config.port)
-        try await withThrowingDiscardingTaskGroup { group in
-            try await server.executeThenClose { connections in
-                for try await connection in connections {
-                    group.addTask { await self.serve(connection) }
+        try await withTaskCancellationHandler {
+            try await withThrowingDiscardingTaskGroup { group in
+                try await server.executeThenClose { connections in
+                    for try await connection in connections {
+                        group.addTask { await self.serve(connection) }
+                    }
                 }
             }
+        } onCancel: {
+            server.channel.close(promise: nil)
         }
     }
 
     func serve(_ connection: NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>) async {
-        if fault.withLock({ $0 }) == .refuse {
+        if fault.withLock({ $0 }) == .refuse || isDown {
             try? await connection.channel.close()
             return
         }
+        let key = ObjectIdentifier(connection.channel)
+        open.withLock { $0[key] = connection.channel }
+        defer { open.withLock { _ = $0.removeValue(forKey: key) } }
         do {
             try await connection.executeThenClose { inbound, outbound in
                 var head: HTTPRequestHead?
@@ -72,7 +154,7 @@ public final class EngineSim: Sendable {
                     case .end:
                         guard let h = head else { return }
                         let keepOpen = try await respond(h, Array(body.readableBytesView), outbound, connection.channel)
-                        if !keepOpen { return }
+                        if !keepOpen || isDown { return }
                     }
                 }
             }
@@ -84,17 +166,28 @@ public final class EngineSim: Sendable {
     /// Returns false when the connection must be closed (a fault, or the client went away).
     func respond(_ head: HTTPRequestHead, _ body: [UInt8], _ out: Outbound, _ channel: any Channel) async throws -> Bool {
         let path = head.uri.split(separator: "?").first.map(String.init) ?? head.uri
+        let ollama = config.mode == .ollama
         switch (head.method, path) {
         case (.GET, "/health"):
             try await sendJSON(out, ["status": "ok"])
         case (.GET, "/v1/models"):
             let data = config.models.map { JSONValue.object([("id", .string($0)), ("object", "model"), ("owned_by", "engine-sim")]) }
             try await sendJSON(out, .object([("object", "list"), ("data", .array(data))]))
+        case (.GET, "/metrics") where config.mode == .vllm:
+            try await sendText(out, metricsText(), contentType: "text/plain; version=0.0.4")
+        case (.GET, "/api/tags") where ollama:
+            try await sendJSON(out, .object([("models", .array(config.models.map { .object([("name", .string($0)), ("model", .string($0))]) }))]))
+        case (.GET, "/api/ps") where ollama:
+            try await sendJSON(out, .object([("models", .array(scheduler.residentModels.map { .object([("name", .string($0)), ("model", .string($0))]) }))]))
+        case (.GET, "/api/version") where ollama:
+            try await sendJSON(out, ["version": "0.0.0-enginesim"])
         case (.GET, "/sim/stats"):
             let s = currentStats
             try await sendJSON(out, .object([
                 ("requests", .int(s.requests)), ("completed", .int(s.completed)), ("cancelled", .int(s.cancelled)),
                 ("tokens_generated", .int(s.tokensGenerated)), ("last_request", s.lastRequest),
+                ("prompt_tokens", .int(s.promptTokens)), ("cached_prompt_tokens", .int(s.cachedPromptTokens)),
+                ("cold_loads", .int(s.coldLoads)), ("simulated", true),
             ]))
         case (.POST, "/sim/fault"):
             guard let json = try? JSONValue.parse(body), let mode = json["mode"]?.stringValue, let f = SimConfig.Fault(rawValue: mode) else {
@@ -104,26 +197,58 @@ public final class EngineSim: Sendable {
             setFault(f)
             try await sendJSON(out, ["mode": .string(f.rawValue)])
         case (.POST, "/v1/chat/completions"):
-            return try await inference(.chat, body, out, channel)
+            return try await inference(.chat, native: false, body, out, channel)
         case (.POST, "/v1/completions"):
-            return try await inference(.completions, body, out, channel)
+            return try await inference(.completions, native: false, body, out, channel)
         case (.POST, "/v1/embeddings"):
-            return try await inference(.embeddings, body, out, channel)
+            return try await inference(.embeddings, native: false, body, out, channel)
+        case (.POST, "/api/chat") where ollama:
+            return try await inference(.chat, native: true, body, out, channel)
+        case (.POST, "/api/generate") where ollama:
+            return try await inference(.completions, native: true, body, out, channel)
+        case (.POST, "/api/embed") where ollama:
+            return try await inference(.embeddings, native: true, body, out, channel)
         default:
             try await sendJSON(out, APIError.notFound("no route \(head.method) \(path)").json, status: .notFound)
         }
         return true
     }
 
-    func inference(_ endpoint: Endpoint, _ body: [UInt8], _ out: Outbound, _ channel: any Channel) async throws -> Bool {
+    /// vLLM's metric names, from the simulated scheduler.
+    func metricsText() -> String {
+        let s = scheduler.snapshot
+        let kv = scheduler.kvUsage
+        let label = "{model_name=\"\(config.models.first ?? "sim")\"}"
+        return """
+        # SIMULATED by EngineSim
+        # TYPE vllm:num_requests_running gauge
+        vllm:num_requests_running\(label) \(s.running)
+        # TYPE vllm:num_requests_waiting gauge
+        vllm:num_requests_waiting\(label) \(s.waiting.count)
+        # TYPE vllm:kv_cache_usage_perc gauge
+        vllm:kv_cache_usage_perc\(label) \(kv)
+        # TYPE vllm:prefix_cache_queries counter
+        vllm:prefix_cache_queries_total\(label) \(s.promptTokens)
+        # TYPE vllm:prefix_cache_hits counter
+        vllm:prefix_cache_hits_total\(label) \(s.cachedTokens)
+
+        """
+    }
+
+    func inference(_ endpoint: Endpoint, native: Bool, _ body: [UInt8], _ out: Outbound, _ channel: any Channel) async throws -> Bool {
         guard let json = try? JSONValue.parse(body), case .object = json else {
             try await sendJSON(out, APIError.invalidJSON("sim").json, status: .badRequest)
             return true
         }
         stats.withLock { $0.requests += 1; $0.lastRequest = json }
-        let model = json["model"]?.stringValue ?? ""
+        let req = SimRequest(endpoint: endpoint, native: native, json: json)
+        let model = req.model
         guard config.models.contains(model) else {
-            try await sendJSON(out, APIError.modelNotFound(model).json, status: .notFound)
+            if native {
+                try await sendJSON(out, ["error": .string("model '\(model)' not found")], status: .notFound)
+            } else {
+                try await sendJSON(out, APIError.modelNotFound(model).json, status: .notFound)
+            }
             return true
         }
         var f = fault.withLock { $0 }
@@ -136,64 +261,88 @@ public final class EngineSim: Sendable {
             try await sendJSON(out, APIError.server("simulated engine failure").json, status: .internalServerError)
             return true
         case .hang:
-            while channel.isActive { try await Task.sleep(for: .milliseconds(50)) }
+            while channel.isActive && !isDown { try await Task.sleep(for: .milliseconds(50)) }
             return false
         case .none, .cut:
             break
         }
 
+        // The simulated engine: wait for a batch slot, load the model if cold, prefill what the
+        // prefix cache does not hold, then decode at the batch's pace.
+        await scheduler.acquire()
+        defer { scheduler.release() }
+        _ = await scheduler.ensureResident(model)
+        defer { scheduler.doneWith(model) }
+
         if endpoint == .embeddings {
             try await sleep(config.ttftMs)
-            let inputs = InferenceRequest.promptTexts(of: json, endpoint: .embeddings)
-            let data: [JSONValue] = inputs.enumerated().map { i, text in
+            let inputs = native
+                ? (json["input"]?.stringValue.map { [$0] } ?? (json["input"]?.arrayValue ?? []).compactMap(\.stringValue))
+                : InferenceRequest.promptTexts(of: json, endpoint: .embeddings)
+            let vectors: [JSONValue] = inputs.map { text in
                 var g = SimText(seed: config.seed, prompt: text)
-                let v = (0..<config.embeddingDimensions).map { _ in Double(Int(g.next() % 2001) - 1000) / 1000 }
-                return .object([("object", "embedding"), ("index", .int(i)), ("embedding", .array(v.map { .double($0) }))])
+                return .array((0..<config.embeddingDimensions).map { _ in .double(Double(Int(g.next() % 2001) - 1000) / 1000) })
             }
             let prompt = inputs.reduce(0) { $0 + SimText.countTokens($1) }
+            stats.withLock { $0.completed += 1 }
+            if native {
+                try await sendJSON(out, .object([("model", .string(model)), ("embeddings", .array(vectors)), ("prompt_eval_count", .int(prompt))]))
+                return true
+            }
+            let data: [JSONValue] = vectors.enumerated().map { i, v in .object([("object", "embedding"), ("index", .int(i)), ("embedding", v)]) }
             var response: JSONValue = .object([("object", "list"), ("data", .array(data)), ("model", .string(model))])
             if config.usage { response.set("usage", .object([("prompt_tokens", .int(prompt)), ("total_tokens", .int(prompt))])) }
-            stats.withLock { $0.completed += 1 }
             try await sendJSON(out, response)
             return true
         }
 
-        let promptText = InferenceRequest.promptTexts(of: json, endpoint: endpoint).joined(separator: "\n")
-        let promptTokens = SimText.countTokens(promptText)
-        let maxTokens = json["max_completion_tokens"]?.intValue ?? json["max_tokens"]?.intValue ?? config.defaultTokens
-        let stream = json["stream"]?.boolValue ?? false
-        let plan = TokenPlan(config: config, endpoint: endpoint, prompt: promptText, maxTokens: max(1, maxTokens))
+        let promptTokens = SimText.countTokens(req.prompt)
+        let plan = TokenPlan(config: config, endpoint: endpoint, prompt: req.prompt, maxTokens: max(1, req.maxTokens ?? config.defaultTokens))
+        let (uncached, blocks) = scheduler.admitPrompt(req.prompt, promptTokens: promptTokens, maxTokens: plan.count)
+        defer { scheduler.releaseBlocks(blocks) }
+        let prefillMs = config.ttftMs + Int((Double(uncached) * config.prefillMsPerToken).rounded())
         let created = Int(Date().timeIntervalSince1970)
         let id = "sim-" + String(UInt64.random(in: 0...UInt64.max), radix: 36)
 
-        if !stream {
-            try await sleep(config.ttftMs + config.itlMs * max(0, plan.count - 1))
+        if !req.stream {
+            try await sleep(prefillMs)
+            for _ in 1..<max(1, plan.count) { try await sleep(Int(scheduler.currentITL.rounded())) }
+            if isDown {
+                try? await channel.close()
+                return false
+            }
             stats.withLock { $0.completed += 1; $0.tokensGenerated += plan.count }
-            try await sendJSON(out, plan.completeResponse(id: id, created: created, model: model, promptTokens: promptTokens))
+            let answer = native ? plan.ollamaResponse(model: model, promptTokens: promptTokens)
+                                : plan.completeResponse(id: id, created: created, model: model, promptTokens: promptTokens)
+            try await sendJSON(out, answer)
             return true
         }
 
         try await out.write(.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: [
-            "content-type": "text/event-stream", "cache-control": "no-cache", "transfer-encoding": "chunked",
+            "content-type": native ? "application/x-ndjson" : "text/event-stream", "cache-control": "no-cache", "transfer-encoding": "chunked",
         ])))
-        let includeUsage = json["stream_options"]?["include_usage"]?.boolValue ?? false
+        func write(_ bytes: [UInt8]) async throws { try await out.write(.body(.byteBuffer(ByteBuffer(bytes: bytes)))) }
         do {
-            try await sleep(config.ttftMs)
+            try await sleep(prefillMs)
             for i in 0..<plan.count {
-                if i > 0 { try await sleep(config.itlMs) }
-                if f == .cut && i == config.cutAfterTokens {
+                if i > 0 { try await sleep(Int(scheduler.currentITL.rounded())) }
+                if (f == .cut && i == config.cutAfterTokens) || isDown {
                     stats.withLock { $0.completed += 1 }
                     try? await channel.close()
                     return false
                 }
-                try await out.write(.body(.byteBuffer(ByteBuffer(bytes: SSE.event(plan.chunk(i, id: id, created: created, model: model))))))
+                try await write(native ? plan.ollamaLine(i, model: model) : SSE.event(plan.chunk(i, id: id, created: created, model: model)))
                 stats.withLock { $0.tokensGenerated += 1 }
             }
-            try await out.write(.body(.byteBuffer(ByteBuffer(bytes: SSE.event(plan.finalChunk(id: id, created: created, model: model))))))
-            if includeUsage && config.usage {
-                try await out.write(.body(.byteBuffer(ByteBuffer(bytes: SSE.event(plan.usageChunk(id: id, created: created, model: model, promptTokens: promptTokens))))))
+            if native {
+                try await write(plan.ollamaFinalLine(model: model, promptTokens: promptTokens))
+            } else {
+                try await write(SSE.event(plan.finalChunk(id: id, created: created, model: model)))
+                if req.includeUsage && config.usage {
+                    try await write(SSE.event(plan.usageChunk(id: id, created: created, model: model, promptTokens: promptTokens)))
+                }
+                try await write(SSE.done)
             }
-            try await out.write(.body(.byteBuffer(ByteBuffer(bytes: SSE.done))))
             try await out.write(.end(nil))
             stats.withLock { $0.completed += 1 }
             return true
@@ -206,6 +355,15 @@ public final class EngineSim: Sendable {
 
     func sleep(_ ms: Int) async throws {
         if ms > 0 { try await Task.sleep(for: .milliseconds(ms)) }
+    }
+
+    func sendText(_ out: Outbound, _ text: String, contentType: String) async throws {
+        let bytes = Array(text.utf8)
+        try await out.write(.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: [
+            "content-type": contentType, "content-length": String(bytes.count),
+        ])))
+        try await out.write(.body(.byteBuffer(ByteBuffer(bytes: bytes))))
+        try await out.write(.end(nil))
     }
 
     func sendJSON(_ out: Outbound, _ value: JSONValue, status: HTTPResponseStatus = .ok) async throws {

@@ -22,6 +22,32 @@ public struct SimConfig: Sendable {
         case cut
     }
 
+    /// Which engine the simulator imitates.
+    public enum Mode: String, Sendable, CaseIterable {
+        /// A plain OpenAI-compatible server (EngineSim v1).
+        case openai
+        /// vLLM-like: continuous batching, prefix-cached KV blocks, `/metrics` in vLLM's names.
+        case vllm
+        /// Ollama-like: native `/api/*` (NDJSON streams), few resident models, cold loads.
+        case ollama
+    }
+
+    public var mode: Mode = .openai
+    /// Sequences decoded at once; more wait in the engine's queue (0: unlimited).
+    public var maxBatch: Int = 0
+    /// Inter-token latency grows by this fraction of `itlMs` per extra running sequence.
+    public var batchSlowdown: Double = 0
+    /// Prefill time per prompt token not found in the prefix cache.
+    public var prefillMsPerToken: Double = 0
+    /// KV-cache size in blocks (0: no prefix caching) and tokens per block.
+    public var kvBlocks: Int = 0
+    public var blockTokens: Int = 16
+    /// Ollama: models held in memory at once (0: unlimited) and the time to load a cold one.
+    public var maxResident: Int = 0
+    public var loadMs: Int = 0
+    /// Ollama: models loaded at start (the rest of `models` are "on disk").
+    public var initiallyResident: [String]? = nil
+
     public var host: String
     public var port: Int
     public var models: [String]

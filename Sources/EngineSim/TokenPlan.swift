@@ -1,3 +1,4 @@
+import Foundation
 import OpenAIWire
 
 /// The tokens one simulated answer will produce: reasoning first (if the sim reasons), then content.
@@ -97,5 +98,61 @@ struct TokenPlan {
             ("created", .int(created)), ("model", .string(model)), ("choices", .array([])),
             ("usage", usageJSON(promptTokens: promptTokens)),
         ])
+    }
+
+    // MARK: Ollama's native wire
+
+    static func now() -> String {
+        let f = ISO8601DateFormatter()
+        f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        return f.string(from: Date())
+    }
+
+    func ollamaResponse(model: String, promptTokens: Int) -> JSONValue {
+        var out: JSONValue = .object([("model", .string(model)), ("created_at", .string(Self.now()))])
+        if endpoint == .chat {
+            var message: JSONValue = .object([("role", "assistant"), ("content", .string(contentText))])
+            if style == .field { message.set("thinking", .string(reasoningText)) }
+            out.set("message", message)
+        } else {
+            out.set("response", .string(contentText))
+        }
+        out.set("done", true)
+        out.set("done_reason", .string(finishReason))
+        if usage {
+            out.set("prompt_eval_count", .int(promptTokens))
+            out.set("eval_count", .int(count))
+        }
+        return out
+    }
+
+    func ollamaLine(_ i: Int, model: String) -> [UInt8] {
+        let token = tokens[i]
+        var line: JSONValue = .object([("model", .string(model)), ("created_at", .string(Self.now()))])
+        if endpoint == .chat {
+            let thinking = style == .field && token.reasoning
+            line.set("message", .object([("role", "assistant"), ("content", .string(thinking ? "" : token.text))]
+                                        + (thinking ? [("thinking", JSONValue.string(token.text))] : [])))
+        } else {
+            line.set("response", .string(token.text))
+        }
+        line.set("done", false)
+        return line.serialized() + [UInt8(ascii: "\n")]
+    }
+
+    func ollamaFinalLine(model: String, promptTokens: Int) -> [UInt8] {
+        var line: JSONValue = .object([("model", .string(model)), ("created_at", .string(Self.now()))])
+        if endpoint == .chat {
+            line.set("message", .object([("role", "assistant"), ("content", "")]))
+        } else {
+            line.set("response", "")
+        }
+        line.set("done", true)
+        line.set("done_reason", .string(finishReason))
+        if usage {
+            line.set("prompt_eval_count", .int(promptTokens))
+            line.set("eval_count", .int(count))
+        }
+        return line.serialized() + [UInt8(ascii: "\n")]
     }
 }

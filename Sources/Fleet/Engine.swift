@@ -4,6 +4,7 @@ import Logging
 import NIOCore
 import NIOHTTP1
 import OpenAIWire
+import Synchronization
 
 /// A request on its way to an engine: the client's body with the engine's model name.
 public struct UpstreamRequest: Sendable {
@@ -38,6 +39,13 @@ public final class EngineStream: AsyncSequence, Sendable {
     public typealias Element = StreamEvent
     let events: AsyncThrowingStream<StreamEvent, any Error>
     let reader: Task<Void, Never>
+    /// The first event, already read by the fleet (to fail over when a stream breaks before it).
+    private let primed = Mutex<Primed?>(nil)
+
+    struct Primed {
+        var first: StreamEvent
+        var iterator: AsyncThrowingStream<StreamEvent, any Error>.AsyncIterator
+    }
 
     init(events: AsyncThrowingStream<StreamEvent, any Error>, reader: Task<Void, Never>) {
         self.events = events
@@ -48,8 +56,33 @@ public final class EngineStream: AsyncSequence, Sendable {
 
     deinit { reader.cancel() }
 
-    public func makeAsyncIterator() -> AsyncThrowingStream<StreamEvent, any Error>.AsyncIterator {
-        events.makeAsyncIterator()
+    public struct AsyncIterator: AsyncIteratorProtocol {
+        var pending: StreamEvent?
+        var base: AsyncThrowingStream<StreamEvent, any Error>.AsyncIterator
+
+        public mutating func next() async throws -> StreamEvent? {
+            if let p = pending {
+                pending = nil
+                return p
+            }
+            return try await base.next()
+        }
+    }
+
+    public func makeAsyncIterator() -> AsyncIterator {
+        if let p = primed.withLock({ p -> Primed? in defer { p = nil }; return p }) {
+            return AsyncIterator(pending: p.first, base: p.iterator)
+        }
+        return AsyncIterator(pending: nil, base: events.makeAsyncIterator())
+    }
+
+    /// Waits for the first event and keeps it for the consumer; throws when the stream broke
+    /// before it (nothing reached the client, so the fleet may try another backend).
+    func prime() async throws {
+        var it = events.makeAsyncIterator()
+        guard let first = try await it.next() else { return }
+        let primedValue = Primed(first: first, iterator: it)
+        primed.withLock { $0 = primedValue }
     }
 }
 

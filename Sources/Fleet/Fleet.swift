@@ -153,16 +153,15 @@ public final class Fleet: Sendable {
             var upstreamBody = body
             let served = state.withLock { engineModel(index, model, $0) } ?? model
             upstreamBody.set("model", .string(served))
+            let response: UpstreamResponse
             do {
-                let response = try await engine.send(UpstreamRequest(endpoint: endpoint, body: upstreamBody, stream: stream)) { [self] end in
+                response = try await engine.send(UpstreamRequest(endpoint: endpoint, body: upstreamBody, stream: stream)) { [self] end in
                     switch end {
                     case .completed: finish(index, failure: nil)
                     case .cancelled: finish(index, failure: nil, neutral: true)
                     case .failed(let e): finish(index, failure: e)
                     }
                 }
-                if case .complete = response { finish(index, failure: nil) } else { markAlive(index) }
-                return (engine, response)
             } catch {
                 if Self.retryable(error) {
                     finish(index, failure: error)
@@ -173,8 +172,33 @@ public final class Fleet: Sendable {
                 finish(index, failure: nil)  // the engine answered: it is alive (the request was bad)
                 throw error
             }
+            switch response {
+            case .complete:
+                finish(index, failure: nil)
+            case .stream(let events):
+                // "First byte" is the first token: a stream that breaks before it reached
+                // nobody, so it is retried elsewhere (the relay already released the slot).
+                if let e = await Self.firstEvent(events, backend: engine.name) {
+                    if Task.isCancelled { throw e }
+                    logger.warning("stream broke before its first token, trying another", metadata: ["backend": "\(engine.name)", "error": "\(e)"])
+                    lastError = e
+                    continue
+                }
+                markAlive(index)
+            }
+            return (engine, response)
         }
         throw lastError ?? .rejected(backend: "-", error: .unavailable("No engine could take the request for '\(model)'.", retryAfter: 1))
+    }
+
+    /// Waits for a stream's first event; returns the error when it broke before it.
+    static func firstEvent(_ events: EngineStream, backend: String) async -> EngineError? {
+        do {
+            try await events.prime()
+            return nil
+        } catch {
+            return error as? EngineError ?? .streamCut(backend: backend, detail: "\(error)")
+        }
     }
 
     /// Failures before the first byte that another backend may not have.

@@ -14,6 +14,8 @@ struct StreamSummary: Sendable {
     var textChunks = 0
     /// NDJSON streams: whether the first chunk (which carries the role) was sent.
     var sentFirst = false
+    /// Chunks handed to the consumer.
+    var relayed = 0
 }
 
 /// Last time bytes arrived from the engine, shared between the reader and its watchdog.
@@ -89,7 +91,8 @@ extension Engine {
                     return
                 }
                 let engineError = error as? EngineError ?? .streamCut(backend: self.name, detail: self.describe(error))
-                continuation.yield(.usage(self.partialUsage(request: request, progress.summary.withLock { $0 })))
+                let partial = progress.summary.withLock { $0 }
+                if partial.relayed > 0 { continuation.yield(.usage(self.partialUsage(request: request, partial))) }
                 continuation.finish(throwing: engineError)
                 onEnd?(.failed(engineError))
             }
@@ -180,6 +183,7 @@ extension Engine {
             summary.output += text
             summary.reasoning += thinking
             if !text.isEmpty || !thinking.isEmpty { summary.textChunks += 1 }
+            summary.relayed += 1
             continuation.yield(.chunk(chunk))
         }
         if json["done"]?.boolValue == true {
@@ -215,6 +219,7 @@ extension Engine {
             case .embeddings: break
             }
         }
+        summary.relayed += 1
         continuation.yield(.chunk(chunk))
     }
 }
