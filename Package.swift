@@ -65,12 +65,9 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ], resources: [.copy("Resources/admin-openapi.yaml")], swiftSettings: v5),
         .executableTarget(name: "llmaas", dependencies: [
-            "Gateway", "EngineSim", "Catalog", "Storage", "Tenancy", "OpenAIWire", "Observability",
+            "Gateway", "EngineSim", "Catalog", "Storage", "Tenancy", "OpenAIWire", "Observability", "Shield",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: v5),
-        .executableTarget(name: "routing-bench", dependencies: [
-            "Fleet", "EngineSim", "OpenAIWire", .product(name: "Logging", package: "swift-log"),
-        ], path: "bench/routing-bench", swiftSettings: v5),
         .executableTarget(name: "routing-bench", dependencies: [
             "Fleet", "EngineSim", "OpenAIWire", .product(name: "Logging", package: "swift-log"),
         ], path: "bench/routing-bench", swiftSettings: v5),

@@ -5,6 +5,7 @@ import HTTPTypes
 import Hummingbird
 import Observability
 import OpenAIWire
+import Shield
 import Storage
 import Tenancy
 
@@ -42,6 +43,9 @@ struct CompletionPipeline: Sendable {
                 throw APIError.permissionDenied("API key \(principal.keyID) is not allowed to use model '\(entry.id)'. Ask your administrator to grant it, or use a model listed by GET /v1/models.",
                                                 code: "model_not_allowed")
             }
+
+            // 4. Inspect the prompt (structure, patterns, behavior): block before any engine sees it.
+            try inspect(inference, principal, recorder)
 
             // 5–6. Route and forward.
             let (engine, upstream) = try await forward(inference, entry: entry)
@@ -88,6 +92,43 @@ struct CompletionPipeline: Sendable {
             var withHeaders = apiError
             withHeaders.headers += keyHeaders.map { ($0.name.rawName, $0.value) }
             throw withHeaders
+        }
+    }
+
+    /// The new user and tool content of the request (what follows the last assistant turn; earlier
+    /// turns were inspected when they were new), with the developer's system prompt marked as such.
+    static func inspectedTexts(_ inference: InferenceRequest) -> [InspectedText] {
+        switch inference.endpoint {
+        case .chat:
+            let messages = inference.body["messages"]?.arrayValue ?? []
+            let lastAssistant = messages.lastIndex { $0["role"]?.stringValue == "assistant" } ?? -1
+            return messages.enumerated().compactMap { i, m in
+                let role = InspectedRole(rawValue: m["role"]?.stringValue ?? "user") ?? .user
+                guard i > lastAssistant || role == .system || role == .developer else { return nil }
+                let text = InferenceRequest.promptTexts(of: .object([("messages", .array([m]))]), endpoint: .chat).joined(separator: "\n")
+                return InspectedText(role: role == .assistant ? .assistant : role, text: text)
+            }
+        case .completions:
+            return inference.promptTexts.map { InspectedText(role: .user, text: $0) }
+        case .embeddings:
+            return []
+        }
+    }
+
+    func inspect(_ inference: InferenceRequest, _ principal: Principal, _ recorder: RequestRecorder) throws(APIError) {
+        let texts = Self.inspectedTexts(inference)
+        guard !texts.isEmpty else { return }
+        let mode = ShieldMode(rawValue: principal.shieldMode) ?? .enforce
+        let verdict = platform.shield.inspect(ShieldInput(texts: texts, keyID: principal.keyID, now: Date(timeIntervalSince1970: Double(platform.now()) / 1000)), mode: mode)
+        guard verdict.wouldBlock || !verdict.findings.isEmpty else { return }
+        platform.shieldCounters.count(verdict)
+        if verdict.wouldBlock {
+            recorder.audit(action: "prompt.\(verdict.blocked ? "blocked" : "flagged")", outcome: "layers=\(verdict.layers.map(\.rawValue).joined(separator: ",")) rules=\(verdict.ruleIDs.joined(separator: ","))",
+                           model: inference.model, status: verdict.blocked ? 400 : nil)
+        }
+        if verdict.blocked {
+            throw APIError.invalidRequest("Your prompt was blocked by prompt security (layers: \(verdict.layers.map(\.rawValue).joined(separator: ", ")); rules: \(verdict.ruleIDs.joined(separator: ", "))). Rephrase the request; if you believe this is a mistake, contact your administrator with the request id.",
+                                          code: "prompt_security_violation")
         }
     }
 
@@ -170,6 +211,11 @@ struct RequestRecorder: Sendable {
     let requestID: String
     let clientIP: String?
     let userAgent: String?
+
+    func audit(action: String, outcome: String, model: String?, status: Int?) {
+        platform.audit.record(AuditEvent(time: platform.now(), actor: "key:\(principal.keyID)", tenantID: principal.tenantID, action: action,
+                                         outcome: outcome, requestID: requestID, clientIP: clientIP, userAgent: userAgent, model: model, status: status))
+    }
 
     func finish(_ record: RequestRecord) {
         platform.requestLog.append(record)

@@ -1,5 +1,6 @@
 import Fleet
 import Foundation
+import Shield
 import Yams
 
 /// The whole configuration, parsed once into typed values (YAML file + `LLMAAS_*` overrides)
@@ -17,6 +18,8 @@ public struct GatewayConfig: Sendable {
     public var auditRetentionDays = 400
     /// Failed authentications per client address per minute before 429.
     public var authFailuresPerMinute = 10
+    /// Prompt security: behavior window and repetition threshold.
+    public var shield = ShieldConfig()
     /// How often the rotation job and the maintenance tasks run.
     public var maintenanceIntervalSeconds = 30
 
@@ -68,6 +71,12 @@ public struct GatewayConfig: Sendable {
         if var security = try r.mapping("security") {
             if let n = try security.int("auth_failures_per_minute", min: 1) { config.authFailuresPerMinute = n }
             try security.finish()
+        }
+        if var shield = try r.mapping("shield") {
+            if let n = try shield.int("window_size", min: 1) { config.shield.windowSize = n }
+            if let n = try shield.int("window_max_age_seconds", min: 1) { config.shield.windowMaxAge = TimeInterval(n) }
+            if let n = try shield.int("repetition_threshold", min: 2) { config.shield.repetitionThreshold = n }
+            try shield.finish()
         }
         if var maintenance = try r.mapping("maintenance") {
             if let n = try maintenance.int("interval_seconds", min: 1) { config.maintenanceIntervalSeconds = n }

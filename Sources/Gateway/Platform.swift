@@ -7,8 +7,22 @@ import Logging
 import Observability
 import OpenAIWire
 import Storage
+import Shield
 import Synchronization
 import Tenancy
+
+/// Findings and blocks of the prompt shield, counted by rule (exposed with the metrics).
+public final class ShieldCounters: Sendable {
+    private let counts = Mutex<[String: Int]>([:])
+
+    func count(_ verdict: ShieldVerdict) {
+        counts.withLock { c in
+            for rule in verdict.ruleIDs { c["\(verdict.blocked ? "blocked" : "flagged"):\(rule)", default: 0] += 1 }
+        }
+    }
+
+    public var snapshot: [String: Int] { counts.withLock { $0 } }
+}
 
 extension GatewayContext {
     /// The client's IP address as text (no port).
@@ -36,6 +50,8 @@ public final class Platform: Sendable {
     public let logger: Logger
     public let audit: AuditLog
     public let throttle: AuthThrottle
+    public let shield: PromptShield
+    public let shieldCounters = ShieldCounters()
     /// Milliseconds since the epoch; injected so tests can move through time.
     public let now: @Sendable () -> Int64
 
@@ -50,6 +66,7 @@ public final class Platform: Sendable {
         self.audit = AuditLog(storage: storage, logger: logger, enabled: config.auditEnabled,
                               headPath: (config.dataDir as NSString).appendingPathComponent("audit.head"))
         self.throttle = AuthThrottle(limit: config.authFailuresPerMinute, windowMs: 60_000)
+        self.shield = PromptShield(config: config.shield)
         let catalog = try CatalogFile.load(path: config.catalogPath)
         for b in config.backends {
             for model in b.models.keys where catalog.resolve(model) == nil {
