@@ -42,23 +42,27 @@ public struct CatalogReloader: Service {
         return nil
     }
 
+    /// Runs until graceful shutdown, then returns normally (a service that throws on shutdown
+    /// would make the whole group, and `llmaas serve`, end in error).
     public func run() async throws {
         let watcher = WatcherBox(CatalogWatcher(path: path, current: store.current, validate: validate))
         let signals = await UnixSignalsSequence(trapping: .sighup)
-        try await cancelWhenGracefulShutdown {
-            try await withThrowingTaskGroup(of: Void.self) { group in
+        let interval = pollInterval
+        await cancelWhenGracefulShutdown {
+            await withTaskGroup(of: Void.self) { group in
                 group.addTask {
+                    // Ends when the task is cancelled (the sequence is an AsyncStream).
                     for await _ in signals {
                         apply(watcher.withLock { $0.reload() }, trigger: "SIGHUP")
                     }
                 }
                 group.addTask {
                     while true {
-                        try await Task.sleep(for: pollInterval)
+                        do { try await Task.sleep(for: interval) } catch { return }
                         apply(watcher.withLock { $0.poll() }, trigger: "file change")
                     }
                 }
-                try await group.next()
+                await group.next()
                 group.cancelAll()
             }
         }

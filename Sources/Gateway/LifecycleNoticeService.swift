@@ -59,9 +59,10 @@ public struct LifecycleNoticeService: Service {
         self.deliver = deliver
     }
 
+    /// Runs a pass now and every `interval` until graceful shutdown, then returns normally.
     public func run() async throws {
-        try await cancelWhenGracefulShutdown {
-            while true {
+        await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
                 do {
                     _ = try await runOnce()
                 } catch is CancellationError {
@@ -69,7 +70,7 @@ public struct LifecycleNoticeService: Service {
                 } catch {
                     logger.error("lifecycle notices: run failed, will retry", metadata: ["error": .string("\(error)")])
                 }
-                try await Task.sleep(for: interval)
+                do { try await Task.sleep(for: interval) } catch { return }
             }
         }
     }
