@@ -61,6 +61,7 @@ let package = Package(
             "Observability", "Fleet",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             .product(name: "Yams", package: "Yams"),
             .product(name: "Logging", package: "swift-log"),
         ], resources: [.copy("Resources/admin-openapi.yaml")], swiftSettings: v5),

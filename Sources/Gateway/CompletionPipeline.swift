@@ -43,6 +43,10 @@ struct CompletionPipeline: Sendable {
                 throw APIError.permissionDenied("API key \(principal.keyID) is not allowed to use model '\(entry.id)'. Ask your administrator to grant it, or use a model listed by GET /v1/models.",
                                                 code: "model_not_allowed")
             }
+            let lifecycle = try platform.lifecycleGate(entry, requested: inference.model, principal: principal,
+                                                       today: LifecycleClock.millis(platform.now).today,
+                                                       baseURL: platform.baseURL(for: request))
+            try CapabilityCheck.check(inference, model: entry)
 
             // 4. Inspect the prompt (structure, patterns, behavior): block before any engine sees it.
             try inspect(inference, principal, recorder)
@@ -64,11 +68,12 @@ struct CompletionPipeline: Sendable {
                 recorder.finish(record)
                 var headers = keyHeaders
                 headers[.xBackend] = backend.header
+                headers.append(contentsOf: lifecycle)
                 return jsonResponse(json, headers: headers)
             case .stream(let events):
                 let relay = StreamResponder(requestID: context.requestID, model: entry.id, endpoint: endpoint, backend: backend,
                                             includeUsage: inference.includeUsage, started: started, record: record,
-                                            recorder: recorder, extraHeaders: keyHeaders)
+                                            recorder: recorder, extraHeaders: keyHeaders + lifecycle)
                 return relay.response(events)
             }
         } catch {
@@ -149,12 +154,6 @@ struct CompletionPipeline: Sendable {
         guard let entry = platform.catalog.current.resolve(inference.model),
               platform.fleet.servedModels.contains(entry.id) else {
             throw APIError.modelNotFound(inference.model)
-        }
-        let needed = CatalogEntry.capability(for: inference.endpoint)
-        guard entry.capabilities.contains(needed) else {
-            let can = entry.capabilities.map(\.rawValue).sorted().joined(separator: ", ")
-            throw APIError.invalidRequest("Model '\(entry.id)' does not support \(inference.endpoint.path) (it supports: \(can)). Choose a model with the '\(needed.rawValue)' capability from GET /v1/models.",
-                                          param: "model", code: "model_capability_mismatch")
         }
         return entry
     }

@@ -1,6 +1,7 @@
 import Fleet
 import Foundation
 import Hummingbird
+import Catalog
 import Logging
 import Observability
 import ServiceLifecycle
@@ -21,7 +22,8 @@ public enum GatewayServer {
         let app = Application(
             router: buildRouter(platform),
             configuration: .init(address: .hostname(config.host, port: config.port), serverName: "llmaas"),
-            services: [EngineSupervisor(engines: platform.managedEngines), Maintenance(platform: platform), platform.requestLog, platform.audit],
+            services: [EngineSupervisor(engines: platform.managedEngines), Maintenance(platform: platform), CatalogReloader(platform: platform),
+                       noticeService(platform), platform.requestLog, platform.audit],
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? config.port
                 announce("LLMaaS listening on http://\(config.host):\(port) (OpenAI base_url: http://\(config.host):\(port)/v1)")
@@ -45,6 +47,32 @@ public enum GatewayServer {
         platform.audit.record(AuditEvent(time: platform.now(), actor: "system", tenantID: tenant.id, action: "tenant.create", target: tenant.id, outcome: "first start"))
         platform.audit.record(AuditEvent(time: platform.now(), actor: "system", tenantID: tenant.id, action: "key.create", target: key.id, outcome: "first start"))
         announce("API key (tenant default, shown once): \(token.text)")
+    }
+}
+
+/// Lifecycle notices over the platform's storage and webhooks.
+func noticeService(_ platform: Platform) -> LifecycleNoticeService {
+    let storage = platform.storage
+    let store = LifecycleNoticeService.Store(
+        usageSince: { since in
+            var byTenant: [String: LifecycleNoticeService.Usage] = [:]
+            for row in try await storage.modelUsage(since: since) {
+                byTenant[row.tenantID, default: .init(tenantID: row.tenantID, tenantName: row.tenantName, models: [])].models.insert(row.model)
+            }
+            return Array(byTenant.values)
+        },
+        claimedKeys: {
+            Set(try await storage.lifecycleNoticeKeys().compactMap { row in
+                NoticePhase(rawValue: row.phase).map { NoticeKey(tenant: row.tenantID, model: row.model, phase: $0) }
+            })
+        },
+        claim: { notice, now in
+            try await storage.claimLifecycleNotice(tenantID: notice.key.tenant, model: notice.key.model, phase: notice.key.phase.rawValue,
+                                                   at: now, phaseStarted: notice.phaseStarted.description, retiresAt: notice.removal.description,
+                                                   payload: notice.json.jsonString)
+        })
+    return LifecycleNoticeService(catalog: platform.catalog, store: store, clock: .millis(platform.now), logger: platform.logger) { notice in
+        Webhooks(platform: platform).send(tenantID: notice.key.tenant, event: "model.lifecycle", payload: notice.json)
     }
 }
 

@@ -14,7 +14,8 @@ struct Maintenance: Service {
             while !Task.isShuttingDownGracefully && !Task.isCancelled {
                 await tick(purge: platform.now() - lastPurge > 3_600_000)
                 if platform.now() - lastPurge > 3_600_000 { lastPurge = platform.now() }
-                try? await Task.sleep(for: .seconds(platform.config.maintenanceIntervalSeconds))
+                // Sleeping must not hold up a graceful shutdown.
+                try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .seconds(platform.config.maintenanceIntervalSeconds)) }
             }
         } onGracefulShutdown: {}
         try? await platform.storage.touchKeys(platform.authority.drainLastUsed())

@@ -25,21 +25,20 @@ public func buildRouter(_ platform: Platform) -> Hummingbird.Router<GatewayConte
     // /v1/models lists only what the caller's key may use.
     router.get("/v1/models") { request, context in
         let principal = try await platform.authenticate(request, context)
-        let catalog = platform.catalog.current
-        let served = platform.fleet.servedModels
-        let models = catalog.entries.filter { served.contains($0.id) && principal.grants.allows(model: [$0.id]) }.map(modelJSON)
-        return jsonResponse(.object([("object", "list"), ("data", .array(models))]), headers: CompletionPipeline.keyHeaders(principal))
+        let list = platform.lifecycleModelList(principal: principal, today: LifecycleClock.millis(platform.now).today,
+                                               allowed: { principal.grants.allows(model: [$0.id]) })
+        return jsonResponse(list, headers: CompletionPipeline.keyHeaders(principal))
     }
     router.get("/v1/models/{id}") { request, context in
         let principal = try await platform.authenticate(request, context)
         let id = context.parameters.get("id") ?? ""
-        guard let entry = platform.catalog.current.resolve(id), platform.fleet.servedModels.contains(entry.id),
-              principal.grants.allows(model: [entry.id]) else {
-            throw APIError.modelNotFound(id)
-        }
-        return jsonResponse(modelJSON(entry), headers: CompletionPipeline.keyHeaders(principal))
+        let (json, lifecycle) = try platform.lifecycleModelDetail(id: id, principal: principal, today: LifecycleClock.millis(platform.now).today,
+                                                                  baseURL: platform.baseURL(for: request),
+                                                                  allowed: { principal.grants.allows(model: [$0.id]) })
+        return jsonResponse(json, headers: CompletionPipeline.keyHeaders(principal) + lifecycle)
     }
     addAdminRoutes(to: router, platform: platform)
+    addLifecycleRoutes(to: router, platform: platform, clock: .millis(platform.now))
     return router
 }
 

@@ -3,16 +3,26 @@ import ServiceLifecycle
 import Synchronization
 
 /// Collects rows off the request path and writes them in batches (one statement, one commit per
-/// batch). Runs as a service: it flushes every `interval` and once more at graceful shutdown,
-/// after the HTTP server has drained, so no row of a finished request is lost on SIGTERM.
+/// batch). Two ways in:
+/// - ``append(_:)`` queues a row; a periodic flush writes it (no wait on the request path).
+/// - ``appendAndWait(_:)`` is a group commit: it returns once the row is committed. A flush starts
+///   at once if none is running; rows that arrive meanwhile share the next commit, so under load
+///   many requests pay for one write.
+/// Runs as a service: it flushes once more at graceful shutdown, after the HTTP server drained,
+/// so no row of a finished request is lost on SIGTERM.
 public final class BatchWriter<Row: Sendable>: Service, Sendable {
     let name: String
     let interval: Duration
     let maxBatch: Int
     let write: @Sendable ([Row]) async throws -> Void
     let logger: Logger
-    private let pending = Mutex<[Row]>([])
+    private let state = Mutex(State())
     private let written = Atomic<Int>(0)
+
+    struct State {
+        var rows: [(Row, CheckedContinuation<Void, Never>?)] = []
+        var flushing = false
+    }
 
     public init(name: String, interval: Duration = .milliseconds(100), maxBatch: Int = 1000, logger: Logger,
                 write: @escaping @Sendable ([Row]) async throws -> Void) {
@@ -25,29 +35,62 @@ public final class BatchWriter<Row: Sendable>: Service, Sendable {
 
     /// Queues a row; never blocks on the database.
     public func append(_ row: Row) {
-        pending.withLock { $0.append(row) }
+        state.withLock { $0.rows.append((row, nil)) }
+    }
+
+    /// Queues a row and waits until it is committed (group commit).
+    public func appendAndWait(_ row: Row) async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let start = state.withLock { s -> Bool in
+                s.rows.append((row, continuation))
+                if s.flushing { return false }
+                s.flushing = true
+                return true
+            }
+            if start { Task { await self.drain() } }
+        }
     }
 
     public var writtenCount: Int { written.load(ordering: .relaxed) }
-    public var pendingCount: Int { pending.withLock { $0.count } }
+    public var pendingCount: Int { state.withLock { $0.rows.count } }
 
-    /// Writes everything queued so far. A failed batch is put back and retried on the next flush.
+    /// Writes everything queued so far (waits for a flush already running to finish first).
     public func flush() async {
         while true {
-            let batch = pending.withLock { rows -> [Row] in
-                let n = min(rows.count, maxBatch)
-                let batch = Array(rows.prefix(n))
-                rows.removeFirst(n)
+            let start = state.withLock { s -> Bool in
+                if s.flushing { return false }
+                s.flushing = true
+                return true
+            }
+            if start { break }
+            try? await Task.sleep(for: .milliseconds(1))
+        }
+        await drain()
+    }
+
+    /// The single flusher: takes batches until the queue is empty, then clears `flushing` under the
+    /// same lock, so a row appended concurrently is never stranded.
+    private func drain() async {
+        var failures = 0
+        while true {
+            let batch = state.withLock { s -> [(Row, CheckedContinuation<Void, Never>?)] in
+                let n = min(s.rows.count, maxBatch)
+                if n == 0 { s.flushing = false; return [] }
+                let batch = Array(s.rows.prefix(n))
+                s.rows.removeFirst(n)
                 return batch
             }
             if batch.isEmpty { return }
             do {
-                try await write(batch)
+                try await write(batch.map(\.0))
                 written.add(batch.count, ordering: .relaxed)
+                for (_, c) in batch { c?.resume() }
+                failures = 0
             } catch {
                 logger.error("batch write failed; will retry", metadata: ["writer": "\(name)", "rows": "\(batch.count)", "error": "\(error)"])
-                pending.withLock { $0.insert(contentsOf: batch, at: 0) }
-                return
+                state.withLock { $0.rows.insert(contentsOf: batch, at: 0) }
+                failures += 1
+                try? await Task.sleep(for: .milliseconds(min(1000, 50 * failures)))
             }
         }
     }
@@ -59,10 +102,6 @@ public final class BatchWriter<Row: Sendable>: Service, Sendable {
                 await flush()
             }
         } onGracefulShutdown: {}
-        // Shutdown: drain what the last requests queued (retry a few times on a failing database).
-        for _ in 0..<20 where pendingCount > 0 {
-            await flush()
-            if pendingCount > 0 { try? await Task.sleep(for: .milliseconds(100)) }
-        }
+        await flush()
     }
 }

@@ -91,5 +91,42 @@ enum Schema {
                 .column("hash", type: .text, .notNull)
                 .run()
         },
+        Migration(version: 3, name: "usage ledger columns, credits, budget notices") { db in
+            // The requests table is the usage ledger: one row per request.
+            let ledgerColumns: [(String, SQLDataType)] = [
+                ("model_requested", .text), ("system_tokens", .bigint), ("reasoning_tokens", .bigint),
+                ("cost_nano", .bigint), ("energy_uwh", .bigint), ("estimated", .int),
+            ]
+            for (name, type) in ledgerColumns { try await db.alter(table: "requests").column(name, type: type).run() }
+            try await db.create(table: "credits")
+                .column("id", type: .text, .primaryKey(autoIncrement: false))
+                .column("tenant_id", type: .text, .notNull, .references("tenants", "id"))
+                .column("amount_nano", type: .bigint, .notNull)
+                .column("created_at", type: .bigint, .notNull)
+                .column("note", type: .text)
+                .run()
+            try await db.create(index: "credits_tenant").on("credits").column("tenant_id").run()
+            try await db.create(table: "budget_notices")
+                .column("tenant_id", type: .text, .notNull)
+                .column("month", type: .text, .notNull)
+                .column("threshold", type: .int, .notNull)
+                .column("sent_at", type: .bigint, .notNull)
+                .primaryKey("tenant_id", "month", "threshold")
+                .run()
+            // Lifecycle notices: claimed (inserted) before they are sent, so each is sent once.
+            try await db.create(table: "lifecycle_notices")
+                .column("tenant_id", type: .text, .notNull, .references("tenants", "id"))
+                .column("model", type: .text, .notNull)
+                .column("phase", type: .text, .notNull)
+                .column("created_at", type: .bigint, .notNull)
+                .column("phase_started", type: .text, .notNull)
+                .column("retires_at", type: .text, .notNull)
+                .column("payload", type: .text, .notNull)
+                .column("delivered_at", type: .bigint)
+                .column("attempts", type: .int, .notNull, .default(0))
+                .column("last_error", type: .text)
+                .primaryKey("tenant_id", "model", "phase")
+                .run()
+        },
     ]
 }

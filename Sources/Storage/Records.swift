@@ -96,14 +96,28 @@ public struct RequestRecord: Codable, Sendable, Equatable {
     public var latencyMs: Int
     public var ttftMs: Int?
     public var backend: String?
+    /// The name the client asked for (an alias), when it differs from `model` (the model served).
+    public var modelRequested: String?
+    /// Part of `promptTokens` from system/developer messages.
+    public var systemTokens: Int?
+    /// Part of `completionTokens` spent on reasoning.
+    public var reasoningTokens: Int?
+    public var costNano: Int64?
+    /// Energy in micro-watt-hours.
+    public var energyMicroWh: Int64?
+    /// 1 when the token counts are an estimate (the engine gave none).
+    public var estimated: Int?
 
     public init(id: String, createdAt: Int64, tenantID: String?, keyID: String?, model: String, endpoint: String,
                 status: Int, outcome: String, errorCode: String? = nil, promptTokens: Int = 0, completionTokens: Int = 0,
-                latencyMs: Int, ttftMs: Int? = nil, backend: String? = nil) {
+                latencyMs: Int, ttftMs: Int? = nil, backend: String? = nil, modelRequested: String? = nil,
+                systemTokens: Int? = nil, reasoningTokens: Int? = nil, costNano: Int64? = nil, energyMicroWh: Int64? = nil,
+                estimated: Int? = nil) {
         self.id = id; self.createdAt = createdAt; self.tenantID = tenantID; self.keyID = keyID; self.model = model
         self.endpoint = endpoint; self.status = status; self.outcome = outcome; self.errorCode = errorCode
         self.promptTokens = promptTokens; self.completionTokens = completionTokens; self.latencyMs = latencyMs
-        self.ttftMs = ttftMs; self.backend = backend
+        self.ttftMs = ttftMs; self.backend = backend; self.modelRequested = modelRequested; self.systemTokens = systemTokens
+        self.reasoningTokens = reasoningTokens; self.costNano = costNano; self.energyMicroWh = energyMicroWh; self.estimated = estimated
     }
 
     enum CodingKeys: String, CodingKey {
@@ -116,6 +130,12 @@ public struct RequestRecord: Codable, Sendable, Equatable {
         case completionTokens = "completion_tokens"
         case latencyMs = "latency_ms"
         case ttftMs = "ttft_ms"
+        case modelRequested = "model_requested"
+        case systemTokens = "system_tokens"
+        case reasoningTokens = "reasoning_tokens"
+        case costNano = "cost_nano"
+        case energyMicroWh = "energy_uwh"
+        case estimated
     }
 }
 

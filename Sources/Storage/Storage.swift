@@ -211,6 +211,84 @@ public final class Storage: Sendable {
         }
     }
 
+    /// Ledger rows of a tenant in a time range (all tenants when nil), oldest first.
+    public func ledger(tenantID: String?, from: Int64, to: Int64) async throws -> [RequestRecord] {
+        var q = db.select().columns("*").from("requests").where("created_at", .greaterThanOrEqual, from).where("created_at", .lessThan, to)
+        if let tenantID { q = q.where("tenant_id", .equal, tenantID) }
+        return try await q.orderBy("created_at").all(decoding: RequestRecord.self)
+    }
+
+    /// A tenant's spend (n€) since `from`.
+    public func spend(tenantID: String, from: Int64, to: Int64) async throws -> Int64 {
+        try await db.select().column(SQLFunction("COALESCE", args: SQLFunction("SUM", args: SQLColumn("cost_nano")), SQLLiteral.numeric("0")), as: "s")
+            .from("requests").where("tenant_id", .equal, tenantID).where("created_at", .greaterThanOrEqual, from).where("created_at", .lessThan, to)
+            .first(decodingColumn: "s", as: Int64.self) ?? 0
+    }
+
+    // MARK: Lifecycle notices
+
+    /// Distinct (tenant id, tenant name, model) used since `since` (ms).
+    public func modelUsage(since: Int64) async throws -> [(tenantID: String, tenantName: String, model: String)] {
+        let rows = try await db.select().distinct()
+            .column(SQLColumn("tenant_id", table: "requests"), as: "tid")
+            .column(SQLColumn("name", table: "tenants"), as: "tname")
+            .column(SQLColumn("model", table: "requests"), as: "model")
+            .from("requests")
+            .join("tenants", on: SQLColumn("tenant_id", table: "requests"), .equal, SQLColumn("id", table: "tenants"))
+            .where(SQLColumn("created_at", table: "requests"), .greaterThanOrEqual, SQLBind(since))
+            .where(SQLColumn("model", table: "requests"), .notEqual, SQLBind("-"))
+            .all()
+        return try rows.map { (try $0.decode(column: "tid", as: String.self), try $0.decode(column: "tname", as: String.self),
+                               try $0.decode(column: "model", as: String.self)) }
+    }
+
+    public func lifecycleNoticeKeys() async throws -> [(tenantID: String, model: String, phase: String)] {
+        try await db.select().columns("tenant_id", "model", "phase").from("lifecycle_notices").all().map {
+            (try $0.decode(column: "tenant_id", as: String.self), try $0.decode(column: "model", as: String.self),
+             try $0.decode(column: "phase", as: String.self))
+        }
+    }
+
+    /// Inserts a notice; false when (tenant, model, phase) was already claimed.
+    public func claimLifecycleNotice(tenantID: String, model: String, phase: String, at time: Int64, phaseStarted: String,
+                                     retiresAt: String, payload: String) async throws -> Bool {
+        let before = try await db.select().column("phase").from("lifecycle_notices").where("tenant_id", .equal, tenantID)
+            .where("model", .equal, model).where("phase", .equal, phase).first()
+        if before != nil { return false }
+        do {
+            try await db.insert(into: "lifecycle_notices")
+                .columns("tenant_id", "model", "phase", "created_at", "phase_started", "retires_at", "payload", "attempts")
+                .values(SQLBind(tenantID), SQLBind(model), SQLBind(phase), SQLBind(time), SQLBind(phaseStarted), SQLBind(retiresAt),
+                        SQLBind(payload), SQLBind(0))
+                .run()
+            return true
+        } catch {
+            return false  // a concurrent claimer won the primary key
+        }
+    }
+
+    // MARK: Credits and budget notices
+
+    public func addCredit(id: String, tenantID: String, amountNano: Int64, at time: Int64, note: String?) async throws {
+        try await db.insert(into: "credits").columns("id", "tenant_id", "amount_nano", "created_at", "note")
+            .values(SQLBind(id), SQLBind(tenantID), SQLBind(amountNano), SQLBind(time), SQLBind(note)).run()
+    }
+
+    public func creditTotal(tenantID: String) async throws -> Int64 {
+        try await db.select().column(SQLFunction("COALESCE", args: SQLFunction("SUM", args: SQLColumn("amount_nano")), SQLLiteral.numeric("0")), as: "s")
+            .from("credits").where("tenant_id", .equal, tenantID).first(decodingColumn: "s", as: Int64.self) ?? 0
+    }
+
+    /// Records a budget notice; false when it was already sent (each threshold once a month).
+    public func recordBudgetNotice(tenantID: String, month: String, threshold: Int, at time: Int64) async throws -> Bool {
+        let exists = try await db.select().column("threshold").from("budget_notices").where("tenant_id", .equal, tenantID)
+            .where("month", .equal, month).where("threshold", .equal, threshold).first() != nil
+        if exists { return false }
+        try await db.insert(into: "budget_notices").columns("tenant_id", "month", "threshold", "sent_at")
+            .values(SQLBind(tenantID), SQLBind(month), SQLBind(threshold), SQLBind(time)).ignoringConflicts().run()
+        return true
+    }
+
     public func request(id: String) async throws -> RequestRecord? {
         try await db.select().columns("*").from("requests").where("id", .equal, id).first(decoding: RequestRecord.self)
     }

@@ -174,10 +174,13 @@ def test_revocation_takes_effect_within_a_second_under_load(gw, admin):
     revoked_at = []
     results = []  # (start time, outcome)
 
+    counter = iter(range(1_000_000))
+
     def one():
         start = time.monotonic()
         try:
-            client.chat.completions.create(model="sim-chat", messages=MSG, max_tokens=1)
+            # Distinct prompts: 30 identical ones in a row are blocked by the prompt shield.
+            client.chat.completions.create(model="sim-chat", messages=[{"role": "user", "content": f"hello {next(counter)}"}], max_tokens=1)
             results.append((start, "ok"))
         except openai.AuthenticationError:
             results.append((start, "401"))
@@ -367,7 +370,7 @@ def test_sigterm_under_load_loses_no_audit_entry(llmaas_bin, tmp_path, gw):
         while True:
             try:
                 r = c.post(f"http://127.0.0.1:{port}/v1/chat/completions",
-                           json={"model": "sim-chat", "messages": MSG, "max_tokens": 3},
+                           json={"model": "sim-chat", "messages": [{"role": "user", "content": f"n{time.monotonic_ns()}"}], "max_tokens": 3},
                            headers={"Authorization": f"Bearer {key}"})
                 with lock:
                     answered.append(r.headers.get("x-request-id"))
