@@ -21,10 +21,15 @@ public struct FleetOptions: Sendable, Equatable {
     public var prefixBlockChars: Int
     /// Seed of the tie-break generator (nil: a random seed).
     public var seed: UInt64?
+    /// `scored` policy: while a backend holding the model is merely full, wait for it this long
+    /// before sending the request to one that must load the model cold (a load costs seconds,
+    /// a slot frees in a fraction of that).
+    public var coldLoadAfterMs: Int
 
     public init(policy: RoutingPolicy = .scored, weights: RoutingWeights = RoutingWeights(), maxAttempts: Int = 3,
                 breakerThreshold: Int = 3, breakerCooldownMs: Int = 1000, queueDeadlineMs: Int = 10_000,
-                prefixBlockChars: Int = 256, seed: UInt64? = nil) {
+                prefixBlockChars: Int = 256, seed: UInt64? = nil, coldLoadAfterMs: Int = 500) {
+        self.coldLoadAfterMs = coldLoadAfterMs
         self.policy = policy; self.weights = weights; self.maxAttempts = max(1, maxAttempts)
         self.breakerThreshold = breakerThreshold; self.breakerCooldownMs = breakerCooldownMs
         self.queueDeadlineMs = max(0, queueDeadlineMs); self.prefixBlockChars = prefixBlockChars; self.seed = seed
@@ -124,7 +129,8 @@ public final class Fleet: Sendable {
         var seq: UInt64?
 
         while tried.count < options.maxAttempts {
-            let pick = state.withLock { s in s.select(fleet: self, model: model, hashes: hashes, exclude: tried, nowMs: Activity.nowMs()) }
+            let pick = state.withLock { s in s.select(fleet: self, model: model, hashes: hashes, exclude: tried, nowMs: Activity.nowMs(),
+                                                           waitedMs: Activity.nowMs() - enqueuedAt) }
             let index: Int
             switch pick {
             case .chosen(let i):
@@ -139,11 +145,16 @@ public final class Fleet: Sendable {
                 let mySeq = seq ?? waiters.nextSeq()
                 seq = mySeq
                 let excluded = tried
-                let woken = await waiters.wait(model: model, priority: priority, seq: mySeq, deadlineMs: deadline) { [self] in
+                // The scored policy first waits for a warm backend, then accepts a cold one.
+                let coldAt = enqueuedAt + Int64(options.coldLoadAfterMs)
+                let phaseEnd = options.policy == .scored && Activity.nowMs() < coldAt ? min(deadline, coldAt) : deadline
+                let woken = await waiters.wait(model: model, priority: priority, seq: mySeq, deadlineMs: phaseEnd) { [self] in
                     // Registered under the same check: a release between the check and the wait is not lost.
-                    state.withLock { s in s.hasRoom(fleet: self, model: model, exclude: excluded, nowMs: Activity.nowMs()) }
+                    state.withLock { s in
+                        s.hasRoom(fleet: self, model: model, exclude: excluded, nowMs: Activity.nowMs(), waitedMs: Activity.nowMs() - enqueuedAt)
+                    }
                 }
-                if !woken {
+                if !woken && Activity.nowMs() >= deadline {
                     throw .saturated(model: model, waitedMs: Int(Activity.nowMs() - enqueuedAt), retryAfter: 2)
                 }
                 continue
@@ -414,12 +425,21 @@ struct RouterState {
     var rng: SplitMix64
     var rotation: [String: Int] = [:]
 
+    /// Whether the model is loaded on backend `i`: Ollama says so in `/api/ps`; the other kinds
+    /// serve only what they loaded at start, so a served model is resident by definition.
+    func residency(_ fleet: Fleet, _ i: Int, _ model: String) -> Bool? {
+        switch fleet.engines[i].kind {
+        case .ollama: return served(fleet, i, model).flatMap { backends[i].isResident($0) }
+        case .openai, .llamacpp, .sim, .vllm: return true
+        }
+    }
+
     func served(_ fleet: Fleet, _ i: Int, _ model: String) -> String? {
         fleet.engines[i].config.models[model] ?? backends[i].discovered[model]
     }
 
     /// Filter (serves the model, healthy, not full), then the policy; reserves the slot.
-    mutating func select(fleet: Fleet, model: String, hashes: [UInt64], exclude: Set<Int>, nowMs: Int64) -> Pick {
+    mutating func select(fleet: Fleet, model: String, hashes: [UInt64], exclude: Set<Int>, nowMs: Int64, waitedMs: Int64 = 0) -> Pick {
         var serving: [Int] = []
         for i in backends.indices where !exclude.contains(i) && served(fleet, i, model) != nil { serving.append(i) }
         if serving.isEmpty { return exclude.isEmpty ? .noneServing : .noneHealthy }
@@ -430,11 +450,16 @@ struct RouterState {
             let b = backends[i]
             let config = fleet.engines[i].config
             let c = RoutingCandidate(index: i, inFlight: b.inFlight, capacity: config.capacity, engineWaiting: b.metrics?.waiting,
-                                     kvUsage: b.metrics?.kvUsage, resident: served(fleet, i, model).flatMap { b.isResident($0) },
+                                     kvUsage: b.metrics?.kvUsage, resident: residency(fleet, i, model),
                                      prefixBlocks: matches[i] ?? 0, promptBlocks: hashes.count)
             return c.isFull ? nil : c
         }
         if candidates.isEmpty { return .saturated }
+        if fleet.options.policy == .scored, waitedMs < fleet.options.coldLoadAfterMs,
+           !candidates.contains(where: { $0.resident != false }),
+           healthy.contains(where: { residency(fleet, $0, model) == true }) {
+            return .saturated  // only cold backends are free: wait a little for a warm one
+        }
         let rotationValue = rotation[model, default: 0]
         guard let chosen = Router.choose(candidates, policy: fleet.options.policy, weights: fleet.options.weights,
                                          rotation: rotationValue, using: &rng) else { return .saturated }
@@ -449,12 +474,19 @@ struct RouterState {
         return .chosen(chosen)
     }
 
-    /// Whether `select` would find a free healthy backend (without reserving).
-    func hasRoom(fleet: Fleet, model: String, exclude: Set<Int>, nowMs: Int64) -> Bool {
-        backends.indices.contains { i in
+    /// Whether `select` would find a free backend now (without reserving).
+    func hasRoom(fleet: Fleet, model: String, exclude: Set<Int>, nowMs: Int64, waitedMs: Int64) -> Bool {
+        let healthy = backends.indices.filter { i in
             !exclude.contains(i) && served(fleet, i, model) != nil && backends[i].breaker.admits(nowMs: nowMs)
-                && backends[i].inFlight < fleet.engines[i].config.capacity
         }
+        let free = healthy.filter { backends[$0].inFlight < fleet.engines[$0].config.capacity }
+        if free.isEmpty { return false }
+        if fleet.options.policy == .scored, waitedMs < fleet.options.coldLoadAfterMs,
+           !free.contains(where: { residency(fleet, $0, model) != false }),
+           healthy.contains(where: { residency(fleet, $0, model) == true }) {
+            return false
+        }
+        return true
     }
 }
 

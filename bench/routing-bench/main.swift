@@ -33,7 +33,7 @@ while let a = args.popFirst() {
 }
 
 let models = ["sim-a", "sim-b", "sim-c", "sim-d"]
-let popularity = [0.4, 0.3, 0.2, 0.1]
+let popularity = [0.35, 0.35, 0.15, 0.15]
 let loadMs = 2500
 
 // MARK: Workload (pre-generated from the seed: identical for every policy)
@@ -55,7 +55,7 @@ func workload(rate: Double, seconds: Double, seed: UInt64) -> [Req] {
     func uniform() -> Double { Double(rng.next() >> 11) / Double(1 << 53) }
     let systems = (0..<8).map { i -> String in
         var r = SplitMix64(seed: seed &+ UInt64(i) &* 7919)
-        return "System prompt \(i). " + words(160 + Int(r.next() % 80), &r)
+        return "System prompt \(i). " + words(60 + Int(r.next() % 60), &r)
     }
     struct Conversation { var model: String; var messages: [JSONValue] }
     var active: [Conversation] = []
@@ -66,7 +66,7 @@ func workload(rate: Double, seconds: Double, seed: UInt64) -> [Req] {
         if t >= seconds { break }
         var conv: Conversation
         var slot: Int?
-        if active.isEmpty || uniform() < 0.35 {
+        if active.isEmpty || uniform() < 0.2 {
             var u = uniform()
             var m = models.count - 1
             for (i, p) in popularity.enumerated() { if u < p { m = i; break }; u -= p }
@@ -76,7 +76,7 @@ func workload(rate: Double, seconds: Double, seed: UInt64) -> [Req] {
             slot = Int(rng.next() % UInt64(active.count))
             conv = active[slot!]
         }
-        conv.messages.append(["role": "user", "content": .string(words(20 + Int(rng.next() % 20), &rng))])
+        conv.messages.append(["role": "user", "content": .string(words(30 + Int(rng.next() % 40), &rng))])
         let maxTokens = 12 + Int(rng.next() % 25)
         let body: JSONValue = ["model": .string(conv.model), "messages": .array(conv.messages), "max_tokens": .int(maxTokens),
                                "stream": true]
@@ -84,7 +84,7 @@ func workload(rate: Double, seconds: Double, seed: UInt64) -> [Req] {
         conv.messages.append(["role": "assistant", "content": .string(words(maxTokens, &rng))])
         if let slot { active[slot] = conv } else {
             active.append(conv)
-            if active.count > 40 { active.removeFirst() }
+            if active.count > 30 { active.removeFirst() }
         }
     }
     return out
@@ -220,4 +220,4 @@ if let rr = results.first(where: { $0.load == 80 && $0.policy == .roundRobin }),
     print(String(format: "at 80 %% load: round robin p99 TTFT / ours = %.1fx; errors %d vs %d",
                  percentile(rr.ttfts, 0.99) / percentile(ours.ttfts, 0.99), rr.errors, ours.errors))
 }
-try? await http.shutdown()
+try await http.shutdown()
