@@ -190,6 +190,7 @@ func addAdminRoutes(to router: Hummingbird.Router<GatewayContext>, platform: Pla
             var t = try await platform.authority.createTenant(name: name)
             try api.apply(json, to: &t, by: p)
             try await platform.storage.updateTenant(t)
+            try await platform.billing.grantUpfrontCredit(tenantID: t.id, tierName: t.tier)
             api.audit(p, context, "tenant.create", tenant: t.id, target: t.id, status: 201)
             return jsonResponse(AdminAPI.tenantJSON(t), status: .created)
         } catch { throw mapTenancy(error) }
@@ -209,6 +210,7 @@ func addAdminRoutes(to router: Hummingbird.Router<GatewayContext>, platform: Pla
         try api.apply(try await api.body(request, context), to: &t, by: p)
         try await platform.storage.updateTenant(t)
         platform.authority.invalidate()  // a disabled tenant's keys stop at once
+        platform.billing.invalidate(tenantID: t.id)
         api.audit(p, context, "tenant.update", tenant: t.id, target: t.id)
         return jsonResponse(AdminAPI.tenantJSON(t))
     }

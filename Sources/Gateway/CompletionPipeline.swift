@@ -51,29 +51,46 @@ struct CompletionPipeline: Sendable {
             // 4. Inspect the prompt (structure, patterns, behavior): block before any engine sees it.
             try inspect(inference, principal, recorder)
 
+            // Admit: the month's budget, the tier's rate windows (reserving max_tokens of output).
+            let admission = try await platform.billing.admit(principal, expectedOutput: inference.maxTokens)
+            let settler = Settler(platform: platform, admission: admission, inference: inference, entry: entry)
+            record.modelRequested = inference.model == entry.id ? nil : inference.model
+
             // 5–6. Route and forward.
-            let (engine, upstream) = try await forward(inference, entry: entry)
+            let engine: Engine, upstream: UpstreamResponse
+            do {
+                (engine, upstream) = try await forward(inference, entry: entry)
+            } catch {
+                platform.billing.release(admission)
+                throw error
+            }
             record.backend = engine.name
             let backend = BackendTag(engine: engine)
+            var headers = keyHeaders
+            headers.append(contentsOf: lifecycle)
+            for (name, value) in platform.billing.rateHeaders(principal) { if let n = HTTPField.Name(name) { headers[n] = value } }
 
             switch upstream {
             case .complete(var json, let usage):
+                // 7. Settle: real counts → cost and energy → the ledger row, committed before the answer goes out.
+                let message = json["choices"]?.arrayValue?.first?["message"]
+                let output = message?["content"]?.stringValue ?? json["choices"]?.arrayValue?.first?["text"]?.stringValue ?? ""
+                let clientUsage = await settler.settle(&record, engineUsage: usage, output: output,
+                                                       reasoning: message?["reasoning_content"]?.stringValue ?? "")
                 json.set("id", .string(context.requestID))
                 json.set("model", .string(entry.id))
                 json.set("backend", backend.json)
+                json.set("usage", endpoint == .embeddings ? Self.embeddingUsage(clientUsage) : clientUsage.json)
                 record.status = 200
-                record.promptTokens = usage.promptTokens
-                record.completionTokens = usage.completionTokens
                 record.latencyMs = Self.ms(since: started)
-                recorder.finish(record)
-                var headers = keyHeaders
+                await recorder.finish(record, durable: platform.config.durableLedger)
                 headers[.xBackend] = backend.header
-                headers.append(contentsOf: lifecycle)
                 return jsonResponse(json, headers: headers)
             case .stream(let events):
                 let relay = StreamResponder(requestID: context.requestID, model: entry.id, endpoint: endpoint, backend: backend,
                                             includeUsage: inference.includeUsage, started: started, record: record,
-                                            recorder: recorder, extraHeaders: keyHeaders + lifecycle)
+                                            recorder: recorder, settler: settler, durable: platform.config.durableLedger,
+                                            extraHeaders: headers)
                 return relay.response(events)
             }
         } catch {
@@ -93,9 +110,12 @@ struct CompletionPipeline: Sendable {
             record.errorCode = apiError.code
             record.latencyMs = Self.ms(since: started)
             if record.model.isEmpty { record.model = "-" }
-            recorder.finish(record)
+            await recorder.finish(record, durable: false)
             var withHeaders = apiError
             withHeaders.headers += keyHeaders.map { ($0.name.rawName, $0.value) }
+            if !withHeaders.headers.contains(where: { $0.0.hasPrefix("X-RateLimit") }) {
+                withHeaders.headers += platform.billing.rateHeaders(principal)
+            }
             throw withHeaders
         }
     }
@@ -172,6 +192,13 @@ struct CompletionPipeline: Sendable {
         return fields
     }
 
+    /// Embeddings report only prompt tokens (OpenAI's shape).
+    static func embeddingUsage(_ u: Usage) -> JSONValue {
+        var members: [(String, JSONValue)] = [("prompt_tokens", .int(u.promptTokens)), ("total_tokens", .int(u.promptTokens))]
+        if u.estimated { members.append(("estimated", .bool(true))) }
+        return .object(members)
+    }
+
     static func ms(since start: ContinuousClock.Instant) -> Int {
         let c = (ContinuousClock.now - start).components
         return Int(c.seconds * 1000 + c.attoseconds / 1_000_000_000_000_000)
@@ -216,8 +243,9 @@ struct RequestRecorder: Sendable {
                                          outcome: outcome, requestID: requestID, clientIP: clientIP, userAgent: userAgent, model: model, status: status))
     }
 
-    func finish(_ record: RequestRecord) {
-        platform.requestLog.append(record)
+    /// Queues the ledger row (or, `durable`, waits for its group commit) and the audit entry.
+    func finish(_ record: RequestRecord, durable: Bool) async {
+        if durable { await platform.requestLog.appendAndWait(record) } else { platform.requestLog.append(record) }
         platform.audit.record(AuditEvent(time: record.createdAt, actor: "key:\(principal.keyID)", tenantID: principal.tenantID,
                                          action: "inference.\(record.endpoint)", target: record.backend, outcome: record.outcome,
                                          requestID: requestID, clientIP: clientIP, userAgent: userAgent, model: record.model,

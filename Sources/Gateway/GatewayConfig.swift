@@ -1,5 +1,7 @@
 import Fleet
 import Foundation
+import Metering
+import Quotas
 import Shield
 import Yams
 
@@ -18,6 +20,12 @@ public struct GatewayConfig: Sendable {
     public var auditRetentionDays = 400
     /// Failed authentications per client address per minute before 429.
     public var authFailuresPerMinute = 10
+    /// Billing tiers (SPEC S4 by default), by name.
+    public var tiers: [String: Tier] = Tier.defaults
+    /// Output reserved at admission when a request sets no max_tokens.
+    public var defaultMaxTokens = 1024
+    /// Commit a request's ledger row before its last bytes go out (a crash never loses a delivered answer's bill).
+    public var durableLedger = true
     /// Prompt security: behavior window and repetition threshold.
     public var shield = ShieldConfig()
     /// How often the rotation job and the maintenance tasks run.
@@ -71,6 +79,34 @@ public struct GatewayConfig: Sendable {
         if var security = try r.mapping("security") {
             if let n = try security.int("auth_failures_per_minute", min: 1) { config.authFailuresPerMinute = n }
             try security.finish()
+        }
+        if let tiers = try r.mapping("tiers") {
+            for (name, raw) in tiers.values {
+                guard let m = raw as? [String: Any] else { throw ConfigError(field: "tiers.\(name)", message: "must be a mapping") }
+                var t = Reader(m, path: "tiers.\(name).")
+                var tier = config.tiers[name] ?? Tier(name: name, outputTokensPerHour: 150_000, outputTokensPerDay: 3_600_000, monthlyCapNano: nil, priority: 1)
+                if let n = try t.int("requests_per_minute", min: 1) { tier.requestsPerMinute = n }
+                if let n = try t.int("output_tokens_per_hour", min: 1) { tier.outputTokensPerHour = n }
+                if let n = try t.int("output_tokens_per_day", min: 1) { tier.outputTokensPerDay = n }
+                if let n = try t.int("concurrent_requests", min: 1) { tier.concurrentRequests = n }
+                if let n = try t.int("priority", min: 0) { tier.priority = n }
+                if let cap = try t.string("monthly_cap_eur") {
+                    guard let c = Metering.Cost(euroString: cap) else { throw ConfigError(field: "tiers.\(name).monthly_cap_eur", message: "must be a decimal number of euros, e.g. 1000 or 0.5") }
+                    tier.monthlyCapNano = c.nanoEuros
+                }
+                if let credit = try t.string("upfront_credit_eur") {
+                    guard let c = Metering.Cost(euroString: credit) else { throw ConfigError(field: "tiers.\(name).upfront_credit_eur", message: "must be a decimal number of euros") }
+                    tier.upfrontCreditNano = c.nanoEuros
+                }
+                if let b = try t.bool("prepaid") { tier.prepaid = b }
+                try t.finish()
+                config.tiers[name] = tier
+            }
+        }
+        if var billing = try r.mapping("billing") {
+            if let n = try billing.int("default_max_tokens", min: 1) { config.defaultMaxTokens = n }
+            if let b = try billing.bool("durable_ledger") { config.durableLedger = b }
+            try billing.finish()
         }
         if var shield = try r.mapping("shield") {
             if let n = try shield.int("window_size", min: 1) { config.shield.windowSize = n }

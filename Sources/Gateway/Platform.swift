@@ -51,6 +51,7 @@ public final class Platform: Sendable {
     public let audit: AuditLog
     public let throttle: AuthThrottle
     public let shield: PromptShield
+    public let billing: Billing
     public let shieldCounters = ShieldCounters()
     /// Milliseconds since the epoch; injected so tests can move through time.
     public let now: @Sendable () -> Int64
@@ -74,6 +75,7 @@ public final class Platform: Sendable {
             }
         }
         self.catalog = CatalogStore(catalog)
+        self.billing = Billing(config: config, catalog: catalog, storage: storage, now: now)
         self.http = Fleet.makeHTTPClient(connectTimeoutMs: config.backends.map(\.timeouts.connectMs).max() ?? 2000)
         self.fleet = Fleet(configs: config.backends, http: http, logger: logger)
         self.requestLog = BatchWriter(name: "requests", logger: logger) { [storage] rows in try await storage.insertRequests(rows) }

@@ -7,8 +7,9 @@ import OpenAIWire
 import Storage
 
 /// Relays an engine stream to the client as SSE, chunk by chunk, and records how it ended:
-/// completed, cut by the engine (the client gets an error event), or abandoned by the client
-/// (the engine request is cancelled by ending the iteration).
+/// completed (settled, and its ledger row committed before `data: [DONE]` goes out), cut by the
+/// engine (the client gets an error event; what was produced is billed, estimated), or abandoned
+/// by the client (the engine request is cancelled; what was produced is billed).
 struct StreamResponder: Sendable {
     let requestID: String
     let model: String
@@ -18,6 +19,8 @@ struct StreamResponder: Sendable {
     let started: ContinuousClock.Instant
     let record: RequestRecord
     let recorder: RequestRecorder
+    let settler: Settler
+    let durable: Bool
     let extraHeaders: HTTPFields
 
     struct ClientGone: Error {}
@@ -33,6 +36,8 @@ struct StreamResponder: Sendable {
             var record = self.record
             record.status = 200
             var chunks = 0
+            var output = "", reasoning = ""
+            var settled = false
             var created: JSONValue = .int(Int(Date().timeIntervalSince1970))
             func send(_ bytes: [UInt8]) async throws {
                 do { try await writer.write(ByteBuffer(bytes: bytes)) } catch { throw ClientGone() }
@@ -42,15 +47,19 @@ struct StreamResponder: Sendable {
                     switch event {
                     case .chunk(var chunk):
                         if let c = chunk["created"] { created = c }
+                        if let choice = chunk["choices"]?.arrayValue?.first {
+                            output += choice["delta"]?["content"]?.stringValue ?? choice["text"]?.stringValue ?? ""
+                            reasoning += choice["delta"]?["reasoning_content"]?.stringValue ?? ""
+                        }
                         chunk.set("id", .string(requestID))
                         chunk.set("model", .string(model))
                         chunk.set("backend", backend.json)
                         try await send(SSE.event(chunk))
                         if chunks == 0 { record.ttftMs = CompletionPipeline.ms(since: started) }
                         chunks += 1
-                    case .usage(let usage):
-                        record.promptTokens = usage.promptTokens
-                        record.completionTokens = usage.completionTokens
+                    case .usage(let engineUsage):
+                        let usage = await settler.settle(&record, engineUsage: engineUsage, output: output, reasoning: reasoning)
+                        settled = true
                         if includeUsage {
                             let final: JSONValue = .object([
                                 ("id", .string(requestID)),
@@ -65,8 +74,13 @@ struct StreamResponder: Sendable {
                         }
                     }
                 }
-                try await send(SSE.done)
+                // The bill is committed before the last bytes: a delivered answer is never unbilled.
                 record.outcome = "ok"
+                record.latencyMs = CompletionPipeline.ms(since: started)
+                await recorder.finish(record, durable: durable)
+                try await send(SSE.done)
+                try? await writer.finish(nil)
+                return
             } catch is ClientGone {
                 events.cancel()
                 record.outcome = "client_closed"
@@ -75,13 +89,13 @@ struct StreamResponder: Sendable {
                 let engineError = error as? EngineError ?? .streamCut(backend: backend.machineName, detail: "\(error)")
                 record.outcome = engineError.outcome
                 record.errorCode = engineError.apiError.code
-                // Produced tokens are still counted: at worst one chunk is one token.
-                if record.completionTokens == 0 { record.completionTokens = chunks }
                 let event = SSE.event(engineError.apiError.json)
                 try? await writer.write(ByteBuffer(bytes: event))
             }
+            // Cut or abandoned: bill what was produced (estimated from the text relayed).
+            if !settled { _ = await settler.settle(&record, engineUsage: nil, output: output, reasoning: reasoning) }
             record.latencyMs = CompletionPipeline.ms(since: started)
-            recorder.finish(record)
+            await recorder.finish(record, durable: false)
             try? await writer.finish(nil)
         })
     }

@@ -18,10 +18,16 @@ struct TenantCommand: AsyncParsableCommand {
         @Flag(help: "Print JSON.") var json = false
 
         func run() async throws {
-            guard ["tier-1", "tier-2", "tier-3", "tier-4", "monthly"].contains(tier) else { throw fail("--tier must be tier-1, tier-2, tier-3, tier-4 or monthly", code: 2) }
-            let tenant = try await withCLI(try options.load()) { cli in
+            let config = try options.load()
+            guard config.tiers[tier] != nil else { throw fail("--tier must be one of: \(config.tiers.keys.sorted().joined(separator: ", "))", code: 2) }
+            let tenant = try await withCLI(config) { cli in
                 let t = try await cli.authority.createTenant(name: name, tier: tier)
                 cli.record("tenant.create", tenant: t.id, target: t.id)
+                // The upfront credit that unlocks the tier (SPEC S4).
+                if let credit = cli.config.tiers[tier]?.upfrontCreditNano, credit > 0 {
+                    try await cli.storage.addCredit(id: "cr_" + UUID().uuidString.lowercased(), tenantID: t.id, amountNano: credit,
+                                                    at: Int64(Date().timeIntervalSince1970 * 1000), note: "upfront credit of \(tier)")
+                }
                 return t
             }
             if json {

@@ -1,0 +1,179 @@
+import Catalog
+import Foundation
+import HTTPTypes
+import Metering
+import Observability
+import OpenAIWire
+import Quotas
+import Storage
+import Synchronization
+import Tenancy
+
+/// Admission and settlement (DESIGN §1 steps 3 and 7): the month's budget and prepaid credit,
+/// the tier's rate windows (reserving the expected output), then, when the request ends, the
+/// real token counts → cost (integer n€) and energy (µWh) → the ledger row.
+public final class Billing: Sendable {
+    let tiers: [String: Tier]
+    let limiter: RateLimiter
+    let priceBook: PriceBook
+    let defaultMaxTokens: Int
+    let storage: Storage
+    let now: @Sendable () -> Int64
+    /// Per tenant: the month's spend and the credit balance, loaded once, then kept up to date.
+    private let budgets = Mutex<[String: BudgetState]>([:])
+
+    struct BudgetState {
+        var month: String
+        var spentMonth: Int64
+        var balance: Int64
+    }
+
+    public init(config: GatewayConfig, catalog: Catalog, storage: Storage, now: @escaping @Sendable () -> Int64) {
+        self.tiers = config.tiers
+        self.limiter = RateLimiter(now: now)
+        self.priceBook = PriceBook(catalog: catalog.entries)
+        self.defaultMaxTokens = config.defaultMaxTokens
+        self.storage = storage
+        self.now = now
+    }
+
+    public func tier(_ name: String) -> Tier { tiers[name] ?? tiers["tier-1"] ?? Tier.tier1 }
+
+    /// A request's claim on its tenant's windows, released or settled exactly once.
+    struct Admission: Sendable {
+        let reservation: Reservation
+        let tenant: String
+        let tier: Tier
+    }
+
+    /// Budget first (a month over its cap, or a prepaid balance spent, refuses everything), then
+    /// the rate windows, reserving `max_tokens` (or the default) of output.
+    func admit(_ p: Principal, expectedOutput: Int?) async throws(APIError) -> Admission {
+        let tier = self.tier(p.tier)
+        let t = now()
+        let state = await budget(p.tenantID)
+        if case .refused(let refusal) = BudgetGuard.check(spentThisMonthNano: state.spentMonth, creditBalanceNano: state.balance, tier: tier, nowMs: t) {
+            var e = APIError.rateLimited(refusal.message, retryAfter: Int(((refusal.resetsAtMs ?? t + 3_600_000) - t + 999) / 1000),
+                                         code: refusal.code.rawValue)
+            e.headers += rateHeaders(p)
+            throw e
+        }
+        switch limiter.admit(subject: "tenant:\(p.tenantID)", limits: tier.limits, expectedOutput: expectedOutput ?? defaultMaxTokens, now: t) {
+        case .success(let r):
+            return Admission(reservation: r, tenant: p.tenantID, tier: tier)
+        case .failure(let refusal):
+            var e = APIError.rateLimited(refusal.message, retryAfter: refusal.retryAfterSeconds)
+            e.headers += rateHeaders(p)
+            throw e
+        }
+    }
+
+    /// The request failed before producing anything: give back its reservation.
+    func release(_ a: Admission) { _ = limiter.release(a.reservation) }
+
+    /// The request ended with these counts: settle the windows, price it, count its energy, and
+    /// return what the ledger row records. Crossing 80 % or 100 % of the month's cap is returned
+    /// for a webhook.
+    func settle(_ a: Admission, account: TokenAccount, model: CatalogEntry) async -> (cost: Int64, energy: Int64?, crossed: [Int]) {
+        _ = limiter.settle(a.reservation, actualOutput: account.outputTokens)
+        let t = now()
+        let prices = priceBook.price(model: model.id, at: t, default: model.prices)
+        let cost = (try? Cost.of(account, at: prices).nanoEuros) ?? Int64.max
+        let energy = Energy.of(account, model: model)?.microWattHours
+        let before = await budget(a.tenant)
+        let crossed = budgets.withLock { b -> [Int] in
+            guard var s = b[a.tenant] else { return [] }
+            let month = UTCMonth.monthKey(ms: t)
+            if s.month != month { s = BudgetState(month: month, spentMonth: 0, balance: s.balance) }
+            let old = s.spentMonth
+            s.spentMonth += cost
+            s.balance -= cost
+            b[a.tenant] = s
+            return BudgetGuard.crossed(before: old, after: s.spentMonth, cap: a.tier.monthlyCapNano)
+        }
+        _ = before
+        return (cost, energy, crossed)
+    }
+
+    /// The tenant's spend this month and credit balance (credits minus all spend), cached.
+    func budget(_ tenantID: String) async -> BudgetState {
+        let t = now()
+        let month = UTCMonth.monthKey(ms: t)
+        if let s = budgets.withLock({ $0[tenantID] }), s.month == month { return s }
+        let start = UTCMonth.monthStartMs(containing: t)
+        let spentMonth = (try? await storage.spend(tenantID: tenantID, from: start, to: Int64.max)) ?? 0
+        let spentAll = (try? await storage.spend(tenantID: tenantID, from: 0, to: Int64.max)) ?? 0
+        let credit = (try? await storage.creditTotal(tenantID: tenantID)) ?? 0
+        let fresh = BudgetState(month: month, spentMonth: spentMonth, balance: credit - spentAll)
+        budgets.withLock { b in if b[tenantID]?.month != month { b[tenantID] = fresh } }
+        return budgets.withLock { $0[tenantID] ?? fresh }
+    }
+
+    /// Forget a tenant's cached budget (credit added, tier changed).
+    public func invalidate(tenantID: String) { budgets.withLock { _ = $0.removeValue(forKey: tenantID) } }
+
+    /// `X-RateLimit-*` of the caller's tenant, on every response.
+    func rateHeaders(_ p: Principal) -> [(String, String)] {
+        limiter.headers(for: "tenant:\(p.tenantID)", limits: tier(p.tier).limits)
+    }
+
+    /// Credit given when a tenant is created: the upfront credit that unlocks its tier (SPEC S4).
+    public func grantUpfrontCredit(tenantID: String, tierName: String) async throws {
+        guard let credit = tier(tierName).upfrontCreditNano, credit > 0 else { return }
+        try await storage.addCredit(id: "cr_" + UUID().uuidString.lowercased(), tenantID: tenantID, amountNano: credit, at: now(),
+                                    note: "upfront credit of \(tierName)")
+        invalidate(tenantID: tenantID)
+    }
+
+    /// Splits a request's prompt tokens into the system share, in proportion to the characters of
+    /// system/developer messages (the engine reports one prompt count).
+    static func systemShare(_ inference: InferenceRequest, promptTokens: Int) -> Int {
+        guard inference.endpoint == .chat else { return 0 }
+        var system = 0, total = 0
+        for m in inference.body["messages"]?.arrayValue ?? [] {
+            let n = InferenceRequest.promptTexts(of: .object([("messages", .array([m]))]), endpoint: .chat).reduce(0) { $0 + $1.utf8.count }
+            total += n
+            if let role = m["role"]?.stringValue, role == "system" || role == "developer" { system += n }
+        }
+        return total == 0 ? 0 : Int((Int64(promptTokens) * Int64(system)) / Int64(total))
+    }
+}
+
+/// Settles one admitted request: real counts (the engine's, else `<think>`/`reasoning_content`
+/// split and the 4-characters estimate, marked), cost, energy, into the ledger row; and the
+/// usage the client sees (always with `completion_tokens_details.reasoning_tokens`).
+struct Settler: Sendable {
+    let platform: Platform
+    let admission: Billing.Admission
+    let inference: InferenceRequest
+    let entry: CatalogEntry
+
+    func settle(_ record: inout RequestRecord, engineUsage: Usage?, output: String, reasoning: String) async -> Usage {
+        let promptText = inference.promptTexts.joined(separator: "\n")
+        var account = TokenAccount.resolve(engineUsage: engineUsage, promptText: promptText, outputText: output,
+                                           reasoningContent: reasoning.isEmpty ? nil : reasoning)
+        account = TokenAccount(inputTokens: account.inputTokens, systemPromptTokens: Billing.systemShare(inference, promptTokens: account.inputTokens),
+                               outputTokens: account.outputTokens, reasoningTokens: account.reasoningTokens, estimated: account.estimated)
+        let (cost, energy, crossed) = await platform.billing.settle(admission, account: account, model: entry)
+        record.promptTokens = account.inputTokens
+        record.completionTokens = account.outputTokens
+        record.reasoningTokens = account.reasoningTokens
+        record.systemTokens = account.systemPromptTokens
+        record.costNano = cost
+        record.energyMicroWh = energy
+        record.estimated = account.estimated ? 1 : 0
+        for threshold in crossed {
+            let tenant = admission.tenant, month = UTCMonth.monthKey(ms: platform.now())
+            let platform = self.platform
+            Task {
+                if (try? await platform.storage.recordBudgetNotice(tenantID: tenant, month: month, threshold: threshold, at: platform.now())) == true {
+                    Webhooks(platform: platform).send(tenantID: tenant, event: "budget.threshold", payload: .object([
+                        ("threshold_percent", .int(threshold)), ("month", .string(month)),
+                        ("cap_eur", .string(Metering.Cost.euroString(admission.tier.monthlyCapNano ?? 0))),
+                    ]))
+                }
+            }
+        }
+        return account.usage
+    }
+}

@@ -1,0 +1,141 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Metering
+import Quotas
+import OpenAIWire
+import Storage
+import Tenancy
+
+/// Usage reports from the ledger: totals are computed from the same rows as the groups, so they
+/// always equal the sum of the ledger rows.
+public enum UsageReport {
+    public enum Grouping: String, Sendable, CaseIterable { case model, day, key }
+
+    struct Totals {
+        var requests = 0, input = 0, output = 0, reasoning = 0
+        var cost: Int64 = 0, energy: Int64 = 0
+
+        mutating func add(_ r: RequestRecord) {
+            requests += 1
+            input += r.promptTokens
+            output += r.completionTokens
+            reasoning += r.reasoningTokens ?? 0
+            cost += r.costNano ?? 0
+            energy += r.energyMicroWh ?? 0
+        }
+
+        func json(group: (String, String)? = nil) -> JSONValue {
+            var m: [(String, JSONValue)] = []
+            if let group { m.append((group.0, .string(group.1))) }
+            m += [("requests", .int(requests)), ("input_tokens", .int(input)), ("output_tokens", .int(output)),
+                  ("reasoning_tokens", .int(reasoning)), ("cost_nano_eur", .number(String(cost))),
+                  ("cost_eur", .string(Metering.Cost.euroString(cost))),
+                  ("energy_wh", .number(Energy(microWattHours: energy).wattHoursString))]
+            return .object(m)
+        }
+    }
+
+    public static func json(_ rows: [RequestRecord], groupBy: Grouping) -> JSONValue {
+        var groups: [String: Totals] = [:]
+        var totals = Totals()
+        for r in rows {
+            let key: String
+            switch groupBy {
+            case .model: key = r.model
+            case .day: key = UTCMonth.dayString(ms: r.createdAt)
+            case .key: key = r.keyID ?? "-"
+            }
+            groups[key, default: Totals()].add(r)
+            totals.add(r)
+        }
+        let data = groups.keys.sorted().map { groups[$0]!.json(group: (groupBy.rawValue, $0)) }
+        return .object([("object", "list"), ("group_by", .string(groupBy.rawValue)), ("data", .array(data)), ("totals", totals.json())])
+    }
+
+    public static func table(_ rows: [RequestRecord], groupBy: Grouping) -> String {
+        let j = json(rows, groupBy: groupBy)
+        var out = "| \(groupBy.rawValue) | requests | input | output | reasoning | cost € | energy Wh |\n|---|---:|---:|---:|---:|---:|---:|\n"
+        for g in (j["data"]?.arrayValue ?? []) + [j["totals"]!.setting(groupBy.rawValue, "TOTAL")] {
+            let f = { (k: String) in g[k].map { $0.stringValue ?? $0.jsonString } ?? "" }
+            out += "| \(f(groupBy.rawValue)) | \(f("requests")) | \(f("input_tokens")) | \(f("output_tokens")) | \(f("reasoning_tokens")) | \(f("cost_eur")) | \(f("energy_wh")) |\n"
+        }
+        return out
+    }
+
+    public static func csv(_ rows: [RequestRecord], groupBy: Grouping) -> String {
+        let j = json(rows, groupBy: groupBy)
+        var out = "\(groupBy.rawValue),requests,input_tokens,output_tokens,reasoning_tokens,cost_nano_eur,cost_eur,energy_wh\r\n"
+        for g in (j["data"]?.arrayValue ?? []) + [j["totals"]!.setting(groupBy.rawValue, "TOTAL")] {
+            out += [groupBy.rawValue, "requests", "input_tokens", "output_tokens", "reasoning_tokens", "cost_nano_eur", "cost_eur", "energy_wh"]
+                .map { k in g[k].map { $0.stringValue ?? $0.jsonString } ?? "" }.joined(separator: ",") + "\r\n"
+        }
+        return out
+    }
+
+    /// `from`/`to` as ms since the epoch or `YYYY-MM-DD` (UTC); defaults: the current month.
+    static func range(_ q: (String) -> String?, now: Int64) throws(APIError) -> (Int64, Int64) {
+        func parse(_ key: String) throws(APIError) -> Int64? {
+            guard let v = q(key) else { return nil }
+            if let ms = Int64(v) { return ms }
+            let parts = v.split(separator: "-").compactMap { Int($0) }
+            guard parts.count == 3, let d = DateComponents(calendar: Calendar(identifier: .gregorian), timeZone: TimeZone(identifier: "UTC"),
+                                                             year: parts[0], month: parts[1], day: parts[2]).date else {
+                throw APIError.invalidValue(key, "use milliseconds since the epoch or a date YYYY-MM-DD.")
+            }
+            return Int64(d.timeIntervalSince1970 * 1000)
+        }
+        let from = try parse("from") ?? UTCMonth.monthStartMs(containing: now)
+        let to = try parse("to") ?? Int64.max
+        guard from <= to else { throw APIError.invalidValue("to", "it must not be before 'from'.") }
+        return (from, to)
+    }
+}
+
+func addUsageRoutes(to router: Hummingbird.Router<GatewayContext>, platform: Platform) {
+    @Sendable func grouping(_ request: Request) throws(APIError) -> UsageReport.Grouping {
+        let g = request.uri.queryParameters.get("group_by", as: String.self) ?? "model"
+        guard let grouping = UsageReport.Grouping(rawValue: g) else { throw APIError.invalidValue("group_by", "use model, day or key.") }
+        return grouping
+    }
+
+    // A key sees its own tenant's usage only: the tenant comes from the key, never from the request.
+    router.get("/v1/usage") { request, context in
+        let principal = try await platform.authenticate(request, context)
+        let (from, to) = try UsageReport.range({ request.uri.queryParameters.get($0, as: String.self) }, now: platform.now())
+        let g = try grouping(request)
+        await platform.requestLog.flush()
+        let rows = try await platform.storage.ledger(tenantID: principal.tenantID, from: from, to: to)
+        var out = UsageReport.json(rows, groupBy: g)
+        let budget = await platform.billing.budget(principal.tenantID)
+        out.set("balance_eur", .string(Metering.Cost.euroString(budget.balance)))
+        out.set("month_spend_eur", .string(Metering.Cost.euroString(budget.spentMonth)))
+        return jsonResponse(out, headers: CompletionPipeline.keyHeaders(principal))
+    }
+
+    let api = AdminAPI(platform: platform)
+    router.get("/admin/v1/tenants/{id}/usage") { request, context in
+        let p = try await api.admin(request, context)
+        let t = try await api.tenant(context.parameters.get("id") ?? "", for: p)
+        let (from, to) = try UsageReport.range({ request.uri.queryParameters.get($0, as: String.self) }, now: platform.now())
+        await platform.requestLog.flush()
+        let rows = try await platform.storage.ledger(tenantID: t.id, from: from, to: to)
+        return jsonResponse(UsageReport.json(rows, groupBy: try grouping(request)))
+    }
+    router.post("/admin/v1/tenants/{id}/credits") { request, context in
+        let p = try await api.admin(request, context)
+        try api.operatorOnly(p, "add credit")
+        let t = try await api.tenant(context.parameters.get("id") ?? "", for: p)
+        let json = try await api.body(request, context)
+        guard let text = json["amount_eur"].flatMap({ $0.stringValue ?? ($0.doubleValue != nil ? $0.jsonString : nil) }),
+              let amount = Metering.Cost(euroString: text), amount.nanoEuros > 0 else {
+            throw APIError.invalidValue("amount_eur", "a positive decimal number of euros, e.g. \"100.00\".")
+        }
+        try await platform.storage.addCredit(id: "cr_" + UUID().uuidString.lowercased(), tenantID: t.id, amountNano: amount.nanoEuros,
+                                             at: platform.now(), note: json["note"]?.stringValue)
+        platform.billing.invalidate(tenantID: t.id)
+        api.audit(p, context, "credit.add", tenant: t.id, target: amount.euroString)
+        let budget = await platform.billing.budget(t.id)
+        return jsonResponse(.object([("tenant_id", .string(t.id)), ("balance_eur", .string(Metering.Cost.euroString(budget.balance)))]), status: .created)
+    }
+}

@@ -1,0 +1,64 @@
+import ArgumentParser
+import Foundation
+import Gateway
+import Metering
+import Quotas
+import Storage
+import Tenancy
+
+struct UsageCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "usage", abstract: "Usage reports from the ledger.", subcommands: [Report.self])
+
+    struct Report: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "A tenant's usage for one month (totals = the sum of the ledger rows).")
+        @OptionGroup var options: ConfigOptions
+        @Option(help: "Tenant name.") var tenant: String
+        @Option(help: "Month, YYYY-MM (UTC).") var month: String
+        @Option(help: "table, csv or json.") var format: String = "table"
+        @Option(name: .customLong("group-by"), help: "model, day or key.") var groupBy: String = "model"
+
+        func run() async throws {
+            guard let grouping = UsageReport.Grouping(rawValue: groupBy) else { throw fail("--group-by must be model, day or key", code: 2) }
+            guard ["table", "csv", "json"].contains(format) else { throw fail("--format must be table, csv or json", code: 2) }
+            let parts = month.split(separator: "-").compactMap { Int($0) }
+            guard parts.count == 2, (1...12).contains(parts[1]),
+                  let start = DateComponents(calendar: Calendar(identifier: .gregorian), timeZone: TimeZone(identifier: "UTC"), year: parts[0], month: parts[1], day: 1).date
+            else { throw fail("--month must be YYYY-MM", code: 2) }
+            let from = Int64(start.timeIntervalSince1970 * 1000)
+            let to = UTCMonth.nextMonthStartMs(after: from)
+            let rows = try await withCLI(try options.load()) { cli -> [RequestRecord] in
+                guard let t = try await cli.storage.tenant(named: tenant) else { throw TenancyError.notFound("tenant '\(tenant)' does not exist") }
+                return try await cli.storage.ledger(tenantID: t.id, from: from, to: to)
+            }
+            switch format {
+            case "csv": print(UsageReport.csv(rows, groupBy: grouping), terminator: "")
+            case "json": print(UsageReport.json(rows, groupBy: grouping).jsonString)
+            default: print(UsageReport.table(rows, groupBy: grouping), terminator: "")
+            }
+        }
+    }
+}
+
+struct CreditCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "credit", abstract: "Prepaid credit.", subcommands: [Add.self])
+
+    struct Add: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Add prepaid credit to a tenant.")
+        @OptionGroup var options: ConfigOptions
+        @Option(help: "Tenant name.") var tenant: String
+        @Option(help: "Amount in euros, e.g. 100.50.") var eur: String
+        @Option(help: "A note for the ledger.") var note: String?
+
+        func run() async throws {
+            guard let amount = Metering.Cost(euroString: eur), amount.nanoEuros > 0 else { throw fail("--eur must be a positive amount of euros", code: 2) }
+            try await withCLI(try options.load()) { cli in
+                guard let t = try await cli.storage.tenant(named: tenant) else { throw TenancyError.notFound("tenant '\(tenant)' does not exist") }
+                try await cli.storage.addCredit(id: "cr_" + UUID().uuidString.lowercased(), tenantID: t.id, amountNano: amount.nanoEuros,
+                                                at: Int64(Date().timeIntervalSince1970 * 1000), note: note)
+                cli.record("credit.add", tenant: t.id, target: amount.euroString)
+                let balance = try await cli.storage.creditTotal(tenantID: t.id) - cli.storage.spend(tenantID: t.id, from: 0, to: Int64.max)
+                print("added \(amount.euroString) € to \(tenant); balance \(Metering.Cost.euroString(balance)) €")
+            }
+        }
+    }
+}
