@@ -1,0 +1,287 @@
+"""Metering, pricing, tiers and quotas end to end (issue 4).
+
+This module starts its own EngineSims (SIMULATED engines with reasoning in both styles, with
+and without usage) and a gateway with small tier limits, so that limits and caps trip quickly.
+The llama.cpp checks use the session gateway."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sqlite3
+import subprocess
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import openai
+import pytest
+
+from conftest import KEY_RE, ManagedProcess, cli_env, free_ports, run_cli, wait_http_ok
+
+IN, OUT, REASON = 900, 4000, 21000  # reference prices, n€ per token
+
+
+def catalog(path):
+    lines = ["models:"]
+    for mid in ["sim-chat", "reason-field", "reason-think", "think-nousage"]:
+        lines += [f"  - id: {mid}", "    developer: EngineSim (simulated)", "    phase: production",
+                  "    in_production: 2025-01-01", "    end_of_support: 2030-12-31",
+                  "    capabilities: [chat, completions, reasoning]", "    context_length: 8192",
+                  "    energy_kwh_per_mtok: 0.5"]
+    path.write_text("\n".join(lines) + "\n")
+
+
+@pytest.fixture(scope="module")
+def billing_gw(llmaas_bin, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("metering")
+    p_field, p_think, p_nousage, p_chat, p_gw = free_ports(5)
+    sims = [
+        ManagedProcess("sim-field", [str(llmaas_bin), "sim", "--listen", f"127.0.0.1:{p_field}", "--model", "m", "--reasoning", "field",
+                                     "--ttft-ms", "1", "--itl-ms", "1", "--tokens", "12"], tmp, cli_env(tmp / "d")),
+        ManagedProcess("sim-think", [str(llmaas_bin), "sim", "--listen", f"127.0.0.1:{p_think}", "--model", "m", "--reasoning", "think",
+                                     "--ttft-ms", "1", "--itl-ms", "1", "--tokens", "12"], tmp, cli_env(tmp / "d")),
+        ManagedProcess("sim-nousage", [str(llmaas_bin), "sim", "--listen", f"127.0.0.1:{p_nousage}", "--model", "m", "--reasoning", "think",
+                                       "--usage", "off", "--ttft-ms", "1", "--itl-ms", "1", "--tokens", "12"], tmp, cli_env(tmp / "d")),
+        ManagedProcess("sim-chat", [str(llmaas_bin), "sim", "--listen", f"127.0.0.1:{p_chat}", "--model", "sim-chat",
+                                    "--ttft-ms", "1", "--itl-ms", "1", "--tokens", "8"], tmp, cli_env(tmp / "d")),
+    ]
+    cat = tmp / "catalog.yaml"
+    catalog(cat)
+    data = tmp / "data"
+    config = tmp / "gw.yaml"
+    config.write_text(f"""listen: 127.0.0.1:{p_gw}
+data_dir: {data}
+catalog: {cat}
+tiers:
+  tier-1: {{ requests_per_minute: 50, concurrent_requests: 500 }}
+  tier-2: {{ monthly_cap_eur: "0.0001" }}
+  tier-3: {{ upfront_credit_eur: "0.00005" }}
+backends:
+  - {{ name: sim-field, kind: sim, url: "http://127.0.0.1:{p_field}", models: {{ "reason-field": "m" }} }}
+  - {{ name: sim-think, kind: sim, url: "http://127.0.0.1:{p_think}", models: {{ "reason-think": "m" }} }}
+  - {{ name: sim-nousage, kind: openai, url: "http://127.0.0.1:{p_nousage}", models: {{ "think-nousage": "m" }} }}
+  - {{ name: sim-chat, kind: sim, url: "http://127.0.0.1:{p_chat}", models: {{ "sim-chat": "sim-chat" }} }}
+""")
+    gw = ManagedProcess("gateway", [str(llmaas_bin), "serve", "--config", str(config)], tmp, cli_env(data))
+    try:
+        wait_http_ok(f"http://127.0.0.1:{p_gw}/ready", time.monotonic() + 60, [gw, *sims], "metering gateway")
+        key = None
+        for _ in range(100):
+            m = KEY_RE.search(gw.stdout_path.read_text())
+            if m:
+                key = m.group(1)
+                break
+            time.sleep(0.1)
+        token = json.loads(run_cli(llmaas_bin, ["admin", "token", "create", "--config", str(config), "--json"], data).stdout)["token"]
+        yield {"url": f"http://127.0.0.1:{p_gw}", "key": key, "db": data / "llmaas.sqlite", "config": config, "data": data,
+               "bin": llmaas_bin, "admin": httpx.Client(base_url=f"http://127.0.0.1:{p_gw}/admin/v1",
+                                                      headers={"Authorization": f"Bearer {token}"}, timeout=30)}
+    finally:
+        gw.stop()
+        for s in sims:
+            s.stop()
+
+
+def client(g, key=None):
+    return openai.OpenAI(base_url=g["url"] + "/v1", api_key=key or g["key"], max_retries=0, timeout=60)
+
+
+def row(g, request_id, timeout=10):
+    deadline = time.monotonic() + timeout
+    while True:
+        db = sqlite3.connect(g["db"])
+        db.row_factory = sqlite3.Row
+        r = db.execute("SELECT * FROM requests WHERE id = ?", (request_id,)).fetchone()
+        db.close()
+        if r:
+            return dict(r)
+        assert time.monotonic() < deadline, f"no ledger row for {request_id}"
+        time.sleep(0.1)
+
+
+def expected_cost(r):
+    return r["prompt_tokens"] * IN + (r["completion_tokens"] - r["reasoning_tokens"]) * OUT + r["reasoning_tokens"] * REASON
+
+
+def new_tenant(g, name, tier="tier-1"):
+    # The tier is set at creation: the tenant gets that tier's upfront credit.
+    r = g["admin"].post("/tenants", json={"name": name, "tier": tier})
+    assert r.status_code == 201, r.text
+    t = r.json()
+    return t, g["admin"].post(f"/tenants/{t['id']}/keys", json={}).json()["key"]
+
+
+@pytest.mark.parametrize("model", ["reason-field", "reason-think"])
+@pytest.mark.parametrize("stream", [False, True])
+def test_reasoning_is_billed_at_the_reasoning_price(billing_gw, model, stream):
+    c = client(billing_gw, new_tenant(billing_gw, f"r-{model}-{stream}")[1])
+    msgs = [{"role": "user", "content": f"think about {model} {stream}"}]
+    if stream:
+        with c.chat.completions.with_streaming_response.create(model=model, messages=msgs, max_tokens=12, stream=True,
+                                                                stream_options={"include_usage": True}) as resp:
+            rid = resp.headers["x-request-id"]
+            usage = [chunk.usage for chunk in resp.parse() if chunk.usage][-1]
+    else:
+        raw = c.chat.completions.with_raw_response.create(model=model, messages=msgs, max_tokens=12)
+        rid, usage = raw.headers["x-request-id"], raw.parse().usage
+    r = row(billing_gw, rid)
+    assert r["reasoning_tokens"] == 6 and r["completion_tokens"] == 12
+    assert usage.completion_tokens_details.reasoning_tokens == 6
+    assert r["cost_nano"] == expected_cost(r)
+    assert r["estimated"] == 0 and r["energy_uwh"] > 0
+
+
+def test_think_blocks_without_engine_usage_are_estimated_and_marked(billing_gw):
+    c = client(billing_gw, new_tenant(billing_gw, "nousage")[1])
+    raw = c.chat.completions.with_raw_response.create(model="think-nousage", messages=[{"role": "user", "content": "hmm"}], max_tokens=12)
+    u = raw.parse().usage
+    r = row(billing_gw, raw.headers["x-request-id"])
+    assert r["estimated"] == 1 and r["reasoning_tokens"] > 0 and r["cost_nano"] == expected_cost(r)
+    assert u.completion_tokens_details.reasoning_tokens == r["reasoning_tokens"]
+    assert (u.model_extra or {}).get("estimated") is True
+
+
+def test_concurrent_requests_against_a_limit_admit_exactly_n(billing_gw):
+    """tier-1 is configured here with 50 requests per minute; 200 arrive at once."""
+    _, key = new_tenant(billing_gw, "burst")
+    body = {"model": "sim-chat", "max_tokens": 2}
+    statuses = []
+    def one(i):
+        r = httpx.post(billing_gw["url"] + "/v1/chat/completions", headers={"Authorization": f"Bearer {key}"}, timeout=60,
+                       json={**body, "messages": [{"role": "user", "content": f"burst {i}"}]})
+        return r
+    with ThreadPoolExecutor(50) as pool:
+        responses = list(pool.map(one, range(200)))
+    statuses = [r.status_code for r in responses]
+    assert statuses.count(200) == 50 and statuses.count(429) == 150, statuses
+    refused = next(r for r in responses if r.status_code == 429)
+    assert refused.json()["error"]["code"] == "rate_limit_exceeded" and int(refused.headers["retry-after"]) >= 1
+    assert refused.json()["error"]["message"].startswith("Rate limit exceeded.")
+    ok = next(r for r in responses if r.status_code == 200)
+    for h in ["x-ratelimit-limit-requests", "x-ratelimit-remaining-requests", "x-ratelimit-reset-requests",
+              "x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens", "x-ratelimit-reset-tokens"]:
+        assert h in ok.headers, h
+    assert ok.headers["x-ratelimit-limit-requests"] == "50"
+
+
+def test_monthly_cap_trips(billing_gw):
+    """tier-2 is configured here with a 0.0001 € monthly cap."""
+    _, key = new_tenant(billing_gw, "capped", tier="tier-2")
+    c = client(billing_gw, key)
+    with pytest.raises(openai.RateLimitError) as e:
+        for i in range(20):
+            c.chat.completions.create(model="sim-chat", messages=[{"role": "user", "content": f"spend {i}"}], max_tokens=8)
+    assert e.value.code == "monthly_budget_exceeded"
+    assert "resets" in e.value.message.lower() or "reset" in e.value.message.lower()
+
+
+def test_prepaid_credit_runs_out_and_can_be_topped_up(billing_gw):
+    """tier-3 is configured here with 0.00005 € of upfront credit."""
+    t, key = new_tenant(billing_gw, "prepaid", tier="tier-3")
+    c = client(billing_gw, key)
+    with pytest.raises(openai.RateLimitError) as e:
+        for i in range(20):
+            c.chat.completions.create(model="sim-chat", messages=[{"role": "user", "content": f"use {i}"}], max_tokens=8)
+    assert e.value.code == "insufficient_credit"
+    r = billing_gw["admin"].post(f"/tenants/{t['id']}/credits", json={"amount_eur": "1.00"})
+    assert r.status_code == 201, r.text
+    assert c.chat.completions.create(model="sim-chat", messages=[{"role": "user", "content": "again"}], max_tokens=2).choices
+
+
+def test_usage_api_totals_equal_the_ledger_and_tenants_see_only_their_own(billing_gw):
+    t, key = new_tenant(billing_gw, "report")
+    other_t, other_key = new_tenant(billing_gw, "report-other")
+    c = client(billing_gw, key)
+    for i in range(5):
+        c.chat.completions.create(model="sim-chat" if i % 2 else "reason-field", messages=[{"role": "user", "content": f"u{i}"}], max_tokens=4)
+    client(billing_gw, other_key).chat.completions.create(model="sim-chat", messages=[{"role": "user", "content": "x"}], max_tokens=4)
+    db = sqlite3.connect(billing_gw["db"])
+    time.sleep(0.3)
+    n, inp, out, cost = db.execute("SELECT COUNT(*), SUM(prompt_tokens), SUM(completion_tokens), SUM(cost_nano) FROM requests WHERE tenant_id = ?",
+                                   (t["id"],)).fetchone()
+    for group_by in ["model", "day", "key"]:
+        u = httpx.get(billing_gw["url"] + "/v1/usage", params={"group_by": group_by}, headers={"Authorization": f"Bearer {key}"}).json()
+        tot = u["totals"]
+        assert (tot["requests"], tot["input_tokens"], tot["output_tokens"], int(tot["cost_nano_eur"])) == (n, inp, out, cost)
+        assert sum(g["requests"] for g in u["data"]) == n
+        assert sum(int(g["cost_nano_eur"]) for g in u["data"]) == cost
+    assert u["totals"]["cost_eur"] == f"{cost // 10**9}.{cost % 10**9:09d}"
+    admin = billing_gw["admin"].get(f"/tenants/{t['id']}/usage").json()
+    assert int(admin["totals"]["cost_nano_eur"]) == cost
+    month = time.strftime("%Y-%m", time.gmtime())
+    rep = run_cli(billing_gw["bin"], ["usage", "report", "--tenant", "report", "--month", month, "--format", "json",
+                                      "--config", str(billing_gw["config"])], billing_gw["data"])
+    assert rep.returncode == 0, rep.stderr
+    assert int(json.loads(rep.stdout)["totals"]["cost_nano_eur"]) == cost
+    csv = run_cli(billing_gw["bin"], ["usage", "report", "--tenant", "report", "--month", month, "--format", "csv",
+                                      "--config", str(billing_gw["config"])], billing_gw["data"])
+    assert csv.stdout.splitlines()[-1].startswith("TOTAL,")
+
+
+def test_streaming_usage_against_llamacpp_is_billed(gw, client):
+    msgs = [{"role": "user", "content": "Name a colour."}]
+    plain = client.chat.completions.create(model="smollm2:135m", messages=msgs, max_tokens=8, temperature=0)
+    with client.chat.completions.with_streaming_response.create(model="smollm2:135m", messages=msgs, max_tokens=8, temperature=0,
+                                                                stream=True, stream_options={"include_usage": True}) as resp:
+        rid = resp.headers["x-request-id"]
+        usage = [c.usage for c in resp.parse() if c.usage][-1]
+    assert usage.prompt_tokens == plain.usage.prompt_tokens
+    r = gw.wait_request_row(rid)
+    assert r["prompt_tokens"] == usage.prompt_tokens and r["completion_tokens"] == usage.completion_tokens
+    assert r["cost_nano"] == r["prompt_tokens"] * IN + r["completion_tokens"] * OUT
+    assert r["estimated"] == 0
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_drill_every_delivered_answer_has_its_ledger_row(billing_gw, llmaas_bin, tmp_path, sig):
+    """A separate gateway under load is stopped (SIGTERM) or killed (SIGKILL): every response a
+    client received complete — JSON, or a stream up to [DONE] — has its ledger row."""
+    data = tmp_path / "data"
+    (p_gw,) = free_ports(1)
+    cfg = billing_gw["config"].read_text().replace(billing_gw["url"].rsplit(":", 1)[1], str(p_gw), 1)
+    cfg = cfg.replace(f"data_dir: {billing_gw['data']}", f"data_dir: {data}")
+    cfg = cfg.replace("tier-1: { requests_per_minute: 50, concurrent_requests: 500 }", "tier-1: { requests_per_minute: 100000 }")
+    config = tmp_path / "gw.yaml"
+    config.write_text(cfg)
+    proc = subprocess.Popen([str(llmaas_bin), "serve", "--config", str(config)], env=cli_env(data), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    key = None
+    for line in proc.stdout:
+        m = KEY_RE.search(line)
+        if m:
+            key = m.group(1)
+        if "listening on" in line:
+            break
+    delivered, lock, stop = [], threading.Lock(), threading.Event()
+
+    def worker(i):
+        c = httpx.Client(timeout=10)
+        n = 0
+        while not stop.is_set():
+            n += 1
+            body = {"model": "sim-chat", "max_tokens": 4, "messages": [{"role": "user", "content": f"w{i} {n}"}], "stream": n % 2 == 0}
+            try:
+                r = c.post(f"http://127.0.0.1:{p_gw}/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {key}"})
+            except httpx.HTTPError:
+                return
+            complete = r.status_code == 200 and (not body["stream"] or r.text.rstrip().endswith("data: [DONE]"))
+            if complete:
+                with lock:
+                    delivered.append(r.headers["x-request-id"])
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    time.sleep(2.0)
+    proc.send_signal(sig)
+    proc.wait(timeout=30)
+    stop.set()
+    for t in threads:
+        t.join(timeout=15)
+    assert len(delivered) > 50
+    db = sqlite3.connect(data / "llmaas.sqlite")
+    rows = {r for (r,) in db.execute("SELECT id FROM requests")}
+    missing = [r for r in delivered if r not in rows]
+    assert not missing, f"{len(missing)} of {len(delivered)} delivered answers have no ledger row after {sig.name}"
