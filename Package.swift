@@ -80,6 +80,7 @@ let package = Package(
         .testTarget(name: "ShieldTests", dependencies: ["Shield"], swiftSettings: v5),
         .testTarget(name: "MeteringTests", dependencies: ["Metering", "Catalog", "OpenAIWire"], swiftSettings: v5),
         .testTarget(name: "QuotasTests", dependencies: ["Quotas", "Catalog"], swiftSettings: v5),
+        .executableTarget(name: "quota-bench", dependencies: ["Quotas", "Metering", "Catalog", "OpenAIWire"], path: "bench/quota-bench", swiftSettings: v5),
         .executableTarget(name: "shield-bench", dependencies: ["Shield"], path: "bench/shield-bench", swiftSettings: v5),
         .testTarget(name: "FleetTests", dependencies: ["Fleet", "EngineSim"], swiftSettings: v5),
         .testTarget(name: "GatewayTests", dependencies: [

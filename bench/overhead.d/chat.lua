@@ -1,8 +1,17 @@
--- wrk script shared by every row of bench/overhead, so all targets see the identical request.
+-- wrk script shared by every row of bench/overhead, so all targets see the same kind of request.
 -- The API key comes from BENCH_API_KEY (the gateway's key, LiteLLM's master key); the nginx
--- rows ignore the header, but sending it keeps the request bytes the same for every row.
+-- rows ignore the header, but sending it keeps the request bytes alike for every row.
+-- Each request's prompt carries a counter: a real workload does not send the same prompt over
+-- and over, and the gateway's prompt shield blocks the 30th identical prompt in a row.
 wrk.method = "POST"
 wrk.path = "/v1/chat/completions"
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer " .. (os.getenv("BENCH_API_KEY") or "none")
-wrk.body = '{"model":"smollm2:135m","messages":[{"role":"user","content":"Say hello"}],"max_tokens":16}'
+
+local counter = 0
+
+function request()
+  counter = counter + 1
+  local body = '{"model":"smollm2:135m","messages":[{"role":"user","content":"Say hello, request ' .. counter .. '"}],"max_tokens":16}'
+  return wrk.format(nil, nil, nil, body)
+end
