@@ -140,6 +140,10 @@ public final class EngineSim: Sendable {
         let key = ObjectIdentifier(connection.channel)
         open.withLock { $0[key] = connection.channel }
         defer { open.withLock { _ = $0.removeValue(forKey: key) } }
+        if isDown {  // stopped between the first check and the registration: stop() missed it
+            try? await connection.channel.close()
+            return
+        }
         do {
             try await connection.executeThenClose { inbound, outbound in
                 var head: HTTPRequestHead?

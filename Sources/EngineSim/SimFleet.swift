@@ -61,9 +61,17 @@ public final class SimFleet: Sendable {
         _ = try await startMachine(i, port: port)
     }
 
+    /// Stops every machine and waits (at most 5 s) for them to wind down.
     public func shutdown() async {
         for i in machines.indices { machines[i].stop() }
-        for t in tasks.withLock({ $0 }) { _ = await t?.result }
+        let all = tasks.withLock { $0 }
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { for t in all { _ = await t?.result } }
+            group.addTask { try? await Task.sleep(for: .seconds(5)) }
+            _ = await group.next()
+            group.cancelAll()
+            for t in all { t?.cancel() }
+        }
     }
 
     /// The benchmark and `llmaas sim --machines N` fleet: every third machine is Ollama-like
