@@ -59,7 +59,7 @@ struct CompletionPipeline: Sendable {
             // 5–6. Route and forward.
             let engine: Engine, upstream: UpstreamResponse
             do {
-                (engine, upstream) = try await forward(inference, entry: entry)
+                (engine, upstream) = try await forward(inference, entry: entry, tier: principal.tier)
             } catch {
                 platform.billing.release(admission)
                 throw error
@@ -178,8 +178,8 @@ struct CompletionPipeline: Sendable {
         return entry
     }
 
-    func forward(_ inference: InferenceRequest, entry: CatalogEntry) async throws(EngineError) -> (Engine, UpstreamResponse) {
-        try await platform.fleet.send(model: entry.id, endpoint: inference.endpoint, body: inference.body, stream: inference.stream)
+    func forward(_ inference: InferenceRequest, entry: CatalogEntry, tier: String) async throws(EngineError) -> (Engine, UpstreamResponse) {
+        try await platform.fleet.send(model: entry.id, endpoint: inference.endpoint, body: inference.body, stream: inference.stream, tier: tier)
     }
 
     /// While a key is in its rotation grace period, every response says when it stops and names its successor.

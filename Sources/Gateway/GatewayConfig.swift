@@ -14,6 +14,8 @@ public struct GatewayConfig: Sendable {
     public var catalogPath: String = "./deploy/catalog.yaml"
     public var maxBodyBytes: Int = 20 << 20
     public var backends: [BackendConfig] = []
+    /// Routing across the fleet (policy, weights, retries, breakers, queue).
+    public var fleet = FleetOptions()
     /// Audit log: on by default; off only for overhead measurements.
     public var auditEnabled = true
     /// Audit entries older than this are purged (the chain stays verifiable).
@@ -80,6 +82,38 @@ public struct GatewayConfig: Sendable {
             if let n = try security.int("auth_failures_per_minute", min: 1) { config.authFailuresPerMinute = n }
             try security.finish()
         }
+        if var routing = try r.mapping("routing") {
+            if let p = try routing.string("policy") {
+                guard let policy = RoutingPolicy(rawValue: p) else {
+                    throw ConfigError(field: "routing.policy", message: "use one of: \(RoutingPolicy.allCases.map(\.rawValue).joined(separator: ", "))")
+                }
+                config.fleet.policy = policy
+            }
+            if var w = try routing.mapping("weights") {
+                func number(_ key: String) throws -> Double? {
+                    guard let v = w.values[key] else { return nil }
+                    guard let d = (v as? Double) ?? (v as? Int).map(Double.init), d >= 0 else {
+                        throw ConfigError(field: "routing.weights.\(key)", message: "must be a non-negative number")
+                    }
+                    return d
+                }
+                for key in ["resident", "prefix", "load", "queue", "kv_cache", "affinity_max_load"] { w.used.insert(key) }
+                if let d = try number("resident") { config.fleet.weights.resident = d }
+                if let d = try number("prefix") { config.fleet.weights.prefix = d }
+                if let d = try number("load") { config.fleet.weights.load = d }
+                if let d = try number("queue") { config.fleet.weights.queue = d }
+                if let d = try number("kv_cache") { config.fleet.weights.kvCache = d }
+                if let d = try number("affinity_max_load") { config.fleet.weights.affinityMaxLoad = d }
+                try w.finish()
+            }
+            if let n = try routing.int("max_attempts", min: 1) { config.fleet.maxAttempts = n }
+            if let n = try routing.int("breaker_threshold", min: 1) { config.fleet.breakerThreshold = n }
+            if let n = try routing.int("breaker_cooldown_ms", min: 1) { config.fleet.breakerCooldownMs = n }
+            if let n = try routing.int("queue_deadline_ms", min: 0) { config.fleet.queueDeadlineMs = n }
+            if let n = try routing.int("prefix_block_chars", min: 16) { config.fleet.prefixBlockChars = n }
+            if let n = try routing.int("cold_load_after_ms", min: 0) { config.fleet.coldLoadAfterMs = n }
+            try routing.finish()
+        }
         if let tiers = try r.mapping("tiers") {
             for (name, raw) in tiers.values {
                 guard let m = raw as? [String: Any] else { throw ConfigError(field: "tiers.\(name)", message: "must be a mapping") }
@@ -133,13 +167,19 @@ public struct GatewayConfig: Sendable {
                 guard let url = try b.string("url"), let u = URL(string: url), u.scheme == "http" || u.scheme == "https", u.host != nil else {
                     throw ConfigError(field: p + ".url", message: "required: the engine's base URL, e.g. http://127.0.0.1:8081")
                 }
-                guard let models = try b.mapping("models") else { throw ConfigError(field: p + ".models", message: "required: a mapping of catalog model → engine model name") }
+                let discover = try b.bool("discover_models") ?? false
+                let models = try b.mapping("models")
+                if models == nil && !discover {
+                    throw ConfigError(field: p + ".models", message: "required: a mapping of catalog model → engine model name (or discover_models: true)")
+                }
                 var served: [String: String] = [:]
-                for (k, v) in models.values {
+                for (k, v) in models?.values ?? [:] {
                     guard let s = v as? String, !s.isEmpty else { throw ConfigError(field: "\(p).models.\(k)", message: "must be the engine's model name (a string)") }
                     served[k] = s
                 }
-                if served.isEmpty { throw ConfigError(field: p + ".models", message: "must name at least one model") }
+                if served.isEmpty && !discover { throw ConfigError(field: p + ".models", message: "must name at least one model (or set discover_models: true)") }
+                let capacity = try b.int("capacity", min: 1) ?? 8
+                let probeInterval = try b.int("probe_interval_ms", min: 50) ?? 2000
                 var timeouts = Timeouts()
                 if var t = try b.mapping("timeouts") {
                     if let n = try t.int("connect_ms", min: 1) { timeouts.connectMs = n }
@@ -165,7 +205,8 @@ public struct GatewayConfig: Sendable {
                     managed = ManagedEngineConfig(modelFile: modelFile, python: python!, extraArgs: extra)
                 }
                 try b.finish()
-                config.backends.append(BackendConfig(name: name, kind: kind, url: url, models: served, timeouts: timeouts, managed: managed))
+                config.backends.append(BackendConfig(name: name, kind: kind, url: url, models: served, timeouts: timeouts, managed: managed,
+                                                     capacity: capacity, probeIntervalMs: probeInterval, discoverModels: discover))
             }
         }
         try r.finish()

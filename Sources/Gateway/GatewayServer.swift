@@ -22,7 +22,7 @@ public enum GatewayServer {
         let app = Application(
             router: buildRouter(platform),
             configuration: .init(address: .hostname(config.host, port: config.port), serverName: "llmaas"),
-            services: [EngineSupervisor(engines: platform.managedEngines), Maintenance(platform: platform), CatalogReloader(platform: platform),
+            services: [EngineSupervisor(engines: platform.managedEngines), FleetHealth(platform: platform), Maintenance(platform: platform), CatalogReloader(platform: platform),
                        noticeService(platform), platform.requestLog, platform.audit],
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? config.port
@@ -74,6 +74,19 @@ func noticeService(_ platform: Platform) -> LifecycleNoticeService {
         })
     return LifecycleNoticeService(catalog: platform.catalog, store: store, clock: .millis(platform.now), logger: platform.logger) { notice in
         Webhooks(platform: platform).send(tenantID: notice.key.tenant, event: "model.lifecycle", payload: notice.json)
+    }
+}
+
+/// Active health probes of every backend (circuit breakers, load, resident models), and model
+/// discovery for backends that ask for it.
+struct FleetHealth: Service {
+    let platform: Platform
+
+    func run() async throws {
+        await platform.fleet.discoverModels(catalogIDs: platform.catalog.current.entries.map(\.id))
+        await cancelWhenGracefulShutdown { await platform.fleet.runHealthChecks() }
+        // A service that returns early stops the whole group: with no backends, wait for shutdown.
+        try? await gracefulShutdown()
     }
 }
 

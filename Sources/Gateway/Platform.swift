@@ -77,7 +77,7 @@ public final class Platform: Sendable {
         self.catalog = CatalogStore(catalog)
         self.billing = Billing(config: config, catalog: catalog, storage: storage, now: now)
         self.http = Fleet.makeHTTPClient(connectTimeoutMs: config.backends.map(\.timeouts.connectMs).max() ?? 2000)
-        self.fleet = Fleet(configs: config.backends, http: http, logger: logger)
+        self.fleet = Fleet(configs: config.backends, http: http, logger: logger, options: config.fleet)
         self.requestLog = BatchWriter(name: "requests", logger: logger) { [storage] rows in try await storage.insertRequests(rows) }
         self.managedEngines = config.backends.compactMap { b in
             b.managed.map {

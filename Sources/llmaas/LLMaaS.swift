@@ -14,7 +14,7 @@ struct LLMaaS: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "llmaas",
         abstract: "A sovereign LLM-as-a-Service platform: an OpenAI-compatible gateway for a fleet of inference engines.",
-        subcommands: [Serve.self, Migrate.self, TenantCommand.self, KeyCommand.self, AdminCommand.self, AuditCommand.self, ShieldCommand.self, UsageCommand.self, CreditCommand.self, Sim.self, ModelsCommand.self]
+        subcommands: [Serve.self, Migrate.self, TenantCommand.self, KeyCommand.self, AdminCommand.self, AuditCommand.self, ShieldCommand.self, UsageCommand.self, CreditCommand.self, SimCommand.self, ModelsCommand.self]
     )
 }
 
@@ -115,36 +115,5 @@ struct Migrate: AsyncParsableCommand {
         let version = try await storage.schemaVersion()
         await storage.shutdown()
         print(applied.isEmpty ? "schema is up to date (version \(version))" : "applied migrations \(applied.map(String.init).joined(separator: ", ")); schema version \(version)")
-    }
-}
-
-struct Sim: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        abstract: "Run EngineSim, a SIMULATED OpenAI-compatible inference engine (no model; for tests and benchmarks).")
-    @Option(help: "HOST:PORT to listen on.") var listen: String = "127.0.0.1:9000"
-    @Option(name: .customLong("model"), help: "Model name the sim serves (repeatable).") var models: [String] = []
-    @Option(name: .customLong("ttft-ms"), help: "Time to first token.") var ttftMs: Int = 20
-    @Option(name: .customLong("itl-ms"), help: "Inter-token latency.") var itlMs: Int = 5
-    @Option(help: "Report usage: on|off.") var usage: String = "on"
-    @Option(help: "Reasoning output: none|field|think.") var reasoning: String = "none"
-    @Option(help: "Seed of the deterministic text.") var seed: UInt64 = 42
-    @Option(help: "Natural answer length in tokens (max_tokens caps it).") var tokens: Int = 32
-    @Option(help: "Fault: none|refuse|500|hang|cut.") var fault: String = "none"
-
-    func run() async throws {
-        guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]) else {
-            throw fail("--listen must be HOST:PORT", code: 2)
-        }
-        guard let style = SimConfig.ReasoningStyle(rawValue: reasoning) else { throw fail("--reasoning must be none, field or think", code: 2) }
-        guard let f = SimConfig.Fault(rawValue: fault) else { throw fail("--fault must be none, refuse, 500, hang or cut", code: 2) }
-        guard usage == "on" || usage == "off" else { throw fail("--usage must be on or off", code: 2) }
-        let config = SimConfig(host: String(listen[..<colon]), port: port, models: models.isEmpty ? ["sim-chat"] : models,
-                               ttftMs: ttftMs, itlMs: itlMs, usage: usage == "on", reasoning: style, seed: seed,
-                               defaultTokens: tokens, fault: f)
-        let sim = EngineSim(config: config)
-        try await sim.run { port in
-            print("EngineSim (simulated engine) listening on http://\(config.host):\(port) serving \(config.models.joined(separator: ", "))")
-            fflush(stdout)
-        }
     }
 }

@@ -1,0 +1,141 @@
+"""Fleet end to end (issue 7): engine kinds translated to OpenAI behaviour through the official
+SDK (Ollama's native API, vLLM's metrics), the backends report, and a failure drill through the
+gateway. Every engine here is EngineSim — SIMULATED engines, not models."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sqlite3
+import threading
+import time
+
+import httpx
+import openai
+import pytest
+
+from conftest import REPO, KEY_RE, ManagedProcess, cli_env, free_ports, run_cli, wait_http_ok
+
+
+@pytest.fixture(scope="module")
+def fleet(llmaas_bin, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("fleet")
+    p_ollama, p_v1, p_v2, p_v3, p_gw = free_ports(5)
+    env = cli_env(tmp / "d")
+    sims = {
+        "ollama": ManagedProcess("ollama", [str(llmaas_bin), "sim", "--mode", "ollama", "--listen", f"127.0.0.1:{p_ollama}",
+                                            "--model", "qwen3:8b", "--model", "granite-embedding:278m", "--ttft-ms", "2", "--itl-ms", "2"], tmp, env),
+    }
+    for name, port in [("v1", p_v1), ("v2", p_v2), ("v3", p_v3)]:
+        sims[name] = ManagedProcess(name, [str(llmaas_bin), "sim", "--mode", "vllm", "--listen", f"127.0.0.1:{port}", "--model", "gemma3:4b",
+                                           "--ttft-ms", "2", "--itl-ms", "40", "--tokens", "400"], tmp, env)
+    data = tmp / "data"
+    config = tmp / "gw.yaml"
+    config.write_text(f"""listen: 127.0.0.1:{p_gw}
+data_dir: {data}
+catalog: {REPO / 'deploy/catalog.yaml'}
+routing: {{ breaker_threshold: 1, breaker_cooldown_ms: 500 }}
+backends:
+  - {{ name: ollama-1, kind: ollama, url: "http://127.0.0.1:{p_ollama}", models: {{ "qwen3:8b": "qwen3:8b", "granite-embedding:278m": "granite-embedding:278m" }} }}
+  - {{ name: vllm-1, kind: vllm, url: "http://127.0.0.1:{p_v1}", models: {{ "gemma3:4b": "gemma3:4b" }}, probe_interval_ms: 200 }}
+  - {{ name: vllm-2, kind: vllm, url: "http://127.0.0.1:{p_v2}", models: {{ "gemma3:4b": "gemma3:4b" }}, probe_interval_ms: 200 }}
+  - {{ name: vllm-3, kind: vllm, url: "http://127.0.0.1:{p_v3}", models: {{ "gemma3:4b": "gemma3:4b" }}, probe_interval_ms: 200 }}
+""")
+    gw = ManagedProcess("gateway", [str(llmaas_bin), "serve", "--config", str(config)], tmp, cli_env(data))
+    try:
+        wait_http_ok(f"http://127.0.0.1:{p_gw}/ready", time.monotonic() + 60, [gw, *sims.values()], "fleet gateway")
+        key = None
+        for _ in range(100):
+            m = KEY_RE.search(gw.stdout_path.read_text())
+            if m:
+                key = m.group(1)
+                break
+            time.sleep(0.1)
+        token = json.loads(run_cli(llmaas_bin, ["admin", "token", "create", "--config", str(config), "--json"], data).stdout)["token"]
+        yield {"url": f"http://127.0.0.1:{p_gw}", "key": key, "token": token, "sims": sims, "db": data / "llmaas.sqlite",
+               "ports": {"v1": p_v1, "v2": p_v2, "v3": p_v3}, "bin": llmaas_bin, "tmp": tmp, "env": env}
+    finally:
+        gw.stop()
+        for s in sims.values():
+            s.stop()
+
+
+def sdk(f):
+    return openai.OpenAI(base_url=f["url"] + "/v1", api_key=f["key"], max_retries=0, timeout=60)
+
+
+def test_ollama_is_spoken_as_openai(fleet):
+    c = sdk(fleet)
+    msgs = [{"role": "user", "content": "hello ollama"}]
+    r = c.chat.completions.create(model="qwen3:8b", messages=msgs, max_tokens=6)
+    assert r.choices[0].message.content and r.choices[0].finish_reason in ("stop", "length")
+    assert r.usage.prompt_tokens > 0 and r.usage.completion_tokens > 0
+    assert (r.model_extra or {})["backend"] == {"engine_type": "ollama", "machine_name": "ollama-1"}
+    chunks = list(c.chat.completions.create(model="qwen3:8b", messages=msgs, max_tokens=6, stream=True, stream_options={"include_usage": True}))
+    text = "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices)
+    assert text and chunks[-1].usage.completion_tokens > 0
+    comp = c.completions.create(model="qwen3:8b", prompt="Once upon a time", max_tokens=5)
+    assert comp.choices[0].text
+    emb = c.embeddings.create(model="granite-embedding:278m", input=["a", "b"])
+    assert len(emb.data) == 2 and len(emb.data[0].embedding) == len(emb.data[1].embedding) > 0
+
+
+def test_backends_report_shows_state_and_load(fleet):
+    r = httpx.get(fleet["url"] + "/admin/v1/backends", headers={"Authorization": f"Bearer {fleet['token']}"})
+    assert r.status_code == 200, r.text
+    text = json.dumps(r.json())
+    for name in ["ollama-1", "vllm-1", "vllm-2", "vllm-3"]:
+        assert name in text
+    assert httpx.get(fleet["url"] + "/admin/v1/backends").status_code == 401
+
+
+def test_failure_drill_through_the_gateway(fleet):
+    """Streams run on three simulated vLLM machines; one is killed mid-stream, then revived."""
+    url = fleet["url"] + "/v1/chat/completions"
+    headers = {"Authorization": f"Bearer {fleet['key']}"}
+    results = []
+
+    def stream(i):
+        body = {"model": "gemma3:4b", "stream": True, "max_tokens": 400, "messages": [{"role": "user", "content": f"drill {i}"}]}
+        with httpx.stream("POST", url, json=body, headers=headers, timeout=60) as r:
+            text = "".join(r.iter_text())
+            results.append((r.status_code, r.headers.get("x-llmaas-backend"), r.headers.get("x-request-id"), text))
+
+    threads = [threading.Thread(target=stream, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    time.sleep(1.5)
+    victim = fleet["sims"]["v2"]
+    victim.proc.send_signal(signal.SIGKILL)
+    victim.proc.wait()
+    # New requests during the outage: no client error (failover before the first byte).
+    c = sdk(fleet)
+    during = [c.chat.completions.create(model="gemma3:4b", messages=[{"role": "user", "content": f"during {i}"}], max_tokens=2)
+              for i in range(6)]
+    assert all(r.choices for r in during)
+    assert all((r.model_extra or {})["backend"]["machine_name"] != "vllm-2" for r in during)
+    for t in threads:
+        t.join(timeout=60)
+    cut = [r for r in results if r[1] == "vllm/vllm-2"]
+    whole = [r for r in results if r[1] != "vllm/vllm-2"]
+    assert all(r[3].rstrip().endswith("data: [DONE]") for r in whole)
+    for status, _, rid, text in cut:
+        assert '"error"' in text and "upstream_stream_error" in text and "[DONE]" not in text
+        deadline = time.monotonic() + 10
+        while True:
+            row = sqlite3.connect(fleet["db"]).execute("SELECT outcome, completion_tokens FROM requests WHERE id = ?", (rid,)).fetchone()
+            if row or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert row and row[0] == "upstream_error" and row[1] > 0
+
+    # Revive it on the same port: routing returns to it.
+    fleet["sims"]["v2"] = ManagedProcess("v2b", [str(fleet["bin"]), "sim", "--mode", "vllm", "--listen", f"127.0.0.1:{fleet['ports']['v2']}",
+                                                "--model", "gemma3:4b", "--ttft-ms", "2", "--itl-ms", "1", "--tokens", "4"], fleet["tmp"], fleet["env"])
+    deadline = time.monotonic() + 30
+    seen = set()
+    while "vllm-2" not in seen and time.monotonic() < deadline:
+        r = c.chat.completions.create(model="gemma3:4b", messages=[{"role": "user", "content": f"after {time.monotonic()}"}], max_tokens=2)
+        seen.add((r.model_extra or {})["backend"]["machine_name"])
+        time.sleep(0.05)
+    assert "vllm-2" in seen
