@@ -114,14 +114,29 @@ public final class Engine: Sendable {
         if config.kind == .ollama { return try await sendOllama(request, onStreamEnd: onStreamEnd) }
         var body = request.body
         prepare(&body, request)
-        let httpResponse = try await post(request.endpoint.path, body: body.serialized(), timeoutMs: config.timeouts.firstByteMs, streaming: request.stream)
+        let httpResponse = try await postChecked(request.endpoint.path, body: body.serialized(), request: request, streaming: request.stream)
+        if request.stream {
+            return .stream(relay(httpResponse, request: request, format: .sse, onEnd: onStreamEnd))
+        }
+        var json = try await readJSON(httpResponse)
+        if request.endpoint == .embeddings { json = poolEmbeddings(json, base64: wantsBase64(request.body)) }
+        let usage = try await completeUsage(json, request: request)
+        json.set("usage", usage.json)
+        return .complete(json, usage)
+    }
+
+    /// POSTs and turns an error status into the error the client should see.
+    func postChecked(_ path: String, body: [UInt8], request: UpstreamRequest, streaming: Bool) async throws(EngineError) -> HTTPClientResponse {
+        let httpResponse = try await post(path, body: body, timeoutMs: config.timeouts.firstByteMs, streaming: streaming)
         if httpResponse.status.code >= 400 {
             let bytes = await collect(httpResponse, limit: 1 << 20)
             throw .rejected(backend: name, error: mapEngineError(status: Int(httpResponse.status.code), body: bytes, endpoint: request.endpoint))
         }
-        if request.stream {
-            return .stream(relay(httpResponse, request: request, format: .sse, onEnd: onStreamEnd))
-        }
+        return httpResponse
+    }
+
+    /// Reads a whole (non-streamed) answer, bounded by the first-byte timeout, as a JSON object.
+    func readJSON(_ httpResponse: HTTPClientResponse) async throws(EngineError) -> JSONValue {
         let bytes: [UInt8]
         do {
             bytes = try await withTimeout(config.timeouts.firstByteMs) { [httpResponse] in
@@ -133,13 +148,10 @@ public final class Engine: Sendable {
         } catch {
             throw .unreachable(backend: name, detail: "connection lost while reading the answer: \(error)")
         }
-        guard var json = try? JSONValue.parse(bytes), case .object = json else {
+        guard let json = try? JSONValue.parse(bytes), case .object = json else {
             throw .malformed(backend: name, detail: "the body is not a JSON object")
         }
-        if request.endpoint == .embeddings { json = poolEmbeddings(json, base64: wantsBase64(request.body)) }
-        let usage = try await completeUsage(json, request: request)
-        json.set("usage", usage.json)
-        return .complete(json, usage)
+        return json
     }
 
     /// Edits the engine needs, and nothing else (DESIGN §3: lossless pass-through).
@@ -165,29 +177,12 @@ public final class Engine: Sendable {
     /// Ollama's native API: the request is translated to it and the answer back to OpenAI's shape.
     func sendOllama(_ request: UpstreamRequest, onStreamEnd: (@Sendable (StreamEnd) -> Void)?) async throws(EngineError) -> UpstreamResponse {
         let native = OllamaAdapter.request(request.body, endpoint: request.endpoint, stream: request.stream)
-        let httpResponse = try await post(OllamaAdapter.path(for: request.endpoint), body: native.serialized(),
-                                          timeoutMs: config.timeouts.firstByteMs, streaming: false)
-        if httpResponse.status.code >= 400 {
-            let bytes = await collect(httpResponse, limit: 1 << 20)
-            throw .rejected(backend: name, error: mapEngineError(status: Int(httpResponse.status.code), body: bytes, endpoint: request.endpoint))
-        }
+        let httpResponse = try await postChecked(OllamaAdapter.path(for: request.endpoint), body: native.serialized(), request: request,
+                                                 streaming: false)
         if request.stream {
             return .stream(relay(httpResponse, request: request, format: .ndjson, onEnd: onStreamEnd))
         }
-        let bytes: [UInt8]
-        do {
-            bytes = try await withTimeout(config.timeouts.firstByteMs) { [httpResponse] in
-                var buffer = try await httpResponse.body.collect(upTo: 256 << 20)
-                return buffer.readBytes(length: buffer.readableBytes) ?? []
-            }
-        } catch let e as EngineError {
-            throw e
-        } catch {
-            throw .unreachable(backend: name, detail: "connection lost while reading the answer: \(error)")
-        }
-        guard let json = try? JSONValue.parse(bytes), case .object = json else {
-            throw .malformed(backend: name, detail: "the body is not a JSON object")
-        }
+        let json = try await readJSON(httpResponse)
         let model = request.body["model"]?.stringValue ?? ""
         var out = OllamaAdapter.response(json, endpoint: request.endpoint, model: model, id: Self.newID(), created: Int(Date().timeIntervalSince1970))
         let usage = try await completeUsage(out, request: request)

@@ -86,20 +86,10 @@ public enum BudgetGuard {
 public enum UTCMonth {
     static let msPerDay: Int64 = 86_400_000
 
-    /// The UTC day containing `ms`.
+    /// The UTC day containing `ms` (Catalog's `Day` does the calendar arithmetic).
     public static func day(ms: Int64) -> Day {
         let days = ms >= 0 ? ms / msPerDay : (ms - msPerDay + 1) / msPerDay
-        // civil_from_days (H. Hinnant)
-        let z = days + 719_468
-        let era = (z >= 0 ? z : z - 146_096) / 146_097
-        let doe = z - era * 146_097
-        let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
-        let mp = (5 * doy + 2) / 153
-        let d = doy - (153 * mp + 2) / 5 + 1
-        let m = mp < 10 ? mp + 3 : mp - 9
-        let y = yoe + era * 400 + (m <= 2 ? 1 : 0)
-        return Day(year: Int(y), month: Int(m), day: Int(d))
+        return Day(daysSinceEpoch: Int(days))
     }
 
     /// Unix ms of the first instant of the month containing `ms`.

@@ -220,4 +220,4 @@ if let rr = results.first(where: { $0.load == 80 && $0.policy == .roundRobin }),
     print(String(format: "at 80 %% load: round robin p99 TTFT / ours = %.1fx; errors %d vs %d",
                  percentile(rr.ttfts, 0.99) / percentile(ours.ttfts, 0.99), rr.errors, ours.errors))
 }
-try await http.shutdown()
+try? await http.shutdown().get()
