@@ -95,6 +95,12 @@ struct AdminAPI: Sendable {
         .object([
             ("models", .array(g.models.map(JSONValue.string))), ("deny_models", .array(g.denyModels.map(JSONValue.string))),
             ("endpoints", .array(g.endpoints.map(JSONValue.string))), ("client_ips", .array(g.clientIPs.map(JSONValue.string))),
+            ("limits", g.limits.map { l in .object([
+                ("requests_per_minute", l.requestsPerMinute.map { .int($0) } ?? .null),
+                ("output_tokens_per_hour", l.outputTokensPerHour.map { .int($0) } ?? .null),
+                ("output_tokens_per_day", l.outputTokensPerDay.map { .int($0) } ?? .null),
+                ("concurrent_requests", l.concurrentRequests.map { .int($0) } ?? .null),
+            ]) } ?? .null),
         ])
     }
 
@@ -108,7 +114,19 @@ struct AdminAPI: Sendable {
             }
             return strings
         }
-        let g = Grants(models: try list("models"), denyModels: try list("deny_models"), endpoints: try list("endpoints"), clientIPs: try list("client_ips"))
+        var limits: KeyLimits?
+        if let l = json["limits"], !l.isNull {
+            guard case .object = l else { throw APIError.invalidType("grants.limits", expected: "an object", got: l) }
+            func n(_ k: String) throws(APIError) -> Int? {
+                guard let v = l[k], !v.isNull else { return nil }
+                guard let i = v.intValue, i >= 1 else { throw APIError.invalidValue("grants.limits.\(k)", "a positive whole number.") }
+                return i
+            }
+            limits = KeyLimits(requestsPerMinute: try n("requests_per_minute"), outputTokensPerHour: try n("output_tokens_per_hour"),
+                               outputTokensPerDay: try n("output_tokens_per_day"), concurrentRequests: try n("concurrent_requests"))
+        }
+        let g = Grants(models: try list("models"), denyModels: try list("deny_models"), endpoints: try list("endpoints"), clientIPs: try list("client_ips"),
+                       limits: limits)
         do { try g.validate() } catch { throw APIError.invalidRequest(error.description, param: "grants", code: "invalid_value") }
         return g
     }
@@ -276,6 +294,20 @@ func addAdminRoutes(to router: Hummingbird.Router<GatewayContext>, platform: Pla
         let updated = try await platform.authority.updateGrants(keyID: k.id, grants: grants)
         api.audit(p, context, "key.grants.update", tenant: k.tenantID, target: k.id)
         return jsonResponse(AdminAPI.keyJSON(updated))
+    }
+    // Counters in Prometheus' text format (operator token): blocks and flags of the prompt shield by
+    // rule, rows written by the ledger and the audit log.
+    admin.get("/metrics") { request, context in
+        let p = try await api.admin(request, context)
+        try api.operatorOnly(p, "read the platform's metrics")
+        var out = "# TYPE llmaas_shield_verdicts_total counter\n"
+        for (key, n) in platform.shieldCounters.snapshot.sorted(by: { $0.key < $1.key }) {
+            let parts = key.split(separator: ":", maxSplits: 1)
+            out += "llmaas_shield_verdicts_total{action=\"\(parts[0])\",rule=\"\(parts.count > 1 ? String(parts[1]) : "")\"} \(n)\n"
+        }
+        out += "# TYPE llmaas_ledger_rows_written_total counter\nllmaas_ledger_rows_written_total \(platform.requestLog.writtenCount)\n"
+        out += "# TYPE llmaas_audit_entries_written_total counter\nllmaas_audit_entries_written_total \(platform.audit.writtenCount)\n"
+        return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"], body: ResponseBody(byteBuffer: ByteBuffer(string: out)))
     }
     admin.get("/audit") { request, context in
         let p = try await api.admin(request, context)

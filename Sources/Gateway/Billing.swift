@@ -31,7 +31,8 @@ public final class Billing: Sendable {
     public init(config: GatewayConfig, catalog: Catalog, storage: Storage, now: @escaping @Sendable () -> Int64) {
         self.tiers = config.tiers
         self.limiter = RateLimiter(now: now)
-        self.priceBook = PriceBook(catalog: catalog.entries)
+        // Catalog prices from the beginning of time, then the configured changes at their dates.
+        self.priceBook = PriceBook(PriceBook(catalog: catalog.entries).entries + config.priceChanges)
         self.defaultMaxTokens = config.defaultMaxTokens
         self.storage = storage
         self.now = now
@@ -58,7 +59,14 @@ public final class Billing: Sendable {
             e.headers += rateHeaders(p)
             throw e
         }
-        switch limiter.admit(subject: "tenant:\(p.tenantID)", limits: tier.limits, expectedOutput: expectedOutput ?? defaultMaxTokens, now: t) {
+        // The tenant's tier windows, and the key's own narrower ones when it has overrides.
+        var subjects: [(subject: String, limits: Limits)] = [("tenant:\(p.tenantID)", tier.limits)]
+        if let k = p.grants.limits, !k.isEmpty {
+            subjects.append(("key:\(p.keyID)", tier.limits.overridden(by: LimitOverrides(
+                requestsPerMinute: k.requestsPerMinute, outputTokensPerHour: k.outputTokensPerHour,
+                outputTokensPerDay: k.outputTokensPerDay, concurrentRequests: k.concurrentRequests))))
+        }
+        switch limiter.admit(subjects, expectedOutput: expectedOutput ?? defaultMaxTokens, now: t) {
         case .success(let r):
             return Admission(reservation: r, tenant: p.tenantID, tier: tier)
         case .failure(let refusal):

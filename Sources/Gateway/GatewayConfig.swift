@@ -1,3 +1,4 @@
+import Catalog
 import Fleet
 import Foundation
 import Metering
@@ -24,6 +25,8 @@ public struct GatewayConfig: Sendable {
     public var authFailuresPerMinute = 10
     /// Billing tiers (SPEC S4 by default), by name.
     public var tiers: [String: Tier] = Tier.defaults
+    /// Price changes with their effective dates (never applied to usage before them).
+    public var priceChanges: [PriceBook.Entry] = []
     /// Output reserved at admission when a request sets no max_tokens.
     public var defaultMaxTokens = 1024
     /// Commit a request's ledger row before its last bytes go out (a crash never loses a delivered answer's bill).
@@ -135,6 +138,28 @@ public struct GatewayConfig: Sendable {
                 if let b = try t.bool("prepaid") { tier.prepaid = b }
                 try t.finish()
                 config.tiers[name] = tier
+            }
+        }
+        if let changes = try r.list("prices") {
+            for (i, raw) in changes.enumerated() {
+                let p = "prices[\(i)]"
+                guard let m = raw as? [String: Any] else { throw ConfigError(field: p, message: "must be a mapping") }
+                var e = Reader(m, path: p + ".")
+                guard let model = try e.string("model") else { throw ConfigError(field: p + ".model", message: "required: a catalog model id") }
+                guard let from = try e.string("effective_from"), let day = Day(from) else {
+                    throw ConfigError(field: p + ".effective_from", message: "required: a date YYYY-MM-DD (UTC) from which the prices apply")
+                }
+                var prices = Prices.reference
+                for (key, path) in [("input_eur_per_mtok", \Prices.inputNanoPerToken), ("output_eur_per_mtok", \Prices.outputNanoPerToken),
+                                    ("reasoning_eur_per_mtok", \Prices.reasoningNanoPerToken)] {
+                    guard let text = try e.string(key) else { continue }
+                    guard let nano = CatalogFile.nanoPerToken(fromEurPerMTok: text) else {
+                        throw ConfigError(field: p + "." + key, message: "a non-negative decimal of €/M tokens, at most 3 decimals")
+                    }
+                    prices[keyPath: path] = nano
+                }
+                try e.finish()
+                config.priceChanges.append(PriceBook.Entry(model: model, effectiveFromMs: Int64(day.unixTime) * 1000, prices: prices))
             }
         }
         if var billing = try r.mapping("billing") {

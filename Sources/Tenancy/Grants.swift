@@ -10,10 +10,14 @@ public struct Grants: Codable, Sendable, Equatable {
     public var endpoints: [String]
     /// CIDR blocks (IPv4 or IPv6); empty = any address.
     public var clientIPs: [String]
+    /// This key's own rate limits, under its tenant's tier (nil: the tier's only).
+    public var limits: KeyLimits?
 
     public static let all = Grants(models: [], denyModels: [], endpoints: [], clientIPs: [])
 
-    public init(models: [String] = [], denyModels: [String] = [], endpoints: [String] = [], clientIPs: [String] = []) {
+    public init(models: [String] = [], denyModels: [String] = [], endpoints: [String] = [], clientIPs: [String] = [],
+                limits: KeyLimits? = nil) {
+        self.limits = limits
         // `!glob` in the allow list is a denial.
         self.models = models.filter { !$0.hasPrefix("!") }
         self.denyModels = denyModels + models.filter { $0.hasPrefix("!") }.map { String($0.dropFirst()) }
@@ -22,7 +26,7 @@ public struct Grants: Codable, Sendable, Equatable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case models, endpoints
+        case models, endpoints, limits
         case denyModels = "deny_models"
         case clientIPs = "client_ips"
     }
@@ -39,6 +43,9 @@ public struct Grants: Codable, Sendable, Equatable {
         }
         for g in models + denyModels where g.isEmpty {
             throw .invalid("an empty model pattern in grants")
+        }
+        if let l = limits, [l.requestsPerMinute, l.outputTokensPerHour, l.outputTokensPerDay, l.concurrentRequests].contains(where: { ($0 ?? 1) < 1 }) {
+            throw .invalid("key limits must be positive whole numbers")
         }
     }
 
@@ -60,6 +67,30 @@ public struct Grants: Codable, Sendable, Equatable {
     public static func decode(_ text: String?) -> Grants {
         guard let text, let g = try? JSONDecoder().decode(Grants.self, from: Data(text.utf8)) else { return .all }
         return g
+    }
+}
+
+/// Per-key rate limits (SPEC S4's tier limits, narrowed for one key).
+public struct KeyLimits: Codable, Sendable, Equatable {
+    public var requestsPerMinute: Int?
+    public var outputTokensPerHour: Int?
+    public var outputTokensPerDay: Int?
+    public var concurrentRequests: Int?
+
+    public init(requestsPerMinute: Int? = nil, outputTokensPerHour: Int? = nil, outputTokensPerDay: Int? = nil, concurrentRequests: Int? = nil) {
+        self.requestsPerMinute = requestsPerMinute
+        self.outputTokensPerHour = outputTokensPerHour
+        self.outputTokensPerDay = outputTokensPerDay
+        self.concurrentRequests = concurrentRequests
+    }
+
+    public var isEmpty: Bool { requestsPerMinute == nil && outputTokensPerHour == nil && outputTokensPerDay == nil && concurrentRequests == nil }
+
+    enum CodingKeys: String, CodingKey {
+        case requestsPerMinute = "requests_per_minute"
+        case outputTokensPerHour = "output_tokens_per_hour"
+        case outputTokensPerDay = "output_tokens_per_day"
+        case concurrentRequests = "concurrent_requests"
     }
 }
 

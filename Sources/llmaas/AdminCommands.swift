@@ -89,9 +89,15 @@ struct GrantOptions: ParsableArguments {
     @Option(name: .customLong("deny-models"), help: "Denied model glob (repeatable).") var denyModels: [String] = []
     @Option(name: .customLong("endpoints"), help: "Allowed endpoints, comma-separated: chat,completions,embeddings.") var endpoints: String?
     @Option(name: .customLong("allow-ip"), help: "Allowed client CIDR (repeatable).") var allowIPs: [String] = []
+    @Option(name: .customLong("requests-per-minute"), help: "This key's own limit (under its tenant's tier).") var rpm: Int?
+    @Option(name: .customLong("output-tokens-per-hour"), help: "This key's own limit.") var tph: Int?
+    @Option(name: .customLong("output-tokens-per-day"), help: "This key's own limit.") var tpd: Int?
+    @Option(name: .customLong("concurrent-requests"), help: "This key's own limit.") var concurrent: Int?
 
     var grants: Grants {
-        Grants(models: models, denyModels: denyModels, endpoints: endpoints?.split(separator: ",").map(String.init) ?? [], clientIPs: allowIPs)
+        let limits = KeyLimits(requestsPerMinute: rpm, outputTokensPerHour: tph, outputTokensPerDay: tpd, concurrentRequests: concurrent)
+        return Grants(models: models, denyModels: denyModels, endpoints: endpoints?.split(separator: ",").map(String.init) ?? [], clientIPs: allowIPs,
+                      limits: limits.isEmpty ? nil : limits)
     }
 }
 

@@ -58,6 +58,9 @@ tiers:
   tier-1: {{ requests_per_minute: 50, concurrent_requests: 500 }}
   tier-2: {{ monthly_cap_eur: "0.0001" }}
   tier-3: {{ upfront_credit_eur: "0.00005" }}
+prices:
+  - {{ model: sim-chat, effective_from: "2020-01-01", input_eur_per_mtok: "1", output_eur_per_mtok: "5" }}
+  - {{ model: sim-chat, effective_from: "2099-01-01", input_eur_per_mtok: "9", output_eur_per_mtok: "99" }}
 backends:
   - {{ name: sim-field, kind: sim, url: "http://127.0.0.1:{p_field}", models: {{ "reason-field": "m" }} }}
   - {{ name: sim-think, kind: sim, url: "http://127.0.0.1:{p_think}", models: {{ "reason-think": "m" }} }}
@@ -285,3 +288,29 @@ def test_drill_every_delivered_answer_has_its_ledger_row(billing_gw, llmaas_bin,
     rows = {r for (r,) in db.execute("SELECT id FROM requests")}
     missing = [r for r in delivered if r not in rows]
     assert not missing, f"{len(missing)} of {len(delivered)} delivered answers have no ledger row after {sig.name}"
+
+
+def test_price_changes_apply_from_their_date(billing_gw):
+    """sim-chat: 1 €/M in and 5 €/M out since 2020, 9 and 99 from 2099 (not yet in force)."""
+    c = client(billing_gw, new_tenant(billing_gw, "priced")[1])
+    raw = c.chat.completions.with_raw_response.create(model="sim-chat", messages=[{"role": "user", "content": "price me"}], max_tokens=4)
+    r = row(billing_gw, raw.headers["x-request-id"])
+    assert r["cost_nano"] == r["prompt_tokens"] * 1000 + r["completion_tokens"] * 5000
+
+
+def test_per_key_limits_narrow_the_tier(billing_gw):
+    t, _ = new_tenant(billing_gw, "keylimits")
+    k = billing_gw["admin"].post(f"/tenants/{t['id']}/keys", json={"grants": {"limits": {"requests_per_minute": 3}}})
+    assert k.status_code == 201, k.text
+    assert k.json()["grants"]["limits"]["requests_per_minute"] == 3
+    c = client(billing_gw, k.json()["key"])
+    for i in range(3):
+        c.chat.completions.create(model="sim-chat", messages=[{"role": "user", "content": f"k{i}"}], max_tokens=1)
+    with pytest.raises(openai.RateLimitError) as e:
+        c.chat.completions.create(model="sim-chat", messages=[{"role": "user", "content": "k4"}], max_tokens=1)
+    assert e.value.code == "rate_limit_exceeded"
+    # Another key of the same tenant is not limited by it.
+    other = billing_gw["admin"].post(f"/tenants/{t['id']}/keys", json={}).json()["key"]
+    assert client(billing_gw, other).chat.completions.create(model="sim-chat", messages=[{"role": "user", "content": "free"}], max_tokens=1).choices
+    bad = billing_gw["admin"].post(f"/tenants/{t['id']}/keys", json={"grants": {"limits": {"requests_per_minute": 0}}})
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "grants.limits.requests_per_minute"
