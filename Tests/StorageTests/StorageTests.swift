@@ -36,3 +36,38 @@ import Testing
         await storage.shutdown()
     }
 }
+
+@Suite struct LedgerStorageTests {
+    @Test func lifecycleNoticesAreClaimedOnce() async throws {
+        let storage = try await Storage.inMemory()
+        try await storage.migrate()
+        try await storage.insertTenant(TenantRecord(id: "t1", name: "acme", createdAt: 1))
+        let first = try await storage.claimLifecycleNotice(tenantID: "t1", model: "m", phase: "sunset", at: 5, phaseStarted: "2026-10-02",
+                                                           retiresAt: "2027-03-31", payload: "{}")
+        let again = try await storage.claimLifecycleNotice(tenantID: "t1", model: "m", phase: "sunset", at: 6, phaseStarted: "2026-10-02",
+                                                           retiresAt: "2027-03-31", payload: "{}")
+        let nextPhase = try await storage.claimLifecycleNotice(tenantID: "t1", model: "m", phase: "deprecated", at: 7, phaseStarted: "2026-12-31",
+                                                               retiresAt: "2027-03-31", payload: "{}")
+        #expect(first && !again && nextPhase)
+        #expect(try await storage.lifecycleNoticeKeys().count == 2)
+        await storage.shutdown()
+    }
+
+    @Test func budgetNoticesOncePerMonthAndSpendSums() async throws {
+        let storage = try await Storage.inMemory()
+        try await storage.migrate()
+        try await storage.insertTenant(TenantRecord(id: "t1", name: "acme", createdAt: 1))
+        #expect(try await storage.recordBudgetNotice(tenantID: "t1", month: "2026-11", threshold: 80, at: 1))
+        #expect(!(try await storage.recordBudgetNotice(tenantID: "t1", month: "2026-11", threshold: 80, at: 2)))
+        #expect(try await storage.recordBudgetNotice(tenantID: "t1", month: "2026-12", threshold: 80, at: 3))
+        try await storage.addCredit(id: "c1", tenantID: "t1", amountNano: 500, at: 1, note: nil)
+        try await storage.insertRequests((0..<10).map { i in
+            RequestRecord(id: "r\(i)", createdAt: Int64(i * 10), tenantID: "t1", keyID: "k", model: "m", endpoint: "chat.completions",
+                          status: 200, outcome: "ok", latencyMs: 1, costNano: 7)
+        })
+        #expect(try await storage.spend(tenantID: "t1", from: 0, to: 50) == 35)
+        #expect(try await storage.creditTotal(tenantID: "t1") == 500)
+        #expect(try await storage.modelUsage(since: 0).map(\.model) == ["m"])
+        await storage.shutdown()
+    }
+}
