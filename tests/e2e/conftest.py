@@ -509,3 +509,19 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     for s in g.sims:
         tr.write_line(s.describe())
     tr.write_line(f"full logs under {g.tmp / 'logs'}")
+
+
+def start_own_gateway(llmaas_bin: Path, tmp: Path, config: Path, data: Path, port: int, others: list, what: str):
+    """Starts a gateway of a test module's own (its config, its data dir), waits until it is ready,
+    and returns (process, first-start key, operator admin token). The caller stops the process."""
+    gw = ManagedProcess("gateway", [str(llmaas_bin), "serve", "--config", str(config)], tmp, cli_env(data))
+    wait_http_ok(f"http://127.0.0.1:{port}/ready", time.monotonic() + 60, [gw, *others], what)
+    key = None
+    for _ in range(100):
+        m = KEY_RE.search(gw.stdout_path.read_text())
+        if m:
+            key = m.group(1)
+            break
+        time.sleep(0.1)
+    done = run_cli(llmaas_bin, ["admin", "token", "create", "--config", str(config), "--json"], data)
+    return gw, key, json.loads(done.stdout)["token"]

@@ -14,7 +14,7 @@ import httpx
 import openai
 import pytest
 
-from conftest import REPO, KEY_RE, ManagedProcess, cli_env, free_ports, run_cli, wait_http_ok
+from conftest import REPO, ManagedProcess, cli_env, free_ports, start_own_gateway
 
 
 @pytest.fixture(scope="module")
@@ -41,21 +41,14 @@ backends:
   - {{ name: vllm-2, kind: vllm, url: "http://127.0.0.1:{p_v2}", models: {{ "gemma3:4b": "gemma3:4b" }}, probe_interval_ms: 200 }}
   - {{ name: vllm-3, kind: vllm, url: "http://127.0.0.1:{p_v3}", models: {{ "gemma3:4b": "gemma3:4b" }}, probe_interval_ms: 200 }}
 """)
-    gw = ManagedProcess("gateway", [str(llmaas_bin), "serve", "--config", str(config)], tmp, cli_env(data))
+    gw = None
     try:
-        wait_http_ok(f"http://127.0.0.1:{p_gw}/ready", time.monotonic() + 60, [gw, *sims.values()], "fleet gateway")
-        key = None
-        for _ in range(100):
-            m = KEY_RE.search(gw.stdout_path.read_text())
-            if m:
-                key = m.group(1)
-                break
-            time.sleep(0.1)
-        token = json.loads(run_cli(llmaas_bin, ["admin", "token", "create", "--config", str(config), "--json"], data).stdout)["token"]
+        gw, key, token = start_own_gateway(llmaas_bin, tmp, config, data, p_gw, list(sims.values()), "fleet gateway")
         yield {"url": f"http://127.0.0.1:{p_gw}", "key": key, "token": token, "sims": sims, "db": data / "llmaas.sqlite",
                "ports": {"v1": p_v1, "v2": p_v2, "v3": p_v3}, "bin": llmaas_bin, "tmp": tmp, "env": env}
     finally:
-        gw.stop()
+        if gw:
+            gw.stop()
         for s in sims.values():
             s.stop()
 

@@ -18,7 +18,7 @@ import httpx
 import openai
 import pytest
 
-from conftest import KEY_RE, ManagedProcess, cli_env, free_ports, run_cli, wait_http_ok
+from conftest import KEY_RE, ManagedProcess, cli_env, free_ports, run_cli, start_own_gateway
 
 IN, OUT, REASON = 900, 4000, 21000  # reference prices, n€ per token
 
@@ -67,22 +67,15 @@ backends:
   - {{ name: sim-nousage, kind: openai, url: "http://127.0.0.1:{p_nousage}", models: {{ "think-nousage": "m" }} }}
   - {{ name: sim-chat, kind: sim, url: "http://127.0.0.1:{p_chat}", models: {{ "sim-chat": "sim-chat" }} }}
 """)
-    gw = ManagedProcess("gateway", [str(llmaas_bin), "serve", "--config", str(config)], tmp, cli_env(data))
+    gw = None
     try:
-        wait_http_ok(f"http://127.0.0.1:{p_gw}/ready", time.monotonic() + 60, [gw, *sims], "metering gateway")
-        key = None
-        for _ in range(100):
-            m = KEY_RE.search(gw.stdout_path.read_text())
-            if m:
-                key = m.group(1)
-                break
-            time.sleep(0.1)
-        token = json.loads(run_cli(llmaas_bin, ["admin", "token", "create", "--config", str(config), "--json"], data).stdout)["token"]
+        gw, key, token = start_own_gateway(llmaas_bin, tmp, config, data, p_gw, sims, "metering gateway")
         yield {"url": f"http://127.0.0.1:{p_gw}", "key": key, "db": data / "llmaas.sqlite", "config": config, "data": data,
                "bin": llmaas_bin, "admin": httpx.Client(base_url=f"http://127.0.0.1:{p_gw}/admin/v1",
                                                       headers={"Authorization": f"Bearer {token}"}, timeout=30)}
     finally:
-        gw.stop()
+        if gw:
+            gw.stop()
         for s in sims:
             s.stop()
 
