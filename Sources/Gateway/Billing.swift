@@ -88,7 +88,7 @@ public final class Billing: Sendable {
         let prices = priceBook.price(model: model.id, at: t, default: model.prices)
         let cost = (try? Cost.of(account, at: prices).nanoEuros) ?? Int64.max
         let energy = Energy.of(account, model: model)?.microWattHours
-        let before = await budget(a.tenant)
+        _ = await budget(a.tenant)  // loaded (admission did it already, unless the month just turned)
         let crossed = budgets.withLock { b -> [Int] in
             guard var s = b[a.tenant] else { return [] }
             let month = UTCMonth.monthKey(ms: t)
@@ -99,7 +99,6 @@ public final class Billing: Sendable {
             b[a.tenant] = s
             return BudgetGuard.crossed(before: old, after: s.spentMonth, cap: a.tier.monthlyCapNano)
         }
-        _ = before
         return (cost, energy, crossed)
     }
 
