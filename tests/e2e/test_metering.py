@@ -6,6 +6,7 @@ The llama.cpp checks use the session gateway."""
 
 from __future__ import annotations
 
+import http.server
 import json
 import signal
 import sqlite3
@@ -162,15 +163,38 @@ def test_concurrent_requests_against_a_limit_admit_exactly_n(billing_gw):
     assert ok.headers["x-ratelimit-limit-requests"] == "50"
 
 
-def test_monthly_cap_trips(billing_gw):
+def test_monthly_cap_trips_with_webhooks_at_80_and_100_percent(billing_gw):
     """tier-2 is configured here with a 0.0001 € monthly cap."""
-    _, key = new_tenant(billing_gw, "capped", tier="tier-2")
-    c = client(billing_gw, key)
-    with pytest.raises(openai.RateLimitError) as e:
-        for i in range(20):
-            c.chat.completions.create(model="sim-chat", messages=[{"role": "user", "content": f"spend {i}"}], max_tokens=8)
-    assert e.value.code == "monthly_budget_exceeded"
-    assert "resets" in e.value.message.lower() or "reset" in e.value.message.lower()
+    received = []
+
+    class Hook(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *a):
+            pass
+
+    (port,) = free_ports(1)
+    server = http.server.HTTPServer(("127.0.0.1", port), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        t, key = new_tenant(billing_gw, "capped", tier="tier-2")
+        billing_gw["admin"].patch(f"/tenants/{t['id']}", json={"settings": {"webhook_url": f"http://127.0.0.1:{port}/hook"}})
+        c = client(billing_gw, key)
+        with pytest.raises(openai.RateLimitError) as e:
+            for i in range(20):
+                c.chat.completions.create(model="sim-chat", messages=[{"role": "user", "content": f"spend {i}"}], max_tokens=8)
+        assert e.value.code == "monthly_budget_exceeded"
+        assert "resets on" in e.value.message
+        deadline = time.monotonic() + 10
+        while len([r for r in received if r["event"] == "budget.threshold"]) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        thresholds = sorted(r["threshold_percent"] for r in received if r["event"] == "budget.threshold")
+        assert thresholds == [80, 100], received
+    finally:
+        server.shutdown()
 
 
 def test_prepaid_credit_runs_out_and_can_be_topped_up(billing_gw):
