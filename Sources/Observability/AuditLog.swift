@@ -54,7 +54,7 @@ public enum AuditChain {
         field(e.model)
         field(e.status.map(String.init))
         field(e.tokens.map(String.init))
-        return sha.finalize().map { String(format: "%02x", $0) }.joined()
+        return lowercaseHex(sha.finalize())
     }
 
     public static func event(of r: AuditRecord) -> AuditEvent {
@@ -239,4 +239,12 @@ public final class AuditLog: Service, Sendable {
         try await storage.purgeAudit(throughSeq: last.seq, anchorHash: last.hash)
         return last.seq
     }
+}
+
+/// Lowercase hex of a digest, without Foundation's String(format:) (this runs on every request).
+private func lowercaseHex<D: Sequence>(_ bytes: D) -> String where D.Element == UInt8 {
+    let digits = Array("0123456789abcdef".utf8)
+    var out: [UInt8] = []
+    for b in bytes { out.append(digits[Int(b >> 4)]); out.append(digits[Int(b & 0x0F)]) }
+    return String(decoding: out, as: UTF8.self)
 }

@@ -100,7 +100,7 @@ public struct ServerSecret: Sendable {
     /// Hex HMAC-SHA256 of a key secret.
     public func hash(_ secret: String) -> String {
         let mac = HMAC<SHA256>.authenticationCode(for: Array(secret.utf8), using: SymmetricKey(data: bytes))
-        return mac.map { String(format: "%02x", $0) }.joined()
+        return lowercaseHex(mac)
     }
 }
 
@@ -112,4 +112,12 @@ public func constantTimeEquals(_ a: String, _ b: String) -> Bool {
     var diff: UInt8 = 0
     for i in 0..<x.count { diff |= x[i] ^ y[i] }
     return diff == 0
+}
+
+/// Lowercase hex of a digest, without Foundation's String(format:) (this runs on every request).
+private func lowercaseHex<D: Sequence>(_ bytes: D) -> String where D.Element == UInt8 {
+    let digits = Array("0123456789abcdef".utf8)
+    var out: [UInt8] = []
+    for b in bytes { out.append(digits[Int(b >> 4)]); out.append(digits[Int(b & 0x0F)]) }
+    return String(decoding: out, as: UTF8.self)
 }
