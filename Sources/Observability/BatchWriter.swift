@@ -55,7 +55,8 @@ public final class BatchWriter<Row: Sendable>: Service, Sendable {
     public var pendingCount: Int { state.withLock { $0.rows.count } }
 
     /// Writes everything queued so far (waits for a flush already running to finish first).
-    public func flush() async {
+    /// `maxFailures` bounds the retries of a failing database (at shutdown); nil retries forever.
+    public func flush(maxFailures: Int? = nil) async {
         while true {
             let start = state.withLock { s -> Bool in
                 if s.flushing { return false }
@@ -65,12 +66,12 @@ public final class BatchWriter<Row: Sendable>: Service, Sendable {
             if start { break }
             try? await Task.sleep(for: .milliseconds(1))
         }
-        await drain()
+        await drain(maxFailures: maxFailures)
     }
 
     /// The single flusher: takes batches until the queue is empty, then clears `flushing` under the
     /// same lock, so a row appended concurrently is never stranded.
-    private func drain() async {
+    private func drain(maxFailures: Int? = nil) async {
         var failures = 0
         while true {
             let batch = state.withLock { s -> [(Row, CheckedContinuation<Void, Never>?)] in
@@ -88,8 +89,18 @@ public final class BatchWriter<Row: Sendable>: Service, Sendable {
                 failures = 0
             } catch {
                 logger.error("batch write failed; will retry", metadata: ["writer": "\(name)", "rows": "\(batch.count)", "error": "\(error)"])
-                state.withLock { $0.rows.insert(contentsOf: batch, at: 0) }
                 failures += 1
+                if let maxFailures, failures >= maxFailures {
+                    // Giving up (shutdown with a broken database): say how much is lost, release waiters.
+                    let dropped = batch + state.withLock { s -> [(Row, CheckedContinuation<Void, Never>?)] in
+                        defer { s.rows.removeAll(); s.flushing = false }
+                        return s.rows
+                    }
+                    logger.critical("rows could not be written and are lost", metadata: ["writer": "\(name)", "rows": "\(dropped.count)"])
+                    for (_, c) in dropped { c?.resume() }
+                    return
+                }
+                state.withLock { $0.rows.insert(contentsOf: batch, at: 0) }
                 try? await Task.sleep(for: .milliseconds(min(1000, 50 * failures)))
             }
         }
@@ -102,6 +113,7 @@ public final class BatchWriter<Row: Sendable>: Service, Sendable {
                 await flush()
             }
         } onGracefulShutdown: {}
-        await flush()
+        // A database that keeps failing must not hold the process forever at shutdown.
+        await flush(maxFailures: 20)
     }
 }
