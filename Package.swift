@@ -36,9 +36,9 @@ let package = Package(
         .target(name: "Tenancy", dependencies: [
             "Storage", .product(name: "Crypto", package: "swift-crypto"),
         ], swiftSettings: v5),
-        .target(name: "Quotas", dependencies: ["Catalog", "Storage"], swiftSettings: v5),
+        .target(name: "Quotas", dependencies: ["Catalog"], swiftSettings: v5),
         .target(name: "Shield", dependencies: ["OpenAIWire"], swiftSettings: v5),
-        .target(name: "Metering", dependencies: ["Catalog", "Storage"], swiftSettings: v5),
+        .target(name: "Metering", dependencies: ["Catalog"], swiftSettings: v5),
         .target(name: "Observability", dependencies: [
             "Storage", .product(name: "Logging", package: "swift-log"),
             .product(name: "Crypto", package: "swift-crypto"),

@@ -15,7 +15,6 @@ public final class ManagedEngine: Sendable {
     struct State {
         var process: Process?
         var stopping = false
-        var restarts = 0
     }
 
     public init(backend: BackendConfig, managed: ManagedEngineConfig, logFile: String, logger: Logger) {
@@ -24,8 +23,6 @@ public final class ManagedEngine: Sendable {
         self.logFile = logFile
         self.logger = logger
     }
-
-    public var restarts: Int { state.withLock { $0.restarts } }
 
     /// The engine's command line: host and port from the backend URL, one alias per served name.
     public func arguments() throws -> [String] {
@@ -65,7 +62,6 @@ public final class ManagedEngine: Sendable {
             } catch {
                 logger.error("managed engine could not start", metadata: ["backend": "\(backend.name)", "error": "\(error)"])
             }
-            state.withLock { $0.restarts += 1 }
             if Date().timeIntervalSince(started) > 30 { backoffMs = 500 }
             try? await Task.sleep(for: .milliseconds(backoffMs))
             backoffMs = min(backoffMs * 2, 10_000)

@@ -12,8 +12,9 @@ struct Maintenance: Service {
         await withGracefulShutdownHandler {
             var lastPurge: Int64 = 0
             while !Task.isShuttingDownGracefully && !Task.isCancelled {
-                await tick(purge: platform.now() - lastPurge > 3_600_000)
-                if platform.now() - lastPurge > 3_600_000 { lastPurge = platform.now() }
+                let purge = platform.now() - lastPurge > 3_600_000  // retention: once an hour
+                await tick(purge: purge)
+                if purge { lastPurge = platform.now() }
                 // Sleeping must not hold up a graceful shutdown.
                 try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .seconds(platform.config.maintenanceIntervalSeconds)) }
             }

@@ -118,25 +118,4 @@ struct AhoCorasick: Sendable {
         return out
     }
 
-    /// Calls `onMatch(start, end, pattern)` for every occurrence (end exclusive).
-    @inline(__always)
-    func scan(_ bytes: UnsafeBufferPointer<UInt8>, _ onMatch: (Int, Int, Int) -> Void) {
-        classOf.withUnsafeBufferPointer { cls in
-            delta.withUnsafeBufferPointer { d in
-                outFirst.withUnsafeBufferPointer { first in
-                    var s = 0
-                    let k = classCount
-                    for i in 0..<bytes.count {
-                        s = Int(d[s &* k &+ Int(cls[Int(bytes[i])])])
-                        var p = first[s]
-                        while p >= 0 {
-                            let pi = Int(p)
-                            onMatch(i + 1 - Int(patternLength[pi]), i + 1, pi)
-                            p = outNext[pi]
-                        }
-                    }
-                }
-            }
-        }
-    }
 }

@@ -141,7 +141,7 @@ struct AutomatonTests {
         let ac = AhoCorasick(patterns: [Array("he".utf8), Array("she".utf8), Array("his".utf8), Array("hers".utf8)])
         var found: [String] = []
         let text = Array("ushers".utf8)
-        text.withUnsafeBufferPointer { b in ac.scan(b) { lo, hi, _ in found.append(String(decoding: text[lo..<hi], as: UTF8.self)) } }
+        text.withUnsafeBufferPointer { b in for m in ac.matches(b) { found.append(String(decoding: text[Int(m.lo)..<Int(m.hi)], as: UTF8.self)) } }
         #expect(Set(found) == ["she", "he", "hers"])
     }
 
