@@ -22,6 +22,19 @@ public enum Endpoint: String, Sendable, CaseIterable {
     }
 }
 
+/// How much work one request may ask for (config `limits:`). Each excess is a 400 that names the
+/// limit, before anything reaches an engine.
+public struct RequestLimits: Sendable, Equatable {
+    /// Inputs in one embeddings call (OpenAI's own limit is 2048).
+    public var maxEmbeddingInputs = 2048
+    /// Messages in one chat request.
+    public var maxMessages = 2048
+    /// Characters of prompt text (all messages, prompts or inputs together).
+    public var maxInputCharacters = 2_000_000
+
+    public init() {}
+}
+
 /// What the gateway needs to know of a request. The body itself is kept as ``JSONValue`` and
 /// forwarded with targeted edits; these fields are only read (and validated) from it.
 public struct InferenceRequest: Sendable {
@@ -35,17 +48,17 @@ public struct InferenceRequest: Sendable {
     public var hasImages: Bool
 
     /// Parses and validates a request body. Errors name the offending `param`.
-    public init(endpoint: Endpoint, bytes: [UInt8]) throws(APIError) {
+    public init(endpoint: Endpoint, bytes: [UInt8], limits: RequestLimits = RequestLimits()) throws(APIError) {
         let body: JSONValue
         do {
             body = try JSONValue.parse(bytes)
         } catch {
             throw APIError.invalidJSON(bytes.isEmpty ? "the body is empty" : "\(error)")
         }
-        try self.init(endpoint: endpoint, body: body)
+        try self.init(endpoint: endpoint, body: body, limits: limits)
     }
 
-    public init(endpoint: Endpoint, body: JSONValue) throws(APIError) {
+    public init(endpoint: Endpoint, body: JSONValue, limits: RequestLimits = RequestLimits()) throws(APIError) {
         guard case .object = body else {
             throw APIError.invalidRequest("The request body must be a JSON object, but got \(body.typeName).")
         }
@@ -65,6 +78,10 @@ public struct InferenceRequest: Sendable {
             guard let messages = body["messages"], !messages.isNull else { throw APIError.missingParameter("messages") }
             guard let list = messages.arrayValue else { throw APIError.invalidType("messages", expected: "an array of messages", got: messages) }
             if list.isEmpty { throw APIError.invalidValue("messages", "it must contain at least one message.") }
+            if list.count > limits.maxMessages {
+                throw APIError.invalidRequest("Too many messages: \(list.count); at most \(limits.maxMessages) are allowed in one request (limit max_messages).",
+                                              param: "messages", code: "too_many_messages")
+            }
             for (i, message) in list.enumerated() {
                 try Self.validateMessage(message, index: i, hasImages: &hasImages)
             }
@@ -86,11 +103,16 @@ public struct InferenceRequest: Sendable {
             maxTokens = try Self.optionalCount(body, "max_tokens")
         case .embeddings:
             guard let input = body["input"], !input.isNull else { throw APIError.missingParameter("input") }
+            if let parts = input.arrayValue, parts.count > limits.maxEmbeddingInputs {
+                throw APIError.invalidRequest("Too many inputs: \(parts.count); at most \(limits.maxEmbeddingInputs) are allowed in one embeddings request (limit max_embedding_inputs). Split them over several requests.",
+                                              param: "input", code: "too_many_inputs")
+            }
             switch input {
             case .string: break
             case .array(let parts) where !parts.isEmpty && parts.allSatisfy({ $0.stringValue != nil }): break
             case .array(let parts) where parts.isEmpty:
                 throw APIError.invalidValue("input", "it must contain at least one string.")
+
             default: throw APIError.invalidType("input", expected: "a string or an array of strings", got: input)
             }
             if Self.texts(of: input).contains(where: \.isEmpty) {
@@ -101,6 +123,12 @@ public struct InferenceRequest: Sendable {
                     throw APIError.invalidValue("encoding_format", "use 'float' or 'base64'.")
                 }
             }
+        }
+
+        let characters = Self.promptTexts(of: body, endpoint: endpoint).reduce(0) { $0 + $1.utf8.count }
+        if characters > limits.maxInputCharacters {
+            throw APIError.invalidRequest("The request's text is too long: \(characters) bytes of prompt text; at most \(limits.maxInputCharacters) are allowed (limit max_input_characters).",
+                                          param: endpoint == .chat ? "messages" : endpoint == .completions ? "prompt" : "input", code: "input_too_large")
         }
 
         if endpoint != .embeddings {

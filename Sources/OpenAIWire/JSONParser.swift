@@ -69,12 +69,22 @@ struct JSONByteParser {
     mutating func parseObject(depth: Int) throws -> JSONValue {
         index += 1
         var members: [(String, JSONValue)] = []
+        var seen = Set<String>()  // filled only for large objects; small ones are scanned
         skipWhitespace()
         if index < bytes.count, bytes[index] == UInt8(ascii: "}") { index += 1; return .object(members) }
         while true {
             skipWhitespace()
             guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else { throw error("expected a string key") }
+            let keyOffset = index
             let key = try parseString()
+            // A duplicate key is refused: the engine and the gateway (shield, grants) could
+            // otherwise read different values of the same request.
+            if members.count < 16 {
+                if members.contains(where: { $0.0 == key }) { throw JSONParseError(offset: keyOffset, reason: "duplicate key \"\(key.prefix(64))\" in an object") }
+            } else {
+                if seen.isEmpty { seen = Set(members.map(\.0)) }
+                if !seen.insert(key).inserted { throw JSONParseError(offset: keyOffset, reason: "duplicate key \"\(key.prefix(64))\" in an object") }
+            }
             skipWhitespace()
             guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else { throw error("expected ':' after an object key") }
             index += 1
@@ -183,7 +193,7 @@ struct JSONByteParser {
                 } else if (0xDC00..<0xE000).contains(code) {
                     code = 0xFFFD
                 }
-                scalars.append(contentsOf: Array(String(Character(Unicode.Scalar(code)!)).utf8))
+                scalars.append(contentsOf: Array(String(Character(Unicode.Scalar(code) ?? "\u{FFFD}")).utf8))
             default: throw error("invalid escape sequence")
             }
         }
