@@ -116,10 +116,11 @@ enum Glob {
 }
 
 /// An IPv4 or IPv6 address as 16 bytes (IPv4 mapped into ::ffff:0:0/96).
-struct IPAddress: Equatable {
-    let bytes: [UInt8]
+public struct IPAddress: Equatable, Sendable {
+    public let bytes: [UInt8]
 
-    init?(_ text: String) {
+    public init?(_ text: String) {
+        guard !text.isEmpty, text.utf8.count <= 64 else { return nil }
         var t = text
         if t.hasPrefix("[") && t.hasSuffix("]") { t = String(t.dropFirst().dropLast()) }
         if let percent = t.firstIndex(of: "%") { t = String(t[..<percent]) }
@@ -133,24 +134,37 @@ struct IPAddress: Equatable {
             return nil
         }
     }
+
+    public init(bytes: [UInt8]) { self.bytes = bytes }
+
+    /// An IPv4 address (kept as `::ffff:a.b.c.d`).
+    public var isV4Mapped: Bool { bytes[0..<10].allSatisfy { $0 == 0 } && bytes[10] == 0xFF && bytes[11] == 0xFF }
 }
 
-struct CIDR {
-    let network: IPAddress
-    let prefix: Int
+public struct CIDR: Sendable {
+    public let network: IPAddress
+    public let prefix: Int
 
-    init?(_ text: String) {
-        let parts = text.split(separator: "/", maxSplits: 1).map(String.init)
-        guard let address = IPAddress(parts[0]) else { return nil }
-        let isV4 = parts[0].contains(".") && !parts[0].contains(":")
+    /// `address` or `address/bits`; nil for anything else (empty text, a lone `/`, bits out of
+    /// range or not plain digits). Never traps: the text comes from admins and the CLI.
+    public init?(_ text: String) {
+        guard !text.isEmpty, text.utf8.count <= 64 else { return nil }
+        let slash = text.firstIndex(of: "/")
+        let addressText = String(text[..<(slash ?? text.endIndex)])
+        guard let address = IPAddress(addressText) else { return nil }
+        let isV4 = address.isV4Mapped && addressText.contains(".") && !addressText.contains(":")
         let max = isV4 ? 32 : 128
-        let bits = parts.count == 2 ? Int(parts[1]) : max
-        guard let bits, (0...max).contains(bits) else { return nil }
+        var bits = max
+        if let slash {
+            let digits = text[text.index(after: slash)...]
+            guard !digits.isEmpty, digits.count <= 3, digits.allSatisfy({ $0.isASCII && $0.isNumber }), let n = Int(digits), n <= max else { return nil }
+            bits = n
+        }
         network = address
         prefix = isV4 ? bits + 96 : bits
     }
 
-    func contains(_ address: IPAddress) -> Bool {
+    public func contains(_ address: IPAddress) -> Bool {
         var remaining = prefix
         for i in 0..<16 where remaining > 0 {
             let take = min(8, remaining)

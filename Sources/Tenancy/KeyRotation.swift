@@ -44,8 +44,8 @@ extension KeyAuthority {
               let tenant = try await storage.tenant(id: key.tenantID) else {
             throw TenancyError.notFound("key '\(keyID)' does not exist")
         }
-        guard key.revokedAt == nil else { throw TenancyError.invalid("key '\(keyID)' is revoked; create a new key instead") }
-        guard key.successorID == nil else { throw TenancyError.exists("key '\(keyID)' was already rotated to '\(key.successorID!)'") }
+        guard key.revokedAt == nil else { throw TenancyError.exists("key '\(keyID)' is revoked; create a new key instead") }
+        guard key.successorID == nil else { throw TenancyError.exists("key '\(keyID)' was already rotated to '\(key.successorID ?? "?")'") }
         let t = now()
         let policy = RotationPolicy(tenant: tenant)
         let grace = graceMs ?? policy.map { automatic ? $0.periodEnd(of: key) - t : Int64($0.graceDays) * RotationPolicy.dayMs }
@@ -79,7 +79,7 @@ extension KeyAuthority {
             throw TenancyError.notFound("key '\(keyID)' has no successor")
         }
         guard let sealed = successor.sealedSecret else {
-            throw TenancyError.invalid("the secret of successor '\(successorID)' was already fetched; rotate again or create a new key")
+            throw TenancyError.exists("the secret of successor '\(successorID)' was already fetched; rotate again or create a new key")
         }
         successor.sealedSecret = nil
         try await storage.updateKey(successor)
