@@ -143,6 +143,8 @@ public final class AuditLog: Service, Sendable {
     private let chain = Mutex<(seq: Int64, hash: String)>((0, AuditChain.genesis))
     private let writing = Mutex(false)
     private let written = Atomic<Int>(0)
+    private let enqueued = Atomic<Int>(0)
+    private let waiters = Mutex<[(Int, CheckedContinuation<Void, Never>)]>([])
 
     let headPath: String?
 
@@ -171,7 +173,42 @@ public final class AuditLog: Service, Sendable {
 
     public func record(_ event: AuditEvent) {
         guard enabled else { return }
-        queue.withLock { $0.append(event) }
+        queue.withLock { q in
+            q.append(event)
+            enqueued.add(1, ordering: .relaxed)
+        }
+    }
+
+    /// Queues the event and returns once it is committed (a group commit: every entry waiting at
+    /// that moment is written by the same statement). Used for the entry of an answered request,
+    /// so that it is as durable as the request's ledger row.
+    public func recordAndWait(_ event: AuditEvent) async {
+        guard enabled else { return }
+        let position = queue.withLock { q -> Int in
+            q.append(event)
+            return enqueued.add(1, ordering: .relaxed).newValue
+        }
+        await flush()  // writes it, unless a writer is busy (that writer takes it in its next batch)
+        if written.load(ordering: .relaxed) >= position { return }
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let done = waiters.withLock { w -> Bool in
+                if written.load(ordering: .relaxed) >= position { return true }
+                w.append((position, continuation))
+                return false
+            }
+            if done { continuation.resume() }
+        }
+    }
+
+    /// Wakes the waiters whose entries are written.
+    private func resumeWritten() {
+        let count = written.load(ordering: .relaxed)
+        let ready = waiters.withLock { w -> [CheckedContinuation<Void, Never>] in
+            let r = w.filter { $0.0 <= count }.map(\.1)
+            w.removeAll { $0.0 <= count }
+            return r
+        }
+        for c in ready { c.resume() }
     }
 
     public var writtenCount: Int { written.load(ordering: .relaxed) }
@@ -205,6 +242,7 @@ public final class AuditLog: Service, Sendable {
                 try await storage.appendAudit(records)
                 chain.withLock { $0 = (seq, prev) }
                 written.add(records.count, ordering: .relaxed)
+                resumeWritten()
                 if let headPath {
                     do { try AuditHead(seq: seq, hash: prev).write(path: headPath) } catch {
                         logger.error("cannot write the audit head file", metadata: ["path": "\(headPath)", "error": "\(error)"])
