@@ -19,8 +19,10 @@ public enum GatewayServer {
             await platform.shutdown()
             throw error
         }
+        let counter = ConnectionCounter()
         let app = Application(
             router: buildRouter(platform),
+            server: .http1(configuration: .init(additionalChannelHandlers: [ConnectionGuard(limits: config.connections, counter: counter)])),
             configuration: .init(address: .hostname(config.host, port: config.port), serverName: "llmaas"),
             services: [EngineSupervisor(engines: platform.managedEngines), FleetHealth(platform: platform), Maintenance(platform: platform), CatalogReloader(platform: platform),
                        noticeService(platform), platform.requestLog, platform.audit],

@@ -1,0 +1,223 @@
+import NIOCore
+import NIOHTTPTypes
+import Synchronization
+
+/// Limits on the listener's connections (config `server:`): how long a client may take to send a
+/// request head and its body, how long an idle keep-alive connection is kept, how long an early
+/// answer lingers to drain the rest of a body, and how many connections one address may hold.
+public struct ConnectionLimits: Sendable, Equatable {
+    /// From accepting a connection to its first request head being complete.
+    public var headerTimeoutMs: Int64 = 10_000
+    /// From the end of a response to the next request head (keep-alive).
+    public var idleTimeoutMs: Int64 = 60_000
+    /// The longest pause between two pieces of a request body.
+    public var bodyTimeoutMs: Int64 = 30_000
+    /// After an early answer (401, 404, 413 …) to a request whose body is still arriving: the
+    /// longest pause, and the longest total time, spent reading and discarding the rest before
+    /// the connection is closed whole (as nginx's lingering close).
+    public var lingerTimeoutMs: Int64 = 2_000
+    public var lingerTimeMs: Int64 = 10_000
+    /// Open connections per client address (0: no limit).
+    public var maxConnectionsPerClient = 1_000
+
+    public init() {}
+}
+
+/// Counts open connections per client address, shared by every connection of the listener.
+final class ConnectionCounter: Sendable {
+    private let open = Mutex<[String: Int]>([:])
+
+    /// Counts one more connection from `address`; false (and nothing counted) when that address
+    /// already holds `limit`.
+    func acquire(_ address: String, limit: Int) -> Bool {
+        open.withLock { o in
+            let n = o[address, default: 0]
+            if limit > 0 && n >= limit { return false }
+            o[address] = n + 1
+            return true
+        }
+    }
+
+    func release(_ address: String) {
+        open.withLock { o in
+            let n = o[address, default: 0] - 1
+            o[address] = n > 0 ? n : nil
+        }
+    }
+
+    func count(_ address: String) -> Int { open.withLock { $0[address, default: 0] } }
+}
+
+/// One per connection, between the HTTP codec and Hummingbird's request handling. It enforces
+/// `ConnectionLimits`: slow or silent clients are closed, and an answer given before the request
+/// body has arrived never leaves a half-closed socket behind — the rest of the body is read and
+/// thrown away for a bounded time, so the client can finish sending and read the answer, then the
+/// connection is closed whole.
+final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPRequestPart
+    typealias InboundOut = HTTPRequestPart
+    typealias OutboundIn = HTTPResponsePart
+    typealias OutboundOut = HTTPResponsePart
+
+    enum Phase {
+        case awaitingHead(first: Bool)  // before a request head: accept time or keep-alive
+        case readingBody                // head received, body still arriving
+        case processing                 // request complete, response not finished
+        case lingering                  // output closed early, discarding the rest of the body
+    }
+
+    let limits: ConnectionLimits
+    let counter: ConnectionCounter
+    private var phase = Phase.awaitingHead(first: true)
+    private var address: String?
+    private var started = false
+    private var timer: Scheduled<Void>?
+    private var lastBodyRead = NIODeadline.now()
+    private var lingerStarted = NIODeadline.now()
+    /// The response ended before the request body did (an early answer).
+    private var answeredEarly = false
+
+    init(limits: ConnectionLimits, counter: ConnectionCounter) {
+        self.limits = limits
+        self.counter = counter
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        if context.channel.isActive { start(context) }
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        start(context)
+        context.fireChannelActive()
+    }
+
+    private func start(_ context: ChannelHandlerContext) {
+        guard !started else { return }
+        started = true
+        let ip = context.channel.remoteAddress?.ipAddress ?? "-"
+        guard counter.acquire(ip, limit: limits.maxConnectionsPerClient) else {
+            context.close(promise: nil)
+            return
+        }
+        address = ip
+        arm(context, in: limits.headerTimeoutMs)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        timer?.cancel()
+        timer = nil
+        if let address { counter.release(address) }
+        address = nil
+        context.fireChannelInactive()
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        timer?.cancel()
+        timer = nil
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let part = unwrapInboundIn(data)
+        if case .lingering = phase {
+            // Discarded; the end of the body (or the client's FIN) closes the connection.
+            lastBodyRead = .now()
+            if case .end = part { context.close(promise: nil) }
+            return
+        }
+        switch part {
+        case .head:
+            phase = .readingBody
+            answeredEarly = false
+            lastBodyRead = .now()
+            arm(context, in: limits.bodyTimeoutMs)
+        case .body:
+            lastBodyRead = .now()
+        case .end:
+            phase = .processing
+            cancelTimer()
+            if answeredEarly { becomeIdle(context) }
+        }
+        context.fireChannelRead(data)
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        if case .lingering = phase {
+            // Hummingbird no longer asks for data on this connection; keep reading to drain.
+            context.read()
+            return
+        }
+        context.fireChannelReadComplete()
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if case .lingering = phase, let e = event as? ChannelEvent, e == .inputClosed {
+            context.close(promise: nil)
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        if case .end = unwrapOutboundIn(data) {
+            switch phase {
+            case .processing: becomeIdle(context)
+            case .readingBody: answeredEarly = true  // the body timeout keeps running
+            default: break
+            }
+        }
+        context.write(data, promise: promise)
+    }
+
+    func close(context: ChannelHandlerContext, mode: CloseMode, promise: EventLoopPromise<Void>?) {
+        // Hummingbird half-closes after answering a `Connection: close` request. If that request's
+        // body is still arriving, the socket would wait for a FIN stuck behind unread data for ever.
+        if mode == .output, case .readingBody = phase {
+            phase = .lingering
+            lingerStarted = .now()
+            lastBodyRead = .now()
+            context.close(mode: .output, promise: promise)
+            arm(context, in: limits.lingerTimeoutMs)
+            context.read()
+            return
+        }
+        context.close(mode: mode, promise: promise)
+    }
+
+    private func becomeIdle(_ context: ChannelHandlerContext) {
+        phase = .awaitingHead(first: false)
+        arm(context, in: limits.idleTimeoutMs)
+    }
+
+    private func cancelTimer() {
+        timer?.cancel()
+        timer = nil
+    }
+
+    private func arm(_ context: ChannelHandlerContext, in ms: Int64) {
+        cancelTimer()
+        let loop = context.eventLoop.assumeIsolatedUnsafeUnchecked()
+        timer = loop.scheduleTask(in: .milliseconds(max(1, ms))) { [self] in self.fire(context) }
+    }
+
+    private func fire(_ context: ChannelHandlerContext) {
+        timer = nil
+        let now = NIODeadline.now()
+        switch phase {
+        case .awaitingHead:
+            context.close(promise: nil)
+        case .readingBody:
+            let quiet = (now - lastBodyRead).nanoseconds / 1_000_000
+            if quiet >= limits.bodyTimeoutMs { context.close(promise: nil) } else { arm(context, in: limits.bodyTimeoutMs - quiet) }
+        case .lingering:
+            let quiet = (now - lastBodyRead).nanoseconds / 1_000_000
+            let total = (now - lingerStarted).nanoseconds / 1_000_000
+            if quiet >= limits.lingerTimeoutMs || total >= limits.lingerTimeMs {
+                context.close(promise: nil)
+            } else {
+                arm(context, in: min(limits.lingerTimeoutMs - quiet, limits.lingerTimeMs - total))
+            }
+        case .processing:
+            break
+        }
+    }
+}
