@@ -1,6 +1,7 @@
 import Foundation
 import HTTPTypes
 import Hummingbird
+import NIOCore
 import Observability
 import OpenAIWire
 import Storage
@@ -15,19 +16,22 @@ struct AdminAPI: Sendable {
     var authority: KeyAuthority { platform.authority }
     var storage: Storage { platform.storage }
 
+    /// The same throttle as API keys, checked before the token is: while an address is blocked, a
+    /// valid token gets the same 429 as a wrong one (the answer tells nothing about the token).
     func admin(_ request: Request, _ context: GatewayContext) async throws -> AdminPrincipal {
-        guard let p = await authority.authenticateAdmin(authorization: request.headers[.authorization]) else {
-            let t = platform.now()
-            platform.throttle.recordFailure(context.clientIP ?? "-", now: t)
-            platform.audit.record(AuditEvent(time: t, actor: "anonymous", action: "admin.auth.failure", target: request.uri.path,
-                                             outcome: "invalid admin token", requestID: context.requestID, clientIP: context.clientIP,
-                                             userAgent: request.headers[.userAgent], status: 401))
-            throw APIError(status: 401, message: "Invalid admin token. Create one with 'llmaas admin token create' and send it as 'Authorization: Bearer adm-…'.",
-                           type: "authentication_error", code: "invalid_admin_token")
-        }
-        if let wait = platform.throttle.retryAfter(context.clientIP ?? "-", now: platform.now()) {
+        let ip = context.clientIP ?? "-"
+        if let wait = platform.throttle.retryAfter(ip, now: platform.now()) {
             throw APIError.rateLimited("Too many failed authentications from your address. Retry after \(wait) s.", retryAfter: wait,
                                        code: "too_many_authentication_failures")
+        }
+        guard let p = await authority.authenticateAdmin(authorization: request.headers[.authorization]) else {
+            let t = platform.now()
+            platform.throttle.recordFailure(ip, now: t)
+            platform.authFailures.record(AuditEvent(time: t, actor: "anonymous", action: "admin.auth.failure", target: request.uri.path,
+                                                    outcome: "invalid admin token", requestID: context.requestID, clientIP: context.clientIP,
+                                                    userAgent: request.headers[.userAgent], status: 401))
+            throw APIError(status: 401, message: "Invalid admin token. Create one with 'llmaas admin token create' and send it as 'Authorization: Bearer adm-…'.",
+                           type: "authentication_error", code: "invalid_admin_token")
         }
         return p
     }
@@ -38,16 +42,18 @@ struct AdminAPI: Sendable {
     }
 
     /// The tenant a path names, if this token may see it.
-    func tenant(_ id: String, for p: AdminPrincipal) async throws -> TenantRecord {
+    func tenant(_ id: String, for p: AdminPrincipal, _ context: GatewayContext) async throws -> TenantRecord {
         guard p.tenantID == nil || p.tenantID == id, let t = try await storage.tenant(id: id) else {
-            throw APIError.notFound("Tenant '\(id)' does not exist.")
+            audit(p, context, "admin.not_found", tenant: p.tenantID, target: "tenant \(id.prefix(64))", outcome: "not found", status: 404)
+            throw APIError.notFound("Tenant '\(id.prefix(64))' does not exist.")
         }
         return t
     }
 
-    func key(_ id: String, for p: AdminPrincipal) async throws -> APIKeyRecord {
+    func key(_ id: String, for p: AdminPrincipal, _ context: GatewayContext) async throws -> APIKeyRecord {
         guard let k = try await storage.key(id: id), p.tenantID == nil || p.tenantID == k.tenantID else {
-            throw APIError.notFound("API key '\(id)' does not exist.")
+            audit(p, context, "admin.not_found", tenant: p.tenantID, target: "key \(id.prefix(64))", outcome: "not found", status: 404)
+            throw APIError.notFound("API key '\(id.prefix(64))' does not exist.")
         }
         return k
     }
@@ -56,11 +62,32 @@ struct AdminAPI: Sendable {
         guard p.tenantID == nil else { throw APIError.permissionDenied("Only an operator token may \(what).") }
     }
 
+    /// The JSON object a request sends; a field not in `allowed` is a 400 naming it (a typo must
+    /// not be ignored silently).
+    func body(_ request: Request, _ context: GatewayContext, allowed: Set<String>) async throws -> JSONValue {
+        let json = try await body(request, context)
+        try Self.refuseUnknown(json, allowed: allowed, path: "")
+        return json
+    }
+
+    static func refuseUnknown(_ json: JSONValue, allowed: Set<String>, path: String) throws(APIError) {
+        guard case .object(let members) = json else { return }
+        if let unknown = members.first(where: { !allowed.contains($0.0) })?.0 {
+            throw APIError.invalidRequest("Unknown field '\(path)\(unknown.prefix(64))' (known here: \(allowed.sorted().joined(separator: ", "))).",
+                                          param: path + String(unknown.prefix(64)), code: "unknown_parameter")
+        }
+    }
+
     func body(_ request: Request, _ context: GatewayContext) async throws -> JSONValue {
-        var buffer = try await request.body.collect(upTo: 1 << 20)
+        let limit = 1 << 20
+        if let length = request.headers[.contentLength].flatMap(Int.init), length > limit { throw APIError.payloadTooLarge(limit: limit) }
+        var buffer: ByteBuffer
+        do { buffer = try await request.body.collect(upTo: limit) } catch is NIOTooManyBytesError { throw APIError.payloadTooLarge(limit: limit) }
         let bytes = buffer.readBytes(length: buffer.readableBytes) ?? []
         if bytes.isEmpty { return .object([]) }
-        guard let json = try? JSONValue.parse(bytes), case .object = json else { throw APIError.invalidJSON("the body must be a JSON object") }
+        let json: JSONValue
+        do { json = try JSONValue.parse(bytes) } catch { throw APIError.invalidJSON("\(error)") }
+        guard case .object = json else { throw APIError.invalidJSON("the body must be a JSON object, not \(json.typeName)") }
         return json
     }
 
@@ -107,6 +134,7 @@ struct AdminAPI: Sendable {
     static func grants(from json: JSONValue?) throws -> Grants {
         guard let json, !json.isNull else { return .all }
         guard case .object = json else { throw APIError.invalidType("grants", expected: "an object", got: json) }
+        try refuseUnknown(json, allowed: ["models", "deny_models", "endpoints", "client_ips", "limits"], path: "grants.")
         func list(_ key: String) throws -> [String] {
             guard let v = json[key], !v.isNull else { return [] }
             guard let items = v.arrayValue, let strings = items.map(\.stringValue) as? [String] else {
@@ -117,6 +145,7 @@ struct AdminAPI: Sendable {
         var limits: KeyLimits?
         if let l = json["limits"], !l.isNull {
             guard case .object = l else { throw APIError.invalidType("grants.limits", expected: "an object", got: l) }
+            try refuseUnknown(l, allowed: ["requests_per_minute", "output_tokens_per_hour", "output_tokens_per_day", "concurrent_requests"], path: "grants.limits.")
             func n(_ k: String) throws(APIError) -> Int? {
                 guard let v = l[k], !v.isNull else { return nil }
                 guard let i = v.intValue, i >= 1 else { throw APIError.invalidValue("grants.limits.\(k)", "a positive whole number.") }
@@ -135,8 +164,8 @@ struct AdminAPI: Sendable {
     func apply(_ json: JSONValue, to t: inout TenantRecord, by p: AdminPrincipal) throws {
         if let tier = json["tier"], !tier.isNull {
             try operatorOnly(p, "change a tenant's tier")
-            guard let s = tier.stringValue, ["tier-1", "tier-2", "tier-3", "tier-4", "monthly"].contains(s) else {
-                throw APIError.invalidValue("tier", "use tier-1, tier-2, tier-3, tier-4 or monthly.")
+            guard let s = tier.stringValue, platform.config.tiers[s] != nil else {
+                throw APIError.invalidValue("tier", "use one of the configured tiers: \(platform.config.tiers.keys.sorted().joined(separator: ", ")).")
             }
             t.tier = s
         }
@@ -156,17 +185,20 @@ struct AdminAPI: Sendable {
                 if key == "rotation_period_days" { t.rotationPeriodDays = n == 0 ? nil : n } else { t.gracePeriodDays = n }
             case "webhook_url":
                 if value.isNull { t.webhookURL = nil; continue }
-                guard let s = value.stringValue, let u = URL(string: s), u.scheme == "https" || u.scheme == "http", u.host != nil else {
-                    throw APIError.invalidValue(param, "an http(s) URL.")
+                guard let s = value.stringValue else { throw APIError.invalidType(param, expected: "a string (an https URL)", got: value) }
+                do { _ = try platform.config.webhooks.validate(s) } catch {
+                    throw APIError.invalidRequest("Invalid 'settings.webhook_url': \(error.description).", param: param, code: "invalid_value")
                 }
                 t.webhookURL = s
             case "shield_mode":
+                if value.isNull { continue }  // keeps the current mode
                 guard let s = value.stringValue, ["enforce", "monitor", "off"].contains(s) else {
                     throw APIError.invalidValue(param, "use enforce, monitor or off.")
                 }
                 if s == "off" { try operatorOnly(p, "switch prompt security off") }
                 t.shieldMode = s
             case "experimental_opt_in":
+                if value.isNull { continue }
                 guard let b = value.boolValue else { throw APIError.invalidType(param, expected: "a boolean", got: value) }
                 t.experimentalOptIn = b ? 1 : 0
             default:
@@ -192,18 +224,25 @@ func addAdminRoutes(to router: Hummingbird.Router<GatewayContext>, platform: Pla
     let api = AdminAPI(platform: platform)
     let admin = router.group("/admin/v1")
 
+    // The document names the tiers this gateway is configured with (PATCH accepts exactly those).
+    let openAPI: String? = Bundle.module.url(forResource: "admin-openapi", withExtension: "yaml")
+        .flatMap { FileManager.default.contents(atPath: $0.path) }
+        .map { String(decoding: $0, as: UTF8.self)
+            .replacingOccurrences(of: "__CONFIGURED_TIERS__", with: platform.config.tiers.keys.sorted().map { JSONValue.string($0).jsonString }.joined(separator: ", ")) }
     admin.get("/openapi.yaml") { _, _ in
-        guard let url = Bundle.module.url(forResource: "admin-openapi", withExtension: "yaml"), let data = FileManager.default.contents(atPath: url.path) else {
-            throw APIError.server("The OpenAPI document is missing from this build.")
-        }
-        return Response(status: .ok, headers: [.contentType: "application/yaml"], body: ResponseBody(byteBuffer: ByteBuffer(bytes: Array(data))))
+        guard let openAPI else { throw APIError.server("The OpenAPI document is missing from this build.") }
+        return Response(status: .ok, headers: [.contentType: "application/yaml"], body: ResponseBody(byteBuffer: ByteBuffer(string: openAPI)))
     }
 
     admin.post("/tenants") { request, context in
         let p = try await api.admin(request, context)
         try api.operatorOnly(p, "create tenants")
-        let json = try await api.body(request, context)
-        guard let name = json["name"]?.stringValue else { throw APIError.missingParameter("name") }
+        let json = try await api.body(request, context, allowed: ["name", "tier", "settings"])
+        guard let nameValue = json["name"], !nameValue.isNull else { throw APIError.missingParameter("name") }
+        guard let name = nameValue.stringValue else { throw APIError.invalidType("name", expected: "a string", got: nameValue) }
+        // Every setting is checked before the tenant exists: a 400 never leaves half a tenant behind.
+        var draft = TenantRecord(id: "", name: name, createdAt: 0)
+        try api.apply(json, to: &draft, by: p)
         do {
             var t = try await platform.authority.createTenant(name: name)
             try api.apply(json, to: &t, by: p)
@@ -220,12 +259,12 @@ func addAdminRoutes(to router: Hummingbird.Router<GatewayContext>, platform: Pla
     }
     admin.get("/tenants/{id}") { request, context in
         let p = try await api.admin(request, context)
-        return jsonResponse(AdminAPI.tenantJSON(try await api.tenant(context.parameters.get("id") ?? "", for: p)))
+        return jsonResponse(AdminAPI.tenantJSON(try await api.tenant(context.parameters.get("id") ?? "", for: p, context)))
     }
     admin.patch("/tenants/{id}") { request, context in
         let p = try await api.admin(request, context)
-        var t = try await api.tenant(context.parameters.get("id") ?? "", for: p)
-        try api.apply(try await api.body(request, context), to: &t, by: p)
+        var t = try await api.tenant(context.parameters.get("id") ?? "", for: p, context)
+        try api.apply(try await api.body(request, context, allowed: ["tier", "disabled", "settings"]), to: &t, by: p)
         try await platform.storage.updateTenant(t)
         platform.authority.invalidate()  // a disabled tenant's keys stop at once
         platform.billing.invalidate(tenantID: t.id)
@@ -234,12 +273,21 @@ func addAdminRoutes(to router: Hummingbird.Router<GatewayContext>, platform: Pla
     }
     admin.post("/tenants/{id}/keys") { request, context in
         let p = try await api.admin(request, context)
-        let t = try await api.tenant(context.parameters.get("id") ?? "", for: p)
-        let json = try await api.body(request, context)
+        let t = try await api.tenant(context.parameters.get("id") ?? "", for: p, context)
+        let json = try await api.body(request, context, allowed: ["name", "grants", "expires_at"])
         let grants = try AdminAPI.grants(from: json["grants"])
-        let expires = json["expires_at"]?.intValue.map(Int64.init)
+        var expires: Int64?
+        if let e = json["expires_at"], !e.isNull {
+            guard let ms = e.intValue, ms > 0 else { throw APIError.invalidValue("expires_at", "milliseconds since the epoch (a positive integer).") }
+            expires = Int64(ms)
+        }
+        var name = "default"
+        if let n = json["name"], !n.isNull {
+            guard let text = n.stringValue, !text.isEmpty, text.count <= 200 else { throw APIError.invalidValue("name", "a non-empty string of at most 200 characters.") }
+            name = text
+        }
         do {
-            let (record, token) = try await platform.authority.createKey(tenant: t, name: json["name"]?.stringValue ?? "default", grants: grants, expiresAt: expires)
+            let (record, token) = try await platform.authority.createKey(tenant: t, name: name, grants: grants, expiresAt: expires)
             api.audit(p, context, "key.create", tenant: t.id, target: record.id, status: 201)
             var out = AdminAPI.keyJSON(record)
             out.set("key", .string(token.text))
@@ -248,14 +296,14 @@ func addAdminRoutes(to router: Hummingbird.Router<GatewayContext>, platform: Pla
     }
     admin.get("/tenants/{id}/keys") { request, context in
         let p = try await api.admin(request, context)
-        let t = try await api.tenant(context.parameters.get("id") ?? "", for: p)
+        let t = try await api.tenant(context.parameters.get("id") ?? "", for: p, context)
         let keys = try await platform.storage.keys(tenantID: t.id)
         return jsonResponse(.object([("object", "list"), ("data", .array(keys.map(AdminAPI.keyJSON)))]))
     }
     admin.post("/keys/{id}/rotate") { request, context in
         let p = try await api.admin(request, context)
-        let k = try await api.key(context.parameters.get("id") ?? "", for: p)
-        let json = try await api.body(request, context)
+        let k = try await api.key(context.parameters.get("id") ?? "", for: p, context)
+        let json = try await api.body(request, context, allowed: ["grace_days"])
         var graceMs: Int64?
         if let g = json["grace_days"], !g.isNull {
             guard let d = g.doubleValue, d >= 0, d <= 365 else { throw APIError.invalidValue("grace_days", "a number of days between 0 and 365.") }
@@ -271,14 +319,14 @@ func addAdminRoutes(to router: Hummingbird.Router<GatewayContext>, platform: Pla
     }
     admin.post("/keys/{id}/revoke") { request, context in
         let p = try await api.admin(request, context)
-        let k = try await api.key(context.parameters.get("id") ?? "", for: p)
+        let k = try await api.key(context.parameters.get("id") ?? "", for: p, context)
         let revoked = try await platform.authority.revoke(keyID: k.id)
         api.audit(p, context, "key.revoke", tenant: k.tenantID, target: k.id)
         return jsonResponse(AdminAPI.keyJSON(revoked))
     }
     admin.post("/keys/{id}/successor") { request, context in
         let p = try await api.admin(request, context)
-        let k = try await api.key(context.parameters.get("id") ?? "", for: p)
+        let k = try await api.key(context.parameters.get("id") ?? "", for: p, context)
         do {
             let (successor, secret) = try await platform.authority.takeSuccessorSecret(keyID: k.id)
             api.audit(p, context, "key.successor.fetch", tenant: k.tenantID, target: successor.id)
@@ -289,7 +337,7 @@ func addAdminRoutes(to router: Hummingbird.Router<GatewayContext>, platform: Pla
     }
     admin.put("/keys/{id}/grants") { request, context in
         let p = try await api.admin(request, context)
-        let k = try await api.key(context.parameters.get("id") ?? "", for: p)
+        let k = try await api.key(context.parameters.get("id") ?? "", for: p, context)
         let grants = try AdminAPI.grants(from: try await api.body(request, context))
         let updated = try await platform.authority.updateGrants(keyID: k.id, grants: grants)
         api.audit(p, context, "key.grants.update", tenant: k.tenantID, target: k.id)
@@ -312,13 +360,21 @@ func addAdminRoutes(to router: Hummingbird.Router<GatewayContext>, platform: Pla
     admin.get("/audit") { request, context in
         let p = try await api.admin(request, context)
         let q = request.uri.queryParameters
+        for (name, _) in q where !["tenant", "from", "to", "format"].contains(String(name)) {
+            throw APIError.invalidRequest("Unknown query parameter '\(name.prefix(64))' (known: tenant, from, to, format).", param: String(name.prefix(64)), code: "unknown_parameter")
+        }
+        func millis(_ name: String) throws(APIError) -> Int64? {
+            guard let text = q.get(name) else { return nil }
+            guard let v = Int64(text), v >= 0 else { throw APIError.invalidValue(name, "milliseconds since the epoch (a non-negative integer).") }
+            return v
+        }
         var tenantID = q.get("tenant", as: String.self)
         if let scope = p.tenantID {
             if let asked = tenantID, asked != scope { throw APIError.notFound("Tenant '\(asked)' does not exist.") }
             tenantID = scope
         }
-        let from = q.get("from", as: Int64.self) ?? 0
-        let to = q.get("to", as: Int64.self) ?? Int64.max
+        let from = try millis("from") ?? 0
+        let to = try millis("to") ?? Int64.max
         let format = q.get("format", as: String.self) ?? "jsonl"
         guard let export = AuditExport.Format(rawValue: format) else { throw APIError.invalidValue("format", "use jsonl or csv.") }
         await platform.audit.flush()

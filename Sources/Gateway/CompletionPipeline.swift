@@ -3,6 +3,7 @@ import Fleet
 import Foundation
 import HTTPTypes
 import Hummingbird
+import NIOCore
 import Observability
 import OpenAIWire
 import Shield
@@ -33,7 +34,11 @@ struct CompletionPipeline: Sendable {
                 throw APIError.permissionDenied("API key \(principal.keyID) may not use \(endpoint.path). Ask your administrator to grant the '\(endpoint.grantName)' endpoint.")
             }
             let bytes = try await readBody(request, limit: context.maxBodyBytes)
-            let inference = try InferenceRequest(endpoint: endpoint, bytes: bytes)
+            let inference = try InferenceRequest(endpoint: endpoint, bytes: bytes, limits: platform.config.requestLimits)
+            if !platform.config.allowSimulatorFields, let field = inference.body.objectValue?.first(where: { $0.0.hasPrefix("sim_") })?.0 {
+                throw APIError.invalidRequest("Unknown parameter '\(field.prefix(64))': fields starting with 'sim_' are reserved for the engine simulator and are not accepted from clients.",
+                                              param: String(field.prefix(64)), code: "unknown_parameter")
+            }
             record.model = inference.model
 
             // 3. Resolve the model, check the key may use it and the model can do this.
@@ -166,6 +171,8 @@ struct CompletionPipeline: Sendable {
             return buffer.readBytes(length: buffer.readableBytes) ?? []
         } catch let e as HTTPError where e.status == .contentTooLarge {
             throw APIError.payloadTooLarge(limit: limit)
+        } catch is NIOTooManyBytesError {
+            throw APIError.payloadTooLarge(limit: limit)
         }
     }
 
@@ -244,11 +251,20 @@ struct RequestRecorder: Sendable {
     }
 
     /// Queues the ledger row (or, `durable`, waits for its group commit) and the audit entry.
+    /// `durable`: both the ledger row and the audit entry are committed before this returns (an
+    /// answered request never lacks either after a crash).
     func finish(_ record: RequestRecord, durable: Bool) async {
-        if durable { await platform.requestLog.appendAndWait(record) } else { platform.requestLog.append(record) }
-        platform.audit.record(AuditEvent(time: record.createdAt, actor: "key:\(principal.keyID)", tenantID: principal.tenantID,
-                                         action: "inference.\(record.endpoint)", target: record.backend, outcome: record.outcome,
-                                         requestID: requestID, clientIP: clientIP, userAgent: userAgent, model: record.model,
-                                         status: record.status, tokens: record.promptTokens + record.completionTokens))
+        let event = AuditEvent(time: record.createdAt, actor: "key:\(principal.keyID)", tenantID: principal.tenantID,
+                               action: "inference.\(record.endpoint)", target: record.backend, outcome: record.outcome,
+                               requestID: requestID, clientIP: clientIP, userAgent: userAgent, model: record.model,
+                               status: record.status, tokens: record.promptTokens + record.completionTokens)
+        if durable {
+            async let audited: Void = platform.audit.recordAndWait(event)
+            await platform.requestLog.appendAndWait(record)
+            await audited
+        } else {
+            platform.requestLog.append(record)
+            platform.audit.record(event)
+        }
     }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import HTTPTypes
 import Hummingbird
+import NIOCore
 import OpenAIWire
 
 /// Gives every request an id (`x-request-id`) and turns every error, ours or the framework's,
@@ -21,6 +22,8 @@ struct RequestIDMiddleware: RouterMiddleware {
             response = errorResponse(error)
         } catch let error as HTTPError {
             response = errorResponse(map(error, request: request))
+        } catch is NIOTooManyBytesError {
+            response = errorResponse(.payloadTooLarge(limit: maxBodyBytes))
         } catch let error as any HTTPResponseError {
             response = errorResponse(APIError(status: Int(error.status.code), message: "\(error)", type: "invalid_request_error"))
         } catch {

@@ -2,8 +2,10 @@ import Catalog
 import Fleet
 import Foundation
 import Metering
+import OpenAIWire
 import Quotas
 import Shield
+import Tenancy
 import Yams
 
 /// The whole configuration, parsed once into typed values (YAML file + `LLMAAS_*` overrides)
@@ -14,6 +16,15 @@ public struct GatewayConfig: Sendable {
     public var dataDir: String = "./data"
     public var catalogPath: String = "./deploy/catalog.yaml"
     public var maxBodyBytes: Int = 20 << 20
+    /// Work one request may ask for (inputs, messages, characters).
+    public var requestLimits = RequestLimits()
+    /// Listener timeouts and the per-address connection cap.
+    public var connections = ConnectionLimits()
+    /// Webhook destinations: which schemes and which private networks the operator allows.
+    public var webhooks = WebhookPolicy()
+    /// Fields only EngineSim understands (`sim_fault`) pass from clients only when this is on
+    /// (test set-ups); otherwise such a request gets 400.
+    public var allowSimulatorFields = false
     public var backends: [BackendConfig] = []
     /// Routing across the fleet (policy, weights, retries, breakers, queue).
     public var fleet = FleetOptions()
@@ -74,7 +85,23 @@ public struct GatewayConfig: Sendable {
         if let catalog = try r.string("catalog") { config.catalogPath = resolve(catalog) }
         if var limits = try r.mapping("limits") {
             if let n = try limits.int("max_body_bytes", min: 1024) { config.maxBodyBytes = n }
+            if let n = try limits.int("max_embedding_inputs", min: 1) { config.requestLimits.maxEmbeddingInputs = n }
+            if let n = try limits.int("max_messages", min: 1) { config.requestLimits.maxMessages = n }
+            if let n = try limits.int("max_input_characters", min: 1) { config.requestLimits.maxInputCharacters = n }
             try limits.finish()
+        }
+        if var server = try r.mapping("server") {
+            if let n = try server.int("header_timeout_ms", min: 1) { config.connections.headerTimeoutMs = Int64(n) }
+            if let n = try server.int("idle_timeout_ms", min: 1) { config.connections.idleTimeoutMs = Int64(n) }
+            if let n = try server.int("body_timeout_ms", min: 1) { config.connections.bodyTimeoutMs = Int64(n) }
+            if let n = try server.int("linger_timeout_ms", min: 1) { config.connections.lingerTimeoutMs = Int64(n) }
+            if let n = try server.int("linger_time_ms", min: 1) { config.connections.lingerTimeMs = Int64(n) }
+            if let n = try server.int("max_connections_per_client", min: 0) { config.connections.maxConnectionsPerClient = n }
+            try server.finish()
+        }
+        if var testing = try r.mapping("testing") {
+            if let b = try testing.bool("allow_simulator_fields") { config.allowSimulatorFields = b }
+            try testing.finish()
         }
         if var audit = try r.mapping("audit") {
             if let b = try audit.bool("enabled") { config.auditEnabled = b }
@@ -83,6 +110,15 @@ public struct GatewayConfig: Sendable {
         }
         if var security = try r.mapping("security") {
             if let n = try security.int("auth_failures_per_minute", min: 1) { config.authFailuresPerMinute = n }
+            if let b = try security.bool("webhook_allow_http") { config.webhooks.allowHTTP = b }
+            if let list = try security.list("webhook_allowed_networks") {
+                config.webhooks.allowedNetworks = try list.enumerated().map { i, item in
+                    guard let text = item as? String, let cidr = CIDR(text) else {
+                        throw ConfigError(field: "security.webhook_allowed_networks[\(i)]", message: "must be a CIDR block, e.g. 10.1.2.0/24 or 127.0.0.1/32")
+                    }
+                    return cidr
+                }
+            }
             try security.finish()
         }
         if var routing = try r.mapping("routing") {

@@ -30,6 +30,7 @@ struct Maintenance: Service {
                 Webhooks(platform: platform).rotated(event)
             }
             try await platform.storage.touchKeys(platform.authority.drainLastUsed())
+            platform.authFailures.flush(now: platform.now())
             if purge {
                 let cutoff = platform.now() - Int64(platform.config.auditRetentionDays) * 86_400_000
                 if let seq = try await platform.audit.purge(before: cutoff) {

@@ -47,9 +47,12 @@ public final class Platform: Sendable {
     public let requestLog: BatchWriter<RequestRecord>
     public let managedEngines: [ManagedEngine]
     public let http: HTTPClient
+    /// For tenants' webhooks only: never follows a redirect (it could lead inside the network).
+    public let webhookHTTP: HTTPClient
     public let logger: Logger
     public let audit: AuditLog
     public let throttle: AuthThrottle
+    let authFailures: AuthFailureAudit
     public let shield: PromptShield
     public let billing: Billing
     public let shieldCounters = ShieldCounters()
@@ -67,6 +70,7 @@ public final class Platform: Sendable {
         self.audit = AuditLog(storage: storage, logger: logger, enabled: config.auditEnabled,
                               headPath: (config.dataDir as NSString).appendingPathComponent("audit.head"))
         self.throttle = AuthThrottle(limit: config.authFailuresPerMinute, windowMs: 60_000)
+        self.authFailures = AuthFailureAudit(audit: audit)
         self.shield = PromptShield(config: config.shield)
         let catalog = try CatalogFile.load(path: config.catalogPath)
         for b in config.backends {
@@ -77,6 +81,9 @@ public final class Platform: Sendable {
         self.catalog = CatalogStore(catalog)
         self.billing = Billing(config: config, catalog: catalog, storage: storage, now: now)
         self.http = Fleet.makeHTTPClient(connectTimeoutMs: config.backends.map(\.timeouts.connectMs).max() ?? 2000)
+        var webhookConfig = HTTPClient.Configuration(redirectConfiguration: .disallow)
+        webhookConfig.timeout.connect = .seconds(3)
+        self.webhookHTTP = HTTPClient(eventLoopGroupProvider: .singleton, configuration: webhookConfig)
         self.fleet = Fleet(configs: config.backends, http: http, logger: logger, options: config.fleet)
         self.requestLog = BatchWriter(name: "requests", logger: logger) { [storage] rows in try await storage.insertRequests(rows) }
         self.managedEngines = config.backends.compactMap { b in
@@ -106,6 +113,7 @@ public final class Platform: Sendable {
         await audit.flush()
         try? await storage.touchKeys(authority.drainLastUsed())
         try? await http.shutdown()
+        try? await webhookHTTP.shutdown()
         await storage.shutdown()
     }
 
@@ -125,7 +133,7 @@ public final class Platform: Sendable {
             if [.missing, .malformed, .unknownKey, .wrongSecret].contains(error) { throttle.recordFailure(ip, now: t) }
             let header = request.headers[.authorization] ?? ""
             let keyID = APIKeyToken(parsing: Substring(header.split(separator: " ").last ?? "")).map(\.keyID)
-            audit.record(AuditEvent(time: t, actor: keyID.map { "key:\($0)" } ?? "anonymous", action: "auth.failure",
+            authFailures.record(AuditEvent(time: t, actor: keyID.map { "key:\($0)" } ?? "anonymous", action: "auth.failure",
                                     target: request.uri.path, outcome: "\(error)", requestID: context.requestID, clientIP: context.clientIP,
                                     userAgent: request.headers[.userAgent], status: { if case .ipNotAllowed = error { return 403 }; return 401 }()))
             switch error {

@@ -116,7 +116,7 @@ func addUsageRoutes(to router: Hummingbird.Router<GatewayContext>, platform: Pla
     let api = AdminAPI(platform: platform)
     router.get("/admin/v1/tenants/{id}/usage") { request, context in
         let p = try await api.admin(request, context)
-        let t = try await api.tenant(context.parameters.get("id") ?? "", for: p)
+        let t = try await api.tenant(context.parameters.get("id") ?? "", for: p, context)
         let (from, to) = try UsageReport.range({ request.uri.queryParameters.get($0, as: String.self) }, now: platform.now())
         await platform.requestLog.flush()
         let rows = try await platform.storage.ledger(tenantID: t.id, from: from, to: to)
@@ -125,8 +125,9 @@ func addUsageRoutes(to router: Hummingbird.Router<GatewayContext>, platform: Pla
     router.post("/admin/v1/tenants/{id}/credits") { request, context in
         let p = try await api.admin(request, context)
         try api.operatorOnly(p, "add credit")
-        let t = try await api.tenant(context.parameters.get("id") ?? "", for: p)
-        let json = try await api.body(request, context)
+        let t = try await api.tenant(context.parameters.get("id") ?? "", for: p, context)
+        let json = try await api.body(request, context, allowed: ["amount_eur", "note"])
+        if let note = json["note"], !note.isNull, note.stringValue == nil { throw APIError.invalidType("note", expected: "a string", got: note) }
         guard let text = json["amount_eur"].flatMap({ $0.stringValue ?? ($0.doubleValue != nil ? $0.jsonString : nil) }),
               let amount = Metering.Cost(euroString: text), amount.nanoEuros > 0 else {
             throw APIError.invalidValue("amount_eur", "a positive decimal number of euros, e.g. \"100.00\".")

@@ -27,21 +27,80 @@ struct Webhooks: Sendable {
             body.set("event", .string(event))
             body.set("tenant_id", .string(tenantID))
             body.set("time", .int(Int(platform.now())))
-            var request = HTTPClientRequest(url: url)
-            request.method = .POST
-            request.headers.add(name: "content-type", value: "application/json")
-            request.body = .bytes(ByteBuffer(bytes: body.serialized()))
-            var outcome = "failed"
-            for attempt in 0..<3 {
-                if attempt > 0 { try? await Task.sleep(for: .seconds(attempt)) }
-                if let response = try? await platform.http.execute(request, timeout: .seconds(5)) {
-                    _ = try? await response.body.collect(upTo: 1 << 16)
-                    if (200..<300).contains(response.status.code) { outcome = "delivered"; break }
-                    outcome = "HTTP \(response.status.code)"
+            // What the tenant may read: delivered or not, never why (a refused connection, a timeout
+            // or an HTTP status would let a tenant map ports behind the gateway).
+            let outcome: String
+            switch await Self.destination(url, policy: platform.config.webhooks) {
+            case .refused(let why):
+                platform.logger.warning("webhook refused", metadata: ["tenant": "\(tenantID)", "reason": "\(why)"])
+                outcome = "refused: destination not allowed"
+            case .target(let target, let host):
+                var request = HTTPClientRequest(url: target)
+                request.method = .POST
+                request.headers.add(name: "content-type", value: "application/json")
+                if let host { request.headers.add(name: "host", value: host) }
+                request.body = .bytes(ByteBuffer(bytes: body.serialized()))
+                var delivered = false
+                for attempt in 0..<3 {
+                    if attempt > 0 { try? await Task.sleep(for: .seconds(attempt)) }
+                    if let response = try? await platform.webhookHTTP.execute(request, timeout: .seconds(5)) {
+                        _ = try? await response.body.collect(upTo: 1 << 16)
+                        if (200..<300).contains(response.status.code) { delivered = true; break }
+                    }
                 }
+                outcome = delivered ? "delivered" : "not delivered"
             }
             platform.audit.record(AuditEvent(time: platform.now(), actor: "system", tenantID: tenantID, action: "webhook.\(event)",
                                              target: url, outcome: outcome))
+        }
+    }
+
+    enum Destination: Equatable {
+        /// Where to connect, and the Host header when the URL was rewritten to a checked address.
+        case target(String, host: String?)
+        case refused(String)
+    }
+
+    /// Checks the URL against the policy and resolves its host; every address it resolves to must
+    /// be allowed. A plain-http URL is rewritten to the checked address (with its Host header) so
+    /// that a second resolution cannot lead elsewhere; an https URL keeps its name, and its
+    /// certificate binds the connection to it.
+    static func destination(_ url: String, policy: WebhookPolicy) async -> Destination {
+        let components: URLComponents
+        do { components = try policy.validate(url) } catch { return .refused(error.description) }
+        guard let host = components.host else { return .refused("no host") }
+        let addresses = await resolve(host)
+        guard let first = addresses.first else { return .refused("'\(host)' does not resolve") }
+        if let bad = addresses.first(where: { !policy.allows($0.address) }) { return .refused("'\(host)' resolves to \(bad.text), an internal address") }
+        guard components.scheme?.lowercased() == "http" else { return .target(url, host: nil) }
+        var rewritten = components
+        rewritten.percentEncodedHost = first.address.isV4Mapped ? first.text : "[\(first.text)]"
+        let hostHeader = components.port.map { "\(host):\($0)" } ?? host
+        return .target(rewritten.string ?? url, host: hostHeader)
+    }
+
+    /// All addresses of a host name (or the address a literal names), off the cooperative pool.
+    static func resolve(_ host: String) async -> [(address: IPAddress, text: String)] {
+        let name = host.hasPrefix("[") && host.hasSuffix("]") ? String(host.dropFirst().dropLast()) : host
+        return await withCheckedContinuation { continuation in
+            DispatchQueue.global().async {
+                var hints = addrinfo()
+                hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+                var list: UnsafeMutablePointer<addrinfo>?
+                guard getaddrinfo(name, nil, &hints, &list) == 0 else { continuation.resume(returning: []); return }
+                defer { freeaddrinfo(list) }
+                var out: [(IPAddress, String)] = []
+                var node = list
+                while let n = node {
+                    var buffer = [CChar](repeating: 0, count: Int(NI_MAXHOST))
+                    if getnameinfo(n.pointee.ai_addr, n.pointee.ai_addrlen, &buffer, socklen_t(buffer.count), nil, 0, NI_NUMERICHOST) == 0 {
+                        let text = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+                        if let a = IPAddress(text) { out.append((a, text)) }
+                    }
+                    node = n.pointee.ai_next
+                }
+                continuation.resume(returning: out)
+            }
         }
     }
 }

@@ -64,9 +64,15 @@ struct TenantCommand: AsyncParsableCommand {
         @Flag(help: "Enable a disabled tenant.") var enable = false
 
         func run() async throws {
-            if let tier, !["tier-1", "tier-2", "tier-3", "tier-4", "monthly"].contains(tier) { throw fail("--tier must be tier-1 … tier-4 or monthly", code: 2) }
+            let config = try options.load()
+            if let tier, config.tiers[tier] == nil { throw fail("--tier must be one of: \(config.tiers.keys.sorted().joined(separator: ", "))", code: 2) }
             if let shieldMode, !["enforce", "monitor", "off"].contains(shieldMode) { throw fail("--shield-mode must be enforce, monitor or off", code: 2) }
-            try await withCLI(try options.load()) { cli in
+            if let rotationPeriod, !(0...3650).contains(rotationPeriod) { throw fail("--rotation-period-days must be between 0 and 3650", code: 2) }
+            if let gracePeriod, !(0...3650).contains(gracePeriod) { throw fail("--grace-period-days must be between 0 and 3650", code: 2) }
+            if let webhook, !webhook.isEmpty {
+                do { _ = try config.webhooks.validate(webhook) } catch { throw fail("--webhook-url: \(error.description)", code: 2) }
+            }
+            try await withCLI(config) { cli in
                 guard var t = try await cli.storage.tenant(named: name) else { throw TenancyError.notFound("tenant '\(name)' does not exist") }
                 if let tier { t.tier = tier }
                 if let rotationPeriod { t.rotationPeriodDays = rotationPeriod == 0 ? nil : rotationPeriod }
