@@ -11,6 +11,7 @@ MODEL_FILE="$MODEL_DIR/SmolLM2-135M-Instruct.Q4_1.gguf"
 need_apt=()
 command -v cmake >/dev/null 2>&1 || need_apt+=(cmake)
 command -v g++ >/dev/null 2>&1 || need_apt+=(g++)
+command -v ss >/dev/null 2>&1 || need_apt+=(iproute2)  # the hardening tests read socket states
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup-engine: installing ${need_apt[*]} (apt)"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
@@ -19,11 +20,11 @@ fi
 if [ ! -x "$VENV/bin/python" ]; then
   python3 -m venv "$VENV"
 fi
-if ! "$VENV/bin/python" -c 'import llama_cpp.server, openai, pytest' >/dev/null 2>&1; then
+if ! "$VENV/bin/python" -c 'import llama_cpp.server, openai, pytest, schemathesis' >/dev/null 2>&1; then
   echo "setup-engine: installing llama-cpp-python[server] (first time compiles for ~7 min)"
   "$VENV/bin/pip" install -q --upgrade pip >/dev/null
   CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-2} \
-    "$VENV/bin/pip" install -q 'llama-cpp-python[server]==0.3.36' 'openai>=1.40' 'pytest>=8' 'httpx' 'pyyaml'
+    "$VENV/bin/pip" install -q 'llama-cpp-python[server]==0.3.36' 'openai>=1.40' 'pytest>=8' 'httpx' 'pyyaml' 'schemathesis==4.32.5'
 fi
 
 if [ ! -s "$MODEL_FILE" ]; then

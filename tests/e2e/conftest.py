@@ -318,6 +318,13 @@ data_dir: {q(str(data_dir))}
 catalog: {q(str(catalog))}
 limits:
   max_body_bytes: 20971520
+# Test set-up: the fault tests send EngineSim's "sim_fault" through the gateway, and the
+# tenancy tests receive webhooks on a loopback port. Neither is allowed by default.
+testing:
+  allow_simulator_fields: true
+security:
+  webhook_allow_http: true
+  webhook_allowed_networks: ["127.0.0.1/32"]
 backends:
   - name: local-1
     kind: llamacpp
@@ -330,7 +337,7 @@ backends:
     kind: sim
     url: {q(f"http://127.0.0.1:{sim_port}")}
     # hang-model is served by the same simulated model; tests make it hang per request
-    # with "sim_fault": "hang", which the gateway passes through untouched.
+    # with "sim_fault": "hang", which this test config lets through (testing.allow_simulator_fields).
     models: {{ "sim-chat": "sim-chat", "hang-model": "sim-chat" }}
     timeouts: {{ first_byte_ms: 1500 }}
   - name: sim-2

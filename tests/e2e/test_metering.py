@@ -55,6 +55,7 @@ def billing_gw(llmaas_bin, tmp_path_factory):
     config.write_text(f"""listen: 127.0.0.1:{p_gw}
 data_dir: {data}
 catalog: {cat}
+security: {{ webhook_allow_http: true, webhook_allowed_networks: ["127.0.0.1/32"] }}
 tiers:
   tier-1: {{ requests_per_minute: 50, concurrent_requests: 500 }}
   tier-2: {{ monthly_cap_eur: "0.0001" }}
@@ -257,7 +258,8 @@ def test_streaming_usage_against_llamacpp_is_billed(gw, client):
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
 def test_drill_every_delivered_answer_has_its_ledger_row(billing_gw, llmaas_bin, tmp_path, sig):
     """A separate gateway under load is stopped (SIGTERM) or killed (SIGKILL): every response a
-    client received complete — JSON, or a stream up to [DONE] — has its ledger row."""
+    client received complete — JSON, or a stream up to [DONE] — has its ledger row and its audit
+    entry."""
     data = tmp_path / "data"
     (p_gw,) = free_ports(1)
     cfg = billing_gw["config"].read_text().replace(billing_gw["url"].rsplit(":", 1)[1], str(p_gw), 1)
@@ -305,6 +307,10 @@ def test_drill_every_delivered_answer_has_its_ledger_row(billing_gw, llmaas_bin,
     rows = {r for (r,) in db.execute("SELECT id FROM requests")}
     missing = [r for r in delivered if r not in rows]
     assert not missing, f"{len(missing)} of {len(delivered)} delivered answers have no ledger row after {sig.name}"
+    # The audit entry is committed with the ledger row (issue 10: 7 were missing after kill -9).
+    audited = {r for (r,) in db.execute("SELECT request_id FROM audit_log WHERE action LIKE 'inference.%'")}
+    unaudited = [r for r in delivered if r not in audited]
+    assert not unaudited, f"{len(unaudited)} of {len(delivered)} delivered answers have no audit entry after {sig.name}"
 
 
 def test_price_changes_apply_from_their_date(billing_gw):
