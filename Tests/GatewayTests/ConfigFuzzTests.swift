@@ -1,4 +1,5 @@
 import Testing
+import TestSupport
 @testable import Gateway
 
 /// The configuration parser returns a config or a ConfigError naming a field, never traps, on
@@ -37,11 +38,8 @@ import Testing
     }
 
     @Test func mutationsNeverTrap() {
-        var state: UInt64 = 42
-        func next() -> Int {
-            state = state &* 6364136223846793005 &+ 1442695040888963407
-            return Int(truncatingIfNeeded: state >> 33)
-        }
+        var rng = SeededRandom(state: 42)
+        func next() -> Int { Int(truncatingIfNeeded: rng.next() >> 33) }
         let bytes = Array(Self.valid.utf8)
         let inserts: [[UInt8]] = [":", "{", "[", "\"", "- ", "\n  ", "/", "-1", "0", "~", "&a", "*a", "!!int ", "\t"].map { Array($0.utf8) }
         var parsed = 0

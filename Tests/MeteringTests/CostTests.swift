@@ -1,18 +1,7 @@
 import Catalog
 import Testing
+import TestSupport
 @testable import Metering
-
-/// Deterministic PRNG so property tests are reproducible.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 @Suite("cost")
 struct CostTests {
@@ -65,7 +54,7 @@ struct CostTests {
     /// A million random rows: the sum of per-row costs equals the cost of the summed tokens
     /// (per price class), and every amount survives its decimal string.
     @Test func millionRowsNeverDrift() throws {
-        var rng = SplitMix64(state: 0x11_4A_A5)
+        var rng = SeededRandom(state: 0x11_4A_A5)
         let classes: [Prices] = [
             .reference,
             Prices(inputNanoPerToken: 100, outputNanoPerToken: 300, reasoningNanoPerToken: 1_700),

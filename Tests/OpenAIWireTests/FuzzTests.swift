@@ -1,20 +1,10 @@
 import Testing
+import TestSupport
 @testable import OpenAIWire
 
 /// The parsers that read request and engine bytes never trap, whatever they are given (issue 10).
 /// Deterministic pseudo-random inputs with a fixed seed; the counts keep the suite fast.
 @Suite struct FuzzTests {
-    struct SplitMix: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
-
     static let seeds: [String] = [
         #"{"model":"m","messages":[{"role":"user","content":"hi \u00e9 \ud83d\ude00"}],"max_tokens":5,"stream":true}"#,
         #"{"model":"m","input":["a","b"],"encoding_format":"base64"}"#,
@@ -25,7 +15,7 @@ import Testing
     /// Mutations of valid requests (bytes flipped, cut, repeated, escapes injected), then whole
     /// random byte strings: parsing and request validation return or throw, never trap.
     @Test func jsonAndRequestsNeverTrap() {
-        var rng = SplitMix(state: 10)
+        var rng = SeededRandom(state: 10)
         let interesting: [[UInt8]] = ["\\u", "\\ud800", "\\udc00", "\"", "{", "}", "[", "]", ",", ":", "1e999", "-", "\u{0}", "\u{FF}"].map { Array($0.utf8) }
         for i in 0..<60_000 {
             var bytes = Array(Self.seeds[i % Self.seeds.count].utf8)
@@ -67,7 +57,7 @@ import Testing
     }
 
     @Test func sseParserNeverTraps() {
-        var rng = SplitMix(state: 99)
+        var rng = SeededRandom(state: 99)
         let pieces: [[UInt8]] = ["data: ", "{\"a\":1}", "\n", "\r\n", "\r", "\n\n", ":comment", "event: x", "data:[DONE]", "\u{0}"].map { Array($0.utf8) }
         for _ in 0..<20_000 {
             var parser = SSEParser()

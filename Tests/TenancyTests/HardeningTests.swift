@@ -1,24 +1,10 @@
 import Testing
+import TestSupport
 @testable import Tenancy
 
 /// Parsers that take admin input never trap (issue 10: an empty or all-slash client IP crashed the
 /// gateway). Property tests: deterministic pseudo-random inputs, a fixed seed, bounded counts.
 @Suite struct HardeningTests {
-    struct SplitMix: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
-
-    static func randomText(_ rng: inout SplitMix, alphabet: [Character], maxLength: Int) -> String {
-        String((0..<Int.random(in: 0...maxLength, using: &rng)).map { _ in alphabet.randomElement(using: &rng) ?? "/" })
-    }
-
     @Test(arguments: ["", "/", "//", "/8", "1.2.3.4/", "1.2.3.4/33", "::1/129", "::1/-1", "1.2.3.4/+8", "1.2.3.4/ 8", "1.2.3.4/8/9",
                       "1.2.3.4/0x8", "[::1]/8x", "%", "[", "]", "1.2.3", "256.1.1.1", String(repeating: "1", count: 500)])
     func cidrRefusesMalformed(_ text: String) {
@@ -41,20 +27,20 @@ import Testing
     /// 200 000 random strings over the characters CIDR text is made of: no trap, and whatever
     /// parses has a prefix in range.
     @Test func cidrFuzz() {
-        var rng = SplitMix(state: 20261205)
+        var rng = SeededRandom(state: 20261205)
         let alphabet = Array("0123456789abcdefABCDEF:./%[]- x+")
         for _ in 0..<200_000 {
-            let text = Self.randomText(&rng, alphabet: alphabet, maxLength: 48)
+            let text = rng.text(from: alphabet, maxLength: 48)
             if let c = CIDR(text) { #expect((0...128).contains(c.prefix)) }
             _ = Grants(clientIPs: [text]).allows(ip: text)
         }
     }
 
     @Test func grantsFromRandomJSONNeverTrap() {
-        var rng = SplitMix(state: 7)
+        var rng = SeededRandom(state: 7)
         let alphabet = Array("{}[]\",:0123456789abc!*?/. ")
         for _ in 0..<50_000 {
-            _ = Grants.decode(Self.randomText(&rng, alphabet: alphabet, maxLength: 40))
+            _ = Grants.decode(rng.text(from: alphabet, maxLength: 40))
         }
         _ = Grants.decode(#"{"models":[],"deny_models":[],"endpoints":[],"client_ips":["","/"]}"#).allows(ip: "1.2.3.4")
     }

@@ -147,7 +147,8 @@ def test_rotation_grace_successor_once_and_webhook(gw, admin):
         first = admin.post(f"/keys/{k['id']}/successor")
         assert first.status_code == 200, first.text
         assert first.json()["grants"]["models"] == ["sim-chat"]
-        assert admin.post(f"/keys/{k['id']}/successor").status_code == 400
+        again = admin.post(f"/keys/{k['id']}/successor")  # a state conflict, not bad input
+        assert again.status_code == 409 and again.json()["error"]["code"] == "conflict", again.text
         assert sdk(gw, first.json()["key"]).chat.completions.create(model="sim-chat", messages=MSG, max_tokens=2).choices
 
         # The webhook told the tenant, without any secret.
