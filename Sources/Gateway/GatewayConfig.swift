@@ -256,14 +256,12 @@ public struct GatewayConfig: Sendable {
                     guard FileManager.default.fileExists(atPath: modelFile) else {
                         throw ConfigError(field: p + ".managed.model_file", message: "'\(modelFile)' does not exist; run scripts/setup-engine.sh to fetch it")
                     }
-                    var python = try mg.string("python").map(resolve)
-                    if python == nil {
-                        let venv = resolve(".venv/bin/python")
-                        python = FileManager.default.isExecutableFile(atPath: venv) ? venv : "/usr/bin/python3"
-                    }
+                    let venv = resolve(".venv/bin/python")
+                    let python = try mg.string("python").map(resolve)
+                        ?? (FileManager.default.isExecutableFile(atPath: venv) ? venv : "/usr/bin/python3")
                     let extra = try mg.list("extra_args")?.map { "\($0)" } ?? []
                     try mg.finish()
-                    managed = ManagedEngineConfig(modelFile: modelFile, python: python!, extraArgs: extra)
+                    managed = ManagedEngineConfig(modelFile: modelFile, python: python, extraArgs: extra)
                 }
                 try b.finish()
                 config.backends.append(BackendConfig(name: name, kind: kind, url: url, models: served, timeouts: timeouts, managed: managed,

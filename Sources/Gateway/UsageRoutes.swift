@@ -49,14 +49,14 @@ public enum UsageReport {
             groups[key, default: Totals()].add(r)
             totals.add(r)
         }
-        let data = groups.keys.sorted().map { groups[$0]!.json(group: (groupBy.rawValue, $0)) }
+        let data = groups.sorted { $0.key < $1.key }.map { $0.value.json(group: (groupBy.rawValue, $0.key)) }
         return .object([("object", "list"), ("group_by", .string(groupBy.rawValue)), ("data", .array(data)), ("totals", totals.json())])
     }
 
     public static func table(_ rows: [RequestRecord], groupBy: Grouping) -> String {
         let j = json(rows, groupBy: groupBy)
         var out = "| \(groupBy.rawValue) | requests | input | output | reasoning | cost € | energy Wh |\n|---|---:|---:|---:|---:|---:|---:|\n"
-        for g in (j["data"]?.arrayValue ?? []) + [j["totals"]!.setting(groupBy.rawValue, "TOTAL")] {
+        for g in (j["data"]?.arrayValue ?? []) + [(j["totals"] ?? .object([])).setting(groupBy.rawValue, "TOTAL")] {
             let f = { (k: String) in g[k].map { $0.stringValue ?? $0.jsonString } ?? "" }
             out += "| \(f(groupBy.rawValue)) | \(f("requests")) | \(f("input_tokens")) | \(f("output_tokens")) | \(f("reasoning_tokens")) | \(f("cost_eur")) | \(f("energy_wh")) |\n"
         }
@@ -66,7 +66,7 @@ public enum UsageReport {
     public static func csv(_ rows: [RequestRecord], groupBy: Grouping) -> String {
         let j = json(rows, groupBy: groupBy)
         var out = "\(groupBy.rawValue),requests,input_tokens,output_tokens,reasoning_tokens,cost_nano_eur,cost_eur,energy_wh\r\n"
-        for g in (j["data"]?.arrayValue ?? []) + [j["totals"]!.setting(groupBy.rawValue, "TOTAL")] {
+        for g in (j["data"]?.arrayValue ?? []) + [(j["totals"] ?? .object([])).setting(groupBy.rawValue, "TOTAL")] {
             out += [groupBy.rawValue, "requests", "input_tokens", "output_tokens", "reasoning_tokens", "cost_nano_eur", "cost_eur", "energy_wh"]
                 .map { k in g[k].map { $0.stringValue ?? $0.jsonString } ?? "" }.joined(separator: ",") + "\r\n"
         }

@@ -138,8 +138,8 @@ public final class RateLimiter: Sendable {
                 let t = s.advance(now)
                 states.append(s); times.append(t)
                 for r in Self.refusals(s, subject: subject, limits: limits, expected: expected, now: t) {
-                    if worst == nil || !r.satisfiable && worst!.satisfiable
-                        || r.satisfiable == worst!.satisfiable && r.retryAfterMs > worst!.retryAfterMs {
+                    guard let w = worst else { worst = r; continue }
+                    if !r.satisfiable && w.satisfiable || r.satisfiable == w.satisfiable && r.retryAfterMs > w.retryAfterMs {
                         worst = r
                     }
                 }

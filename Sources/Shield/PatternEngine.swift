@@ -208,8 +208,8 @@ final class PatternEngine: Sendable {
             if i == n || nb[i] == 0x20 {
                 if curLo >= 0 {
                     let len = i - curLo
-                    if prevLo >= 0 && len == prevHi - prevLo && len >= 2
-                        && memcmp(nb.baseAddress! + curLo, nb.baseAddress! + prevLo, len) == 0 {
+                    if prevLo >= 0 && len == prevHi - prevLo && len >= 2, let base = nb.baseAddress,
+                       memcmp(base + curLo, base + prevLo, len) == 0 {
                         if count == 1 { repStart = prevLo }
                         count += 1
                         if count == threshold {

@@ -132,29 +132,27 @@ public final class KeyAuthority: Sendable {
         guard let token = APIKeyToken(parsing: parts[1].drop(while: { $0 == " " })) else { throw .malformed }
 
         let t = now()
-        var entry = cache.withLock { $0[token.keyID] }
-        if entry == nil || t - entry!.loadedAt > cacheTTLms {
-            let key: APIKeyRecord?
-            let tenant: TenantRecord?
-            do {
-                key = try await storage.key(id: token.keyID)
-                tenant = key == nil ? nil : try await storage.tenant(id: key!.tenantID)
-            } catch {
-                // A database hiccup must not turn into "invalid key" for a key we already know.
-                if let stale = entry { return try check(stale, token, t) }
-                throw .unknownKey
-            }
-            guard let key, let tenant else {
-                cache.withLock { _ = $0.removeValue(forKey: token.keyID) }
-                // Same work as a real comparison, so timing does not tell whether a key id exists.
-                _ = constantTimeEquals(secret.hash(token.secret), String(repeating: "0", count: 64))
-                throw .unknownKey
-            }
-            let fresh = CachedKey(key: key, tenant: tenant, loadedAt: t)
-            cache.withLock { $0[token.keyID] = fresh }
-            entry = fresh
+        let entry = cache.withLock { $0[token.keyID] }
+        if let entry, t - entry.loadedAt <= cacheTTLms { return try check(entry, token, t) }
+        let key: APIKeyRecord?
+        let tenant: TenantRecord?
+        do {
+            key = try await storage.key(id: token.keyID)
+            if let key { tenant = try await storage.tenant(id: key.tenantID) } else { tenant = nil }
+        } catch {
+            // A database hiccup must not turn into "invalid key" for a key we already know.
+            if let stale = entry { return try check(stale, token, t) }
+            throw .unknownKey
         }
-        return try check(entry!, token, t)
+        guard let key, let tenant else {
+            cache.withLock { _ = $0.removeValue(forKey: token.keyID) }
+            // Same work as a real comparison, so timing does not tell whether a key id exists.
+            _ = constantTimeEquals(secret.hash(token.secret), String(repeating: "0", count: 64))
+            throw .unknownKey
+        }
+        let fresh = CachedKey(key: key, tenant: tenant, loadedAt: t)
+        cache.withLock { $0[token.keyID] = fresh }
+        return try check(fresh, token, t)
     }
 
     private func check(_ entry: CachedKey, _ token: APIKeyToken, _ t: Int64) throws(AuthFailure) -> Principal {
