@@ -161,6 +161,13 @@ struct AdminAPI: Sendable {
     }
 
     /// Applies `settings` and `tier`/`disabled` from a PATCH body.
+    /// `apply` on a copy (keeps `inout` out of the async route handlers).
+    func applied(_ json: JSONValue, to tenant: TenantRecord, by p: AdminPrincipal) throws -> TenantRecord {
+        var t = tenant
+        try apply(json, to: &t, by: p)
+        return t
+    }
+
     func apply(_ json: JSONValue, to t: inout TenantRecord, by p: AdminPrincipal) throws {
         if let tier = json["tier"], !tier.isNull {
             try operatorOnly(p, "change a tenant's tier")
@@ -241,11 +248,9 @@ func addAdminRoutes(to router: Hummingbird.Router<GatewayContext>, platform: Pla
         guard let nameValue = json["name"], !nameValue.isNull else { throw APIError.missingParameter("name") }
         guard let name = nameValue.stringValue else { throw APIError.invalidType("name", expected: "a string", got: nameValue) }
         // Every setting is checked before the tenant exists: a 400 never leaves half a tenant behind.
-        var draft = TenantRecord(id: "", name: name, createdAt: 0)
-        try api.apply(json, to: &draft, by: p)
+        _ = try api.applied(json, to: TenantRecord(id: "", name: name, createdAt: 0), by: p)
         do {
-            var t = try await platform.authority.createTenant(name: name)
-            try api.apply(json, to: &t, by: p)
+            let t = try api.applied(json, to: try await platform.authority.createTenant(name: name), by: p)
             try await platform.storage.updateTenant(t)
             try await platform.billing.grantUpfrontCredit(tenantID: t.id, tierName: t.tier)
             api.audit(p, context, "tenant.create", tenant: t.id, target: t.id, status: 201)
@@ -259,12 +264,14 @@ func addAdminRoutes(to router: Hummingbird.Router<GatewayContext>, platform: Pla
     }
     admin.get("/tenants/{id}") { request, context in
         let p = try await api.admin(request, context)
-        return jsonResponse(AdminAPI.tenantJSON(try await api.tenant(context.parameters.get("id") ?? "", for: p, context)))
+        let t = try await api.tenant(context.parameters.get("id") ?? "", for: p, context)
+        return jsonResponse(AdminAPI.tenantJSON(t))
     }
     admin.patch("/tenants/{id}") { request, context in
         let p = try await api.admin(request, context)
-        var t = try await api.tenant(context.parameters.get("id") ?? "", for: p, context)
-        try api.apply(try await api.body(request, context, allowed: ["tier", "disabled", "settings"]), to: &t, by: p)
+        let found = try await api.tenant(context.parameters.get("id") ?? "", for: p, context)
+        let json = try await api.body(request, context, allowed: ["tier", "disabled", "settings"])
+        let t = try api.applied(json, to: found, by: p)
         try await platform.storage.updateTenant(t)
         platform.authority.invalidate()  // a disabled tenant's keys stop at once
         platform.billing.invalidate(tenantID: t.id)
