@@ -258,13 +258,7 @@ struct RequestRecorder: Sendable {
                                action: "inference.\(record.endpoint)", target: record.backend, outcome: record.outcome,
                                requestID: requestID, clientIP: clientIP, userAgent: userAgent, model: record.model,
                                status: record.status, tokens: record.promptTokens + record.completionTokens)
-        if durable {
-            async let audited: Void = platform.audit.recordAndWait(event)
-            await platform.requestLog.appendAndWait(record)
-            await audited
-        } else {
-            platform.requestLog.append(record)
-            platform.audit.record(event)
-        }
+        platform.audit.record(event)  // queued first: the ledger's group commit writes it too
+        if durable { await platform.requestLog.appendAndWait(record) } else { platform.requestLog.append(record) }
     }
 }

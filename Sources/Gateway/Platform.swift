@@ -85,7 +85,12 @@ public final class Platform: Sendable {
         webhookConfig.timeout.connect = .seconds(3)
         self.webhookHTTP = HTTPClient(eventLoopGroupProvider: .singleton, configuration: webhookConfig)
         self.fleet = Fleet(configs: config.backends, http: http, logger: logger, options: config.fleet)
-        self.requestLog = BatchWriter(name: "requests", logger: logger) { [storage] rows in try await storage.insertRequests(rows) }
+        // One group commit for both: every audit entry queued before a ledger batch is written with
+        // it, before the requests waiting on that batch are answered.
+        self.requestLog = BatchWriter(name: "requests", logger: logger) { [storage, audit] rows in
+            try await storage.insertRequests(rows)
+            await audit.flush()
+        }
         self.managedEngines = config.backends.compactMap { b in
             b.managed.map {
                 ManagedEngine(backend: b, managed: $0, logFile: (config.dataDir as NSString).appendingPathComponent("engine-\(b.name).log"), logger: logger)

@@ -125,10 +125,37 @@ public struct AuditHead: Sendable, Equatable {
         return AuditHead(seq: seq, hash: String(parts[1].trimmingCharacters(in: .whitespacesAndNewlines)))
     }
 
-    func write(path: String) throws {
-        let tmp = path + ".tmp"
-        try "\(seq) \(hash)\n".write(toFile: tmp, atomically: false, encoding: .utf8)
-        guard rename(tmp, path) == 0 else { throw CocoaError(.fileWriteUnknown) }
+    /// Fixed width (seq padded to 20 digits), so that each new head overwrites the last in place.
+    var line: [UInt8] {
+        let digits = String(seq)
+        return Array((String(repeating: "0", count: max(0, 20 - digits.count)) + digits + " " + hash + "\n").utf8)
+    }
+}
+
+/// The head file, kept open by its writer: each batch overwrites it in place with one pwrite of
+/// a fixed-width line (a write-to-temp-and-rename per batch cost ≈ 0.3 ms on the request path
+/// once the audit entry became part of the ledger's group commit).
+final class AuditHeadFile: Sendable {
+    let path: String
+    private let fd: Mutex<Int32>
+
+    init(path: String) {
+        self.path = path
+        self.fd = Mutex(-1)
+    }
+
+    deinit { fd.withLock { if $0 >= 0 { close($0) } } }
+
+    func write(_ head: AuditHead) throws {
+        try fd.withLock { fd in
+            if fd < 0 {
+                fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+                guard fd >= 0 else { throw CocoaError(.fileWriteNoPermission) }
+            }
+            let line = head.line
+            let n = line.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) }
+            guard n == line.count else { throw CocoaError(.fileWriteUnknown) }
+        }
     }
 }
 
@@ -143,16 +170,14 @@ public final class AuditLog: Service, Sendable {
     private let chain = Mutex<(seq: Int64, hash: String)>((0, AuditChain.genesis))
     private let writing = Mutex(false)
     private let written = Atomic<Int>(0)
-    private let enqueued = Atomic<Int>(0)
-    private let waiters = Mutex<[(Int, CheckedContinuation<Void, Never>)]>([])
 
-    let headPath: String?
+    let headFile: AuditHeadFile?
 
     public init(storage: Storage, logger: Logger, enabled: Bool = true, headPath: String? = nil) {
         self.storage = storage
         self.logger = logger
         self.enabled = enabled
-        self.headPath = headPath
+        self.headFile = headPath.map(AuditHeadFile.init(path:))
     }
 
     /// The last entry written so far.
@@ -173,49 +198,18 @@ public final class AuditLog: Service, Sendable {
 
     public func record(_ event: AuditEvent) {
         guard enabled else { return }
-        queue.withLock { q in
-            q.append(event)
-            enqueued.add(1, ordering: .relaxed)
-        }
-    }
-
-    /// Queues the event and returns once it is committed (a group commit: every entry waiting at
-    /// that moment is written by the same statement). Used for the entry of an answered request,
-    /// so that it is as durable as the request's ledger row.
-    public func recordAndWait(_ event: AuditEvent) async {
-        guard enabled else { return }
-        let position = queue.withLock { q -> Int in
-            q.append(event)
-            return enqueued.add(1, ordering: .relaxed).newValue
-        }
-        await flush()  // writes it, unless a writer is busy (that writer takes it in its next batch)
-        if written.load(ordering: .relaxed) >= position { return }
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let done = waiters.withLock { w -> Bool in
-                if written.load(ordering: .relaxed) >= position { return true }
-                w.append((position, continuation))
-                return false
-            }
-            if done { continuation.resume() }
-        }
-    }
-
-    /// Wakes the waiters whose entries are written.
-    private func resumeWritten() {
-        let count = written.load(ordering: .relaxed)
-        let ready = waiters.withLock { w -> [CheckedContinuation<Void, Never>] in
-            let r = w.filter { $0.0 <= count }.map(\.1)
-            w.removeAll { $0.0 <= count }
-            return r
-        }
-        for c in ready { c.resume() }
+        queue.withLock { $0.append(event) }
     }
 
     public var writtenCount: Int { written.load(ordering: .relaxed) }
 
-    /// Writes everything queued (one writer at a time keeps the chain in order).
+    /// Writes everything queued so far (one writer at a time keeps the chain in order; a flush
+    /// waits for one already running, so that on return every entry queued before the call is
+    /// written — the ledger's group commit relies on it).
     public func flush() async {
-        guard writing.withLock({ w -> Bool in if w { return false }; w = true; return true }) else { return }
+        while !writing.withLock({ w -> Bool in if w { return false }; w = true; return true }) {
+            try? await Task.sleep(for: .milliseconds(1))
+        }
         defer { writing.withLock { $0 = false } }
         while true {
             let events = queue.withLock { q -> [AuditEvent] in
@@ -242,10 +236,9 @@ public final class AuditLog: Service, Sendable {
                 try await storage.appendAudit(records)
                 chain.withLock { $0 = (seq, prev) }
                 written.add(records.count, ordering: .relaxed)
-                resumeWritten()
-                if let headPath {
-                    do { try AuditHead(seq: seq, hash: prev).write(path: headPath) } catch {
-                        logger.error("cannot write the audit head file", metadata: ["path": "\(headPath)", "error": "\(error)"])
+                if let headFile {
+                    do { try headFile.write(AuditHead(seq: seq, hash: prev)) } catch {
+                        logger.error("cannot write the audit head file", metadata: ["path": "\(headFile.path)", "error": "\(error)"])
                     }
                 }
             } catch {
