@@ -28,6 +28,8 @@ public struct CircuitBreaker: Sendable, Equatable {
     }
 
     /// Whether a request may be sent now (does not change the state).
+    public var isClosed: Bool { if case .closed = state { return true }; return false }
+
     public func admits(nowMs: Int64) -> Bool {
         switch state {
         case .closed: return true

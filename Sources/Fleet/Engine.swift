@@ -171,6 +171,13 @@ public final class Engine: Sendable {
             // llama.cpp ignores stream_options (it never sends usage in a stream); we count instead.
             body.remove("stream_options")
             if request.endpoint == .embeddings { body.remove("encoding_format") }
+            // llama-cpp-python knows only max_tokens: the newer OpenAI name would be ignored and
+            // the engine would generate up to its context (issue 11).
+            if let newer = body["max_completion_tokens"], !newer.isNull, let n = newer.intValue {
+                let legacy = body["max_tokens"]?.intValue
+                body.set("max_tokens", .int(min(n, legacy ?? n)))
+                body.remove("max_completion_tokens")
+            }
         }
     }
 
@@ -279,11 +286,23 @@ public final class Engine: Sendable {
     }
 
     /// The first meaningful line of an engine message, without file paths or tracebacks.
+    /// With a traceback, its last exception line ("ValueError: …") is the useful part; otherwise
+    /// the meaningful lines, joined. Source lines and file paths are dropped.
     static func firstLine(of text: String) -> String {
-        let lines = text.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }
-        let line = lines.first { !$0.isEmpty && !$0.hasPrefix("Traceback") && !$0.hasPrefix("File ") } ?? "no detail"
-        let clean = line.contains("/") && line.contains(".py") ? "internal engine error" : line
-        return String(clean.prefix(200))
+        let lines = text.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        let isException = { (l: String) -> Bool in
+            guard let colon = l.firstIndex(of: ":") else { return false }
+            let name = l[..<colon]
+            return !name.isEmpty && !name.contains(" ") && (name.hasSuffix("Error") || name.hasSuffix("Exception"))
+        }
+        let meaningful: [String]
+        if let exception = lines.last(where: isException) {
+            meaningful = [exception]
+        } else {
+            meaningful = lines.filter { !$0.hasPrefix("Traceback") && !$0.hasPrefix("File ") && !($0.contains("/") && $0.contains(".py")) && !$0.hasPrefix("^") }
+        }
+        let joined = meaningful.joined(separator: " ")
+        return joined.isEmpty ? "no detail" : String(joined.prefix(500))
     }
 
     // MARK: Usage

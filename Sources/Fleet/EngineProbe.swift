@@ -59,7 +59,7 @@ extension Engine {
     }
 
     /// Health check by kind: vLLM `/health` + `/metrics`; Ollama `/api/ps` (+ `/api/tags`);
-    /// the others `/v1/models`.
+    /// llama.cpp `/openapi.json` (or `/health`), which take no model lock; the others `/v1/models`.
     public func probe(timeoutMs: Int = 2000) async -> ProbeResult {
         var result = ProbeResult(ok: false, detail: "")
         switch config.kind {
@@ -81,7 +81,16 @@ extension Engine {
                 let t = try? JSONValue.parse(tags.body)
                 result.available = (t?["models"]?.arrayValue ?? []).compactMap { $0["name"]?.stringValue ?? $0["model"]?.stringValue }
             }
-        case .openai, .llamacpp, .sim:
+        case .llamacpp:
+            // llama-cpp-python takes its model lock for /v1/models (a probe there waits behind a
+            // generation, or cuts it with the engine's default interrupt_requests); FastAPI's own
+            // /openapi.json takes no lock. llama.cpp's native server has /health.
+            guard var answer = await get("/openapi.json", timeoutMs: timeoutMs) else { return ProbeResult(ok: false, detail: "unreachable") }
+            if answer.status == 404, let health = await get("/health", timeoutMs: timeoutMs) { answer = health }
+            guard answer.status == 200 else { return ProbeResult(ok: false, detail: "health check answered \(answer.status)") }
+            result.ok = true
+            if config.discoverModels { result.available = await openAIModels(timeoutMs: timeoutMs) }
+        case .openai, .sim:
             guard let models = await get("/v1/models", timeoutMs: timeoutMs) else { return ProbeResult(ok: false, detail: "unreachable") }
             guard models.status == 200 else { return ProbeResult(ok: false, detail: "/v1/models answered \(models.status)") }
             result.ok = true

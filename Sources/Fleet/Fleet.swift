@@ -270,10 +270,20 @@ public final class Fleet: Sendable {
 
     func probeBackend(_ i: Int) async {
         let engine = engines[i]
-        let result = await engine.probe(timeoutMs: min(2000, max(200, engine.config.probeIntervalMs)))
+        // Requests in flight tell more than a probe can (their outcomes feed the breaker); an
+        // engine that serves one request at a time (llama.cpp) is not probed meanwhile at all.
+        if engine.config.kind == .llamacpp && state.withLock({ $0.backends[i].inFlight > 0 && $0.backends[i].breaker.isClosed }) { return }
+        let result = await engine.probe(timeoutMs: 2000)  // probes run one after another: a short interval needs no short timeout
         let now = Activity.nowMs()
         let revived = state.withLock { s -> Bool in
             var b = s.backends[i]
+            // A probe that fails while the backend is busy answering us is not a failure: a loaded
+            // engine answers probes late; a broken one fails the requests themselves.
+            if !result.ok && b.inFlight > 0 && b.breaker.isClosed {
+                b.noteError("health probe while busy (ignored): \(result.detail)")
+                s.backends[i] = b
+                return false
+            }
             b.lastProbeOK = result.ok
             b.lastProbeAt = Date()
             var revived = false

@@ -159,8 +159,12 @@ struct Settler: Sendable {
         let promptText = inference.promptTexts.joined(separator: "\n")
         var account = TokenAccount.resolve(engineUsage: engineUsage, promptText: promptText, outputText: output,
                                            reasoningContent: reasoning.isEmpty ? nil : reasoning)
+        // The client's cap is an upper bound on what it pays (admission reserved exactly that),
+        // whatever an engine that ignores it produced.
+        let cap = inference.maxTokens ?? Int.max
         account = TokenAccount(inputTokens: account.inputTokens, systemPromptTokens: Billing.systemShare(inference, promptTokens: account.inputTokens),
-                               outputTokens: account.outputTokens, reasoningTokens: account.reasoningTokens, estimated: account.estimated)
+                               outputTokens: min(account.outputTokens, cap), reasoningTokens: min(account.reasoningTokens, cap),
+                               estimated: account.estimated)
         let (cost, energy, crossed) = await platform.billing.settle(admission, account: account, model: entry)
         record.promptTokens = account.inputTokens
         record.completionTokens = account.outputTokens
