@@ -31,6 +31,9 @@ public enum UpstreamResponse: Sendable {
     /// A complete answer (2xx), with its usage when known.
     case complete(JSONValue, Usage)
     case stream(EngineStream)
+    /// The caller was cancelled (its client went away) while a non-streamed answer was being
+    /// generated; the engine was stopped. What it had produced, estimated.
+    case abandoned(Usage)
 }
 
 /// A relayed engine stream. Cancelling it, or dropping it, closes the engine connection so the
@@ -112,6 +115,9 @@ public final class Engine: Sendable {
     /// fleet uses it to release the backend and to learn whether the stream broke).
     public func send(_ request: UpstreamRequest, onStreamEnd: (@Sendable (StreamEnd) -> Void)? = nil) async throws(EngineError) -> UpstreamResponse {
         if config.kind == .ollama { return try await sendOllama(request, onStreamEnd: onStreamEnd) }
+        if config.kind == .llamacpp && !request.stream && StreamCollector.canCollect(request.body, endpoint: request.endpoint) {
+            return try await sendCollected(request)
+        }
         var body = request.body
         prepare(&body, request)
         let httpResponse = try await postChecked(request.endpoint.path, body: body.serialized(), request: request, streaming: request.stream)
@@ -123,6 +129,33 @@ public final class Engine: Sendable {
         let usage = try await completeUsage(json, request: request)
         json.set("usage", usage.json)
         return .complete(json, usage)
+    }
+
+    /// A non-streamed request answered through a stream (see ``StreamCollector``). Cancelling the
+    /// calling task closes the engine connection, which stops llama.cpp at its next token.
+    func sendCollected(_ request: UpstreamRequest) async throws(EngineError) -> UpstreamResponse {
+        var streamed = request
+        streamed.stream = true
+        streamed.body.set("stream", true)
+        var body = streamed.body
+        prepare(&body, streamed)
+        let httpResponse = try await postChecked(request.endpoint.path, body: body.serialized(), request: streamed, streaming: true)
+        let events = relay(httpResponse, request: streamed, format: .sse, onEnd: nil)
+        var collector = StreamCollector(endpoint: request.endpoint)
+        do {
+            for try await event in events { collector.add(event) }
+        } catch let error as EngineError {
+            throw error
+        } catch {
+            if !Task.isCancelled { throw .streamCut(backend: name, detail: describe(error)) }
+        }
+        if Task.isCancelled {
+            events.cancel()
+            let prompt = InferenceRequest.promptTexts(of: request.body, endpoint: request.endpoint).joined(separator: "\n")
+            return .abandoned(collector.abandonedUsage(prompt: prompt))
+        }
+        let usage = collector.usage ?? Usage(promptTokens: 0, completionTokens: collector.textChunks, estimated: true)
+        return .complete(collector.answer(usage: usage), usage)
     }
 
     /// POSTs and turns an error status into the error the client should see.

@@ -186,6 +186,8 @@ public final class Fleet: Sendable {
             switch response {
             case .complete:
                 finish(index, failure: nil)
+            case .abandoned:
+                finish(index, failure: nil, neutral: true)
             case .stream(let events):
                 // "First byte" is the first token: a stream that breaks before it reached
                 // nobody, so it is retried elsewhere (the relay already released the slot).

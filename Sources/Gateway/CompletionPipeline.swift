@@ -64,7 +64,15 @@ struct CompletionPipeline: Sendable {
             // 5–6. Route and forward.
             let engine: Engine, upstream: UpstreamResponse
             do {
-                (engine, upstream) = try await forward(inference, entry: entry, tier: principal.tier)
+                if inference.stream {
+                    (engine, upstream) = try await forward(inference, entry: entry, tier: principal.tier)
+                } else {
+                    // A client that goes away stops the engine's work for it (a stream notices
+                    // through its writes; a non-streamed answer through the connection guard).
+                    (engine, upstream) = try await Self.untilHangUp(platform.hangUps.hook(for: context.channel)) { [self] in
+                        try await forward(inference, entry: entry, tier: principal.tier)
+                    }
+                }
             } catch {
                 platform.billing.release(admission)
                 throw error
@@ -91,6 +99,17 @@ struct CompletionPipeline: Sendable {
                 await recorder.finish(record, durable: platform.config.durableLedger)
                 headers[.xBackend] = backend.header
                 return jsonResponse(json, headers: headers)
+            case .abandoned(let produced):
+                // The client went away; the engine was stopped. Bill what it had produced, marked.
+                _ = await settler.settle(&record, engineUsage: produced, output: "", reasoning: "")
+                record.estimated = 1
+                record.status = 499
+                record.outcome = "client_closed"
+                record.errorCode = "client_closed_request"
+                record.latencyMs = Self.ms(since: started)
+                await recorder.finish(record, durable: false)
+                return errorResponse(APIError(status: 499, message: "The client closed the connection before the answer was complete.",
+                                              type: "invalid_request_error", code: "client_closed_request"))
             case .stream(let events):
                 let relay = StreamResponder(requestID: context.requestID, model: entry.id, endpoint: endpoint, backend: backend,
                                             includeUsage: inference.includeUsage, started: started, record: record,
@@ -108,6 +127,11 @@ struct CompletionPipeline: Sendable {
                 apiError = e.apiError
                 record.outcome = e.outcome
                 if case .rejected(let b, _) = e, b != "-" { record.backend = b }
+            case is CancellationError:
+                // The client went away before an engine answered (queued, or connecting).
+                apiError = APIError(status: 499, message: "The client closed the connection before the answer was complete.",
+                                    type: "invalid_request_error", code: "client_closed_request")
+                record.outcome = "client_closed"
             default:
                 throw error
             }
@@ -187,6 +211,15 @@ struct CompletionPipeline: Sendable {
 
     func forward(_ inference: InferenceRequest, entry: CatalogEntry, tier: String) async throws(EngineError) -> (Engine, UpstreamResponse) {
         try await platform.fleet.send(model: entry.id, endpoint: inference.endpoint, body: inference.body, stream: inference.stream, tier: tier)
+    }
+
+    /// Runs `body` in a task that the connection's hang-up hook cancels.
+    static func untilHangUp<T: Sendable>(_ hook: HangUpHook?, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+        guard let hook else { return try await body() }
+        let task = Task { try await body() }
+        hook.set { task.cancel() }
+        defer { hook.clear() }
+        return try await withTaskCancellationHandler { try await task.value } onCancel: { task.cancel() }
     }
 
     /// While a key is in its rotation grace period, every response says when it stops and names its successor.

@@ -48,6 +48,49 @@ final class ConnectionCounter: Sendable {
     func count(_ address: String) -> Int { open.withLock { $0[address, default: 0] } }
 }
 
+/// What to do when the client of a connection goes away while its request is being answered:
+/// the request's handler sets an action (cancel its engine call), the connection guard fires it.
+final class HangUpHook: Sendable {
+    private let state = Mutex<(fired: Bool, action: (@Sendable () -> Void)?)>((false, nil))
+
+    /// Sets the action; runs it at once when the client is already gone.
+    func set(_ action: @escaping @Sendable () -> Void) {
+        let fired = state.withLock { s -> Bool in
+            if !s.fired { s.action = action }
+            return s.fired
+        }
+        if fired { action() }
+    }
+
+    func clear() { state.withLock { $0.action = nil } }
+
+    func fire() {
+        let action = state.withLock { s -> (@Sendable () -> Void)? in
+            s.fired = true
+            defer { s.action = nil }
+            return s.action
+        }
+        action?()
+    }
+}
+
+/// The hang-up hooks of the open connections, by channel.
+public final class HangUpRegistry: Sendable {
+    private let hooks = Mutex<[ObjectIdentifier: HangUpHook]>([:])
+
+    public init() {}
+
+    func open(_ channel: any Channel) -> HangUpHook {
+        let hook = HangUpHook()
+        hooks.withLock { $0[ObjectIdentifier(channel)] = hook }
+        return hook
+    }
+
+    func close(_ channel: any Channel) { _ = hooks.withLock { $0.removeValue(forKey: ObjectIdentifier(channel)) } }
+
+    func hook(for channel: any Channel) -> HangUpHook? { hooks.withLock { $0[ObjectIdentifier(channel)] } }
+}
+
 /// One per connection, between the HTTP codec and Hummingbird's request handling. It enforces
 /// `ConnectionLimits`: slow or silent clients are closed, and an answer given before the request
 /// body has arrived never leaves a half-closed socket behind — the rest of the body is read and
@@ -68,6 +111,8 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
 
     let limits: ConnectionLimits
     let counter: ConnectionCounter
+    let hangUps: HangUpRegistry
+    private var hangUp: HangUpHook?
     private var phase = Phase.awaitingHead(first: true)
     private var address: String?
     private var started = false
@@ -77,9 +122,10 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
     /// The response ended before the request body did (an early answer).
     private var answeredEarly = false
 
-    init(limits: ConnectionLimits, counter: ConnectionCounter) {
+    init(limits: ConnectionLimits, counter: ConnectionCounter, hangUps: HangUpRegistry) {
         self.limits = limits
         self.counter = counter
+        self.hangUps = hangUps
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -100,6 +146,7 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
             return
         }
         address = ip
+        hangUp = hangUps.open(context.channel)
         arm(context, in: limits.headerTimeoutMs)
     }
 
@@ -108,6 +155,11 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
         timer = nil
         if let address { counter.release(address) }
         address = nil
+        if hangUp != nil {
+            hangUp?.fire()
+            hangUps.close(context.channel)
+            hangUp = nil
+        }
         context.fireChannelInactive()
     }
 
@@ -150,9 +202,18 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if case .lingering = phase, let e = event as? ChannelEvent, e == .inputClosed {
-            context.close(promise: nil)
-            return
+        if let e = event as? ChannelEvent, e == .inputClosed {
+            switch phase {
+            case .lingering:
+                context.close(promise: nil)
+                return
+            case .processing:
+                // An HTTP/1.1 client that closes while waiting for its answer has gone away: stop
+                // the work done for it (the engine call), whatever the answer would have been.
+                hangUp?.fire()
+            default:
+                break
+            }
         }
         context.fireUserInboundEventTriggered(event)
     }

@@ -8,6 +8,8 @@ public struct GatewayContext: RequestContext {
     public var coreContext: CoreRequestContextStorage
     public var requestID: String = ""
     public let remoteAddress: SocketAddress?
+    /// The connection (its hang-up hook cancels a request whose client went away).
+    public let channel: any Channel
     public var principal: Principal?
     /// Body limit, set by the application from the configuration.
     public var maxBodyBytes: Int = 20 << 20
@@ -15,6 +17,7 @@ public struct GatewayContext: RequestContext {
     public init(source: ApplicationRequestContextSource) {
         self.coreContext = .init(source: source)
         self.remoteAddress = source.channel.remoteAddress
+        self.channel = source.channel
     }
 
     public var maxUploadSize: Int { maxBodyBytes }

@@ -22,7 +22,7 @@ public enum GatewayServer {
         let counter = ConnectionCounter()
         let app = Application(
             router: buildRouter(platform),
-            server: .http1(configuration: .init(additionalChannelHandlers: [ConnectionGuard(limits: config.connections, counter: counter)])),
+            server: .http1(configuration: .init(additionalChannelHandlers: [ConnectionGuard(limits: config.connections, counter: counter, hangUps: platform.hangUps)])),
             configuration: .init(address: .hostname(config.host, port: config.port), serverName: "llmaas"),
             services: [EngineSupervisor(engines: platform.managedEngines), FleetHealth(platform: platform), Maintenance(platform: platform), CatalogReloader(platform: platform),
                        noticeService(platform), platform.requestLog, platform.audit],

@@ -56,6 +56,8 @@ public final class Platform: Sendable {
     public let shield: PromptShield
     public let billing: Billing
     public let shieldCounters = ShieldCounters()
+    /// Per connection: what to cancel when its client goes away (set by the connection guard).
+    public let hangUps = HangUpRegistry()
     /// Milliseconds since the epoch; injected so tests can move through time.
     public let now: @Sendable () -> Int64
 

@@ -58,7 +58,8 @@ backends:
             assert time.monotonic() < deadline, admin.get("/backends").text
             time.sleep(0.1)
         client = openai.OpenAI(base_url=f"http://127.0.0.1:{p_gw}/v1", api_key=key, max_retries=0, timeout=300)
-        yield {"mode": mode, "url": f"http://127.0.0.1:{p_gw}", "client": client, "db": data / "llmaas.sqlite", "gw": gw}
+        yield {"mode": mode, "url": f"http://127.0.0.1:{p_gw}", "client": client, "db": data / "llmaas.sqlite", "gw": gw,
+               "log": data / f"engine-local-{mode}.log"}
     finally:
         gw.stop()
 
@@ -126,3 +127,29 @@ def test_max_completion_tokens_caps_generation_and_bill(engine_gw):
                                                  stream_options={"include_usage": True}))
     usage = [c.usage for c in chunks if c.usage]
     assert usage and usage[-1].completion_tokens <= 5, usage
+
+
+def test_client_hang_up_stops_a_non_streamed_generation(engine_gw):
+    """The SDK gives up after 1.5 s on a long non-streamed request: the gateway stops the engine
+    (llama-cpp-python logs the disconnect) and bills what was produced, marked estimated."""
+    impatient = engine_gw["client"].with_options(timeout=1.5, max_retries=0)
+    with pytest.raises(openai.APITimeoutError):
+        # End-of-turn tokens banned: the engine would generate all 2000 tokens (several seconds).
+        impatient.chat.completions.create(model=MODEL, messages=LONG, max_tokens=2000, temperature=0,
+                                          logit_bias={"0": -100, "1": -100, "2": -100})
+    deadline = time.monotonic() + 60
+    row = None
+    while time.monotonic() < deadline and row is None:
+        with sqlite3.connect(engine_gw["db"]) as db:
+            row = db.execute("SELECT status, outcome, completion_tokens, estimated FROM requests WHERE outcome = 'client_closed' "
+                             "ORDER BY created_at DESC LIMIT 1").fetchone()
+        time.sleep(0.2)
+    assert row, "no ledger row for the abandoned request"
+    status, outcome, completion, estimated = row
+    assert status == 499 and estimated == 1
+    assert 0 < completion < 2000, completion
+    # The engine is free again: the next request is answered in full.
+    reply = engine_gw["client"].chat.completions.create(model=MODEL, messages=LONG, max_tokens=8, temperature=0)
+    assert reply.choices[0].finish_reason in ("stop", "length")
+    log = engine_gw["log"].read_text(errors="replace")
+    assert "Disconnected from client" in log or "disconnected" in log

@@ -1,0 +1,68 @@
+import Foundation
+import OpenAIWire
+
+/// Builds one complete OpenAI answer from a relayed stream. llama.cpp answers non-streamed chat
+/// and completions requests through a stream the gateway reads (issue 11): llama-cpp-python
+/// notices a closed connection only while streaming, so this is what lets a client that went
+/// away stop the generation, and lets the gateway know what was produced until then.
+struct StreamCollector {
+    let endpoint: Endpoint
+    var first: JSONValue?
+    var text = ""
+    var reasoning = ""
+    var finishReason: JSONValue = .null
+    var usage: Usage?
+    var textChunks = 0
+
+    init(endpoint: Endpoint) { self.endpoint = endpoint }
+
+    /// Whether a non-streamed request can be answered this way: the answer of a stream carries no
+    /// per-token log probabilities, several choices or tool-call fragments to reassemble.
+    static func canCollect(_ body: JSONValue, endpoint: Endpoint) -> Bool {
+        guard endpoint == .chat || endpoint == .completions else { return false }
+        if let lp = body["logprobs"], !lp.isNull, lp.boolValue != false { return false }
+        if let n = body["n"]?.intValue, n > 1 { return false }
+        if let tools = body["tools"]?.arrayValue, !tools.isEmpty { return false }
+        if let echo = body["echo"]?.boolValue, echo { return false }
+        return true
+    }
+
+    mutating func add(_ event: StreamEvent) {
+        switch event {
+        case .usage(let u):
+            usage = u
+        case .chunk(let chunk):
+            if first == nil { first = chunk }
+            guard let choice = chunk["choices"]?.arrayValue?.first else { return }
+            let piece = endpoint == .chat ? choice["delta"]?["content"]?.stringValue : choice["text"]?.stringValue
+            if let piece, !piece.isEmpty { text += piece; textChunks += 1 }
+            if let r = choice["delta"]?["reasoning_content"]?.stringValue { reasoning += r }
+            if let f = choice["finish_reason"], !f.isNull { finishReason = f }
+        }
+    }
+
+    /// The answer as the engine would have sent it without streaming.
+    func answer(usage: Usage) -> JSONValue {
+        let id = first?["id"] ?? .string(Engine.newID())
+        let created = first?["created"] ?? .int(Int(Date().timeIntervalSince1970))
+        let model = first?["model"] ?? .null
+        let choice: JSONValue
+        switch endpoint {
+        case .chat:
+            var message: [(String, JSONValue)] = [("role", "assistant"), ("content", .string(text))]
+            if !reasoning.isEmpty { message.append(("reasoning_content", .string(reasoning))) }
+            choice = .object([("index", 0), ("message", .object(message)), ("logprobs", .null), ("finish_reason", finishReason)])
+        default:
+            choice = .object([("index", 0), ("text", .string(text)), ("logprobs", .null), ("finish_reason", finishReason)])
+        }
+        return .object([("id", id), ("object", .string(endpoint.objectName)), ("created", created), ("model", model),
+                        ("choices", .array([choice])), ("usage", usage.json)])
+    }
+
+    /// What was produced when the client went away: estimated (at least one token per chunk
+    /// that carried text) and marked so.
+    func abandonedUsage(prompt: String) -> Usage {
+        Usage(promptTokens: Usage.estimateTokens(prompt), completionTokens: max(textChunks, Usage.estimateTokens(text + reasoning)),
+              reasoningTokens: reasoning.isEmpty ? 0 : Usage.estimateTokens(reasoning), estimated: true)
+    }
+}
