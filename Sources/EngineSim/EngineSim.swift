@@ -280,9 +280,11 @@ public final class EngineSim: Sendable {
 
         if endpoint == .embeddings {
             try await sleep(config.ttftMs)
+            // Token ids (OpenAI API) are simulated as words, one per id.
+            let tokenInputs = native ? nil : InferenceRequest.tokenInputs(json["input"] ?? .null)
             let inputs = native
                 ? (json["input"]?.stringValue.map { [$0] } ?? (json["input"]?.arrayValue ?? []).compactMap(\.stringValue))
-                : InferenceRequest.promptTexts(of: json, endpoint: .embeddings)
+                : tokenInputs?.map { $0.map { "t\($0)" }.joined(separator: " ") } ?? InferenceRequest.promptTexts(of: json, endpoint: .embeddings)
             let vectors: [JSONValue] = inputs.map { text in
                 var g = SimText(seed: config.seed, prompt: text)
                 return .array((0..<config.embeddingDimensions).map { _ in .double(Double(Int(g.next() % 2001) - 1000) / 1000) })

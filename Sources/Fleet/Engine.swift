@@ -114,6 +114,15 @@ public final class Engine: Sendable {
     /// Sends one request. For a stream, `onStreamEnd` is called once when the relay ends (the
     /// fleet uses it to release the backend and to learn whether the stream broke).
     public func send(_ request: UpstreamRequest, onStreamEnd: (@Sendable (StreamEnd) -> Void)? = nil) async throws(EngineError) -> UpstreamResponse {
+        if request.endpoint == .embeddings, let d = request.body["dimensions"], !d.isNull, ![.openai, .vllm].contains(config.kind) {
+            // llama.cpp and Ollama would silently return full-size vectors; only the engine knows
+            // whether a model was trained for shorter ones (vLLM and OpenAI answer for themselves).
+            throw .rejected(backend: name, error: .invalidRequest("This model cannot shorten its embeddings: remove 'dimensions' (its vectors have a fixed size).",
+                                                                 param: "dimensions", code: "invalid_value"))
+        }
+        if request.endpoint == .embeddings, let ids = InferenceRequest.tokenInputs(request.body["input"] ?? .null) {
+            return try await sendTokenEmbeddings(request, ids: ids)
+        }
         if config.kind == .ollama { return try await sendOllama(request, onStreamEnd: onStreamEnd) }
         if config.kind == .llamacpp && !request.stream && StreamCollector.canCollect(request.body, endpoint: request.endpoint) {
             return try await sendCollected(request)
@@ -129,6 +138,44 @@ public final class Engine: Sendable {
         let usage = try await completeUsage(json, request: request)
         json.set("usage", usage.json)
         return .complete(json, usage)
+    }
+
+    /// Embeddings of token ids. vLLM, OpenAI-compatible engines and EngineSim take them as they
+    /// are; llama.cpp gets the text its own tokenizer makes of them (`/extras/detokenize`); Ollama
+    /// cannot take them. The ids are the engine model's own. The usage counts the ids sent.
+    func sendTokenEmbeddings(_ request: UpstreamRequest, ids: [[Int]]) async throws(EngineError) -> UpstreamResponse {
+        var request = request
+        switch config.kind {
+        case .ollama:
+            throw .rejected(backend: name, error: .invalidRequest("The engine serving this model (Ollama) does not accept token ids as embeddings input; send text instead.",
+                                                                 param: "input", code: "invalid_value"))
+        case .llamacpp:
+            var texts: [JSONValue] = []
+            for one in ids { texts.append(.string(try await detokenize(one))) }
+            request.body.set("input", .array(texts))
+        case .openai, .vllm, .sim:
+            break
+        }
+        var body = request.body
+        prepare(&body, request)
+        let httpResponse = try await postChecked(request.endpoint.path, body: body.serialized(), request: request, streaming: false)
+        var json = poolEmbeddings(try await readJSON(httpResponse), base64: wantsBase64(request.body))
+        let count = ids.reduce(0) { $0 + $1.count }
+        let usage = Usage(promptTokens: count, completionTokens: 0)
+        json.set("usage", usage.json)
+        return .complete(json, usage)
+    }
+
+    /// `POST /extras/detokenize` (llama-cpp-python): the text of token ids in the model's vocabulary.
+    func detokenize(_ ids: [Int]) async throws(EngineError) -> String {
+        let body = JSONValue.object([("tokens", .array(ids.map { .int($0) }))]).serialized()
+        let response = try await post("/extras/detokenize", body: body, timeoutMs: config.timeouts.firstByteMs, streaming: false)
+        let bytes = await collect(response, limit: 1 << 22)
+        guard response.status.code == 200, let text = (try? JSONValue.parse(bytes))?["text"]?.stringValue else {
+            throw .rejected(backend: name, error: .invalidRequest("The engine could not read these token ids (they must be ids of the model's own vocabulary).",
+                                                                 param: "input", code: "invalid_value"))
+        }
+        return text
     }
 
     /// A non-streamed request answered through a stream (see ``StreamCollector``). Cancelling the

@@ -103,8 +103,9 @@ public struct InferenceRequest: Sendable {
             maxTokens = try Self.optionalCount(body, "max_tokens")
         case .embeddings:
             guard let input = body["input"], !input.isNull else { throw APIError.missingParameter("input") }
-            if let parts = input.arrayValue, parts.count > limits.maxEmbeddingInputs {
-                throw APIError.invalidRequest("Too many inputs: \(parts.count); at most \(limits.maxEmbeddingInputs) are allowed in one embeddings request (limit max_embedding_inputs). Split them over several requests.",
+            let inputCount = Self.tokenInputs(input)?.count ?? input.arrayValue?.count ?? 1
+            if inputCount > limits.maxEmbeddingInputs {
+                throw APIError.invalidRequest("Too many inputs: \(inputCount); at most \(limits.maxEmbeddingInputs) are allowed in one embeddings request (limit max_embedding_inputs). Split them over several requests.",
                                               param: "input", code: "too_many_inputs")
             }
             switch input {
@@ -112,8 +113,12 @@ public struct InferenceRequest: Sendable {
             case .array(let parts) where !parts.isEmpty && parts.allSatisfy({ $0.stringValue != nil }): break
             case .array(let parts) where parts.isEmpty:
                 throw APIError.invalidValue("input", "it must contain at least one string.")
-
-            default: throw APIError.invalidType("input", expected: "a string or an array of strings", got: input)
+            case .array where Self.tokenInputs(input) != nil:
+                // Token ids (what OpenAI clients such as LangChain send): one input, or several.
+                if Self.tokenInputs(input)?.contains(where: \.isEmpty) == true {
+                    throw APIError.invalidValue("input", "an array of token ids must not be empty.")
+                }
+            default: throw APIError.invalidType("input", expected: "a string, an array of strings, an array of token ids or an array of such arrays", got: input)
             }
             if Self.texts(of: input).contains(where: \.isEmpty) {
                 throw APIError.invalidValue("input", "an input must not be an empty string.")
@@ -246,6 +251,20 @@ public struct InferenceRequest: Sendable {
         case .embeddings:
             return texts(of: body["input"] ?? .null)
         }
+    }
+
+    /// The inputs of an embeddings request given as token ids (`[1, 2]` is one input, `[[1, 2], [3]]`
+    /// two); nil when the input is text. Ids are non-negative integers.
+    public static func tokenInputs(_ input: JSONValue) -> [[Int]]? {
+        guard let parts = input.arrayValue, !parts.isEmpty else { return nil }
+        func ids(_ v: JSONValue) -> [Int]? {
+            guard let items = v.arrayValue else { return nil }
+            let out = items.compactMap(\.intValue)
+            return out.count == items.count && out.allSatisfy({ $0 >= 0 }) ? out : nil
+        }
+        if let one = ids(input) { return [one] }
+        let many = parts.compactMap(ids)
+        return many.count == parts.count ? many : nil
     }
 
     static func texts(of content: JSONValue) -> [String] {

@@ -77,3 +77,20 @@ import Testing
         #expect(Usage.estimateTokens("") == 0)
     }
 }
+
+@Suite struct TokenInputTests {
+    @Test func embeddingsTakeTokenIds() throws {
+        #expect(InferenceRequest.tokenInputs(try JSONValue.parse("[1, 2, 3]")) == [[1, 2, 3]])
+        #expect(InferenceRequest.tokenInputs(try JSONValue.parse("[[1, 2], [3]]")) == [[1, 2], [3]])
+        #expect(InferenceRequest.tokenInputs(try JSONValue.parse(#"["a", "b"]"#)) == nil)
+        #expect(InferenceRequest.tokenInputs(try JSONValue.parse("[[1], 2]")) == nil)
+        #expect(InferenceRequest.tokenInputs(try JSONValue.parse("[-1]")) == nil)
+        let r = try InferenceRequest(endpoint: .embeddings, bytes: Array(#"{"model":"m","input":[[15339,1917]]}"#.utf8))
+        #expect(r.promptTexts.isEmpty)
+        var limits = RequestLimits()
+        limits.maxEmbeddingInputs = 1
+        // One input of many ids is one input.
+        #expect((try? InferenceRequest(endpoint: .embeddings, bytes: Array(#"{"model":"m","input":[1,2,3,4]}"#.utf8), limits: limits)) != nil)
+        #expect((try? InferenceRequest(endpoint: .embeddings, bytes: Array(#"{"model":"m","input":[[1],[2]]}"#.utf8), limits: limits)) == nil)
+    }
+}

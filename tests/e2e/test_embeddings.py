@@ -69,3 +69,31 @@ def test_embeddings_same_text_same_vector(client: openai.OpenAI):
         math.isclose(x, y, rel_tol=1e-4, abs_tol=1e-5)
         for x, y in zip(a.data[0].embedding, b.data[0].embedding)
     )
+
+
+def test_embeddings_of_token_ids(client: openai.OpenAI):
+    """Token ids, as LangChain's OpenAIEmbeddings sends them by default (issue 11): llama.cpp gets
+    the text its tokenizer makes of them; the usage counts the ids."""
+    many = client.embeddings.create(model=MODEL, input=[[15339, 1917], [40, 1093, 11, 649]], encoding_format="float")
+    assert [d.index for d in many.data] == [0, 1]
+    assert all(is_vector(d.embedding) for d in many.data)
+    assert many.usage.prompt_tokens == 6
+    one = client.embeddings.create(model=MODEL, input=[15339, 1917], encoding_format="float")
+    assert len(one.data) == 1 and one.usage.prompt_tokens == 2
+    # The same ids give the same vector as the text they stand for in the model's vocabulary.
+    again = client.embeddings.create(model=MODEL, input=[[15339, 1917]], encoding_format="float")
+    assert again.data[0].embedding == many.data[0].embedding
+
+
+def test_embeddings_bad_token_ids_and_dimensions_are_400(client: openai.OpenAI):
+    for bad in ([[]], [[1, -2]], [[1, "a"]]):
+        try:
+            client.embeddings.create(model=MODEL, input=bad)
+            raise AssertionError(f"{bad!r} was accepted")
+        except openai.BadRequestError as e:
+            assert e.body["param"] == "input", e.body
+    try:
+        client.embeddings.create(model=MODEL, input="hello", dimensions=8)
+        raise AssertionError("dimensions was accepted")
+    except openai.BadRequestError as e:
+        assert e.body["param"] == "dimensions", e.body
