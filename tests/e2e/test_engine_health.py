@@ -10,6 +10,7 @@ condition with a generous bound; nothing asserts on elapsed time.
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
 import threading
 import time
@@ -34,6 +35,9 @@ def engine_gw(request, llmaas_bin, tmp_path_factory):
     # The managed engine runs with --interrupt_requests false; "interrupt" puts the engine's own
     # default back (the last flag wins), as an operator who starts llama.cpp by hand has it.
     extra = '["--interrupt_requests", "true"]' if mode == "interrupt" else "[]"
+    # An engine that cuts a running request for a new one is sent one at a time (the operator's
+    # setting for llama.cpp started that way); the managed engine queues requests itself.
+    capacity = "    capacity: 1\n" if mode == "interrupt" else ""
     config = tmp / "gw.yaml"
     config.write_text(f"""listen: 127.0.0.1:{p_gw}
 data_dir: {data}
@@ -45,8 +49,7 @@ backends:
     url: "http://127.0.0.1:{p_engine}"
     models: {{ "{MODEL}": "smollm2" }}
     probe_interval_ms: 100
-    capacity: 1
-    managed: {{ model_file: "{MODEL_FILE}", python: "{ENGINE_PYTHON}", extra_args: {extra} }}
+{capacity}    managed: {{ model_file: "{MODEL_FILE}", python: "{ENGINE_PYTHON}", extra_args: {extra} }}
 """)
     gw, key, token = start_own_gateway(llmaas_bin, tmp, config, data, p_gw, [], f"gateway ({mode} engine)")
     try:
@@ -64,9 +67,16 @@ backends:
         gw.stop()
 
 
-def stream_to_the_end(client, max_tokens=120):
+_runs = itertools.count()
+
+
+def stream_to_the_end(client, max_tokens=60):
+    # Each prompt differs a little: the prompt shield blocks the 30th identical prompt of a key.
+    messages = [{"role": "user", "content": f"{LONG[0]['content']} (run {next(_runs)})"}]
     finishes, pieces = [], 0
-    for chunk in client.chat.completions.create(model=MODEL, messages=LONG, max_tokens=max_tokens, temperature=0, stream=True):
+    # End-of-turn tokens banned: every stream runs to max_tokens, long enough to meet probes.
+    for chunk in client.chat.completions.create(model=MODEL, messages=messages, max_tokens=max_tokens, temperature=0, stream=True,
+                                                logit_bias={"0": -100, "1": -100, "2": -100}):
         if chunk.choices:
             if chunk.choices[0].delta and chunk.choices[0].delta.content:
                 pieces += 1
@@ -77,22 +87,23 @@ def stream_to_the_end(client, max_tokens=120):
 
 def test_streams_in_a_row_are_never_cut_by_probes(engine_gw):
     # Probes run every 100 ms: before the fix, each of these streams met several of them.
-    for i in range(15):
+    for i in range(50):
         finishes, pieces = stream_to_the_end(engine_gw["client"])
         assert finishes and finishes[-1] in ("stop", "length"), f"stream {i} ({engine_gw['mode']}) was cut after {pieces} chunks"
         assert pieces > 10
 
 
 def test_ready_stays_up_during_long_and_concurrent_generations(engine_gw):
+    """8 concurrent 200-token generations, /ready polled throughout."""
     results, errors = [], []
 
     def one():
         try:
-            results.append(stream_to_the_end(engine_gw["client"], max_tokens=300))
+            results.append(stream_to_the_end(engine_gw["client"], max_tokens=200))
         except Exception as e:  # noqa: BLE001 — recorded and asserted below
             errors.append(repr(e))
 
-    threads = [threading.Thread(target=one) for _ in range(4)]
+    threads = [threading.Thread(target=one) for _ in range(8)]
     for t in threads:
         t.start()
     not_ready = 0

@@ -73,6 +73,22 @@ def test_ollama_is_spoken_as_openai(fleet):
     assert len(emb.data) == 2 and len(emb.data[0].embedding) == len(emb.data[1].embedding) > 0
 
 
+def test_max_completion_tokens_caps_every_engine_kind(fleet, client):
+    """max_completion_tokens (what LangChain sends) caps output on Ollama and vLLM kinds here, on
+    the sim kind through the session gateway (`client`), and on llama.cpp in test_engine_health
+    (issue 11). The EngineSims here would otherwise answer 400 tokens."""
+    c = sdk(fleet)
+    msgs = [{"role": "user", "content": "write a long story"}]
+    for model in ("qwen3:8b", "gemma3:4b"):
+        r = c.chat.completions.create(model=model, messages=msgs, max_completion_tokens=5)
+        assert r.usage.completion_tokens <= 5, (model, r.usage)
+        chunks = list(c.chat.completions.create(model=model, messages=msgs, max_completion_tokens=5, stream=True,
+                                                stream_options={"include_usage": True}))
+        assert chunks[-1].usage.completion_tokens <= 5, (model, chunks[-1].usage)
+    r = client.chat.completions.create(model="sim-chat", messages=msgs, max_completion_tokens=5)
+    assert r.usage.completion_tokens <= 5
+
+
 def test_backends_report_shows_state_and_load(fleet):
     r = httpx.get(fleet["url"] + "/admin/v1/backends", headers={"Authorization": f"Bearer {fleet['token']}"})
     assert r.status_code == 200, r.text
