@@ -267,7 +267,7 @@ public final class EngineSim: Sendable {
         case .hang:
             while channel.isActive && !isDown { try await Task.sleep(for: .milliseconds(50)) }
             return false
-        case .none, .cut:
+        case .none, .cut, .overrun:
             break
         }
 
@@ -303,7 +303,8 @@ public final class EngineSim: Sendable {
         }
 
         let promptTokens = SimText.countTokens(req.prompt)
-        let plan = TokenPlan(config: config, endpoint: endpoint, prompt: req.prompt, maxTokens: max(1, req.maxTokens ?? config.defaultTokens))
+        let cap = f == .overrun ? config.defaultTokens : (req.maxTokens ?? config.defaultTokens)
+        let plan = TokenPlan(config: config, endpoint: endpoint, prompt: req.prompt, maxTokens: max(1, cap))
         let (uncached, blocks) = scheduler.admitPrompt(req.prompt, promptTokens: promptTokens, maxTokens: plan.count)
         defer { scheduler.releaseBlocks(blocks) }
         let prefillMs = config.ttftMs + Int((Double(uncached) * config.prefillMsPerToken).rounded())

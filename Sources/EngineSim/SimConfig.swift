@@ -20,6 +20,8 @@ public struct SimConfig: Sendable {
         case hang
         /// Stream a few tokens, then close the connection without `[DONE]`.
         case cut
+        /// Ignore the request's max_tokens (an engine that does not honour the client's cap).
+        case overrun
     }
 
     /// Which engine the simulator imitates.

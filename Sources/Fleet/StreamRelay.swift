@@ -16,6 +16,8 @@ struct StreamSummary: Sendable {
     var sentFirst = false
     /// Chunks handed to the consumer.
     var relayed = 0
+    /// The engine went past the client's token cap and the gateway ended the stream there.
+    var capped = false
 }
 
 /// Last time bytes arrived from the engine, shared between the reader and its watchdog.
@@ -72,11 +74,15 @@ extension Engine {
                     throw EngineError.streamCut(backend: self.name, detail: format == .sse
                         ? "the connection closed before 'data: [DONE]'" : "the connection closed before the final message")
                 }
-                let usage: Usage
+                var usage: Usage
                 if let u = summary.engineUsage {
                     usage = u
                 } else {
                     usage = await self.countUsage(request: request, output: summary.output, reasoning: summary.reasoning)
+                }
+                if summary.capped {  // what was relayed: at most the cap (a chunk per token)
+                    usage.completionTokens = min(usage.completionTokens, summary.textChunks)
+                    usage.reasoningTokens = min(usage.reasoningTokens, usage.completionTokens)
                 }
                 continuation.yield(.usage(usage))
                 continuation.finish()
@@ -110,6 +116,16 @@ extension Engine {
                      reasoningTokens: summary.reasoning.isEmpty ? 0 : Usage.estimateTokens(summary.reasoning), estimated: true)
     }
 
+    /// The last chunk of a stream the gateway ended at the client's cap.
+    static func lengthFinish(like chunk: JSONValue, endpoint: Endpoint) -> JSONValue {
+        var last = chunk
+        let choice: JSONValue = endpoint == .chat
+            ? .object([("index", 0), ("delta", .object([])), ("logprobs", .null), ("finish_reason", "length")])
+            : .object([("index", 0), ("text", ""), ("logprobs", .null), ("finish_reason", "length")])
+        last.set("choices", .array([choice]))
+        return last
+    }
+
     /// Reads the body under a watchdog that fails the stream after `idle_ms` of silence.
     private func pump(_ response: HTTPClientResponse, request: UpstreamRequest, format: StreamFormat, progress: StreamProgress,
                       _ continuation: AsyncThrowingStream<StreamEvent, any Error>.Continuation) async throws -> StreamSummary {
@@ -140,14 +156,17 @@ extension Engine {
         switch format {
         case .sse:
             var parser = SSEParser()
+            let cap = request.body["max_completion_tokens"]?.intValue ?? request.body["max_tokens"]?.intValue
             for try await buffer in response.body {
                 activity.touch()
                 for data in parser.feed(buffer.readableBytesView) {
-                    try handle(data, request: request, summary: &summary, continuation)
+                    try handle(data, request: request, cap: cap, summary: &summary, continuation)
+                    // Leaving the body closes the engine connection: the engine stops generating.
+                    if summary.capped { return summary }
                 }
                 progress.summary.withLock { [summary] in $0 = summary }
             }
-            if let data = parser.finish() { try handle(data, request: request, summary: &summary, continuation) }
+            if let data = parser.finish() { try handle(data, request: request, cap: cap, summary: &summary, continuation) }
         case .ndjson:
             var lines = LineSplitter()
             let model = request.body["model"]?.stringValue ?? ""
@@ -192,7 +211,7 @@ extension Engine {
         }
     }
 
-    private func handle(_ data: [UInt8], request: UpstreamRequest, summary: inout StreamSummary,
+    private func handle(_ data: [UInt8], request: UpstreamRequest, cap: Int?, summary: inout StreamSummary,
                         _ continuation: AsyncThrowingStream<StreamEvent, any Error>.Continuation) throws {
         if data.elementsEqual("[DONE]".utf8) { summary.sawDone = true; return }
         guard var chunk = try? JSONValue.parse(data), case .object = chunk else {
@@ -207,16 +226,31 @@ extension Engine {
         }
         chunk.remove("usage")
         if let choice = chunk["choices"]?.arrayValue?.first {
+            let content: String, reasoning: String
             switch request.endpoint {
             case .chat:
-                let content = choice["delta"]?["content"]?.stringValue ?? ""
-                let reasoning = choice["delta"]?["reasoning_content"]?.stringValue ?? choice["delta"]?["reasoning"]?.stringValue ?? ""
+                content = choice["delta"]?["content"]?.stringValue ?? ""
+                reasoning = choice["delta"]?["reasoning_content"]?.stringValue ?? choice["delta"]?["reasoning"]?.stringValue ?? ""
+            case .completions:
+                content = choice["text"]?.stringValue ?? ""
+                reasoning = ""
+            case .embeddings:
+                content = ""
+                reasoning = ""
+            }
+            if !content.isEmpty || !reasoning.isEmpty {
+                // One text chunk per token: an engine that goes past the client's cap is stopped
+                // there, whatever it does (admission reserved exactly the cap).
+                if let cap, summary.textChunks >= cap {
+                    continuation.yield(.chunk(Self.lengthFinish(like: chunk, endpoint: request.endpoint)))
+                    summary.relayed += 1
+                    summary.sawDone = true
+                    summary.capped = true
+                    return
+                }
                 summary.output += content
                 summary.reasoning += reasoning
-                if !content.isEmpty || !reasoning.isEmpty { summary.textChunks += 1 }
-            case .completions:
-                if let text = choice["text"]?.stringValue, !text.isEmpty { summary.output += text; summary.textChunks += 1 }
-            case .embeddings: break
+                summary.textChunks += 1
             }
         }
         summary.relayed += 1

@@ -1,3 +1,4 @@
+import EngineSim
 import Logging
 import OpenAIWire
 import Testing
@@ -43,5 +44,44 @@ import Testing
         #expect(Engine.firstLine(of: traceback) == "ValueError: Requested tokens (9000) exceed context window of 8192")
         #expect(Engine.firstLine(of: "grammar parse failed:\nexpecting ')' at line 1") == "grammar parse failed: expecting ')' at line 1")
         #expect(!Engine.firstLine(of: "File \"/x/y.py\", line 3\nboom at /x/y.py").contains(".py"))
+    }
+}
+
+/// An engine that ignores the client's cap is stopped there by the gateway (issue 11).
+@Suite(.serialized) struct TokenCapTests {
+    @Test func streamPastTheCapIsEndedAtTheCap() async throws {
+        // EngineSim's "overrun" fault ignores max_tokens and would send 40 tokens.
+        let h = try await SimHarness.start(SimConfig(ttftMs: 1, itlMs: 1, defaultTokens: 40))
+        defer { h.task.cancel() }
+        let fleet = Fleet(configs: [h.backend()], http: testHTTP, logger: Logger(label: "t"))
+        let body = chatBody(stream: true, maxTokens: 5, extra: [("sim_fault", "overrun")])
+        let (_, response) = try await fleet.send(model: "chat-model", endpoint: .chat, body: body, stream: true)
+        guard case .stream(let events) = response else { Issue.record("not a stream"); return }
+        var text = 0
+        var finish: String?
+        var usage: Usage?
+        for try await e in events {
+            switch e {
+            case .chunk(let c):
+                let choice = c["choices"]?.arrayValue?.first
+                if let t = choice?["delta"]?["content"]?.stringValue, !t.isEmpty { text += 1 }
+                if let f = choice?["finish_reason"]?.stringValue { finish = f }
+            case .usage(let u): usage = u
+            }
+        }
+        #expect(text == 5)
+        #expect(finish == "length")
+        #expect((usage?.completionTokens ?? 0) <= 6)
+    }
+
+    @Test func honestEngineKeepsItsOwnEnding() async throws {
+        let h = try await SimHarness.start(SimConfig(ttftMs: 1, itlMs: 1, defaultTokens: 40))
+        defer { h.task.cancel() }
+        let fleet = Fleet(configs: [h.backend()], http: testHTTP, logger: Logger(label: "t"))
+        let (_, response) = try await fleet.send(model: "chat-model", endpoint: .chat, body: chatBody(stream: true, maxTokens: 5), stream: true)
+        guard case .stream(let events) = response else { Issue.record("not a stream"); return }
+        var usage: Usage?
+        for try await e in events { if case .usage(let u) = e { usage = u } }
+        #expect(usage?.completionTokens == 5 && usage?.estimated == false)  // the engine's own usage chunk still arrives
     }
 }

@@ -87,6 +87,15 @@ def test_max_completion_tokens_caps_every_engine_kind(fleet, client):
         assert chunks[-1].usage.completion_tokens <= 5, (model, chunks[-1].usage)
     r = client.chat.completions.create(model="sim-chat", messages=msgs, max_completion_tokens=5)
     assert r.usage.completion_tokens <= 5
+    # An engine that ignores the cap (EngineSim's "overrun" fault): the stream is ended at the
+    # cap, and neither answer bills more than the cap.
+    chunks = list(client.chat.completions.create(model="sim-chat", messages=msgs, max_completion_tokens=5, stream=True,
+                                                 stream_options={"include_usage": True}, extra_body={"sim_fault": "overrun"}))
+    texts = [ch for ch in chunks if ch.choices and ch.choices[0].delta.content]
+    assert len(texts) == 5 and chunks[-1].usage.completion_tokens <= 5
+    assert [ch.choices[0].finish_reason for ch in chunks if ch.choices and ch.choices[0].finish_reason] == ["length"]
+    r = client.chat.completions.create(model="sim-chat", messages=msgs, max_completion_tokens=5, extra_body={"sim_fault": "overrun"})
+    assert r.usage.completion_tokens <= 5
 
 
 def test_backends_report_shows_state_and_load(fleet):
