@@ -522,7 +522,11 @@ def start_own_gateway(llmaas_bin: Path, tmp: Path, config: Path, data: Path, por
     """Starts a gateway of a test module's own (its config, its data dir), waits until it is ready,
     and returns (process, first-start key, operator admin token). The caller stops the process."""
     gw = ManagedProcess("gateway", [str(llmaas_bin), "serve", "--config", str(config)], tmp, cli_env(data))
-    wait_http_ok(f"http://127.0.0.1:{port}/ready", time.monotonic() + 60, [gw, *others], what)
+    try:
+        wait_http_ok(f"http://127.0.0.1:{port}/ready", time.monotonic() + 60, [gw, *others], what)
+    except BaseException:
+        gw.stop()  # and the engine it manages: nothing outlives a failed start
+        raise
     key = None
     for _ in range(100):
         m = KEY_RE.search(gw.stdout_path.read_text())

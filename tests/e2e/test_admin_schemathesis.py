@@ -46,7 +46,11 @@ security: {{ auth_failures_per_minute: 100000 }}
 backends:
   - {{ name: sim-st, kind: sim, url: "http://127.0.0.1:{p_sim}", models: {{ "sim-chat": "sim-chat" }} }}
 """)
-    gw, _key, token = start_own_gateway(llmaas_bin, tmp, config, data, p_gw, [sim], "schemathesis gateway")
+    try:
+        gw, _key, token = start_own_gateway(llmaas_bin, tmp, config, data, p_gw, [sim], "schemathesis gateway")
+    except BaseException:
+        sim.stop()
+        raise
     try:
         yield {"url": f"http://127.0.0.1:{p_gw}", "token": token, "gw": gw, "bin": llmaas_bin, "config": config, "data": data, "tmp": tmp}
     finally:

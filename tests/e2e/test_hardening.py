@@ -65,7 +65,11 @@ def start_env(llmaas_bin, tmp, **kw):
     data = tmp / "data"
     config = tmp / "gw.yaml"
     write_config(config, p_gw, data, p_sim, **kw)
-    gw, key, token = start_own_gateway(llmaas_bin, tmp, config, data, p_gw, [sim], "hardening gateway")
+    try:
+        gw, key, token = start_own_gateway(llmaas_bin, tmp, config, data, p_gw, [sim], "hardening gateway")
+    except BaseException:
+        sim.stop()
+        raise
     return {"url": f"http://127.0.0.1:{p_gw}", "port": p_gw, "key": key, "token": token, "config": config, "data": data,
             "db": data / "llmaas.sqlite", "procs": [gw, sim], "gw": gw}
 
