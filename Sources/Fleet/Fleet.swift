@@ -36,17 +36,6 @@ public struct FleetOptions: Sendable, Equatable {
     }
 }
 
-/// The queue priority of a billing tier (SPEC S4): monthly billing first, then tier 4 … tier 1;
-/// lower is served first.
-public enum TierPriority {
-    public static func rank(_ tier: String?) -> Int {
-        guard let t = tier?.lowercased() else { return 9 }
-        if t == "monthly" || t.hasPrefix("monthly") { return 0 }
-        if t.hasPrefix("tier-"), let n = Int(t.dropFirst(5)), (1...8).contains(n) { return 9 - n }  // tier-4 → 5 … tier-1 → 8
-        return 9
-    }
-}
-
 /// The engines behind the gateway: picks a backend for each request (DESIGN §5), counts what it
 /// sent to each, tracks their health, fails over before the first byte and queues by tier when
 /// every eligible backend is full.
@@ -68,10 +57,20 @@ public final class Fleet: Sendable {
         return HTTPClient(eventLoopGroupProvider: .singleton, configuration: config)
     }
 
-    public init(configs: [BackendConfig], http: HTTPClient, logger: Logger, options: FleetOptions = FleetOptions()) {
+    /// Milliseconds for the circuit breakers (failures, cooldowns, probes); injected so tests step
+    /// through a cooldown without sleeping. Queue deadlines wait in real time.
+    let breakerClock: @Sendable () -> Int64
+
+    public convenience init(configs: [BackendConfig], http: HTTPClient, logger: Logger, options: FleetOptions = FleetOptions()) {
+        self.init(configs: configs, http: http, logger: logger, options: options, breakerClock: { Activity.nowMs() })
+    }
+
+    public init(configs: [BackendConfig], http: HTTPClient, logger: Logger, options: FleetOptions,
+                breakerClock: @escaping @Sendable () -> Int64) {
         self.engines = configs.map { Engine(config: $0, http: http, logger: logger) }
         self.logger = logger
         self.options = options
+        self.breakerClock = breakerClock
         let breaker = CircuitBreaker(threshold: options.breakerThreshold, cooldownMs: Int64(options.breakerCooldownMs))
         self.state = Mutex(RouterState(
             backends: configs.map { _ in BackendRuntime(breaker: breaker) },
@@ -116,12 +115,14 @@ public final class Fleet: Sendable {
     /// Sends a request for catalog model `model` to the best backend, retrying on another one
     /// (never the same twice, at most `maxAttempts`) while nothing reached the client: connect
     /// error, 5xx or timeout before the first byte. When every eligible backend is full the
-    /// request waits in the gateway, by tier priority, until `queueDeadlineMs`.
+    /// request waits in the gateway until `queueDeadlineMs`; the waiters with the highest
+    /// `priority` (the caller's billing tier's, from the configuration) are served first, then
+    /// by arrival.
     public func send(model: String, endpoint: Endpoint, body: JSONValue, stream: Bool,
-                     tier: String? = nil) async throws(EngineError) -> (Engine, UpstreamResponse) {
+                     priority tierPriority: Int = 0) async throws(EngineError) -> (Engine, UpstreamResponse) {
         let hashes = endpoint == .embeddings ? [] : PrefixIndex(blockChars: options.prefixBlockChars)
             .blockHashes(PrefixIndex.promptKey(endpoint: endpoint, body: body))
-        let priority = TierPriority.rank(tier)
+        let priority = -tierPriority  // the wait queue serves the lowest first
         let deadline = Activity.nowMs() + Int64(options.queueDeadlineMs)
         let enqueuedAt = Activity.nowMs()
         var tried = Set<Int>()
@@ -129,7 +130,7 @@ public final class Fleet: Sendable {
         var seq: UInt64?
 
         while tried.count < options.maxAttempts {
-            let pick = state.withLock { s in s.select(fleet: self, model: model, hashes: hashes, exclude: tried, nowMs: Activity.nowMs(),
+            let pick = state.withLock { s in s.select(fleet: self, model: model, hashes: hashes, exclude: tried, nowMs: breakerClock(),
                                                            waitedMs: Activity.nowMs() - enqueuedAt) }
             let index: Int
             switch pick {
@@ -151,7 +152,7 @@ public final class Fleet: Sendable {
                 let woken = await waiters.wait(model: model, priority: priority, seq: mySeq, deadlineMs: phaseEnd) { [self] in
                     // Registered under the same check: a release between the check and the wait is not lost.
                     state.withLock { s in
-                        s.hasRoom(fleet: self, model: model, exclude: excluded, nowMs: Activity.nowMs(), waitedMs: Activity.nowMs() - enqueuedAt)
+                        s.hasRoom(fleet: self, model: model, exclude: excluded, nowMs: breakerClock(), waitedMs: Activity.nowMs() - enqueuedAt)
                     }
                 }
                 if !woken && Activity.nowMs() >= deadline {
@@ -226,7 +227,7 @@ public final class Fleet: Sendable {
 
     /// A request on backend `i` ended: release its slot, feed the breaker, wake a waiter.
     func finish(_ i: Int, failure: EngineError?, neutral: Bool = false) {
-        let now = Activity.nowMs()
+        let now = breakerClock()
         state.withLock { s in
             s.backends[i].inFlight -= 1
             if let failure {
@@ -276,7 +277,7 @@ public final class Fleet: Sendable {
         // engine that serves one request at a time (llama.cpp) is not probed meanwhile at all.
         if engine.config.kind == .llamacpp && state.withLock({ $0.backends[i].inFlight > 0 && $0.backends[i].breaker.isClosed }) { return }
         let result = await engine.probe(timeoutMs: 2000)  // probes run one after another: a short interval needs no short timeout
-        let now = Activity.nowMs()
+        let now = breakerClock()
         let revived = state.withLock { s -> Bool in
             var b = s.backends[i]
             // A probe that fails while the backend is busy answering us is not a failure: a loaded
@@ -338,7 +339,7 @@ public final class Fleet: Sendable {
 
     /// `GET /admin/v1/backends`: each backend's state, load, models and recent errors.
     public func backendsReport() -> JSONValue {
-        let now = Activity.nowMs()
+        let now = breakerClock()
         let (rows, queued) = state.withLock { s -> ([JSONValue], Int) in
             let rows: [JSONValue] = engines.indices.map { i in
                 var b = s.backends[i]
@@ -379,7 +380,7 @@ public final class Fleet: Sendable {
 
     /// The breaker label of each backend.
     public var backendStates: [String: String] {
-        let now = Activity.nowMs()
+        let now = breakerClock()
         return state.withLock { s in
             Dictionary(uniqueKeysWithValues: engines.indices.map { i in
                 var b = s.backends[i].breaker

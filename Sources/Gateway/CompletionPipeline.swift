@@ -209,8 +209,10 @@ struct CompletionPipeline: Sendable {
         return entry
     }
 
+    /// Route and forward; when the fleet is full, the tier's configured priority orders the queue.
     func forward(_ inference: InferenceRequest, entry: CatalogEntry, tier: String) async throws(EngineError) -> (Engine, UpstreamResponse) {
-        try await platform.fleet.send(model: entry.id, endpoint: inference.endpoint, body: inference.body, stream: inference.stream, tier: tier)
+        try await platform.fleet.send(model: entry.id, endpoint: inference.endpoint, body: inference.body, stream: inference.stream,
+                                      priority: platform.config.tiers[tier]?.priority ?? 0)
     }
 
     /// Runs `body` in a task that the connection's hang-up hook cancels.

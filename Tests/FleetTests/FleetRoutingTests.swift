@@ -122,8 +122,12 @@ import Testing
         c.mode = .vllm
         let sims = try await start([c, c])
         defer { Task { await sims.shutdown() } }
+        // The breakers' time is injected: a busy machine cannot move m0 from open to half-open
+        // before it is looked at (it did: "half_open" instead of "open").
+        let clock = Mutex<Int64>(1_000_000)
         let fleet = Fleet(configs: backends(sims, kind: .vllm), http: testHTTP, logger: logger,
-                          options: FleetOptions(policy: .roundRobin, breakerThreshold: 2, breakerCooldownMs: 200, seed: 1))
+                          options: FleetOptions(policy: .roundRobin, breakerThreshold: 2, breakerCooldownMs: 200, seed: 1),
+                          breakerClock: { clock.withLock { $0 } })
         sims.machine(0).setFault(.http500)
         // Every request succeeds (failover) and m0 opens after two failures.
         for _ in 0..<6 {
@@ -135,7 +139,10 @@ import Testing
         let errors = fleet.backendsReport()["data"]?.arrayValue?.first?["recent_errors"]?.arrayValue ?? []
         #expect(!errors.isEmpty)
         sims.machine(0).setFault(.none)
-        try await Task.sleep(for: .milliseconds(250))
+        clock.withLock { $0 += 199 }
+        #expect(fleet.backendStates["m0"] == "open")  // still cooling down
+        clock.withLock { $0 += 51 }
+        #expect(fleet.backendStates["m0"] == "half_open")
         await fleet.probeAll()
         #expect(fleet.backendStates["m0"] == "healthy")
     }
@@ -169,12 +176,12 @@ import Testing
         async let first: Void = { _ = try? await fleet.send(model: "chat-model", endpoint: .chat, body: chatBody(), stream: false) }()
         try await Task.sleep(for: .milliseconds(30))
         async let low: Void = {
-            _ = try? await fleet.send(model: "chat-model", endpoint: .chat, body: chatBody(), stream: false, tier: "tier-1")
+            _ = try? await fleet.send(model: "chat-model", endpoint: .chat, body: chatBody(), stream: false, priority: 1)  // tier-1's default
             order.withLock { $0.append("tier-1") }
         }()
         try await Task.sleep(for: .milliseconds(30))
         async let high: Void = {
-            _ = try? await fleet.send(model: "chat-model", endpoint: .chat, body: chatBody(), stream: false, tier: "monthly")
+            _ = try? await fleet.send(model: "chat-model", endpoint: .chat, body: chatBody(), stream: false, priority: 10)  // monthly's default
             order.withLock { $0.append("monthly") }
         }()
         _ = await (first, low, high)

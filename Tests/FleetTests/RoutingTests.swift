@@ -1,3 +1,4 @@
+import Synchronization
 import OpenAIWire
 import Testing
 @testable import Fleet
@@ -82,12 +83,6 @@ struct RoutingTests {
         #expect(b.state == .closed(consecutiveFailures: 0) && b.label == "healthy")
     }
 
-    @Test func tierPriority() {
-        let order = ["monthly", "tier-4", "tier-3", "tier-2", "tier-1", "unknown"].map(TierPriority.rank)
-        #expect(order == order.sorted() && Set(order).count == 6)
-        #expect(TierPriority.rank(nil) == TierPriority.rank("unknown"))
-    }
-
     @Test func vllmMetricsParse() {
         let text = """
         # HELP vllm:num_requests_running Number of requests in model execution batches.
@@ -123,5 +118,27 @@ struct RoutingTests {
         #expect(choice?["finish_reason"] == "length")
         #expect(choice?["message"]?["reasoning_content"] == "hmm")
         #expect(Usage(json: openai["usage"]) == Usage(promptTokens: 12, completionTokens: 5))
+    }
+}
+
+/// The fleet's wait queue serves the highest configured tier priority first, then by arrival
+/// (issue 12: the rank used to be guessed from the tier's name). No timing: the test waits until
+/// both waiters are registered, then wakes one.
+@Suite struct WaitQueueTests {
+    @Test func highestPriorityFirstThenArrival() async throws {
+        let queue = WaitQueue()
+        let woken = Mutex<[String]>([])
+        let far = Int64.max / 2
+        // Priorities as Fleet.send passes them: the negated tier priority (lowest is served first).
+        let bronze = Task { if await queue.wait(model: "m", priority: -1, seq: 1, deadlineMs: far, ready: { false }) { woken.withLock { $0.append("bronze") } } }
+        let gold = Task { if await queue.wait(model: "m", priority: -99, seq: 2, deadlineMs: far, ready: { false }) { woken.withLock { $0.append("gold") } } }
+        for _ in 0..<2_000 where queue.count < 2 { try await Task.sleep(for: .milliseconds(5)) }
+        try #require(queue.count == 2)
+        queue.wakeOne { _ in true }
+        _ = await gold.value
+        #expect(woken.withLock { $0 } == ["gold"])
+        queue.wakeOne { _ in true }
+        _ = await bronze.value
+        #expect(woken.withLock { $0 } == ["gold", "bronze"])
     }
 }
