@@ -18,7 +18,7 @@ struct CompletionPipeline: Sendable {
 
     func handle(_ endpoint: Endpoint, _ request: Request, _ context: GatewayContext) async throws -> Response {
         let started = ContinuousClock.now
-        let createdAt = Int64(Date().timeIntervalSince1970 * 1000)
+        let createdAt = platform.now()  // the platform's clock (injectable), like every other time the request records
 
         // 1. Authenticate (key, client address) and check the key may use this endpoint.
         let principal = try await platform.authenticate(request, context)
