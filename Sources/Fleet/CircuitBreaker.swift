@@ -27,9 +27,9 @@ public struct CircuitBreaker: Sendable, Equatable {
         }
     }
 
-    /// Whether a request may be sent now (does not change the state).
     public var isClosed: Bool { if case .closed = state { return true }; return false }
 
+    /// Whether a request may be sent now (does not change the state).
     public func admits(nowMs: Int64) -> Bool {
         switch state {
         case .closed: return true

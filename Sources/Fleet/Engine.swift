@@ -120,8 +120,11 @@ public final class Engine: Sendable {
             throw .rejected(backend: name, error: .invalidRequest("This model cannot shorten its embeddings: remove 'dimensions' (its vectors have a fixed size).",
                                                                  param: "dimensions", code: "invalid_value"))
         }
+        var request = request
+        var tokenIDCount: Int?  // embeddings of token ids: the usage counts the ids sent
         if request.endpoint == .embeddings, let ids = InferenceRequest.tokenInputs(request.body["input"] ?? .null) {
-            return try await sendTokenEmbeddings(request, ids: ids)
+            request.body = try await tokenEmbeddingsBody(request.body, ids: ids)
+            tokenIDCount = ids.reduce(0) { $0 + $1.count }
         }
         if config.kind == .ollama { return try await sendOllama(request, onStreamEnd: onStreamEnd) }
         if config.kind == .llamacpp && !request.stream && StreamCollector.canCollect(request.body, endpoint: request.endpoint) {
@@ -135,16 +138,17 @@ public final class Engine: Sendable {
         }
         var json = try await readJSON(httpResponse)
         if request.endpoint == .embeddings { json = poolEmbeddings(json, base64: wantsBase64(request.body)) }
-        let usage = try await completeUsage(json, request: request)
+        let usage: Usage
+        if let tokenIDCount { usage = Usage(promptTokens: tokenIDCount, completionTokens: 0) } else { usage = try await completeUsage(json, request: request) }
         json.set("usage", usage.json)
         return .complete(json, usage)
     }
 
-    /// Embeddings of token ids. vLLM, OpenAI-compatible engines and EngineSim take them as they
-    /// are; llama.cpp gets the text its own tokenizer makes of them (`/extras/detokenize`); Ollama
-    /// cannot take them. The ids are the engine model's own. The usage counts the ids sent.
-    func sendTokenEmbeddings(_ request: UpstreamRequest, ids: [[Int]]) async throws(EngineError) -> UpstreamResponse {
-        var request = request
+    /// An embeddings body whose input is token ids, as this engine takes it. vLLM,
+    /// OpenAI-compatible engines and EngineSim take the ids as they are; llama.cpp gets the text its
+    /// own tokenizer makes of them (`/extras/detokenize`); Ollama cannot take them. The ids are the
+    /// engine model's own.
+    func tokenEmbeddingsBody(_ body: JSONValue, ids: [[Int]]) async throws(EngineError) -> JSONValue {
         switch config.kind {
         case .ollama:
             throw .rejected(backend: name, error: .invalidRequest("The engine serving this model (Ollama) does not accept token ids as embeddings input; send text instead.",
@@ -152,18 +156,12 @@ public final class Engine: Sendable {
         case .llamacpp:
             var texts: [JSONValue] = []
             for one in ids { texts.append(.string(try await detokenize(one))) }
-            request.body.set("input", .array(texts))
+            var body = body
+            body.set("input", .array(texts))
+            return body
         case .openai, .vllm, .sim:
-            break
+            return body
         }
-        var body = request.body
-        prepare(&body, request)
-        let httpResponse = try await postChecked(request.endpoint.path, body: body.serialized(), request: request, streaming: false)
-        var json = poolEmbeddings(try await readJSON(httpResponse), base64: wantsBase64(request.body))
-        let count = ids.reduce(0) { $0 + $1.count }
-        let usage = Usage(promptTokens: count, completionTokens: 0)
-        json.set("usage", usage.json)
-        return .complete(json, usage)
     }
 
     /// `POST /extras/detokenize` (llama-cpp-python): the text of token ids in the model's vocabulary.
@@ -198,8 +196,7 @@ public final class Engine: Sendable {
         }
         if Task.isCancelled {
             events.cancel()
-            let prompt = InferenceRequest.promptTexts(of: request.body, endpoint: request.endpoint).joined(separator: "\n")
-            return .abandoned(collector.abandonedUsage(prompt: prompt))
+            return .abandoned(partialUsage(request: request, collector.summary))
         }
         let usage = collector.usage ?? Usage(promptTokens: 0, completionTokens: collector.textChunks, estimated: true)
         return .complete(collector.answer(usage: usage), usage)
@@ -358,17 +355,17 @@ public final class Engine: Sendable {
             return e
         case 500 where config.kind == .llamacpp:
             // llama-cpp-python puts a Python traceback in its 500s: never show that to a client.
-            return .invalidRequest("The engine could not process this request (\(Self.firstLine(of: text))). Check the request's parameters against the API reference.",
+            return .invalidRequest("The engine could not process this request (\(Self.engineMessage(of: text))). Check the request's parameters against the API reference.",
                                    code: "invalid_value")
         default:
             return .badGateway("The engine '\(name)' failed with HTTP \(status): \(text.prefix(300))")
         }
     }
 
-    /// The first meaningful line of an engine message, without file paths or tracebacks.
-    /// With a traceback, its last exception line ("ValueError: …") is the useful part; otherwise
+    /// What an engine's error text says, without file paths or source lines. With a traceback,
+    /// its last exception line ("ValueError: …") is the useful part; otherwise
     /// the meaningful lines, joined. Source lines and file paths are dropped.
-    static func firstLine(of text: String) -> String {
+    static func engineMessage(of text: String) -> String {
         let lines = text.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
         let isException = { (l: String) -> Bool in
             guard let colon = l.firstIndex(of: ":") else { return false }

@@ -59,10 +59,12 @@ struct StreamCollector {
                         ("choices", .array([choice])), ("usage", usage.json)])
     }
 
-    /// What was produced when the client went away: estimated (at least one token per chunk
-    /// that carried text) and marked so.
-    func abandonedUsage(prompt: String) -> Usage {
-        Usage(promptTokens: Usage.estimateTokens(prompt), completionTokens: max(textChunks, Usage.estimateTokens(text + reasoning)),
-              reasoningTokens: reasoning.isEmpty ? 0 : Usage.estimateTokens(reasoning), estimated: true)
+    /// What was collected, as the relay summarises a stream (for the estimate of a stopped one).
+    var summary: StreamSummary {
+        var s = StreamSummary()
+        s.output = text
+        s.reasoning = reasoning
+        s.textChunks = textChunks
+        return s
     }
 }

@@ -1,7 +1,6 @@
 import Foundation
 import HTTPTypes
 import Hummingbird
-import NIOCore
 import Observability
 import OpenAIWire
 import Storage
@@ -79,11 +78,7 @@ struct AdminAPI: Sendable {
     }
 
     func body(_ request: Request, _ context: GatewayContext) async throws -> JSONValue {
-        let limit = 1 << 20
-        if let length = request.headers[.contentLength].flatMap(Int.init), length > limit { throw APIError.payloadTooLarge(limit: limit) }
-        var buffer: ByteBuffer
-        do { buffer = try await request.body.collect(upTo: limit) } catch is NIOTooManyBytesError { throw APIError.payloadTooLarge(limit: limit) }
-        let bytes = buffer.readBytes(length: buffer.readableBytes) ?? []
+        let bytes = try await readBody(request, limit: 1 << 20)
         if bytes.isEmpty { return .object([]) }
         let json: JSONValue
         do { json = try JSONValue.parse(bytes) } catch { throw APIError.invalidJSON("\(error)") }

@@ -3,7 +3,6 @@ import Fleet
 import Foundation
 import HTTPTypes
 import Hummingbird
-import NIOCore
 import Observability
 import OpenAIWire
 import Shield
@@ -101,15 +100,13 @@ struct CompletionPipeline: Sendable {
                 return jsonResponse(json, headers: headers)
             case .abandoned(let produced):
                 // The client went away; the engine was stopped. Bill what it had produced, marked.
-                _ = await settler.settle(&record, engineUsage: produced, output: "", reasoning: "")
-                record.estimated = 1
+                _ = await settler.settle(&record, engineUsage: produced, output: "", reasoning: "")  // estimated
                 record.status = 499
                 record.outcome = "client_closed"
                 record.errorCode = "client_closed_request"
                 record.latencyMs = Self.ms(since: started)
                 await recorder.finish(record, durable: false)
-                return errorResponse(APIError(status: 499, message: "The client closed the connection before the answer was complete.",
-                                              type: "invalid_request_error", code: "client_closed_request"))
+                return errorResponse(.clientClosed)
             case .stream(let events):
                 let relay = StreamResponder(requestID: context.requestID, model: entry.id, endpoint: endpoint, backend: backend,
                                             includeUsage: inference.includeUsage, started: started, record: record,
@@ -129,8 +126,7 @@ struct CompletionPipeline: Sendable {
                 if case .rejected(let b, _) = e, b != "-" { record.backend = b }
             case is CancellationError:
                 // The client went away before an engine answered (queued, or connecting).
-                apiError = APIError(status: 499, message: "The client closed the connection before the answer was complete.",
-                                    type: "invalid_request_error", code: "client_closed_request")
+                apiError = .clientClosed
                 record.outcome = "client_closed"
             default:
                 throw error
@@ -183,20 +179,6 @@ struct CompletionPipeline: Sendable {
         if verdict.blocked {
             throw APIError.invalidRequest("Your prompt was blocked by prompt security (layers: \(verdict.layers.map(\.rawValue).joined(separator: ", ")); rules: \(verdict.ruleIDs.joined(separator: ", "))). Rephrase the request; if you believe this is a mistake, contact your administrator with the request id.",
                                           code: "prompt_security_violation")
-        }
-    }
-
-    func readBody(_ request: Request, limit: Int) async throws -> [UInt8] {
-        if let length = request.headers[.contentLength].flatMap(Int.init), length > limit {
-            throw APIError.payloadTooLarge(limit: limit)
-        }
-        do {
-            var buffer = try await request.body.collect(upTo: limit)
-            return buffer.readBytes(length: buffer.readableBytes) ?? []
-        } catch let e as HTTPError where e.status == .contentTooLarge {
-            throw APIError.payloadTooLarge(limit: limit)
-        } catch is NIOTooManyBytesError {
-            throw APIError.payloadTooLarge(limit: limit)
         }
     }
 

@@ -44,8 +44,6 @@ final class ConnectionCounter: Sendable {
             o[address] = n > 0 ? n : nil
         }
     }
-
-    func count(_ address: String) -> Int { open.withLock { $0[address, default: 0] } }
 }
 
 /// What to do when the client of a connection goes away while its request is being answered:
@@ -103,7 +101,7 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
     typealias OutboundOut = HTTPResponsePart
 
     enum Phase {
-        case awaitingHead(first: Bool)  // before a request head: accept time or keep-alive
+        case awaitingHead  // before a request head: after accept (header timeout) or keep-alive (idle timeout)
         case readingBody                // head received, body still arriving
         case processing                 // request complete, response not finished
         case lingering                  // output closed early, discarding the rest of the body
@@ -113,7 +111,7 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
     let counter: ConnectionCounter
     let hangUps: HangUpRegistry
     private var hangUp: HangUpHook?
-    private var phase = Phase.awaitingHead(first: true)
+    private var phase = Phase.awaitingHead
     private var address: String?
     private var started = false
     private var timer: Scheduled<Void>?
@@ -245,7 +243,7 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     private func becomeIdle(_ context: ChannelHandlerContext) {
-        phase = .awaitingHead(first: false)
+        phase = .awaitingHead
         arm(context, in: limits.idleTimeoutMs)
     }
 

@@ -49,6 +49,22 @@ struct RequestIDMiddleware: RouterMiddleware {
     }
 }
 
+/// A request's body, at most `limit` bytes: a declared or actual excess is OpenAI's 413 naming the
+/// limit, whether the body has a Content-Length or is chunked.
+func readBody(_ request: Request, limit: Int) async throws -> [UInt8] {
+    if let length = request.headers[.contentLength].flatMap(Int.init), length > limit {
+        throw APIError.payloadTooLarge(limit: limit)
+    }
+    do {
+        var buffer = try await request.body.collect(upTo: limit)
+        return buffer.readBytes(length: buffer.readableBytes) ?? []
+    } catch let e as HTTPError where e.status == .contentTooLarge {
+        throw APIError.payloadTooLarge(limit: limit)
+    } catch is NIOTooManyBytesError {
+        throw APIError.payloadTooLarge(limit: limit)
+    }
+}
+
 func errorResponse(_ error: APIError) -> Response {
     var headers: HTTPFields = [.contentType: "application/json"]
     for (name, value) in error.headers {

@@ -81,6 +81,11 @@ public struct APIError: Error, Equatable, Sendable, CustomStringConvertible {
         APIError(status: 404, message: message, type: "invalid_request_error", code: "not_found")
     }
 
+    /// The client went away before its answer was complete (nginx's 499; nobody reads it, the
+    /// ledger and the audit log do).
+    public static let clientClosed = APIError(status: 499, message: "The client closed the connection before the answer was complete.",
+                                              type: "invalid_request_error", code: "client_closed_request")
+
     public static func payloadTooLarge(limit: Int) -> APIError {
         APIError(status: 413,
                  message: "Request body too large: the limit is \(limit) bytes. Send a smaller prompt or fewer/smaller images.",

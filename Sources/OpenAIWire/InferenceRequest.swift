@@ -103,7 +103,8 @@ public struct InferenceRequest: Sendable {
             maxTokens = try Self.optionalCount(body, "max_tokens")
         case .embeddings:
             guard let input = body["input"], !input.isNull else { throw APIError.missingParameter("input") }
-            let inputCount = Self.tokenInputs(input)?.count ?? input.arrayValue?.count ?? 1
+            let tokenIDs = Self.tokenInputs(input)
+            let inputCount = tokenIDs?.count ?? input.arrayValue?.count ?? 1
             if inputCount > limits.maxEmbeddingInputs {
                 throw APIError.invalidRequest("Too many inputs: \(inputCount); at most \(limits.maxEmbeddingInputs) are allowed in one embeddings request (limit max_embedding_inputs). Split them over several requests.",
                                               param: "input", code: "too_many_inputs")
@@ -113,9 +114,9 @@ public struct InferenceRequest: Sendable {
             case .array(let parts) where !parts.isEmpty && parts.allSatisfy({ $0.stringValue != nil }): break
             case .array(let parts) where parts.isEmpty:
                 throw APIError.invalidValue("input", "it must contain at least one string.")
-            case .array where Self.tokenInputs(input) != nil:
+            case .array where tokenIDs != nil:
                 // Token ids (what OpenAI clients such as LangChain send): one input, or several.
-                if Self.tokenInputs(input)?.contains(where: \.isEmpty) == true {
+                if tokenIDs?.contains(where: \.isEmpty) == true {
                     throw APIError.invalidValue("input", "an array of token ids must not be empty.")
                 }
             default: throw APIError.invalidType("input", expected: "a string, an array of strings, an array of token ids or an array of such arrays", got: input)

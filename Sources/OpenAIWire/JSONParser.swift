@@ -79,12 +79,9 @@ struct JSONByteParser {
             let key = try parseString()
             // A duplicate key is refused: the engine and the gateway (shield, grants) could
             // otherwise read different values of the same request.
-            if members.count < 16 {
-                if members.contains(where: { $0.0 == key }) { throw JSONParseError(offset: keyOffset, reason: "duplicate key \"\(key.prefix(64))\" in an object") }
-            } else {
-                if seen.isEmpty { seen = Set(members.map(\.0)) }
-                if !seen.insert(key).inserted { throw JSONParseError(offset: keyOffset, reason: "duplicate key \"\(key.prefix(64))\" in an object") }
-            }
+            if members.count >= 16 && seen.isEmpty { seen = Set(members.map(\.0)) }
+            let duplicate = members.count < 16 ? members.contains { $0.0 == key } : !seen.insert(key).inserted
+            if duplicate { throw JSONParseError(offset: keyOffset, reason: "duplicate key \"\(key.prefix(64))\" in an object") }
             skipWhitespace()
             guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else { throw error("expected ':' after an object key") }
             index += 1

@@ -127,7 +127,7 @@ public struct IPAddress: Equatable, Sendable {
         var v4 = in_addr()
         var v6 = in6_addr()
         if inet_pton(AF_INET, t, &v4) == 1 {
-            bytes = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF] + withUnsafeBytes(of: &v4) { Array($0) }
+            bytes = Self.v4Mapped(withUnsafeBytes(of: &v4) { Array($0) })
         } else if inet_pton(AF_INET6, t, &v6) == 1 {
             bytes = withUnsafeBytes(of: &v6) { Array($0) }
         } else {
@@ -136,6 +136,13 @@ public struct IPAddress: Equatable, Sendable {
     }
 
     public init(bytes: [UInt8]) { self.bytes = bytes }
+
+    /// An IPv4 address from its 4 bytes.
+    public init<Bytes: Collection>(v4 octets: Bytes) where Bytes.Element == UInt8 { bytes = Self.v4Mapped(octets) }
+
+    static func v4Mapped<Bytes: Collection>(_ octets: Bytes) -> [UInt8] where Bytes.Element == UInt8 {
+        [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF] + octets
+    }
 
     /// An IPv4 address (kept as `::ffff:a.b.c.d`).
     public var isV4Mapped: Bool { bytes[0..<10].allSatisfy { $0 == 0 } && bytes[10] == 0xFF && bytes[11] == 0xFF }

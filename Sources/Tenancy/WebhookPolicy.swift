@@ -29,8 +29,8 @@ public struct WebhookPolicy: Sendable {
     static func embeddedV4(_ a: IPAddress) -> IPAddress? {
         let b = a.bytes
         let prefix = [0x00, 0x64, 0xff, 0x9b, 0, 0, 0, 0, 0, 0, 0, 0] as [UInt8]
-        if Array(b[0..<12]) == prefix { return IPAddress(bytes: [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF] + b[12..<16]) }
-        if b[0] == 0x20 && b[1] == 0x02 { return IPAddress(bytes: [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF] + b[2..<6]) }
+        if Array(b[0..<12]) == prefix { return IPAddress(v4: b[12..<16]) }
+        if b[0] == 0x20 && b[1] == 0x02 { return IPAddress(v4: b[2..<6]) }
         return nil
     }
 
@@ -40,7 +40,7 @@ public struct WebhookPolicy: Sendable {
         guard !host.isEmpty, host.utf8.count <= 64, host.allSatisfy({ $0.isHexDigit || $0 == "." || $0 == "x" || $0 == "X" }) else { return nil }
         var v4 = in_addr()
         guard inet_aton(host, &v4) != 0 else { return nil }
-        return IPAddress(bytes: [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF] + withUnsafeBytes(of: &v4) { Array($0) })
+        return IPAddress(v4: withUnsafeBytes(of: &v4) { Array($0) })
     }
 
     /// May a webhook connect to this address?

@@ -41,9 +41,9 @@ import Testing
                        ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^
         ValueError: Requested tokens (9000) exceed context window of 8192
         """
-        #expect(Engine.firstLine(of: traceback) == "ValueError: Requested tokens (9000) exceed context window of 8192")
-        #expect(Engine.firstLine(of: "grammar parse failed:\nexpecting ')' at line 1") == "grammar parse failed: expecting ')' at line 1")
-        #expect(!Engine.firstLine(of: "File \"/x/y.py\", line 3\nboom at /x/y.py").contains(".py"))
+        #expect(Engine.engineMessage(of: traceback) == "ValueError: Requested tokens (9000) exceed context window of 8192")
+        #expect(Engine.engineMessage(of: "grammar parse failed:\nexpecting ')' at line 1") == "grammar parse failed: expecting ')' at line 1")
+        #expect(!Engine.engineMessage(of: "File \"/x/y.py\", line 3\nboom at /x/y.py").contains(".py"))
     }
 }
 
