@@ -62,6 +62,11 @@ public struct CircuitBreaker: Sendable, Equatable {
         }
     }
 
+    /// Opens at once, whatever the count (the engine refused the connection: it is not there).
+    public mutating func trip(nowMs: Int64) {
+        state = .open(sinceMs: nowMs)
+    }
+
     /// The label shown by `GET /admin/v1/backends`.
     public var label: String {
         switch state {

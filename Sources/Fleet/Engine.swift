@@ -293,9 +293,14 @@ public final class Engine: Sendable {
         } catch let e as EngineError {
             throw e
         } catch {
-            throw .unreachable(backend: name, detail: describe(error))
+            let detail = describe(error)
+            if Self.connectFailures.contains(detail) { throw .refused(backend: name, detail: detail) }
+            throw .unreachable(backend: name, detail: detail)
         }
     }
+
+    /// What ``describe(_:)`` says of an error that happened before any byte was sent.
+    static let connectFailures: Set<String> = ["connection refused", "connect timeout"]
 
     func collect(_ response: HTTPClientResponse, limit: Int) async -> [UInt8] {
         guard var buffer = try? await withTimeout(5000, { try await response.body.collect(upTo: limit) }) else { return [] }

@@ -3,8 +3,10 @@ import OpenAIWire
 /// What went wrong talking to an engine. `beforeFirstByte` errors may be retried on another
 /// backend; the others reached the client already.
 public enum EngineError: Error, Sendable, Equatable {
-    /// Could not connect, or the connection closed before a response head.
+    /// The connection closed before a response head (the request may have reached the engine).
     case unreachable(backend: String, detail: String)
+    /// No connection was made (refused, or the connect timeout passed): nothing was sent.
+    case refused(backend: String, detail: String)
     /// No response head within `first_byte_ms`, or a stream silent for `idle_ms`.
     case timeout(backend: String, afterMs: Int, streaming: Bool)
     /// The engine answered with an error status (already mapped to what the client should see).
@@ -19,7 +21,7 @@ public enum EngineError: Error, Sendable, Equatable {
     /// The client-facing error.
     public var apiError: APIError {
         switch self {
-        case .unreachable(let b, let d):
+        case .unreachable(let b, let d), .refused(let b, let d):
             return .badGateway("The inference engine '\(b)' could not be reached (\(d)). Retry in a moment; if it persists, the operator must check the engine.")
         case .timeout(let b, let ms, let streaming):
             return .gatewayTimeout(streaming

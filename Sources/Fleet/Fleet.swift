@@ -114,7 +114,9 @@ public final class Fleet: Sendable {
 
     /// Sends a request for catalog model `model` to the best backend, retrying on another one
     /// (never the same twice, at most `maxAttempts`) while nothing reached the client: connect
-    /// error, 5xx or timeout before the first byte. When every eligible backend is full the
+    /// error, 5xx or timeout before the first byte. A refused connection sent nothing, so it does
+    /// not use up an attempt (the backends themselves bound the tries) and opens that backend's
+    /// breaker at once. When every eligible backend is full the
     /// request waits in the gateway until `queueDeadlineMs`; the waiters with the highest
     /// `priority` (the caller's billing tier's, from the configuration) are served first, then
     /// by arrival.
@@ -126,10 +128,11 @@ public final class Fleet: Sendable {
         let deadline = Activity.nowMs() + Int64(options.queueDeadlineMs)
         let enqueuedAt = Activity.nowMs()
         var tried = Set<Int>()
+        var attempts = 0  // tries that may have reached an engine
         var lastError: EngineError?
         var seq: UInt64?
 
-        while tried.count < options.maxAttempts {
+        while attempts < options.maxAttempts && tried.count < engines.count {
             let pick = state.withLock { s in s.select(fleet: self, model: model, hashes: hashes, exclude: tried, nowMs: breakerClock(),
                                                            waitedMs: Activity.nowMs() - enqueuedAt) }
             let index: Int
@@ -175,6 +178,13 @@ public final class Fleet: Sendable {
                     }
                 }
             } catch {
+                if case .refused = error {
+                    finish(index, failure: error, trip: true)
+                    logger.warning("engine refused the connection, trying another", metadata: ["backend": "\(engine.name)", "error": "\(error)"])
+                    lastError = error
+                    continue
+                }
+                attempts += 1
                 if Self.retryable(error) {
                     finish(index, failure: error)
                     logger.warning("engine failed before the first byte, trying another", metadata: ["backend": "\(engine.name)", "error": "\(error)"])
@@ -184,6 +194,7 @@ public final class Fleet: Sendable {
                 finish(index, failure: nil)  // the engine answered: it is alive (the request was bad)
                 throw error
             }
+            attempts += 1
             switch response {
             case .complete:
                 finish(index, failure: nil)
@@ -218,7 +229,7 @@ public final class Fleet: Sendable {
     /// Failures before the first byte that another backend may not have.
     static func retryable(_ e: EngineError) -> Bool {
         switch e {
-        case .unreachable, .malformed: return true
+        case .unreachable, .refused, .malformed: return true
         case .timeout(_, _, let streaming): return !streaming
         case .rejected(_, let api): return api.status >= 500 || api.status == 429
         case .streamCut, .saturated: return false
@@ -226,7 +237,7 @@ public final class Fleet: Sendable {
     }
 
     /// A request on backend `i` ended: release its slot, feed the breaker, wake a waiter.
-    func finish(_ i: Int, failure: EngineError?, neutral: Bool = false) {
+    func finish(_ i: Int, failure: EngineError?, neutral: Bool = false, trip: Bool = false) {
         let now = breakerClock()
         state.withLock { s in
             s.backends[i].inFlight -= 1
@@ -234,6 +245,7 @@ public final class Fleet: Sendable {
                 s.backends[i].failures += 1
                 s.backends[i].noteError("\(failure.apiError.message)")
                 if case .rejected(_, let api) = failure, api.status == 429 { return }  // busy, not sick
+                if trip { s.backends[i].breaker.trip(nowMs: now); return }
                 s.backends[i].breaker.failure(nowMs: now)
             } else if !neutral {
                 s.backends[i].breaker.success()

@@ -163,6 +163,30 @@ import Testing
         #expect(counts.reduce(0, +) == 3 && counts.allSatisfy { $0 <= 1 })
     }
 
+    /// Issue 12: a refused connection sent nothing, so it must not use up the request's attempts
+    /// (3 dead machines first in the rotation spent all 3), and it opens that breaker at once.
+    @Test func refusedConnectionsDoNotUseUpAttempts() async throws {
+        var c = SimConfig(models: ["sim-chat"], ttftMs: 1, itlMs: 1)
+        c.mode = .vllm
+        let sims = try await start([c, c, c, c])
+        defer { Task { await sims.shutdown() } }
+        let configs = backends(sims, kind: .vllm)
+        for i in 0..<3 { sims.stop(i) }
+        let fleet = Fleet(configs: configs, http: testHTTP, logger: logger,
+                          options: FleetOptions(policy: .roundRobin, maxAttempts: 3, breakerThreshold: 5, seed: 1),
+                          breakerClock: { 1_000_000 })
+        let (engine, _) = try await fleet.send(model: "chat-model", endpoint: .chat, body: chatBody(), stream: false)
+        #expect(engine.name == "m3")
+        for i in 0..<3 { #expect(fleet.backendStates["m\(i)"] == "open") }
+        // The open breakers keep the dead machines out: the next requests go straight to m3.
+        for _ in 0..<3 {
+            let (e, _) = try await fleet.send(model: "chat-model", endpoint: .chat, body: chatBody(), stream: false)
+            #expect(e.name == "m3")
+        }
+        #expect(fleet.requestCounts["m3"] == 4)
+        #expect((0..<3).allSatisfy { fleet.requestCounts["m\($0)"] == 1 })
+    }
+
     // MARK: Saturation
 
     @Test func fullFleetQueuesByTierThen503() async throws {
