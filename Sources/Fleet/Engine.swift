@@ -91,101 +91,74 @@ public final class EngineStream: AsyncSequence, Sendable {
 
 /// Talks to one engine over HTTP and hides its quirks: whatever the engine does, the caller
 /// sees OpenAI behaviour (usage always present, one pooled vector per embedding input, bad
-/// input as 4xx). This is the only code that sends requests to engines.
+/// input as 4xx). This is the only code that sends requests to engines; what differs between
+/// engine kinds is in its ``EngineAdapter``.
 public final class Engine: Sendable {
     public let config: BackendConfig
     let http: HTTPClient
     let logger: Logger
-    /// How llama.cpp renders chat messages into its prompt (to count prompt tokens in streams).
-    let template: ChatTemplate
+    let adapter: any EngineAdapter
+    /// Milliseconds since 1970 (the platform's clock): `created` of answers the engine did not date.
+    let clock: @Sendable () -> Int64
 
-    public init(config: BackendConfig, http: HTTPClient, logger: Logger, template: ChatTemplate = .smolLM2) {
+    public init(config: BackendConfig, http: HTTPClient, logger: Logger, template: ChatTemplate = .smolLM2,
+                clock: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970 * 1000) }) {
         self.config = config
         self.http = http
         self.logger = logger
-        self.template = template
+        self.adapter = EngineAdapters.adapter(for: config.kind, template: template)
+        self.clock = clock
     }
 
     public var name: String { config.name }
     public var kind: EngineKind { config.kind }
+    var createdNow: Int { Int(clock() / 1000) }
 
     // MARK: Sending
 
     /// Sends one request. For a stream, `onStreamEnd` is called once when the relay ends (the
     /// fleet uses it to release the backend and to learn whether the stream broke).
     public func send(_ request: UpstreamRequest, onStreamEnd: (@Sendable (StreamEnd) -> Void)? = nil) async throws(EngineError) -> UpstreamResponse {
-        if request.endpoint == .embeddings, let d = request.body["dimensions"], !d.isNull, ![.openai, .vllm].contains(config.kind) {
-            // llama.cpp and Ollama would silently return full-size vectors; only the engine knows
-            // whether a model was trained for shorter ones (vLLM and OpenAI answer for themselves).
+        guard let path = adapter.path(for: request.endpoint) else {
+            throw .rejected(backend: name, error: .invalidRequest("The engine serving this model (\(kind.rawValue)) cannot serve \(request.endpoint.path); choose another model.",
+                                                                 code: "unsupported_endpoint"))
+        }
+        if request.endpoint == .embeddings, let d = request.body["dimensions"], !d.isNull, !adapter.shortensEmbeddings {
             throw .rejected(backend: name, error: .invalidRequest("This model cannot shorten its embeddings: remove 'dimensions' (its vectors have a fixed size).",
                                                                  param: "dimensions", code: "invalid_value"))
         }
         var request = request
         var tokenIDCount: Int?  // embeddings of token ids: the usage counts the ids sent
         if request.endpoint == .embeddings, let ids = InferenceRequest.tokenInputs(request.body["input"] ?? .null) {
-            request.body = try await tokenEmbeddingsBody(request.body, ids: ids)
+            request.body = try await adapter.tokenEmbeddingsBody(request.body, ids: ids, engine: self)
             tokenIDCount = ids.reduce(0) { $0 + $1.count }
         }
-        if config.kind == .ollama { return try await sendOllama(request, onStreamEnd: onStreamEnd) }
-        if config.kind == .llamacpp && !request.stream && StreamCollector.canCollect(request.body, endpoint: request.endpoint) {
-            return try await sendCollected(request)
+        if adapter.collectsNonStreamed && !request.stream && StreamCollector.canCollect(request.body, endpoint: request.endpoint) {
+            return try await sendCollected(request, path: path)
         }
-        var body = request.body
-        prepare(&body, request)
-        let httpResponse = try await postChecked(request.endpoint.path, body: body.serialized(), request: request, streaming: request.stream)
+        let body = adapter.prepare(request.body, request)
+        let sse = adapter.streamFormat == .sse
+        let httpResponse = try await postChecked(path, body: body.serialized(), request: request, streaming: request.stream && sse)
         if request.stream {
-            return .stream(relay(httpResponse, request: request, format: .sse, onEnd: onStreamEnd))
+            return .stream(relay(httpResponse, request: request, format: adapter.streamFormat, onEnd: onStreamEnd))
         }
-        var json = try await readJSON(httpResponse)
-        if request.endpoint == .embeddings { json = poolEmbeddings(json, base64: wantsBase64(request.body)) }
+        var json = adapter.answer(try await readJSON(httpResponse), request: request, id: Self.newID(), created: createdNow)
+        if request.endpoint == .embeddings { json = adapter.embeddings(json, base64: wantsBase64(request.body)) }
         let usage: Usage
-        if let tokenIDCount { usage = Usage(promptTokens: tokenIDCount, completionTokens: 0) } else { usage = try await completeUsage(json, request: request) }
+        if let tokenIDCount { usage = Usage(promptTokens: tokenIDCount, completionTokens: 0) } else { usage = await completeUsage(json, request: request) }
         json.set("usage", usage.json)
         return .complete(json, usage)
     }
 
-    /// An embeddings body whose input is token ids, as this engine takes it. vLLM,
-    /// OpenAI-compatible engines and EngineSim take the ids as they are; llama.cpp gets the text its
-    /// own tokenizer makes of them (`/extras/detokenize`); Ollama cannot take them. The ids are the
-    /// engine model's own.
-    func tokenEmbeddingsBody(_ body: JSONValue, ids: [[Int]]) async throws(EngineError) -> JSONValue {
-        switch config.kind {
-        case .ollama:
-            throw .rejected(backend: name, error: .invalidRequest("The engine serving this model (Ollama) does not accept token ids as embeddings input; send text instead.",
-                                                                 param: "input", code: "invalid_value"))
-        case .llamacpp:
-            var texts: [JSONValue] = []
-            for one in ids { texts.append(.string(try await detokenize(one))) }
-            var body = body
-            body.set("input", .array(texts))
-            return body
-        case .openai, .vllm, .sim:
-            return body
-        }
-    }
-
-    /// `POST /extras/detokenize` (llama-cpp-python): the text of token ids in the model's vocabulary.
-    func detokenize(_ ids: [Int]) async throws(EngineError) -> String {
-        let body = JSONValue.object([("tokens", .array(ids.map { .int($0) }))]).serialized()
-        let response = try await post("/extras/detokenize", body: body, timeoutMs: config.timeouts.firstByteMs, streaming: false)
-        let bytes = await collect(response, limit: 1 << 22)
-        guard response.status.code == 200, let text = (try? JSONValue.parse(bytes))?["text"]?.stringValue else {
-            throw .rejected(backend: name, error: .invalidRequest("The engine could not read these token ids (they must be ids of the model's own vocabulary).",
-                                                                 param: "input", code: "invalid_value"))
-        }
-        return text
-    }
-
     /// A non-streamed request answered through a stream (see ``StreamCollector``). Cancelling the
-    /// calling task closes the engine connection, which stops llama.cpp at its next token.
-    func sendCollected(_ request: UpstreamRequest) async throws(EngineError) -> UpstreamResponse {
+    /// calling task closes the engine connection, which stops the engine at its next token.
+    func sendCollected(_ request: UpstreamRequest, path: String) async throws(EngineError) -> UpstreamResponse {
         var streamed = request
         streamed.stream = true
         streamed.body.set("stream", true)
-        var body = streamed.body
-        prepare(&body, streamed)
-        let httpResponse = try await postChecked(request.endpoint.path, body: body.serialized(), request: streamed, streaming: true)
-        let events = relay(httpResponse, request: streamed, format: .sse, onEnd: nil)
+        let body = adapter.prepare(streamed.body, streamed)
+        let httpResponse = try await postChecked(path, body: body.serialized(), request: streamed, streaming: true)
+        let events = relay(httpResponse, request: streamed, format: adapter.streamFormat, onEnd: nil)
         var collector = StreamCollector(endpoint: request.endpoint)
         do {
             for try await event in events { collector.add(event) }
@@ -199,7 +172,7 @@ public final class Engine: Sendable {
             return .abandoned(partialUsage(request: request, collector.summary))
         }
         let usage = collector.usage ?? Usage(promptTokens: 0, completionTokens: collector.textChunks, estimated: true)
-        return .complete(collector.answer(usage: usage), usage)
+        return .complete(collector.answer(usage: usage, id: Self.newID(), created: createdNow), usage)
     }
 
     /// POSTs and turns an error status into the error the client should see.
@@ -231,47 +204,9 @@ public final class Engine: Sendable {
         return json
     }
 
-    /// Edits the engine needs, and nothing else (DESIGN §3: lossless pass-through).
+    /// The body this engine gets for a request (tests).
     func prepare(_ body: inout JSONValue, _ request: UpstreamRequest) {
-        switch config.kind {
-        case .ollama:
-            break  // translated whole by OllamaAdapter
-        case .openai, .sim, .vllm:
-            // Ask for usage in streams so every token is billed even if the client did not ask.
-            if request.stream {
-                var options = body["stream_options"] ?? .object([])
-                if case .object = options {} else { options = .object([]) }
-                options.set("include_usage", true)
-                body.set("stream_options", options)
-            }
-        case .llamacpp:
-            // llama.cpp ignores stream_options (it never sends usage in a stream); we count instead.
-            body.remove("stream_options")
-            if request.endpoint == .embeddings { body.remove("encoding_format") }
-            // llama-cpp-python knows only max_tokens: the newer OpenAI name would be ignored and
-            // the engine would generate up to its context (issue 11).
-            if let newer = body["max_completion_tokens"], !newer.isNull, let n = newer.intValue {
-                let legacy = body["max_tokens"]?.intValue
-                body.set("max_tokens", .int(min(n, legacy ?? n)))
-                body.remove("max_completion_tokens")
-            }
-        }
-    }
-
-    /// Ollama's native API: the request is translated to it and the answer back to OpenAI's shape.
-    func sendOllama(_ request: UpstreamRequest, onStreamEnd: (@Sendable (StreamEnd) -> Void)?) async throws(EngineError) -> UpstreamResponse {
-        let native = OllamaAdapter.request(request.body, endpoint: request.endpoint, stream: request.stream)
-        let httpResponse = try await postChecked(OllamaAdapter.path(for: request.endpoint), body: native.serialized(), request: request,
-                                                 streaming: false)
-        if request.stream {
-            return .stream(relay(httpResponse, request: request, format: .ndjson, onEnd: onStreamEnd))
-        }
-        let json = try await readJSON(httpResponse)
-        let model = request.body["model"]?.stringValue ?? ""
-        var out = OllamaAdapter.response(json, endpoint: request.endpoint, model: model, id: Self.newID(), created: Int(Date().timeIntervalSince1970))
-        let usage = try await completeUsage(out, request: request)
-        out.set("usage", usage.json)
-        return .complete(out, usage)
+        body = adapter.prepare(body, request)
     }
 
     static func newID() -> String { "chatcmpl-" + String(UInt64.random(in: 0...UInt64.max), radix: 36) }
@@ -358,10 +293,9 @@ public final class Engine: Sendable {
             if status == 404 { e = .badGateway("The engine '\(name)' does not serve the model this backend maps it to; the operator must fix the backend's model mapping.") }
             if status == 429 { e = .unavailable("The engine '\(name)' is overloaded. Retry in a moment.", retryAfter: 1) }
             return e
-        case 500 where config.kind == .llamacpp:
-            // llama-cpp-python puts a Python traceback in its 500s: never show that to a client.
-            return .invalidRequest("The engine could not process this request (\(Self.engineMessage(of: text))). Check the request's parameters against the API reference.",
-                                   code: "invalid_value")
+        case 500...:
+            if let specific = adapter.error(status: status, text: text) { return specific }
+            return .badGateway("The engine '\(name)' failed with HTTP \(status): \(text.prefix(300))")
         default:
             return .badGateway("The engine '\(name)' failed with HTTP \(status): \(text.prefix(300))")
         }
@@ -390,7 +324,7 @@ public final class Engine: Sendable {
     // MARK: Usage
 
     /// The usage of a complete answer: the engine's, else counted with its tokenizer, else estimated.
-    func completeUsage(_ json: JSONValue, request: UpstreamRequest) async throws(EngineError) -> Usage {
+    func completeUsage(_ json: JSONValue, request: UpstreamRequest) async -> Usage {
         let output = Self.outputText(json, endpoint: request.endpoint)
         if var usage = Usage(json: json["usage"]) {
             if request.endpoint == .embeddings { usage.completionTokens = 0 }
@@ -402,26 +336,14 @@ public final class Engine: Sendable {
     /// Counts what an engine did not: prompt and output through the engine's tokenizer when it has
     /// one (llama.cpp), else the 4-characters estimate, marked as such.
     func countUsage(request: UpstreamRequest, output: String, reasoning: String) async -> Usage {
-        if config.kind == .llamacpp {
-            let promptText = template.render(request)
-            if let p = await countTokens(promptText), let o = await countTokens(output + reasoning) {
-                let r = reasoning.isEmpty ? 0 : (await countTokens(reasoning) ?? 0)
-                return Usage(promptTokens: p, completionTokens: o, reasoningTokens: r)
-            }
+        if let p = await adapter.countTokens(adapter.renderedPrompt(request), engine: self),
+           let o = await adapter.countTokens(output + reasoning, engine: self) {
+            let r = reasoning.isEmpty ? 0 : (await adapter.countTokens(reasoning, engine: self) ?? 0)
+            return Usage(promptTokens: p, completionTokens: o, reasoningTokens: r)
         }
         let prompt = InferenceRequest.promptTexts(of: request.body, endpoint: request.endpoint).joined(separator: "\n")
         return Usage(promptTokens: Usage.estimateTokens(prompt), completionTokens: Usage.estimateTokens(output + reasoning),
                      reasoningTokens: Usage.estimateTokens(reasoning), estimated: true)
-    }
-
-    /// `POST /extras/tokenize/count` (llama-cpp-python).
-    func countTokens(_ text: String) async -> Int? {
-        if text.isEmpty { return 0 }
-        let body = JSONValue.object([("input", .string(text))]).serialized()
-        guard let response = try? await post("/extras/tokenize/count", body: body, timeoutMs: 10_000, streaming: false),
-              response.status.code == 200 else { return nil }
-        let bytes = await collect(response, limit: 1 << 16)
-        return (try? JSONValue.parse(bytes))?["count"]?.intValue
     }
 
     static func outputText(_ json: JSONValue, endpoint: Endpoint) -> String {
@@ -432,43 +354,4 @@ public final class Engine: Sendable {
         case .embeddings: return ""
         }
     }
-
-    // MARK: Embeddings
-
-    /// llama.cpp returns one vector per token for models without a pooling layer: mean-pool them
-    /// into one unit-length vector per input, as OpenAI clients expect.
-    func poolEmbeddings(_ json: JSONValue, base64: Bool) -> JSONValue {
-        guard let data = json["data"]?.arrayValue else { return json }
-        var out = json
-        let pooled: [JSONValue] = data.map { item in
-            guard let embedding = item["embedding"], let rows = embedding.arrayValue else { return item }
-            var vector: [Double]
-            if let firstRow = rows.first, firstRow.arrayValue != nil {
-                let matrix = rows.compactMap { $0.arrayValue?.compactMap(\.doubleValue) }
-                let dim = matrix.first?.count ?? 0
-                vector = [Double](repeating: 0, count: dim)
-                for row in matrix where row.count == dim { for i in 0..<dim { vector[i] += row[i] } }
-                vector = vector.map { $0 / Double(max(1, matrix.count)) }
-                let norm = vector.reduce(0) { $0 + $1 * $1 }.squareRoot()
-                if norm > 0 { vector = vector.map { $0 / norm } }
-            } else {
-                vector = rows.compactMap(\.doubleValue)
-            }
-            let value: JSONValue = base64 ? .string(Self.base64Float32(vector)) : .array(vector.map { .double($0) })
-            return item.setting("embedding", value)
-        }
-        out.set("data", .array(pooled))
-        return out
-    }
-
-    static func base64Float32(_ vector: [Double]) -> String {
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(vector.count * 4)
-        for v in vector {
-            let bits = Float(v).bitPattern.littleEndian
-            withUnsafeBytes(of: bits) { bytes.append(contentsOf: $0) }
-        }
-        return Data(bytes).base64EncodedString()
-    }
 }
-

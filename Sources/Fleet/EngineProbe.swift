@@ -58,54 +58,19 @@ extension Engine {
         }
     }
 
-    /// Health check by kind: vLLM `/health` + `/metrics`; Ollama `/api/ps` (+ `/api/tags`);
-    /// llama.cpp `/openapi.json` (or `/health`), which take no model lock; the others `/v1/models`.
+    /// One health check, as this kind of engine answers it (see its ``EngineAdapter``).
     public func probe(timeoutMs: Int = 2000) async -> ProbeResult {
-        var result = ProbeResult(ok: false, detail: "")
-        switch config.kind {
-        case .vllm:
-            guard let health = await get("/health", timeoutMs: timeoutMs) else { return ProbeResult(ok: false, detail: "unreachable") }
-            guard health.status == 200 else { return ProbeResult(ok: false, detail: "/health answered \(health.status)") }
-            result.ok = true
-            if let m = await get("/metrics", timeoutMs: timeoutMs), m.status == 200 {
-                result.metrics = EngineMetrics(prometheus: String(decoding: m.body, as: UTF8.self))
-            }
-            if config.discoverModels { result.available = await openAIModels(timeoutMs: timeoutMs) }
-        case .ollama:
-            guard let ps = await get("/api/ps", timeoutMs: timeoutMs) else { return ProbeResult(ok: false, detail: "unreachable") }
-            guard ps.status == 200 else { return ProbeResult(ok: false, detail: "/api/ps answered \(ps.status)") }
-            result.ok = true
-            let json = try? JSONValue.parse(ps.body)
-            result.resident = Set((json?["models"]?.arrayValue ?? []).compactMap { $0["name"]?.stringValue ?? $0["model"]?.stringValue })
-            if config.discoverModels, let tags = await get("/api/tags", timeoutMs: timeoutMs), tags.status == 200 {
-                let t = try? JSONValue.parse(tags.body)
-                result.available = (t?["models"]?.arrayValue ?? []).compactMap { $0["name"]?.stringValue ?? $0["model"]?.stringValue }
-            }
-        case .llamacpp:
-            // llama-cpp-python takes its model lock for /v1/models (a probe there waits behind a
-            // generation, or cuts it with the engine's default interrupt_requests); FastAPI's own
-            // /openapi.json takes no lock. llama.cpp's native server has /health.
-            guard var answer = await get("/openapi.json", timeoutMs: timeoutMs) else { return ProbeResult(ok: false, detail: "unreachable") }
-            if answer.status == 404, let health = await get("/health", timeoutMs: timeoutMs) { answer = health }
-            guard answer.status == 200 else { return ProbeResult(ok: false, detail: "health check answered \(answer.status)") }
-            result.ok = true
-            if config.discoverModels { result.available = await openAIModels(timeoutMs: timeoutMs) }
-        case .openai, .sim:
-            guard let models = await get("/v1/models", timeoutMs: timeoutMs) else { return ProbeResult(ok: false, detail: "unreachable") }
-            guard models.status == 200 else { return ProbeResult(ok: false, detail: "/v1/models answered \(models.status)") }
-            result.ok = true
-            if config.discoverModels {
-                let json = try? JSONValue.parse(models.body)
-                result.available = (json?["data"]?.arrayValue ?? []).compactMap { $0["id"]?.stringValue }
-            }
-        }
-        return result
+        await adapter.probe(self, timeoutMs: timeoutMs)
+    }
+
+    /// The model ids of an OpenAI `GET /v1/models` answer.
+    static func modelIDs(_ body: [UInt8]) -> [String] {
+        ((try? JSONValue.parse(body))?["data"]?.arrayValue ?? []).compactMap { $0["id"]?.stringValue }
     }
 
     func openAIModels(timeoutMs: Int) async -> [String]? {
         guard let r = await get("/v1/models", timeoutMs: timeoutMs), r.status == 200 else { return nil }
-        let json = try? JSONValue.parse(r.body)
-        return (json?["data"]?.arrayValue ?? []).compactMap { $0["id"]?.stringValue }
+        return Self.modelIDs(r.body)
     }
 }
 

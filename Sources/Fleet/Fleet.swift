@@ -287,7 +287,7 @@ public final class Fleet: Sendable {
         let engine = engines[i]
         // Requests in flight tell more than a probe can (their outcomes feed the breaker); an
         // engine that serves one request at a time (llama.cpp) is not probed meanwhile at all.
-        if engine.config.kind == .llamacpp && state.withLock({ $0.backends[i].inFlight > 0 && $0.backends[i].breaker.isClosed }) { return }
+        if engine.adapter.servesOneAtATime && state.withLock({ $0.backends[i].inFlight > 0 && $0.backends[i].breaker.isClosed }) { return }
         let result = await engine.probe(timeoutMs: 2000)  // probes run one after another: a short interval needs no short timeout
         let now = breakerClock()
         let revived = state.withLock { s -> Bool in
@@ -450,13 +450,11 @@ struct RouterState {
     var rng: SplitMix64
     var rotation: [String: Int] = [:]
 
-    /// Whether the model is loaded on backend `i`: Ollama says so in `/api/ps`; the other kinds
-    /// serve only what they loaded at start, so a served model is resident by definition.
+    /// Whether the model is loaded on backend `i`: engines that report it (Ollama's `/api/ps`)
+    /// say so; the others serve only what they loaded at start, so a served model is resident.
     func residency(_ fleet: Fleet, _ i: Int, _ model: String) -> Bool? {
-        switch fleet.engines[i].kind {
-        case .ollama: return served(fleet, i, model).flatMap { backends[i].isResident($0) }
-        case .openai, .llamacpp, .sim, .vllm: return true
-        }
+        guard fleet.engines[i].adapter.reportsResidency else { return true }
+        return served(fleet, i, model).flatMap { backends[i].isResident($0) }
     }
 
     func served(_ fleet: Fleet, _ i: Int, _ model: String) -> String? {

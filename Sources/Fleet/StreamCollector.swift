@@ -42,9 +42,9 @@ struct StreamCollector {
     }
 
     /// The answer as the engine would have sent it without streaming.
-    func answer(usage: Usage) -> JSONValue {
-        let id = first?["id"] ?? .string(Engine.newID())
-        let created = first?["created"] ?? .int(Int(Date().timeIntervalSince1970))
+    func answer(usage: Usage, id newID: String, created now: Int) -> JSONValue {
+        let id = first?["id"] ?? .string(newID)
+        let created = first?["created"] ?? .int(now)
         let model = first?["model"] ?? .null
         let choice: JSONValue
         switch endpoint {

@@ -169,25 +169,25 @@ extension Engine {
             if let data = parser.finish() { try handle(data, request: request, cap: cap, summary: &summary, continuation) }
         case .ndjson:
             var lines = LineSplitter()
-            let model = request.body["model"]?.stringValue ?? ""
             let id = Self.newID()
-            let created = Int(Date().timeIntervalSince1970)
+            let created = createdNow
             for try await buffer in response.body {
                 activity.touch()
                 for line in lines.feed(buffer.readableBytesView) {
-                    try handleLine(line, request: request, model: model, id: id, created: created, summary: &summary, continuation)
+                    try handleLine(line, request: request, id: id, created: created, summary: &summary, continuation)
                 }
                 progress.summary.withLock { [summary] in $0 = summary }
             }
             if let line = lines.finish() {
-                try handleLine(line, request: request, model: model, id: id, created: created, summary: &summary, continuation)
+                try handleLine(line, request: request, id: id, created: created, summary: &summary, continuation)
             }
         }
         return summary
     }
 
-    /// One line of an Ollama stream: translated to an OpenAI chunk; the final line's counts are the usage.
-    private func handleLine(_ line: [UInt8], request: UpstreamRequest, model: String, id: String, created: Int,
+    /// One line of an NDJSON stream (Ollama): translated to an OpenAI chunk by the adapter; the
+    /// final line's counts are the usage.
+    private func handleLine(_ line: [UInt8], request: UpstreamRequest, id: String, created: Int,
                             summary: inout StreamSummary, _ continuation: AsyncThrowingStream<StreamEvent, any Error>.Continuation) throws {
         guard let json = try? JSONValue.parse(line), case .object = json else {
             throw EngineError.malformed(backend: name, detail: "a stream line is not JSON")
@@ -195,7 +195,7 @@ extension Engine {
         if let error = json["error"], !error.isNull {
             throw EngineError.streamCut(backend: name, detail: "the engine reported: \(error.stringValue ?? error["message"]?.stringValue ?? "an error")")
         }
-        if let chunk = OllamaAdapter.chunk(json, endpoint: request.endpoint, model: model, id: id, created: created, first: !summary.sentFirst) {
+        if let chunk = adapter.chunk(line: json, request: request, id: id, created: created, first: !summary.sentFirst) {
             summary.sentFirst = true
             let text = json["message"]?["content"]?.stringValue ?? json["response"]?.stringValue ?? ""
             let thinking = json["message"]?["thinking"]?.stringValue ?? ""
@@ -207,7 +207,7 @@ extension Engine {
         }
         if json["done"]?.boolValue == true {
             summary.sawDone = true
-            summary.engineUsage = OllamaAdapter.usage(json)
+            summary.engineUsage = adapter.usage(ofLine: json)
         }
     }
 

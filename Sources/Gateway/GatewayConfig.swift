@@ -250,7 +250,7 @@ public struct GatewayConfig: Sendable {
                 }
                 var managed: ManagedEngineConfig?
                 if var mg = try b.mapping("managed") {
-                    guard kind == .llamacpp else { throw ConfigError(field: p + ".managed", message: "only a llamacpp backend can be managed") }
+                    guard kind.canBeManaged else { throw ConfigError(field: p + ".managed", message: "only a llamacpp backend can be managed") }
                     guard let file = try mg.string("model_file") else { throw ConfigError(field: p + ".managed.model_file", message: "required: path of the GGUF model file") }
                     let modelFile = resolve(file)
                     guard FileManager.default.fileExists(atPath: modelFile) else {

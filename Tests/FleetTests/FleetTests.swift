@@ -141,9 +141,8 @@ func chatBody(stream: Bool = false, maxTokens: Int = 8, extra: [(String, JSONVal
     }
 
     @Test func llamaCppEmbeddingsArePooled() {
-        let engine = Engine(config: BackendConfig(name: "l", kind: .llamacpp, url: "http://x:1", models: [:]), http: http, logger: Logger(label: "t"))
         let json: JSONValue = ["data": [["object": "embedding", "index": 0, "embedding": [[1, 0], [3, 0]]]]]
-        let pooled = engine.poolEmbeddings(json, base64: false)
+        let pooled = LlamaCppAdapter(template: .smolLM2).embeddings(json, base64: false)
         #expect(pooled["data"]?.arrayValue?.first?["embedding"] == .array([.double(1), .double(0)]))
     }
 

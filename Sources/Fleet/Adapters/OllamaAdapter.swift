@@ -1,9 +1,51 @@
 import Foundation
 import OpenAIWire
 
-/// Translation between OpenAI's API and Ollama's native one (`/api/chat`, `/api/generate`,
-/// `/api/embed`). Pure functions on JSON values: the engine code does the I/O.
-public enum OllamaAdapter {
+/// Ollama's native API (`/api/chat`, `/api/generate`, `/api/embed`, `/api/tags`, `/api/ps`):
+/// requests are translated to it and answers, NDJSON streams and counts back to OpenAI's shape
+/// (pure functions on JSON values: ``Engine`` does the I/O). No metrics: the gateway counts its
+/// own load; `/api/ps` says which models are in memory.
+public struct OllamaAdapter: EngineAdapter {
+    var streamFormat: StreamFormat { .ndjson }
+    var reportsResidency: Bool { true }
+
+    func path(for endpoint: Endpoint) -> String? { Self.path(for: endpoint) }
+
+    func prepare(_ body: JSONValue, _ request: UpstreamRequest) -> JSONValue {
+        Self.request(body, endpoint: request.endpoint, stream: request.stream)
+    }
+
+    func answer(_ json: JSONValue, request: UpstreamRequest, id: String, created: Int) -> JSONValue {
+        Self.response(json, endpoint: request.endpoint, model: request.body["model"]?.stringValue ?? "", id: id, created: created)
+    }
+
+    func chunk(line: JSONValue, request: UpstreamRequest, id: String, created: Int, first: Bool) -> JSONValue? {
+        Self.chunk(line, endpoint: request.endpoint, model: request.body["model"]?.stringValue ?? "", id: id, created: created, first: first)
+    }
+
+    func usage(ofLine line: JSONValue) -> Usage? { Self.usage(line) }
+
+    func tokenEmbeddingsBody(_ body: JSONValue, ids: [[Int]], engine: Engine) async throws(EngineError) -> JSONValue {
+        throw .rejected(backend: engine.name, error: .invalidRequest("The engine serving this model (Ollama) does not accept token ids as embeddings input; send text instead.",
+                                                                    param: "input", code: "invalid_value"))
+    }
+
+    /// `GET /api/ps` (models in memory), and `/api/tags` (models it has) when asked to discover.
+    func probe(_ engine: Engine, timeoutMs: Int) async -> ProbeResult {
+        guard let ps = await engine.get("/api/ps", timeoutMs: timeoutMs) else { return ProbeResult(ok: false, detail: "unreachable") }
+        guard ps.status == 200 else { return ProbeResult(ok: false, detail: "/api/ps answered \(ps.status)") }
+        var result = ProbeResult(ok: true, detail: "")
+        result.resident = Set(Self.modelNames(ps.body))
+        if engine.config.discoverModels, let tags = await engine.get("/api/tags", timeoutMs: timeoutMs), tags.status == 200 {
+            result.available = Self.modelNames(tags.body)
+        }
+        return result
+    }
+
+    static func modelNames(_ body: [UInt8]) -> [String] {
+        ((try? JSONValue.parse(body))?["models"]?.arrayValue ?? []).compactMap { $0["name"]?.stringValue ?? $0["model"]?.stringValue }
+    }
+
     /// The native path for an OpenAI endpoint.
     public static func path(for endpoint: Endpoint) -> String {
         switch endpoint {
