@@ -25,6 +25,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
     ],
     targets: [
+        .target(name: "Clocks", swiftSettings: v5),
         .target(name: "OpenAIWire", swiftSettings: v5),
         .target(name: "Catalog", dependencies: [
             "OpenAIWire", .product(name: "Yams", package: "Yams"),
@@ -35,7 +36,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: v5),
         .target(name: "Tenancy", dependencies: [
-            "Storage", .product(name: "Crypto", package: "swift-crypto"),
+            "Storage", "OpenAIWire", .product(name: "Crypto", package: "swift-crypto"),
         ], swiftSettings: v5),
         .target(name: "Quotas", dependencies: ["Catalog"], swiftSettings: v5),
         .target(name: "Shield", dependencies: ["OpenAIWire"], swiftSettings: v5),
@@ -46,7 +47,7 @@ let package = Package(
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ], swiftSettings: v5),
         .target(name: "Fleet", dependencies: [
-            "OpenAIWire", "Catalog",
+            "Clocks", "OpenAIWire", "Catalog",
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
@@ -58,7 +59,7 @@ let package = Package(
             .product(name: "NIOHTTP1", package: "swift-nio"),
         ], swiftSettings: v5),
         .target(name: "Gateway", dependencies: [
-            "OpenAIWire", "Catalog", "Storage", "Tenancy", "Quotas", "Shield", "Metering",
+            "Clocks", "OpenAIWire", "Catalog", "Storage", "Tenancy", "Quotas", "Shield", "Metering",
             "Observability", "Fleet",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
@@ -68,7 +69,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ], resources: [.copy("Resources/admin-openapi.yaml")], swiftSettings: v5),
         .executableTarget(name: "llmaas", dependencies: [
-            "Gateway", "EngineSim", "Catalog", "Storage", "Tenancy", "OpenAIWire", "Observability", "Shield", "Metering", "Quotas",
+            "Clocks", "Gateway", "EngineSim", "Catalog", "Storage", "Tenancy", "OpenAIWire", "Observability", "Shield", "Metering", "Quotas",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: v5),
         .executableTarget(name: "routing-bench", dependencies: [
@@ -85,9 +86,9 @@ let package = Package(
         .testTarget(name: "QuotasTests", dependencies: ["Quotas", "Catalog"], swiftSettings: v5),
         .executableTarget(name: "quota-bench", dependencies: ["Quotas", "Metering", "Catalog", "OpenAIWire"], path: "bench/quota-bench", swiftSettings: v5),
         .executableTarget(name: "shield-bench", dependencies: ["Shield"], path: "bench/shield-bench", swiftSettings: v5),
-        .testTarget(name: "FleetTests", dependencies: ["Fleet", "EngineSim"], swiftSettings: v5),
+        .testTarget(name: "FleetTests", dependencies: ["Clocks", "Fleet", "EngineSim"], swiftSettings: v5),
         .testTarget(name: "GatewayTests", dependencies: [
-            "Gateway", "EngineSim", "TestSupport",
+            "Clocks", "Gateway", "EngineSim", "TestSupport",
             .product(name: "HummingbirdTesting", package: "hummingbird"),
         ], swiftSettings: v5),
     ]

@@ -20,9 +20,9 @@ public enum CapabilityCheck {
 
     public static func check(_ request: InferenceRequest, model entry: CatalogEntry,
                              limits: CapabilityLimits = .standard) throws(APIError) {
-        let needed = CatalogEntry.capability(for: request.endpoint)
-        if !entry.capabilities.contains(needed) {
-            throw mismatch("Model '\(entry.id)' cannot serve \(request.endpoint.path): it lacks the '\(needed.rawValue)' capability (it has: \(list(entry.capabilities))). Choose a model with '\(needed.rawValue)' from GET /v1/models.",
+        let needed = request.endpoint.spec.capability
+        if !entry.capabilities.contains(where: { $0.rawValue == needed }) {
+            throw mismatch("Model '\(entry.id)' cannot serve \(request.endpoint.path): it lacks the '\(needed)' capability (it has: \(list(entry.capabilities))). Choose a model with '\(needed)' from GET /v1/models.",
                            param: "model")
         }
         if request.hasTools && !entry.capabilities.contains(.tools) {
@@ -48,16 +48,16 @@ public enum CapabilityCheck {
     static func checkContext(_ request: InferenceRequest, _ entry: CatalogEntry) throws(APIError) {
         let context = entry.contextLength
         let how = "estimated as ceil(UTF-8 bytes / 4) since the engine has not counted yet"
-        if request.endpoint == .embeddings {
-            // Each input is embedded on its own: the longest one must fit.
+        let promptParam = request.endpoint.spec.inputParam
+        if request.endpoint.spec.inputsAreSeparate {
+            // Each input is processed on its own: the longest one must fit.
             let longest = request.promptTexts.map(estimatedTokens).max() ?? 0
             if longest > context {
-                throw tooLong("An input of about \(longest) tokens (\(how)) is over the context length \(context) of model '\(entry.id)'. Split or shorten the input.",
-                              param: "input")
+                throw tooLong("An input of about \(longest) tokens (\(how)) is over the context length \(context) of model '\(entry.id)'. Split or shorten the \(promptParam).",
+                              param: promptParam)
             }
             return
         }
-        let promptParam = request.endpoint == .chat ? "messages" : "prompt"
         let prompt = promptTokens(request)
         if prompt > context {
             throw tooLong("The prompt is about \(prompt) tokens (\(how)), over the context length \(context) of model '\(entry.id)'. Shorten the \(promptParam), or choose a model with a longer context_length from GET /v1/models.",
@@ -71,9 +71,7 @@ public enum CapabilityCheck {
 
     /// Prompt tokens: exact for a completions prompt given as token ids, estimated otherwise.
     static func promptTokens(_ request: InferenceRequest) -> Int {
-        if request.endpoint == .completions, let ids = request.body["prompt"]?.arrayValue, ids.allSatisfy({ $0.intValue != nil }) {
-            return ids.count
-        }
+        if let exact = request.endpoint.spec.exactPromptTokens(request.body) { return exact }
         return request.promptTexts.reduce(0) { $0 + estimatedTokens($1) }
     }
 

@@ -104,12 +104,4 @@ public struct CatalogEntry: Sendable, Equatable {
         self.extendedSupport = extendedSupport
     }
 
-    /// The capability an endpoint needs.
-    public static func capability(for endpoint: Endpoint) -> Capability {
-        switch endpoint {
-        case .chat: return .chat
-        case .completions: return .completions
-        case .embeddings: return .embeddings
-        }
-    }
 }

@@ -41,7 +41,7 @@ struct SimRequest {
                 prompt = (json["messages"]?.arrayValue ?? []).map { $0["content"]?.stringValue ?? "" }.joined(separator: "\n")
             case .completions:
                 prompt = json["prompt"]?.stringValue ?? ""
-            case .embeddings:
+            default:
                 prompt = json["input"]?.stringValue ?? (json["input"]?.arrayValue ?? []).compactMap(\.stringValue).joined(separator: "\n")
             }
             maxTokens = json["options"]?["num_predict"]?.intValue

@@ -53,6 +53,12 @@ public final class SimFleet: Sendable {
         machines[i].stop()
     }
 
+    /// Stops machine `i` and waits until its listener is closed (a connection to it is refused).
+    public func stopAndWait(_ i: Int) async {
+        machines[i].stop()
+        _ = await tasks.withLock({ $0[i] })?.result
+    }
+
     /// Brings machine `i` back on its port (empty cache, as after a restart).
     public func revive(_ i: Int) async throws {
         let old = tasks.withLock { $0[i] }

@@ -13,21 +13,19 @@ public struct ChatTemplate: Sendable, Equatable {
     public static let chatML = ChatTemplate(defaultSystem: nil)
 
     public func render(_ request: UpstreamRequest) -> String {
-        switch request.endpoint {
-        case .chat:
-            let messages = request.body["messages"]?.arrayValue ?? []
-            var out = ""
-            for (i, m) in messages.enumerated() {
-                let role = m["role"]?.stringValue ?? "user"
-                if i == 0, role != "system", let system = defaultSystem {
-                    out += "<|im_start|>system\n\(system)<|im_end|>\n"
-                }
-                let content = InferenceRequest.promptTexts(of: .object([("messages", .array([m]))]), endpoint: .chat).joined()
-                out += "<|im_start|>\(role)\n\(content)<|im_end|>\n"
-            }
-            return out + "<|im_start|>assistant\n"
-        case .completions, .embeddings:
+        guard request.endpoint == .chat else {
             return InferenceRequest.promptTexts(of: request.body, endpoint: request.endpoint).joined(separator: "\n")
         }
+        let messages = request.body["messages"]?.arrayValue ?? []
+        var out = ""
+        for (i, m) in messages.enumerated() {
+            let role = m["role"]?.stringValue ?? "user"
+            if i == 0, role != "system", let system = defaultSystem {
+                out += "<|im_start|>system\n\(system)<|im_end|>\n"
+            }
+            let content = InferenceRequest.promptTexts(of: .object([("messages", .array([m]))]), endpoint: .chat).joined()
+            out += "<|im_start|>\(role)\n\(content)<|im_end|>\n"
+        }
+        return out + "<|im_start|>assistant\n"
     }
 }

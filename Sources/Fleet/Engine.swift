@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import Clocks
 import Foundation
 import Logging
 import NIOCore
@@ -98,11 +99,11 @@ public final class Engine: Sendable {
     let http: HTTPClient
     let logger: Logger
     let adapter: any EngineAdapter
-    /// Milliseconds since 1970 (the platform's clock): `created` of answers the engine did not date.
-    let clock: @Sendable () -> Int64
+    /// The platform's clock: `created` of answers the engine did not date, a stream's silence.
+    let clock: any PlatformClock
 
     public init(config: BackendConfig, http: HTTPClient, logger: Logger, template: ChatTemplate = .smolLM2,
-                clock: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970 * 1000) }) {
+                clock: any PlatformClock = SystemClock()) {
         self.config = config
         self.http = http
         self.logger = logger
@@ -112,7 +113,7 @@ public final class Engine: Sendable {
 
     public var name: String { config.name }
     public var kind: EngineKind { config.kind }
-    var createdNow: Int { Int(clock() / 1000) }
+    var createdNow: Int { Int(clock.now() / 1000) }
 
     // MARK: Sending
 
@@ -229,13 +230,16 @@ public final class Engine: Sendable {
             throw e
         } catch {
             let detail = describe(error)
-            if Self.connectFailures.contains(detail) { throw .refused(backend: name, detail: detail) }
+            if Self.unsent.contains(detail) { throw .refused(backend: name, detail: detail) }
             throw .unreachable(backend: name, detail: detail)
         }
     }
 
-    /// What ``describe(_:)`` says of an error that happened before any byte was sent.
-    static let connectFailures: Set<String> = ["connection refused", "connect timeout"]
+    /// What ``describe(_:)`` says of errors that happened before any byte of the request left:
+    /// no connection (refused, connect timeout), or a pooled connection found closed at the first
+    /// write (the engine died since it was last used).
+    static let unsent: Set<String> = ["connection refused", "connect timeout", closedChannel]
+    static let closedChannel = "I/O on closed channel"
 
     func collect(_ response: HTTPClientResponse, limit: Int) async -> [UInt8] {
         guard var buffer = try? await withTimeout(5000, { try await response.body.collect(upTo: limit) }) else { return [] }
@@ -250,6 +254,7 @@ public final class Engine: Sendable {
         }
         let text = "\(error)"
         if text.contains("refused") || text.contains("Refused") { return "connection refused" }
+        if text.contains("ioOnClosedChannel") || text.contains("I/O on closed channel") { return Self.closedChannel }
         return text
     }
 
@@ -347,11 +352,6 @@ public final class Engine: Sendable {
     }
 
     static func outputText(_ json: JSONValue, endpoint: Endpoint) -> String {
-        guard let first = json["choices"]?.arrayValue?.first else { return "" }
-        switch endpoint {
-        case .chat: return first["message"]?["content"]?.stringValue ?? ""
-        case .completions: return first["text"]?.stringValue ?? ""
-        case .embeddings: return ""
-        }
+        endpoint.spec.answerText(json).content
     }
 }

@@ -5,7 +5,8 @@ import OpenAIWire
 public enum EngineError: Error, Sendable, Equatable {
     /// The connection closed before a response head (the request may have reached the engine).
     case unreachable(backend: String, detail: String)
-    /// No connection was made (refused, or the connect timeout passed): nothing was sent.
+    /// Nothing of the request was sent: no connection was made (refused, or the connect timeout
+    /// passed), or the pooled connection was found closed at the first write.
     case refused(backend: String, detail: String)
     /// No response head within `first_byte_ms`, or a stream silent for `idle_ms`.
     case timeout(backend: String, afterMs: Int, streaming: Bool)

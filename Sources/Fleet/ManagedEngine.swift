@@ -1,3 +1,4 @@
+import Clocks
 import Foundation
 import Logging
 import Synchronization
@@ -8,6 +9,7 @@ import Synchronization
 public final class ManagedEngine: Sendable {
     public let backend: BackendConfig
     let managed: ManagedEngineConfig
+    let clock: any PlatformClock
     let logFile: String
     let logger: Logger
     private let state = Mutex<State>(State())
@@ -17,7 +19,8 @@ public final class ManagedEngine: Sendable {
         var stopping = false
     }
 
-    public init(backend: BackendConfig, managed: ManagedEngineConfig, logFile: String, logger: Logger) {
+    public init(backend: BackendConfig, managed: ManagedEngineConfig, logFile: String, logger: Logger, clock: any PlatformClock = SystemClock()) {
+        self.clock = clock
         self.backend = backend
         self.managed = managed
         self.logFile = logFile
@@ -54,7 +57,7 @@ public final class ManagedEngine: Sendable {
     public func run() async {
         var backoffMs = 500
         while !state.withLock({ $0.stopping }) {
-            let started = Date()
+            let started = clock.now()
             do {
                 let code = try await runOnce()
                 if state.withLock({ $0.stopping }) { return }
@@ -62,7 +65,7 @@ public final class ManagedEngine: Sendable {
             } catch {
                 logger.error("managed engine could not start", metadata: ["backend": "\(backend.name)", "error": "\(error)"])
             }
-            if Date().timeIntervalSince(started) > 30 { backoffMs = 500 }
+            if clock.now() - started > 30_000 { backoffMs = 500 }
             try? await Task.sleep(for: .milliseconds(backoffMs))
             backoffMs = min(backoffMs * 2, 10_000)
         }

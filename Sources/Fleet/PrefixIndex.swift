@@ -61,24 +61,4 @@ public struct PrefixIndex: Sendable {
         let cut = stamps[stamps.count / 2]
         owner = owner.filter { $0.value.stamp > cut }
     }
-
-    /// The text whose prefix identifies a conversation: every message's role and content in order
-    /// (chat), or the prompt (completions).
-    public static func promptKey(endpoint: Endpoint, body: JSONValue) -> String {
-        switch endpoint {
-        case .chat:
-            var out = ""
-            for m in body["messages"]?.arrayValue ?? [] {
-                out += m["role"]?.stringValue ?? ""
-                out += "\u{1}"
-                out += InferenceRequest.promptTexts(of: .object([("messages", .array([m]))]), endpoint: .chat).joined()
-                out += "\u{2}"
-            }
-            return out
-        case .completions:
-            return InferenceRequest.promptTexts(of: body, endpoint: .completions).joined(separator: "\n")
-        case .embeddings:
-            return ""
-        }
-    }
 }

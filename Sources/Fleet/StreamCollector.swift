@@ -19,7 +19,7 @@ struct StreamCollector {
     /// Whether a non-streamed request can be answered this way: the answer of a stream carries no
     /// per-token log probabilities, several choices or tool-call fragments to reassemble.
     static func canCollect(_ body: JSONValue, endpoint: Endpoint) -> Bool {
-        guard endpoint == .chat || endpoint == .completions else { return false }
+        guard endpoint.spec.generates else { return false }
         if let lp = body["logprobs"], !lp.isNull, lp.boolValue != false { return false }
         if let n = body["n"]?.intValue, n > 1 { return false }
         if let tools = body["tools"]?.arrayValue, !tools.isEmpty { return false }
@@ -34,9 +34,9 @@ struct StreamCollector {
         case .chunk(let chunk):
             if first == nil { first = chunk }
             guard let choice = chunk["choices"]?.arrayValue?.first else { return }
-            let piece = endpoint == .chat ? choice["delta"]?["content"]?.stringValue : choice["text"]?.stringValue
-            if let piece, !piece.isEmpty { text += piece; textChunks += 1 }
-            if let r = choice["delta"]?["reasoning_content"]?.stringValue { reasoning += r }
+            let (piece, r) = endpoint.spec.deltaText(choice)
+            if !piece.isEmpty { text += piece; textChunks += 1 }
+            reasoning += r
             if let f = choice["finish_reason"], !f.isNull { finishReason = f }
         }
     }
@@ -46,15 +46,7 @@ struct StreamCollector {
         let id = first?["id"] ?? .string(newID)
         let created = first?["created"] ?? .int(now)
         let model = first?["model"] ?? .null
-        let choice: JSONValue
-        switch endpoint {
-        case .chat:
-            var message: [(String, JSONValue)] = [("role", "assistant"), ("content", .string(text))]
-            if !reasoning.isEmpty { message.append(("reasoning_content", .string(reasoning))) }
-            choice = .object([("index", 0), ("message", .object(message)), ("logprobs", .null), ("finish_reason", finishReason)])
-        default:
-            choice = .object([("index", 0), ("text", .string(text)), ("logprobs", .null), ("finish_reason", finishReason)])
-        }
+        let choice = endpoint.spec.collectedChoice(text: text, reasoning: reasoning, finishReason: finishReason)
         return .object([("id", id), ("object", .string(endpoint.objectName)), ("created", created), ("model", model),
                         ("choices", .array([choice])), ("usage", usage.json)])
     }

@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import Clocks
 import Foundation
 import NIOCore
 import OpenAIWire
@@ -20,17 +21,14 @@ struct StreamSummary: Sendable {
     var capped = false
 }
 
-/// Last time bytes arrived from the engine, shared between the reader and its watchdog.
+/// Last time bytes arrived from the engine (the platform's clock), shared between the reader and
+/// its watchdog.
 final class Activity: Sendable {
-    private static let origin = ContinuousClock.now
+    private let clock: any PlatformClock
     private let last = Atomic<Int64>(0)
-    init() { touch() }
-    func touch() { last.store(Self.nowMs(), ordering: .relaxed) }
-    var silentMs: Int64 { Self.nowMs() - last.load(ordering: .relaxed) }
-    static func nowMs() -> Int64 {
-        let c = (ContinuousClock.now - origin).components
-        return c.seconds * 1000 + c.attoseconds / 1_000_000_000_000_000
-    }
+    init(clock: any PlatformClock) { self.clock = clock; touch() }
+    func touch() { last.store(clock.now(), ordering: .relaxed) }
+    var silentMs: Int64 { clock.now() - last.load(ordering: .relaxed) }
 }
 
 /// How a relayed stream ended, reported to the fleet (to release the backend and track health).
@@ -119,17 +117,14 @@ extension Engine {
     /// The last chunk of a stream the gateway ended at the client's cap.
     static func lengthFinish(like chunk: JSONValue, endpoint: Endpoint) -> JSONValue {
         var last = chunk
-        let choice: JSONValue = endpoint == .chat
-            ? .object([("index", 0), ("delta", .object([])), ("logprobs", .null), ("finish_reason", "length")])
-            : .object([("index", 0), ("text", ""), ("logprobs", .null), ("finish_reason", "length")])
-        last.set("choices", .array([choice]))
+        last.set("choices", .array([endpoint.spec.lengthFinishChoice]))
         return last
     }
 
     /// Reads the body under a watchdog that fails the stream after `idle_ms` of silence.
     private func pump(_ response: HTTPClientResponse, request: UpstreamRequest, format: StreamFormat, progress: StreamProgress,
                       _ continuation: AsyncThrowingStream<StreamEvent, any Error>.Continuation) async throws -> StreamSummary {
-        let activity = Activity()
+        let activity = Activity(clock: clock)
         let idleMs = config.timeouts.idleMs
         return try await withThrowingTaskGroup(of: StreamSummary?.self) { group in
             group.addTask {
@@ -226,18 +221,7 @@ extension Engine {
         }
         chunk.remove("usage")
         if let choice = chunk["choices"]?.arrayValue?.first {
-            let content: String, reasoning: String
-            switch request.endpoint {
-            case .chat:
-                content = choice["delta"]?["content"]?.stringValue ?? ""
-                reasoning = choice["delta"]?["reasoning_content"]?.stringValue ?? choice["delta"]?["reasoning"]?.stringValue ?? ""
-            case .completions:
-                content = choice["text"]?.stringValue ?? ""
-                reasoning = ""
-            case .embeddings:
-                content = ""
-                reasoning = ""
-            }
+            let (content, reasoning) = request.endpoint.spec.deltaText(choice)
             if !content.isEmpty || !reasoning.isEmpty {
                 // One text chunk per token: an engine that goes past the client's cap is stopped
                 // there, whatever it does (admission reserved exactly the cap).

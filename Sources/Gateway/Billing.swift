@@ -135,12 +135,10 @@ public final class Billing: Sendable {
     /// Splits a request's prompt tokens into the system share, in proportion to the characters of
     /// system/developer messages (the engine reports one prompt count).
     static func systemShare(_ inference: InferenceRequest, promptTokens: Int) -> Int {
-        guard inference.endpoint == .chat else { return 0 }
         var system = 0, total = 0
-        for m in inference.body["messages"]?.arrayValue ?? [] {
-            let n = InferenceRequest.promptTexts(of: .object([("messages", .array([m]))]), endpoint: .chat).reduce(0) { $0 + $1.utf8.count }
-            total += n
-            if let role = m["role"]?.stringValue, role == "system" || role == "developer" { system += n }
+        for t in inference.endpoint.spec.texts(inference.body) {
+            total += t.text.utf8.count
+            if t.role == "system" || t.role == "developer" { system += t.text.utf8.count }
         }
         return total == 0 ? 0 : Int((Int64(promptTokens) * Int64(system)) / Int64(total))
     }

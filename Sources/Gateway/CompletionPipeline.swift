@@ -27,7 +27,7 @@ struct CompletionPipeline: Sendable {
 
         // 2. Parse (bounded body, strict JSON, typed checks naming the param).
         var record = RequestRecord(id: context.requestID, createdAt: createdAt, tenantID: principal.tenantID, keyID: principal.keyID,
-                                   model: "", endpoint: endpoint.rawValue, status: 0, outcome: "ok", latencyMs: 0)
+                                   model: "", endpoint: endpoint.id, status: 0, outcome: "ok", latencyMs: 0)
         do {
             guard principal.grants.allows(endpoint: endpoint.grantName) else {
                 throw APIError.permissionDenied("API key \(principal.keyID) may not use \(endpoint.path). Ask your administrator to grant the '\(endpoint.grantName)' endpoint.")
@@ -48,7 +48,7 @@ struct CompletionPipeline: Sendable {
                                                 code: "model_not_allowed")
             }
             let lifecycle = try platform.lifecycleGate(entry, requested: inference.model, principal: principal,
-                                                       today: LifecycleClock.millis(platform.now).today,
+                                                       today: platform.clock.today,
                                                        baseURL: platform.baseURL(for: request))
             try CapabilityCheck.check(inference, model: entry)
 
@@ -85,14 +85,12 @@ struct CompletionPipeline: Sendable {
             switch upstream {
             case .complete(var json, let usage):
                 // 7. Settle: real counts → cost and energy → the ledger row, committed before the answer goes out.
-                let message = json["choices"]?.arrayValue?.first?["message"]
-                let output = message?["content"]?.stringValue ?? json["choices"]?.arrayValue?.first?["text"]?.stringValue ?? ""
-                let clientUsage = await settler.settle(&record, engineUsage: usage, output: output,
-                                                       reasoning: message?["reasoning_content"]?.stringValue ?? "")
+                let (output, reasoning) = endpoint.spec.answerText(json)
+                let clientUsage = await settler.settle(&record, engineUsage: usage, output: output, reasoning: reasoning)
                 json.set("id", .string(context.requestID))
                 json.set("model", .string(entry.id))
                 json.set("backend", backend.json)
-                json.set("usage", endpoint == .embeddings ? Self.embeddingUsage(clientUsage) : clientUsage.json)
+                json.set("usage", endpoint.spec.clientUsage(clientUsage))
                 record.status = 200
                 record.latencyMs = Self.ms(since: started)
                 await recorder.finish(record, durable: platform.config.durableLedger)
@@ -148,20 +146,8 @@ struct CompletionPipeline: Sendable {
     /// The new user and tool content of the request (what follows the last assistant turn; earlier
     /// turns were inspected when they were new), with the developer's system prompt marked as such.
     static func inspectedTexts(_ inference: InferenceRequest) -> [InspectedText] {
-        switch inference.endpoint {
-        case .chat:
-            let messages = inference.body["messages"]?.arrayValue ?? []
-            let lastAssistant = messages.lastIndex { $0["role"]?.stringValue == "assistant" } ?? -1
-            return messages.enumerated().compactMap { i, m in
-                let role = InspectedRole(rawValue: m["role"]?.stringValue ?? "user") ?? .user
-                guard i > lastAssistant || role == .system || role == .developer else { return nil }
-                let text = InferenceRequest.promptTexts(of: .object([("messages", .array([m]))]), endpoint: .chat).joined(separator: "\n")
-                return InspectedText(role: role == .assistant ? .assistant : role, text: text)
-            }
-        case .completions:
-            return inference.promptTexts.map { InspectedText(role: .user, text: $0) }
-        case .embeddings:
-            return []
+        inference.endpoint.spec.inspectedTexts(inference.body).map {
+            InspectedText(role: InspectedRole(rawValue: $0.role) ?? .user, text: $0.text)
         }
     }
 
@@ -216,13 +202,6 @@ struct CompletionPipeline: Sendable {
         return fields
     }
 
-    /// Embeddings report only prompt tokens (OpenAI's shape).
-    static func embeddingUsage(_ u: Usage) -> JSONValue {
-        var members: [(String, JSONValue)] = [("prompt_tokens", .int(u.promptTokens)), ("total_tokens", .int(u.promptTokens))]
-        if u.estimated { members.append(("estimated", .bool(true))) }
-        return .object(members)
-    }
-
     static func ms(since start: ContinuousClock.Instant) -> Int {
         let c = (ContinuousClock.now - start).components
         return Int(c.seconds * 1000 + c.attoseconds / 1_000_000_000_000_000)
@@ -241,17 +220,6 @@ struct BackendTag: Sendable {
 
     var json: JSONValue { .object([("engine_type", .string(engineType)), ("machine_name", .string(machineName))]) }
     var header: String { "\(engineType)/\(machineName)" }
-}
-
-extension Endpoint {
-    /// The endpoint's name in key grants.
-    var grantName: String {
-        switch self {
-        case .chat: return "chat"
-        case .completions: return "completions"
-        case .embeddings: return "embeddings"
-        }
-    }
 }
 
 /// Records how a request ended: its request row and its audit entry (never prompt text).

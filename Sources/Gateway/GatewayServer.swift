@@ -74,7 +74,7 @@ func noticeService(_ platform: Platform) -> LifecycleNoticeService {
                                                    at: now, phaseStarted: notice.phaseStarted.description, retiresAt: notice.removal.description,
                                                    payload: notice.json.jsonString)
         })
-    return LifecycleNoticeService(catalog: platform.catalog, store: store, clock: .millis(platform.now), logger: platform.logger) { notice in
+    return LifecycleNoticeService(catalog: platform.catalog, store: store, clock: platform.clock, logger: platform.logger) { notice in
         Webhooks(platform: platform).send(tenantID: notice.key.tenant, event: "model.lifecycle", payload: notice.json)
     }
 }

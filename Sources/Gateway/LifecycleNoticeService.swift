@@ -1,3 +1,4 @@
+import Clocks
 import Catalog
 import Logging
 import OpenAIWire
@@ -45,11 +46,11 @@ public struct LifecycleNoticeService: Service {
     let catalog: CatalogStore
     let store: Store
     let deliver: @Sendable (LifecycleNotice) async throws -> Void
-    let clock: LifecycleClock
+    let clock: any PlatformClock
     let interval: Duration
     let logger: Logger
 
-    public init(catalog: CatalogStore, store: Store, clock: LifecycleClock = .system, interval: Duration = .seconds(3600),
+    public init(catalog: CatalogStore, store: Store, clock: any PlatformClock, interval: Duration = .seconds(3600),
                 logger: Logger, deliver: @escaping @Sendable (LifecycleNotice) async throws -> Void) {
         self.catalog = catalog
         self.store = store
@@ -78,8 +79,8 @@ public struct LifecycleNoticeService: Service {
     /// One pass: plan, claim, deliver. Returns the notices this pass claimed.
     @discardableResult
     public func runOnce() async throws -> [LifecycleNotice] {
-        let nowMs = Int64(clock.now()) * 1000
-        let today = Day(unixTime: clock.now())
+        let nowMs = clock.now()
+        let today = clock.today
         let since = nowMs - Int64(NoticePlanner.usageWindowDays) * 86_400_000
         let usage = try await store.usageSince(since)
         let sent = try await store.claimedKeys()

@@ -1,29 +1,14 @@
 import Catalog
+import Clocks
 import Foundation
 import HTTPTypes
 import Hummingbird
 import OpenAIWire
 import Tenancy
 
-/// Today's date for lifecycle decisions. Injected so that tests (and demos) can fix the date;
-/// the Catalog module never reads the system clock itself.
-public struct LifecycleClock: Sendable {
-    /// Seconds since the Unix epoch.
-    public let now: @Sendable () -> Int
-
-    public init(now: @escaping @Sendable () -> Int) { self.now = now }
-
-    public static let system = LifecycleClock { Int(Date().timeIntervalSince1970) }
-
-    /// From a clock in milliseconds since the epoch (`Platform.now`).
-    public static func millis(_ now: @escaping @Sendable () -> Int64) -> LifecycleClock {
-        LifecycleClock { Int(now() / 1000) }
-    }
-
-    /// Always `day` (00:00 UTC).
-    public static func fixed(_ day: Day) -> LifecycleClock { LifecycleClock { day.unixTime } }
-
-    public var today: Day { Day(unixTime: now()) }
+extension PlatformClock {
+    /// Today (UTC) for lifecycle decisions; the Catalog module never reads a clock itself.
+    public var today: Day { Day(unixTime: Int(now() / 1000)) }
 }
 
 /// Lifecycle header pairs (`Sunset`, `Deprecation`, `Link`) as HTTP fields.
@@ -84,9 +69,9 @@ extension Platform {
 
 /// `GET /v1/lifecycle`: every catalog model's dates, status and days left, public (no key), like
 /// a status page. `?format=text` gives the same table as `llmaas models --lifecycle`.
-public func addLifecycleRoutes(to router: Hummingbird.Router<GatewayContext>, platform: Platform, clock: LifecycleClock = .system) {
+public func addLifecycleRoutes(to router: Hummingbird.Router<GatewayContext>, platform: Platform) {
     router.get("/v1/lifecycle") { request, _ in
-        let report = LifecycleReport(catalog: platform.catalog.current, on: clock.today)
+        let report = LifecycleReport(catalog: platform.catalog.current, on: platform.clock.today)
         if request.uri.queryParameters.get("format") == "text" {
             return Response(status: .ok, headers: [.contentType: "text/plain; charset=utf-8"],
                             body: ResponseBody(byteBuffer: ByteBuffer(string: report.table)))

@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import Catalog
+import Clocks
 import Fleet
 import Foundation
 import Hummingbird
@@ -58,23 +59,29 @@ public final class Platform: Sendable {
     public let shieldCounters = ShieldCounters()
     /// Per connection: what to cancel when its client goes away (set by the connection guard).
     public let hangUps = HangUpRegistry()
-    /// Milliseconds since the epoch; injected so tests can move through time.
+    /// The one clock of the platform (issue 12): every module gets its time from here.
+    public let clock: any PlatformClock
+    /// Milliseconds since the epoch, from ``clock``.
     public let now: @Sendable () -> Int64
 
-    public init(config: GatewayConfig, storage: Storage, logger: Logger,
-                now: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970 * 1000) }) throws {
+    /// Builds the platform from values: its configuration, stores, clock, catalog (nil: loaded from
+    /// `config.catalogPath`) and server secret (nil: loaded, or created, at `config.secretPath`).
+    public init(config: GatewayConfig, storage: Storage, logger: Logger, clock: any PlatformClock = SystemClock(),
+                catalog givenCatalog: Catalog? = nil, secret givenSecret: ServerSecret? = nil) throws {
         self.config = config
         self.storage = storage
         self.logger = logger
+        self.clock = clock
+        let now: @Sendable () -> Int64 = { clock.now() }
         self.now = now
-        let secret = try ServerSecret.loadOrCreate(path: config.secretPath)
+        let secret = try givenSecret ?? ServerSecret.loadOrCreate(path: config.secretPath)
         self.authority = KeyAuthority(storage: storage, secret: secret, now: now)
         self.audit = AuditLog(storage: storage, logger: logger, enabled: config.auditEnabled,
                               headPath: (config.dataDir as NSString).appendingPathComponent("audit.head"))
         self.throttle = AuthThrottle(limit: config.authFailuresPerMinute, windowMs: 60_000)
         self.authFailures = AuthFailureAudit(audit: audit)
         self.shield = PromptShield(config: config.shield)
-        let catalog = try CatalogFile.load(path: config.catalogPath)
+        let catalog = try givenCatalog ?? CatalogFile.load(path: config.catalogPath)
         for b in config.backends {
             for model in b.models.keys where catalog.resolve(model) == nil {
                 throw ConfigError(field: "backends[\(b.name)].models.\(model)", message: "'\(model)' is not in the catalog \(config.catalogPath)")
@@ -86,7 +93,7 @@ public final class Platform: Sendable {
         var webhookConfig = HTTPClient.Configuration(redirectConfiguration: .disallow)
         webhookConfig.timeout.connect = .seconds(3)
         self.webhookHTTP = HTTPClient(eventLoopGroupProvider: .singleton, configuration: webhookConfig)
-        self.fleet = Fleet(configs: config.backends, http: http, logger: logger, options: config.fleet)
+        self.fleet = Fleet(configs: config.backends, http: http, logger: logger, options: config.fleet, clock: clock)
         // One group commit for both: every audit entry queued before a ledger batch is written with
         // it, before the requests waiting on that batch are answered.
         self.requestLog = BatchWriter(name: "requests", logger: logger) { [storage, audit] rows in
@@ -95,18 +102,19 @@ public final class Platform: Sendable {
         }
         self.managedEngines = config.backends.compactMap { b in
             b.managed.map {
-                ManagedEngine(backend: b, managed: $0, logFile: (config.dataDir as NSString).appendingPathComponent("engine-\(b.name).log"), logger: logger)
+                ManagedEngine(backend: b, managed: $0, logFile: (config.dataDir as NSString).appendingPathComponent("engine-\(b.name).log"), logger: logger, clock: clock)
             }
         }
     }
 
     /// Opens the database, runs pending migrations and builds the platform.
-    public static func open(config: GatewayConfig, logger: Logger) async throws -> Platform {
+    public static func open(config: GatewayConfig, logger: Logger, clock: any PlatformClock = SystemClock(),
+                            catalog: Catalog? = nil, secret: ServerSecret? = nil) async throws -> Platform {
         try FileManager.default.createDirectory(atPath: config.dataDir, withIntermediateDirectories: true)
         let storage = try await Storage.openSQLite(path: config.databasePath, logger: logger)
         try await storage.migrate()
         do {
-            let platform = try Platform(config: config, storage: storage, logger: logger)
+            let platform = try Platform(config: config, storage: storage, logger: logger, clock: clock, catalog: catalog, secret: secret)
             try await platform.audit.resume()
             return platform
         } catch {

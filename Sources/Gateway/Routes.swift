@@ -18,21 +18,21 @@ public func buildRouter(_ platform: Platform) -> Hummingbird.Router<GatewayConte
             : errorResponse(.unavailable("No inference engine answers yet. Wait for the engines to start, or check their logs.", retryAfter: 2))
     }
 
-    router.post("/v1/chat/completions") { request, context in try await pipeline.handle(.chat, request, context) }
-    router.post("/v1/completions") { request, context in try await pipeline.handle(.completions, request, context) }
-    router.post("/v1/embeddings") { request, context in try await pipeline.handle(.embeddings, request, context) }
+    for endpoint in Endpoint.all {
+        router.post(RouterPath(stringLiteral: endpoint.path)) { request, context in try await pipeline.handle(endpoint, request, context) }
+    }
 
     // /v1/models lists only what the caller's key may use.
     router.get("/v1/models") { request, context in
         let principal = try await platform.authenticate(request, context)
-        let list = platform.lifecycleModelList(principal: principal, today: LifecycleClock.millis(platform.now).today,
+        let list = platform.lifecycleModelList(principal: principal, today: platform.clock.today,
                                                allowed: { principal.grants.allows(model: [$0.id]) })
         return jsonResponse(list, headers: CompletionPipeline.keyHeaders(principal))
     }
     router.get("/v1/models/{id}") { request, context in
         let principal = try await platform.authenticate(request, context)
         let id = context.parameters.get("id") ?? ""
-        let (json, lifecycle) = try platform.lifecycleModelDetail(id: id, principal: principal, today: LifecycleClock.millis(platform.now).today,
+        let (json, lifecycle) = try platform.lifecycleModelDetail(id: id, principal: principal, today: platform.clock.today,
                                                                   baseURL: platform.baseURL(for: request),
                                                                   allowed: { principal.grants.allows(model: [$0.id]) })
         return jsonResponse(json, headers: CompletionPipeline.keyHeaders(principal) + lifecycle)
@@ -40,7 +40,7 @@ public func buildRouter(_ platform: Platform) -> Hummingbird.Router<GatewayConte
     addAdminRoutes(to: router, platform: platform)
     addUsageRoutes(to: router, platform: platform)
     addBackendRoutes(to: router, platform: platform)
-    addLifecycleRoutes(to: router, platform: platform, clock: .millis(platform.now))
+    addLifecycleRoutes(to: router, platform: platform)
     return router
 }
 

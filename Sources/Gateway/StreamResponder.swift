@@ -38,7 +38,7 @@ struct StreamResponder: Sendable {
             var chunks = 0
             var output = "", reasoning = ""
             var settled = false
-            var created: JSONValue = .int(Int(Date().timeIntervalSince1970))
+            var created: JSONValue = .int(Int(record.createdAt / 1000))
             func send(_ bytes: [UInt8]) async throws {
                 do { try await writer.write(ByteBuffer(bytes: bytes)) } catch { throw ClientGone() }
             }
@@ -63,7 +63,7 @@ struct StreamResponder: Sendable {
                         if includeUsage {
                             let final: JSONValue = .object([
                                 ("id", .string(requestID)),
-                                ("object", .string(endpoint == .chat ? "chat.completion.chunk" : "text_completion")),
+                                ("object", .string(endpoint.spec.chunkObjectName ?? endpoint.objectName)),
                                 ("created", created),
                                 ("model", .string(model)),
                                 ("choices", .array([])),

@@ -1,27 +1,3 @@
-/// The OpenAI endpoints the gateway serves for inference.
-public enum Endpoint: String, Sendable, CaseIterable {
-    case chat = "chat.completions"
-    case completions = "completions"
-    case embeddings = "embeddings"
-
-    public var path: String {
-        switch self {
-        case .chat: return "/v1/chat/completions"
-        case .completions: return "/v1/completions"
-        case .embeddings: return "/v1/embeddings"
-        }
-    }
-
-    /// The OpenAI `object` of a non-streamed response.
-    public var objectName: String {
-        switch self {
-        case .chat: return "chat.completion"
-        case .completions: return "text_completion"
-        case .embeddings: return "list"
-        }
-    }
-}
-
 /// How much work one request may ask for (config `limits:`). Each excess is a 400 that names the
 /// limit, before anything reaches an engine.
 public struct RequestLimits: Sendable, Equatable {
@@ -73,71 +49,15 @@ public struct InferenceRequest: Sendable {
         self.hasTools = false
         self.hasImages = false
 
-        switch endpoint {
-        case .chat:
-            guard let messages = body["messages"], !messages.isNull else { throw APIError.missingParameter("messages") }
-            guard let list = messages.arrayValue else { throw APIError.invalidType("messages", expected: "an array of messages", got: messages) }
-            if list.isEmpty { throw APIError.invalidValue("messages", "it must contain at least one message.") }
-            if list.count > limits.maxMessages {
-                throw APIError.invalidRequest("Too many messages: \(list.count); at most \(limits.maxMessages) are allowed in one request (limit max_messages).",
-                                              param: "messages", code: "too_many_messages")
-            }
-            for (i, message) in list.enumerated() {
-                try Self.validateMessage(message, index: i, hasImages: &hasImages)
-            }
-            if let tools = body["tools"], !tools.isNull {
-                guard let toolList = tools.arrayValue else { throw APIError.invalidType("tools", expected: "an array", got: tools) }
-                hasTools = !toolList.isEmpty
-            }
-            let maxCompletion = try Self.optionalCount(body, "max_completion_tokens")
-            let legacyMax = try Self.optionalCount(body, "max_tokens")
-            maxTokens = maxCompletion ?? legacyMax
-        case .completions:
-            guard let prompt = body["prompt"], !prompt.isNull else { throw APIError.missingParameter("prompt") }
-            switch prompt {
-            case .string: break
-            case .array(let parts) where !parts.isEmpty && parts.allSatisfy({ $0.stringValue != nil }): break
-            case .array(let parts) where !parts.isEmpty && parts.allSatisfy({ $0.intValue != nil }): break
-            default: throw APIError.invalidType("prompt", expected: "a string, an array of strings or an array of token ids", got: prompt)
-            }
-            maxTokens = try Self.optionalCount(body, "max_tokens")
-        case .embeddings:
-            guard let input = body["input"], !input.isNull else { throw APIError.missingParameter("input") }
-            let tokenIDs = Self.tokenInputs(input)
-            let inputCount = tokenIDs?.count ?? input.arrayValue?.count ?? 1
-            if inputCount > limits.maxEmbeddingInputs {
-                throw APIError.invalidRequest("Too many inputs: \(inputCount); at most \(limits.maxEmbeddingInputs) are allowed in one embeddings request (limit max_embedding_inputs). Split them over several requests.",
-                                              param: "input", code: "too_many_inputs")
-            }
-            switch input {
-            case .string: break
-            case .array(let parts) where !parts.isEmpty && parts.allSatisfy({ $0.stringValue != nil }): break
-            case .array(let parts) where parts.isEmpty:
-                throw APIError.invalidValue("input", "it must contain at least one string.")
-            case .array where tokenIDs != nil:
-                // Token ids (what OpenAI clients such as LangChain send): one input, or several.
-                if tokenIDs?.contains(where: \.isEmpty) == true {
-                    throw APIError.invalidValue("input", "an array of token ids must not be empty.")
-                }
-            default: throw APIError.invalidType("input", expected: "a string, an array of strings, an array of token ids or an array of such arrays", got: input)
-            }
-            if Self.texts(of: input).contains(where: \.isEmpty) {
-                throw APIError.invalidValue("input", "an input must not be an empty string.")
-            }
-            if let format = body["encoding_format"], !format.isNull {
-                guard let f = format.stringValue, f == "float" || f == "base64" else {
-                    throw APIError.invalidValue("encoding_format", "use 'float' or 'base64'.")
-                }
-            }
-        }
+        try endpoint.spec.validate(&self, limits: limits)
 
         let characters = Self.promptTexts(of: body, endpoint: endpoint).reduce(0) { $0 + $1.utf8.count }
         if characters > limits.maxInputCharacters {
             throw APIError.invalidRequest("The request's text is too long: \(characters) bytes of prompt text; at most \(limits.maxInputCharacters) are allowed (limit max_input_characters).",
-                                          param: endpoint == .chat ? "messages" : endpoint == .completions ? "prompt" : "input", code: "input_too_large")
+                                          param: endpoint.spec.inputParam, code: "input_too_large")
         }
 
-        if endpoint != .embeddings {
+        if endpoint.spec.generates {
             if let s = body["stream"], !s.isNull {
                 guard let b = s.boolValue else { throw APIError.invalidType("stream", expected: "a boolean", got: s) }
                 stream = b
@@ -244,14 +164,7 @@ public struct InferenceRequest: Sendable {
     public var promptTexts: [String] { Self.promptTexts(of: body, endpoint: endpoint) }
 
     public static func promptTexts(of body: JSONValue, endpoint: Endpoint) -> [String] {
-        switch endpoint {
-        case .chat:
-            return (body["messages"]?.arrayValue ?? []).flatMap { texts(of: $0["content"] ?? .null) }
-        case .completions:
-            return texts(of: body["prompt"] ?? .null)
-        case .embeddings:
-            return texts(of: body["input"] ?? .null)
-        }
+        endpoint.spec.texts(body).map(\.text)
     }
 
     /// The inputs of an embeddings request given as token ids (`[1, 2]` is one input, `[[1, 2], [3]]`

@@ -105,14 +105,9 @@ public final class RateLimiter: Sendable {
         var idle: Bool { concurrent == 0 && minute.total == 0 && hour.total == 0 && day.total == 0 }
     }
 
-    /// - Parameter now: Unix milliseconds; defaults to the system clock.
-    public init(now: @escaping @Sendable () -> Int64 = RateLimiter.systemNowMs) {
+    /// - Parameter now: Unix milliseconds, the platform's clock (a domain module never reads one).
+    public init(now: @escaping @Sendable () -> Int64) {
         self.clock = now
-    }
-
-    /// Wall-clock Unix milliseconds.
-    public static let systemNowMs: @Sendable () -> Int64 = {
-        Int64((Date().timeIntervalSince1970 * 1000).rounded(.down))
     }
 
     // MARK: admission

@@ -1,4 +1,5 @@
 import Foundation
+import OpenAIWire
 
 /// What one API key may do (SPEC S2.2): model patterns allowed and denied, endpoints, client IPs.
 /// An empty allow list means every model; denials always win.
@@ -6,7 +7,7 @@ public struct Grants: Codable, Sendable, Equatable {
     /// Globs over catalog ids (`qwen3:*`); a leading `!` denies (`!qwen3:235b`).
     public var models: [String]
     public var denyModels: [String]
-    /// `chat`, `completions`, `embeddings`; empty = all.
+    /// Grant names of endpoints (`chat`, `completions`, `embeddings`, … ``endpointNames``); empty = all.
     public var endpoints: [String]
     /// CIDR blocks (IPv4 or IPv6); empty = any address.
     public var clientIPs: [String]
@@ -31,12 +32,13 @@ public struct Grants: Codable, Sendable, Equatable {
         case clientIPs = "client_ips"
     }
 
-    public static let endpointNames: Set<String> = ["chat", "completions", "embeddings"]
+    /// The grant names of the endpoints the gateway serves (``Endpoint/all``).
+    public static let endpointNames: [String] = Endpoint.all.map(\.grantName)
 
     /// Checks the values an operator gave; the message says what to fix.
     public func validate() throws(TenancyError) {
         for e in endpoints where !Self.endpointNames.contains(e) {
-            throw .invalid("unknown endpoint '\(e)' in grants (use chat, completions, embeddings)")
+            throw .invalid("unknown endpoint '\(e)' in grants (use \(Self.endpointNames.joined(separator: ", ")))")
         }
         for c in clientIPs where CIDR(c) == nil {
             throw .invalid("'\(c)' is not a CIDR block (e.g. 10.0.0.0/8, 2001:db8::/32, 192.0.2.7/32)")

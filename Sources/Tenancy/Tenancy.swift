@@ -56,7 +56,7 @@ public final class KeyAuthority: Sendable {
     private let lastUsed = Mutex<[String: Int64]>([:])
 
     public init(storage: Storage, secret: ServerSecret, cacheTTLms: Int64 = 1000,
-                now: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970 * 1000) }) {
+                now: @escaping @Sendable () -> Int64) {
         self.storage = storage
         self.secret = secret
         self.cacheTTLms = cacheTTLms

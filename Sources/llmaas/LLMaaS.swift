@@ -1,3 +1,4 @@
+import Clocks
 import ArgumentParser
 import EngineSim
 import Foundation
@@ -53,10 +54,13 @@ struct CLIContext {
     let config: GatewayConfig
 
     func record(_ action: String, tenant: String?, target: String?, outcome: String = "ok") {
-        audit.record(AuditEvent(time: Int64(Date().timeIntervalSince1970 * 1000), actor: "cli", tenantID: tenant, action: action,
+        audit.record(AuditEvent(time: cliClock.now(), actor: "cli", tenantID: tenant, action: action,
                                 target: target, outcome: outcome))
     }
 }
+
+/// The CLI's clock: the wall clock, the one every command reads (the composition root chooses it).
+let cliClock: any PlatformClock = SystemClock()
 
 /// Opens the database of a config, applies pending migrations (every subcommand does), runs
 /// `body`, flushes the audit log and closes the database whatever happens.
@@ -67,7 +71,7 @@ func withCLI<T>(_ config: GatewayConfig, _ body: (CLIContext) async throws -> T)
     do {
         try await storage.migrate()
         try await audit.resume()
-        let authority = KeyAuthority(storage: storage, secret: try ServerSecret.loadOrCreate(path: config.secretPath))
+        let authority = KeyAuthority(storage: storage, secret: try ServerSecret.loadOrCreate(path: config.secretPath), now: cliClock.now)
         let result = try await body(CLIContext(storage: storage, authority: authority, audit: audit, config: config))
         await audit.flush()
         await storage.shutdown()

@@ -1,3 +1,4 @@
+import Clocks
 import ArgumentParser
 import Catalog
 import Foundation
@@ -29,7 +30,7 @@ struct ModelsCommand: ParsableCommand {
             guard let d = Day(date) else { throw fail("--date must be a day written YYYY-MM-DD, got '\(date)'", code: 2) }
             today = d
         } else {
-            today = LifecycleClock.system.today
+            today = cliClock.today
         }
         if lifecycle {
             let report = LifecycleReport(catalog: catalog, on: today)

@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import Clocks
 import EngineSim
 import Logging
 import OpenAIWire
@@ -124,10 +125,10 @@ import Testing
         defer { Task { await sims.shutdown() } }
         // The breakers' time is injected: a busy machine cannot move m0 from open to half-open
         // before it is looked at (it did: "half_open" instead of "open").
-        let clock = Mutex<Int64>(1_000_000)
+        let clock = ManualClock(nowMs: 1_000_000)
         let fleet = Fleet(configs: backends(sims, kind: .vllm), http: testHTTP, logger: logger,
                           options: FleetOptions(policy: .roundRobin, breakerThreshold: 2, breakerCooldownMs: 200, seed: 1),
-                          breakerClock: { clock.withLock { $0 } })
+                          clock: clock)
         sims.machine(0).setFault(.http500)
         // Every request succeeds (failover) and m0 opens after two failures.
         for _ in 0..<6 {
@@ -139,9 +140,9 @@ import Testing
         let errors = fleet.backendsReport()["data"]?.arrayValue?.first?["recent_errors"]?.arrayValue ?? []
         #expect(!errors.isEmpty)
         sims.machine(0).setFault(.none)
-        clock.withLock { $0 += 199 }
+        clock.advance(byMs: 199)
         #expect(fleet.backendStates["m0"] == "open")  // still cooling down
-        clock.withLock { $0 += 51 }
+        clock.advance(byMs: 51)
         #expect(fleet.backendStates["m0"] == "half_open")
         await fleet.probeAll()
         #expect(fleet.backendStates["m0"] == "healthy")
@@ -171,10 +172,10 @@ import Testing
         let sims = try await start([c, c, c, c])
         defer { Task { await sims.shutdown() } }
         let configs = backends(sims, kind: .vllm)
-        for i in 0..<3 { sims.stop(i) }
+        for i in 0..<3 { await sims.stopAndWait(i) }
         let fleet = Fleet(configs: configs, http: testHTTP, logger: logger,
                           options: FleetOptions(policy: .roundRobin, maxAttempts: 3, breakerThreshold: 5, seed: 1),
-                          breakerClock: { 1_000_000 })
+                          clock: ManualClock())
         let (engine, _) = try await fleet.send(model: "chat-model", endpoint: .chat, body: chatBody(), stream: false)
         #expect(engine.name == "m3")
         for i in 0..<3 { #expect(fleet.backendStates["m\(i)"] == "open") }
@@ -189,42 +190,61 @@ import Testing
 
     // MARK: Saturation
 
+    /// No timing: the queue's order is decided while the only slot is held, and the deadline
+    /// passes on the injected clock.
     @Test func fullFleetQueuesByTierThen503() async throws {
-        var c = SimConfig(models: ["sim-chat"], ttftMs: 150, itlMs: 0)
+        var c = SimConfig(models: ["sim-chat"], ttftMs: 20, itlMs: 0)
         c.mode = .vllm
         let sims = try await start([c])
         defer { Task { await sims.shutdown() } }
-        let fleet = Fleet(configs: backends(sims, kind: .vllm, capacity: 1), http: testHTTP, logger: logger,
-                          options: FleetOptions(queueDeadlineMs: 2000))
+        let holdConfig = backends(sims, kind: .vllm, capacity: 1, firstByteMs: 900_000)[0]
+        let clock = ManualClock()
+        // One backend, one slot: a request the engine never answers holds it; the later ones queue.
+        var holdBody = chatBody()
+        holdBody.set("sim_fault", "hang")
+        let fleet = Fleet(configs: [holdConfig], http: testHTTP, logger: logger, options: FleetOptions(queueDeadlineMs: 1000), clock: clock)
         let order = Mutex<[String]>([])
-        async let first: Void = { _ = try? await fleet.send(model: "chat-model", endpoint: .chat, body: chatBody(), stream: false) }()
-        try await Task.sleep(for: .milliseconds(30))
-        async let low: Void = {
+        let hold = Task { _ = try? await fleet.send(model: "chat-model", endpoint: .chat, body: holdBody, stream: false) }
+        for _ in 0..<6_000 where fleet.backendsReport()["data"]?.arrayValue?.first?["in_flight"]?.intValue != 1 { try await Task.sleep(for: .milliseconds(10)) }
+        let low = Task {
             _ = try? await fleet.send(model: "chat-model", endpoint: .chat, body: chatBody(), stream: false, priority: 1)  // tier-1's default
             order.withLock { $0.append("tier-1") }
-        }()
-        try await Task.sleep(for: .milliseconds(30))
-        async let high: Void = {
+        }
+        for _ in 0..<6_000 where fleet.waiters.count < 1 { try await Task.sleep(for: .milliseconds(10)) }
+        let high = Task {
             _ = try? await fleet.send(model: "chat-model", endpoint: .chat, body: chatBody(), stream: false, priority: 10)  // monthly's default
             order.withLock { $0.append("monthly") }
-        }()
-        _ = await (first, low, high)
-        #expect(order.withLock { $0 } == ["monthly", "tier-1"])  // the later monthly request went first
-
-        let short = Fleet(configs: backends(sims, kind: .vllm, capacity: 1), http: testHTTP, logger: logger,
-                          options: FleetOptions(queueDeadlineMs: 100))
-        async let hold: Void = { _ = try? await short.send(model: "chat-model", endpoint: .chat, body: chatBody(), stream: false) }()
-        try await Task.sleep(for: .milliseconds(20))
-        do {
-            _ = try await short.send(model: "chat-model", endpoint: .chat, body: chatBody(), stream: false)
-            Issue.record("must be saturated")
-        } catch {
-            let api = error.apiError
-            #expect(api.status == 503 && api.code == "engines_saturated")
-            #expect(api.headers.contains { $0.0 == "Retry-After" })
-            #expect(error.outcome == "saturated")
         }
-        _ = await hold
+        for _ in 0..<6_000 where fleet.waiters.count < 2 { try await Task.sleep(for: .milliseconds(10)) }
+        try #require(fleet.waiters.count == 2)
+        hold.cancel()  // frees the slot: the later, higher-priority request is served first
+        _ = await (hold.value, low.value, high.value)
+        #expect(order.withLock { $0 } == ["monthly", "tier-1"])
+        #expect(sims.machine(0).currentStats.requests == 3)
+
+        // Every backend full for the whole deadline: 503, without waiting in real time.
+        let short = Fleet(configs: [holdConfig], http: testHTTP, logger: logger, options: FleetOptions(queueDeadlineMs: 100), clock: clock)
+        let holding = Task { _ = try? await short.send(model: "chat-model", endpoint: .chat, body: holdBody, stream: false) }
+        for _ in 0..<6_000 where short.backendsReport()["data"]?.arrayValue?.first?["in_flight"]?.intValue != 1 { try await Task.sleep(for: .milliseconds(10)) }
+        let refused = Task { () -> EngineError? in
+            do {
+                _ = try await short.send(model: "chat-model", endpoint: .chat, body: chatBody(), stream: false)
+                return nil
+            } catch let e as EngineError {
+                return e
+            }
+        }
+        for _ in 0..<6_000 where short.waiters.count < 1 { try await Task.sleep(for: .milliseconds(10)) }
+        clock.advance(byMs: 99)
+        #expect(short.waiters.count == 1)  // not yet
+        clock.advance(byMs: 1)
+        let error = try #require(await refused.value, "must be saturated")
+        let api = error.apiError
+        #expect(api.status == 503 && api.code == "engines_saturated")
+        #expect(api.headers.contains { $0.0 == "Retry-After" })
+        #expect(error.outcome == "saturated")
+        holding.cancel()
+        _ = await holding.value
     }
 
     // MARK: Prefix affinity and partial usage

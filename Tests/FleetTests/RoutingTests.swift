@@ -1,3 +1,4 @@
+import Clocks
 import Synchronization
 import OpenAIWire
 import Testing
@@ -126,7 +127,7 @@ struct RoutingTests {
 /// both waiters are registered, then wakes one.
 @Suite struct WaitQueueTests {
     @Test func highestPriorityFirstThenArrival() async throws {
-        let queue = WaitQueue()
+        let queue = WaitQueue(clock: ManualClock())
         let woken = Mutex<[String]>([])
         let far = Int64.max / 2
         // Priorities as Fleet.send passes them: the negated tier priority (lowest is served first).

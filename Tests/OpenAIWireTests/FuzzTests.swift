@@ -30,7 +30,7 @@ import TestSupport
             }
             if let value = try? JSONValue.parse(bytes) {
                 #expect((try? JSONValue.parse(value.serialized())) == value)
-                for e in Endpoint.allCases { _ = try? InferenceRequest(endpoint: e, body: value) }
+                for e in Endpoint.all { _ = try? InferenceRequest(endpoint: e, body: value) }
             }
         }
         for _ in 0..<20_000 {

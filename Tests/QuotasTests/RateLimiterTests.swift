@@ -20,6 +20,12 @@ func limits(rpm: Int = 1_000_000, hour: Int = 1_000_000_000, day: Int = 1_000_00
 struct RateLimiterTests {
     let t0: Int64 = 1_764_000_000_000  // a whole second, minute and 5 minutes
 
+    /// A limiter whose clock stands at `t0` (the tests pass their times explicitly).
+    func fixedLimiter() -> RateLimiter {
+        let t = t0
+        return RateLimiter(now: { t })
+    }
+
     func admitMany(_ limiter: RateLimiter, _ l: Limits, expected: Int = 0, count: Int = 200) async -> [Reservation] {
         await withTaskGroup(of: Reservation?.self) { group in
             for _ in 0..<count {
@@ -33,12 +39,12 @@ struct RateLimiterTests {
 
     @Test func concurrentAdmitsAdmitExactlyTheLimit() async {
         for n in [1, 37, 150] {
-            #expect(await admitMany(RateLimiter(), limits(rpm: n)).count == n)
-            #expect(await admitMany(RateLimiter(), limits(hour: n * 1_000), expected: 1_000).count == n)
-            #expect(await admitMany(RateLimiter(), limits(day: n * 10), expected: 10).count == n)
-            #expect(await admitMany(RateLimiter(), limits(concurrent: n)).count == n)
+            #expect(await admitMany(fixedLimiter(), limits(rpm: n)).count == n)
+            #expect(await admitMany(fixedLimiter(), limits(hour: n * 1_000), expected: 1_000).count == n)
+            #expect(await admitMany(fixedLimiter(), limits(day: n * 10), expected: 10).count == n)
+            #expect(await admitMany(fixedLimiter(), limits(concurrent: n)).count == n)
         }
-        let ids = await admitMany(RateLimiter(), wide).map(\.id)
+        let ids = await admitMany(fixedLimiter(), wide).map(\.id)
         #expect(Set(ids).count == 200)
     }
 
@@ -116,7 +122,7 @@ struct RateLimiterTests {
     }
 
     @Test func overrunIsChargedAndAnExpiredBucketOverrunGoesToNow() throws {
-        let limiter = RateLimiter()
+        let limiter = fixedLimiter()
         let l = limits(hour: 1_000)
         let a = try limiter.admit(subject: "k", limits: l, expectedOutput: 100, now: t0).get()
         limiter.settle(a, actualOutput: 400, now: t0 + 1_000)
@@ -128,7 +134,7 @@ struct RateLimiterTests {
     }
 
     @Test func severalSubjectsAllOrNothing() throws {
-        let limiter = RateLimiter()
+        let limiter = fixedLimiter()
         let tenant = limits(hour: 10_000), key = limits(hour: 500)
         let r = try limiter.admit([("tenant", tenant), ("key", key)], expectedOutput: 400, now: t0).get()
         #expect(r.subjects == ["tenant", "key"])
@@ -143,7 +149,7 @@ struct RateLimiterTests {
     }
 
     @Test func refusalWithTheLongestWaitAndUnsatisfiableRequests() throws {
-        let limiter = RateLimiter()
+        let limiter = fixedLimiter()
         let l = limits(rpm: 1, hour: 100)
         _ = try limiter.admit(subject: "k", limits: l, expectedOutput: 100, now: t0).get()
         guard case .failure(let r) = limiter.admit(subject: "k", limits: l, expectedOutput: 10, now: t0) else {
@@ -151,7 +157,7 @@ struct RateLimiterTests {
         }
         #expect(r.limit == .outputTokensPerHour)  // 61 min beats 61 s
         #expect(r.message.hasPrefix("Rate limit exceeded. Please upgrade your tier or try again later."))
-        guard case .failure(let big) = RateLimiter().admit(subject: "k", limits: l, expectedOutput: 101, now: t0) else {
+        guard case .failure(let big) = fixedLimiter().admit(subject: "k", limits: l, expectedOutput: 101, now: t0) else {
             Issue.record("admitted more than the limit"); return
         }
         #expect(!big.satisfiable && big.limit == .outputTokensPerHour)
@@ -162,7 +168,7 @@ struct RateLimiterTests {
     /// (what fixed windows fail at their boundary).
     @Test func noRollingHourEverExceedsTheLimit() throws {
         var rng = SystemRandomNumberGenerator()
-        let limiter = RateLimiter()
+        let limiter = fixedLimiter()
         let l = limits(hour: 5_000)
         var t = t0
         var events: [(Int64, Int)] = []
@@ -185,14 +191,14 @@ struct RateLimiterTests {
     }
 
     @Test func clockGoingBackwardsStandsStill() throws {
-        let limiter = RateLimiter()
+        let limiter = fixedLimiter()
         let l = limits(rpm: 1)
         _ = try limiter.admit(subject: "k", limits: l, expectedOutput: 0, now: t0 + 120_000).get()
         #expect(throws: Refusal.self) { try limiter.admit(subject: "k", limits: l, expectedOutput: 0, now: t0).get() }
     }
 
     @Test func headers() throws {
-        let limiter = RateLimiter()
+        let limiter = fixedLimiter()
         let l = limits(rpm: 600, hour: 150_000, day: 3_600_000)
         let fresh = Dictionary(uniqueKeysWithValues: limiter.headers(for: "k", limits: l, now: t0))
         #expect(fresh == [
@@ -226,7 +232,7 @@ struct RateLimiterTests {
     }
 
     @Test func idleSubjectsArePurged() throws {
-        let limiter = RateLimiter()
+        let limiter = fixedLimiter()
         let r = try limiter.admit(subject: "k", limits: wide, expectedOutput: 10, now: t0).get()
         #expect(limiter.purgeIdle(now: t0 + 3 * 86_400_000) == 0)  // in flight
         limiter.settle(r, actualOutput: 10, now: t0 + 3 * 86_400_000)
@@ -239,7 +245,7 @@ struct RateLimiterTests {
 struct HotPathTests {
     /// Prints the cost of admit + settle (debug build: an upper bound of the release cost).
     @Test func admitAndSettleCost() throws {
-        let limiter = RateLimiter()
+        let limiter = RateLimiter(now: { 1_764_000_000_000 })
         let l = Tier.tier1.limits.overridden(by: LimitOverrides(requestsPerMinute: .max, outputTokensPerHour: .max, outputTokensPerDay: .max))
         let n = 100_000
         let start = ContinuousClock.now

@@ -4,13 +4,14 @@
 //   swift build -c release --product quota-bench && .build/release/quota-bench
 import Catalog
 import Dispatch
+import Foundation
 import Metering
 import OpenAIWire
 import Quotas
 
 let tenants = 64
 let rounds = 200_000
-let limiter = RateLimiter()
+let limiter = RateLimiter(now: { Int64(Date().timeIntervalSince1970 * 1000) })
 let tier = Tier.tier1
 let model = CatalogEntry(id: "m", energyKWhPerMTok: 0.5)
 var samples: [Double] = []

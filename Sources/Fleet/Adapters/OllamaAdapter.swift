@@ -46,12 +46,13 @@ public struct OllamaAdapter: EngineAdapter {
         ((try? JSONValue.parse(body))?["models"]?.arrayValue ?? []).compactMap { $0["name"]?.stringValue ?? $0["model"]?.stringValue }
     }
 
-    /// The native path for an OpenAI endpoint.
-    public static func path(for endpoint: Endpoint) -> String {
+    /// The native path for an OpenAI endpoint; nil for endpoints Ollama has no equivalent of.
+    public static func path(for endpoint: Endpoint) -> String? {
         switch endpoint {
         case .chat: return "/api/chat"
         case .completions: return "/api/generate"
         case .embeddings: return "/api/embed"
+        default: return nil
         }
     }
 
@@ -91,7 +92,7 @@ public struct OllamaAdapter: EngineAdapter {
             let prompt = body["prompt"]?.stringValue ?? body["prompt"]?.arrayValue?.first?.stringValue ?? ""
             out.set("prompt", .string(prompt))
             if let suffix = body["suffix"] { out.set("suffix", suffix) }
-        case .embeddings:
+        default:
             break
         }
         var options: [(String, JSONValue)] = []
@@ -135,7 +136,7 @@ public struct OllamaAdapter: EngineAdapter {
             let p = json["prompt_eval_count"]?.intValue ?? 0
             out.set("usage", .object([("prompt_tokens", .int(p)), ("total_tokens", .int(p))]))
             return out
-        case .chat, .completions:
+        default:
             let choice: JSONValue
             if endpoint == .chat {
                 var message: JSONValue = .object([("role", "assistant"), ("content", json["message"]?["content"] ?? .string(""))])
@@ -196,7 +197,7 @@ public struct OllamaAdapter: EngineAdapter {
                               ("finish_reason", done ? .string(finishReason(line["done_reason"]?.stringValue, hasToolCalls: false)) : .null)])
         }
         return .object([
-            ("id", .string(id)), ("object", .string(endpoint == .chat ? "chat.completion.chunk" : "text_completion")),
+            ("id", .string(id)), ("object", .string(endpoint.spec.chunkObjectName ?? endpoint.objectName)),
             ("created", .int(created)), ("model", .string(model)), ("choices", .array([choice])),
         ])
     }
