@@ -88,7 +88,7 @@ let package = Package(
         .executableTarget(name: "shield-bench", dependencies: ["Shield"], path: "bench/shield-bench", swiftSettings: v5),
         .testTarget(name: "FleetTests", dependencies: ["Clocks", "Fleet", "EngineSim"], swiftSettings: v5),
         .testTarget(name: "GatewayTests", dependencies: [
-            "Clocks", "Gateway", "EngineSim", "TestSupport",
+            "Clocks", "Gateway", "EngineSim", "Catalog", "Tenancy", "Storage", "Quotas", "Fleet", "OpenAIWire", "TestSupport",
             .product(name: "HummingbirdTesting", package: "hummingbird"),
         ], swiftSettings: v5),
     ]

@@ -266,6 +266,7 @@ public final class EngineSim: Sendable {
             return true
         case .hang:
             while channel.isActive && !isDown { try await Task.sleep(for: .milliseconds(50)) }
+            if !isDown { stats.withLock { $0.cancelled += 1 } }  // the caller closed the connection
             return false
         case .none, .cut, .overrun:
             break

@@ -184,12 +184,19 @@ struct CompletionPipeline: Sendable {
     }
 
     /// Runs `body` in a task that the connection's hang-up hook cancels.
+    /// Whatever `body` throws after the hang-up (the engine call it interrupted failing), the
+    /// caller sees `CancellationError`: the request ended because its client went away.
     static func untilHangUp<T: Sendable>(_ hook: HangUpHook?, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
         guard let hook else { return try await body() }
         let task = Task { try await body() }
         hook.set { task.cancel() }
         defer { hook.clear() }
-        return try await withTaskCancellationHandler { try await task.value } onCancel: { task.cancel() }
+        do {
+            return try await withTaskCancellationHandler { try await task.value } onCancel: { task.cancel() }
+        } catch {
+            if task.isCancelled { throw CancellationError() }
+            throw error
+        }
     }
 
     /// While a key is in its rotation grace period, every response says when it stops and names its successor.

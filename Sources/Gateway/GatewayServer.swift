@@ -19,19 +19,10 @@ public enum GatewayServer {
             await platform.shutdown()
             throw error
         }
-        let counter = ConnectionCounter()
-        let app = Application(
-            router: buildRouter(platform),
-            server: .http1(configuration: .init(additionalChannelHandlers: [ConnectionGuard(limits: config.connections, counter: counter, hangUps: platform.hangUps)])),
-            configuration: .init(address: .hostname(config.host, port: config.port), serverName: "llmaas"),
-            services: [EngineSupervisor(engines: platform.managedEngines), FleetHealth(platform: platform), Maintenance(platform: platform), CatalogReloader(platform: platform),
-                       noticeService(platform), platform.requestLog, platform.audit],
-            onServerRunning: { channel in
-                let port = channel.localAddress?.port ?? config.port
-                announce("LLMaaS listening on http://\(config.host):\(port) (OpenAI base_url: http://\(config.host):\(port)/v1)")
-            },
-            logger: logger
-        )
+        let app = application(platform, services: [EngineSupervisor(engines: platform.managedEngines), FleetHealth(platform: platform),
+                                                   Maintenance(platform: platform), CatalogReloader(platform: platform), noticeService(platform)]) { port in
+            announce("LLMaaS listening on http://\(config.host):\(port) (OpenAI base_url: http://\(config.host):\(port)/v1)")
+        }
         do {
             try await app.runService()
         } catch {
@@ -39,6 +30,23 @@ public enum GatewayServer {
             throw error
         }
         await platform.shutdown()
+    }
+
+    /// The HTTP application over a platform: router, connection guard, the request log and audit
+    /// writers, plus `services` (the background work `run` adds; tests leave it out).
+    public static func application(_ platform: Platform, services: [any Service] = [],
+                                   onRunning: @escaping @Sendable (Int) -> Void = { _ in }) -> some ApplicationProtocol {
+        let config = platform.config
+        let counter = ConnectionCounter()  // one for the server: connections per client address
+        return Application(
+            router: buildRouter(platform),
+            server: .http1(configuration: .init(additionalChannelHandlers: [ConnectionGuard(limits: config.connections, counter: counter,
+                                                                                            hangUps: platform.hangUps)])),
+            configuration: .init(address: .hostname(config.host, port: config.port), serverName: "llmaas"),
+            services: services + [platform.requestLog, platform.audit],
+            onServerRunning: { channel in onRunning(channel.localAddress?.port ?? config.port) },
+            logger: platform.logger
+        )
     }
 
     /// With an empty database: create tenant `default` and print one key (shown once).
