@@ -41,6 +41,9 @@ ENGINE_PYTHON = REPO / ".venv" / "bin" / "python"
 
 READY_TIMEOUT_S = 120.0
 STOP_GRACE_S = 10.0
+# The bound of every wait for something the gateway does in the background (batched ledger and
+# audit writes, webhooks, reloads, ...). Generous on purpose: CI is a loaded 2-core machine.
+WAIT_S = 60.0
 LOG_TAIL_LINES = 60
 
 KEY_RE = re.compile(r"API key \(tenant default, shown once\):\s*(sk-llm-\S+)")
@@ -62,6 +65,22 @@ def free_ports(n: int) -> list[int]:
     while len(ports) < n:
         ports.add(free_port())
     return sorted(ports)
+
+
+def wait_until(predicate, timeout: float = WAIT_S, interval: float = 0.1, message: Any = "the condition"):
+    """Calls predicate() until it returns something truthy, and returns that value; fails the test
+    after `timeout` seconds. Tests never sleep a fixed time and then assert: they wait for the
+    condition with this generous bound. `message` (a string, or a callable returning one, called
+    only on failure) says what was awaited."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            what = message() if callable(message) else message
+            pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(interval)
 
 
 def tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
@@ -218,7 +237,7 @@ class Gateway:
             conn.close()
         return [dict(r) for r in rows]
 
-    def wait_request_row(self, request_id: str, timeout: float = 10.0) -> dict:
+    def wait_request_row(self, request_id: str, timeout: float = WAIT_S) -> dict:
         """The `requests` row of one request id; rows are written in batches, so poll."""
         deadline = time.monotonic() + timeout
         while True:
@@ -523,16 +542,12 @@ def start_own_gateway(llmaas_bin: Path, tmp: Path, config: Path, data: Path, por
     and returns (process, first-start key, operator admin token). The caller stops the process."""
     gw = ManagedProcess("gateway", [str(llmaas_bin), "serve", "--config", str(config)], tmp, cli_env(data))
     try:
-        wait_http_ok(f"http://127.0.0.1:{port}/ready", time.monotonic() + 60, [gw, *others], what)
+        wait_http_ok(f"http://127.0.0.1:{port}/ready", time.monotonic() + READY_TIMEOUT_S, [gw, *others], what)
+        # The first-start key is printed before the listener starts; poll the log all the same.
+        key = wait_until(lambda: (m := KEY_RE.search(gw.stdout_path.read_text(errors="replace"))) and m.group(1),
+                         message=lambda: f"the first-start key in {what}'s log\n{gw.describe()}")
     except BaseException:
         gw.stop()  # and the engine it manages: nothing outlives a failed start
         raise
-    key = None
-    for _ in range(100):
-        m = KEY_RE.search(gw.stdout_path.read_text())
-        if m:
-            key = m.group(1)
-            break
-        time.sleep(0.1)
     done = run_cli(llmaas_bin, ["admin", "token", "create", "--config", str(config), "--json"], data)
     return gw, key, json.loads(done.stdout)["token"]

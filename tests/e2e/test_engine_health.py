@@ -19,7 +19,7 @@ import httpx
 import openai
 import pytest
 
-from conftest import ENGINE_PYTHON, MODEL_FILE, ManagedProcess, free_ports, start_own_gateway, wait_http_ok, write_catalog
+from conftest import ENGINE_PYTHON, MODEL_FILE, WAIT_S, ManagedProcess, free_ports, start_own_gateway, wait_http_ok, wait_until, write_catalog
 
 MODEL = "smollm2:135m"
 LONG = [{"role": "user", "content": "Count from 1 to 300, one number per line."}]
@@ -125,13 +125,12 @@ def test_max_completion_tokens_caps_generation_and_bill(engine_gw):
     assert reply.usage.completion_tokens <= 5, reply.usage
     assert reply.choices[0].finish_reason == "length"
     request_id = raw.headers["x-request-id"]
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
+
+    def ledger_row():
         with sqlite3.connect(engine_gw["db"]) as db:
-            row = db.execute("SELECT completion_tokens FROM requests WHERE id = ?", (request_id,)).fetchone()
-        if row:
-            break
-        time.sleep(0.2)
+            return db.execute("SELECT completion_tokens FROM requests WHERE id = ?", (request_id,)).fetchone()
+
+    row = wait_until(ledger_row, interval=0.2, message=f"the ledger row of {request_id}")
     assert row and row[0] <= 5, row
     # Streamed as LangChain does (max_completion_tokens, usage asked for).
     chunks = list(client.chat.completions.create(model=MODEL, messages=LONG, max_completion_tokens=5, temperature=0, stream=True,
@@ -141,14 +140,22 @@ def test_max_completion_tokens_caps_generation_and_bill(engine_gw):
 
 
 def test_client_hang_up_stops_a_non_streamed_generation(engine_gw):
-    """The SDK gives up after 1.5 s on a long non-streamed request: the gateway stops the engine
-    (llama-cpp-python logs the disconnect) and bills what was produced, marked estimated."""
-    impatient = engine_gw["client"].with_options(timeout=1.5, max_retries=0)
+    """The SDK gives up on a long non-streamed request while the engine generates: the gateway
+    stops the engine (llama-cpp-python logs the disconnect) and bills what was produced, marked
+    estimated."""
+    # The hang-up must fall after the engine's first tokens and long before its 2000th, on a fast
+    # machine as on a loaded one: the SDK's patience is 3 times what 8 tokens of the same prompt
+    # take here and now (at least 1.5 s), not a fixed time.
+    started = time.monotonic()
+    list(engine_gw["client"].chat.completions.create(model=MODEL, messages=LONG, max_tokens=8, temperature=0, stream=True,
+                                                     logit_bias={"0": -100, "1": -100, "2": -100}))
+    patience = max(1.5, 3 * (time.monotonic() - started))
+    impatient = engine_gw["client"].with_options(timeout=patience, max_retries=0)
     with pytest.raises(openai.APITimeoutError):
         # End-of-turn tokens banned: the engine would generate all 2000 tokens (several seconds).
         impatient.chat.completions.create(model=MODEL, messages=LONG, max_tokens=2000, temperature=0,
                                           logit_bias={"0": -100, "1": -100, "2": -100})
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + WAIT_S
     row = None
     while time.monotonic() < deadline and row is None:
         with sqlite3.connect(engine_gw["db"]) as db:

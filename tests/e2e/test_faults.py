@@ -16,6 +16,8 @@ import httpx
 import openai
 import pytest
 
+from conftest import WAIT_S
+
 MESSAGES = [{"role": "user", "content": "Hello"}]
 
 
@@ -163,7 +165,7 @@ def test_hang_up_cancels_sim_generation(gw, client: openai.OpenAI):
         s = gw.sim_stats(gw.slow_sim_url).json()
         return s if s["cancelled"] > before["cancelled"] else None
 
-    after = poll(cancelled, timeout=15)
+    after = poll(cancelled, timeout=WAIT_S)
     assert after, "the engine never saw the request cancelled: " + json.dumps(
         gw.sim_stats(gw.slow_sim_url).json()
     )[:500]

@@ -14,7 +14,7 @@ import httpx
 import openai
 import pytest
 
-from conftest import REPO, ManagedProcess, cli_env, free_ports, start_own_gateway
+from conftest import REPO, WAIT_S, ManagedProcess, cli_env, free_ports, start_own_gateway, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -112,17 +112,22 @@ def test_failure_drill_through_the_gateway(fleet):
     url = fleet["url"] + "/v1/chat/completions"
     headers = {"Authorization": f"Bearer {fleet['key']}"}
     results = []
+    streaming = set()  # the streams that have received their first bytes
 
     def stream(i):
         body = {"model": "gemma3:4b", "stream": True, "max_tokens": 400, "messages": [{"role": "user", "content": f"drill {i}"}]}
         with httpx.stream("POST", url, json=body, headers=headers, timeout=60) as r:
-            text = "".join(r.iter_text())
-            results.append((r.status_code, r.headers.get("x-llmaas-backend"), r.headers.get("x-request-id"), text))
+            pieces = []
+            for piece in r.iter_text():
+                pieces.append(piece)
+                streaming.add(i)
+            results.append((r.status_code, r.headers.get("x-llmaas-backend"), r.headers.get("x-request-id"), "".join(pieces)))
 
     threads = [threading.Thread(target=stream, args=(i,)) for i in range(6)]
     for t in threads:
         t.start()
-    time.sleep(1.5)
+    # Kill mid-stream: once every stream is under way (400 tokens at 40 ms take 16 s).
+    wait_until(lambda: len(streaming) == len(threads), message=lambda: f"all 6 streams under way ({len(streaming)} are)")
     victim = fleet["sims"]["v2"]
     victim.proc.send_signal(signal.SIGKILL)
     victim.proc.wait()
@@ -133,24 +138,22 @@ def test_failure_drill_through_the_gateway(fleet):
     assert all(r.choices for r in during)
     assert all((r.model_extra or {})["backend"]["machine_name"] != "vllm-2" for r in during)
     for t in threads:
-        t.join(timeout=60)
+        t.join(timeout=2 * WAIT_S)
+        assert not t.is_alive(), "a stream of the drill never ended"
     cut = [r for r in results if r[1] == "vllm/vllm-2"]
     whole = [r for r in results if r[1] != "vllm/vllm-2"]
     assert all(r[3].rstrip().endswith("data: [DONE]") for r in whole)
     for status, _, rid, text in cut:
         assert '"error"' in text and "upstream_stream_error" in text and "[DONE]" not in text
-        deadline = time.monotonic() + 10
-        while True:
-            row = sqlite3.connect(fleet["db"]).execute("SELECT outcome, completion_tokens FROM requests WHERE id = ?", (rid,)).fetchone()
-            if row or time.monotonic() > deadline:
-                break
-            time.sleep(0.1)
+        row = wait_until(lambda: sqlite3.connect(fleet["db"]).execute("SELECT outcome, completion_tokens FROM requests WHERE id = ?",
+                                                                      (rid,)).fetchone(),
+                         message=f"the ledger row of {rid}")
         assert row and row[0] == "upstream_error" and row[1] > 0
 
     # Revive it on the same port: routing returns to it.
     fleet["sims"]["v2"] = ManagedProcess("v2b", [str(fleet["bin"]), "sim", "--mode", "vllm", "--listen", f"127.0.0.1:{fleet['ports']['v2']}",
                                                 "--model", "gemma3:4b", "--ttft-ms", "2", "--itl-ms", "1", "--tokens", "4"], fleet["tmp"], fleet["env"])
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + WAIT_S
     seen = set()
     while "vllm-2" not in seen and time.monotonic() < deadline:
         r = c.chat.completions.create(model="gemma3:4b", messages=[{"role": "user", "content": f"after {time.monotonic()}"}], max_tokens=2)

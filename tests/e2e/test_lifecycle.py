@@ -24,7 +24,7 @@ import openai
 import pytest
 
 from conftest import (
-    KEY_RE, ManagedProcess, cli_env, free_ports, run_cli, wait_http_ok, yaml_quote,
+    KEY_RE, WAIT_S, ManagedProcess, cli_env, free_ports, run_cli, wait_http_ok, yaml_quote,
 )
 
 TODAY = dt.datetime.now(dt.timezone.utc).date()
@@ -308,7 +308,7 @@ def test_reload_keeps_the_old_catalog_on_a_broken_file_then_takes_a_good_one(lif
     broken = catalog_entries()
     broken[1] = dict(broken[1], phase="beta")
     write_catalog(life["catalog"], broken)
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + WAIT_S
     while "catalog NOT reloaded" not in gateway_log(life):
         assert time.monotonic() < deadline, "the gateway did not report the broken catalog\n" + gateway_log(life)[-3000:]
         time.sleep(0.2)
@@ -317,7 +317,7 @@ def test_reload_keeps_the_old_catalog_on_a_broken_file_then_takes_a_good_one(lif
 
     # A valid file with one more model, picked up by the file watch.
     write_catalog(life["catalog"], catalog_entries([model("life-new")]))
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + WAIT_S
     while True:
         r = httpx.get(f"{life['url']}/v1/lifecycle")
         if any(row["id"] == "life-new" for row in r.json()["data"]):
@@ -327,7 +327,7 @@ def test_reload_keeps_the_old_catalog_on_a_broken_file_then_takes_a_good_one(lif
 
     # SIGHUP reloads too (and must not stop the gateway).
     os.kill(life["gateway"].proc.pid, signal.SIGHUP)
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + WAIT_S
     while '"SIGHUP"' not in gateway_log(life) and "trigger=SIGHUP" not in gateway_log(life):
         assert life["gateway"].alive(), "SIGHUP stopped the gateway\n" + gateway_log(life)[-3000:]
         assert time.monotonic() < deadline, "no reload logged after SIGHUP\n" + gateway_log(life)[-3000:]

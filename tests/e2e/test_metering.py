@@ -19,7 +19,7 @@ import httpx
 import openai
 import pytest
 
-from conftest import KEY_RE, ManagedProcess, cli_env, free_ports, run_cli, start_own_gateway
+from conftest import KEY_RE, WAIT_S, ManagedProcess, cli_env, free_ports, run_cli, start_own_gateway, wait_until
 
 IN, OUT, REASON = 900, 4000, 21000  # reference prices, n€ per token
 
@@ -86,17 +86,19 @@ def client(g, key=None):
     return openai.OpenAI(base_url=g["url"] + "/v1", api_key=key or g["key"], max_retries=0, timeout=60)
 
 
-def row(g, request_id, timeout=10):
-    deadline = time.monotonic() + timeout
-    while True:
-        db = sqlite3.connect(g["db"])
+def row(g, request_id, timeout=WAIT_S):
+    """The ledger row of one request; rows are written in batches, so poll."""
+    def fetch():
+        db = sqlite3.connect(g["db"], timeout=5)
         db.row_factory = sqlite3.Row
-        r = db.execute("SELECT * FROM requests WHERE id = ?", (request_id,)).fetchone()
-        db.close()
-        if r:
-            return dict(r)
-        assert time.monotonic() < deadline, f"no ledger row for {request_id}"
-        time.sleep(0.1)
+        try:
+            r = db.execute("SELECT * FROM requests WHERE id = ?", (request_id,)).fetchone()
+        except sqlite3.OperationalError:  # locked: poll again
+            r = None
+        finally:
+            db.close()
+        return dict(r) if r else None
+    return wait_until(fetch, timeout=timeout, message=f"the ledger row of {request_id}")
 
 
 def expected_cost(r):
@@ -189,9 +191,8 @@ def test_monthly_cap_trips_with_webhooks_at_80_and_100_percent(billing_gw):
                 c.chat.completions.create(model="sim-chat", messages=[{"role": "user", "content": f"spend {i}"}], max_tokens=8)
         assert e.value.code == "monthly_budget_exceeded"
         assert "resets on" in e.value.message
-        deadline = time.monotonic() + 10
-        while len([r for r in received if r["event"] == "budget.threshold"]) < 2 and time.monotonic() < deadline:
-            time.sleep(0.1)
+        wait_until(lambda: len([r for r in received if r["event"] == "budget.threshold"]) >= 2,
+                   message=lambda: f"two budget.threshold webhooks; received {received}")
         thresholds = sorted(r["threshold_percent"] for r in received if r["event"] == "budget.threshold")
         assert thresholds == [80, 100], received
     finally:
@@ -215,11 +216,14 @@ def test_usage_api_totals_equal_the_ledger_and_tenants_see_only_their_own(billin
     t, key = new_tenant(billing_gw, "report")
     other_t, other_key = new_tenant(billing_gw, "report-other")
     c = client(billing_gw, key)
-    for i in range(5):
-        c.chat.completions.create(model="sim-chat" if i % 2 else "reason-field", messages=[{"role": "user", "content": f"u{i}"}], max_tokens=4)
-    client(billing_gw, other_key).chat.completions.create(model="sim-chat", messages=[{"role": "user", "content": "x"}], max_tokens=4)
+    ids = [c.chat.completions.with_raw_response.create(model="sim-chat" if i % 2 else "reason-field",
+                                                       messages=[{"role": "user", "content": f"u{i}"}], max_tokens=4).headers["x-request-id"]
+           for i in range(5)]
+    other = client(billing_gw, other_key).chat.completions.with_raw_response.create(
+        model="sim-chat", messages=[{"role": "user", "content": "x"}], max_tokens=4)
+    for rid in ids + [other.headers["x-request-id"]]:
+        row(billing_gw, rid)  # every ledger row has landed (rows are written in batches)
     db = sqlite3.connect(billing_gw["db"])
-    time.sleep(0.3)
     n, inp, out, cost = db.execute("SELECT COUNT(*), SUM(prompt_tokens), SUM(completion_tokens), SUM(cost_nano) FROM requests WHERE tenant_id = ?",
                                    (t["id"],)).fetchone()
     for group_by in ["model", "day", "key"]:
@@ -296,7 +300,13 @@ def test_drill_every_delivered_answer_has_its_ledger_row(billing_gw, llmaas_bin,
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
     for t in threads:
         t.start()
-    time.sleep(2.0)
+    try:
+        # Under load, however fast this machine serves it: stop once more than 50 were delivered.
+        wait_until(lambda: len(delivered) > 50, timeout=2 * WAIT_S, message="more than 50 delivered answers")
+    except BaseException:
+        stop.set()
+        proc.kill()  # nothing outlives a failed test
+        raise
     proc.send_signal(sig)
     proc.wait(timeout=30)
     stop.set()

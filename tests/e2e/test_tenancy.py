@@ -18,7 +18,7 @@ import httpx
 import openai
 import pytest
 
-from conftest import REPO, cli_env, free_port, run_cli
+from conftest import REPO, WAIT_S, cli_env, free_port, run_cli, wait_until
 
 MSG = [{"role": "user", "content": "hello"}]
 
@@ -51,15 +51,34 @@ def sdk(gw, key, **kw):
     return openai.OpenAI(base_url=gw.base_url, api_key=key, max_retries=0, timeout=60, **kw)
 
 
+def audit_request_ids(db_path) -> set:
+    """The request ids that have an audit entry so far (audit entries are written in batches)."""
+    db = sqlite3.connect(db_path, timeout=5)
+    try:
+        return {r for (r,) in db.execute("SELECT request_id FROM audit_log WHERE request_id IS NOT NULL")}
+    except sqlite3.OperationalError:  # locked: the caller polls again
+        return set()
+    finally:
+        db.close()
+
+
+def wait_landed(gw, request_ids):
+    """Waits until the ledger row and the audit entry of every request id are in the database."""
+    for rid in request_ids:
+        gw.wait_request_row(rid)
+    wait_until(lambda: set(request_ids) <= audit_request_ids(gw.db_path),
+               message=lambda: f"audit entries of {sorted(set(request_ids) - audit_request_ids(gw.db_path))}")
+
+
 # -- secrets ---------------------------------------------------------------------------
 
 
 def test_only_hashes_are_stored_and_logged(gw, admin):
     t = new_tenant(admin, "secrets-co")
     key = new_key(admin, t["id"])["key"]
-    sdk(gw, key).chat.completions.create(model="sim-chat", messages=MSG, max_tokens=2)
+    raw = sdk(gw, key).chat.completions.with_raw_response.create(model="sim-chat", messages=MSG, max_tokens=2)
     secret = key.rsplit("-", 1)[1]
-    time.sleep(0.5)  # let batched writes land
+    wait_landed(gw, [raw.headers["x-request-id"]])  # the batched writes of this request have landed
     for path in gw.data_dir.iterdir():
         if path.is_file():
             assert secret.encode() not in path.read_bytes(), f"the key's secret is in {path}"
@@ -152,9 +171,7 @@ def test_rotation_grace_successor_once_and_webhook(gw, admin):
         assert sdk(gw, first.json()["key"]).chat.completions.create(model="sim-chat", messages=MSG, max_tokens=2).choices
 
         # The webhook told the tenant, without any secret.
-        deadline = time.monotonic() + 10
-        while not Hook.received and time.monotonic() < deadline:
-            time.sleep(0.1)
+        wait_until(lambda: Hook.received, message="the key.rotated webhook")
         assert Hook.received and Hook.received[0]["event"] == "key.rotated"
         assert Hook.received[0]["successor_id"] == successor_id
         assert first.json()["key"].rsplit("-", 1)[1] not in json.dumps(Hook.received)
@@ -169,41 +186,56 @@ def test_rotation_grace_successor_once_and_webhook(gw, admin):
 
 
 def test_revocation_takes_effect_within_a_second_under_load(gw, admin):
+    """8 clients send requests while the operator revokes the key with the CLI. Every request
+    answered before the CLI was started is served; every request sent more than 1 s after the CLI
+    returned (the revocation was committed by then) is refused. How long the CLI takes, and how
+    many requests fit in a second on this machine, does not matter: the load runs until both
+    sides of the revocation have requests (bounded)."""
     t = new_tenant(admin, "revoke-co")
     k = new_key(admin, t["id"])
     client = sdk(gw, k["key"])
-    revoked_at = []
-    results = []  # (start time, outcome)
-
+    revoke_started, revoked_at = [], []
+    results = []  # (start time, end time, outcome)
+    lock = threading.Lock()
+    stop = threading.Event()
     counter = iter(range(1_000_000))
 
-    def one():
-        start = time.monotonic()
-        try:
-            # Distinct prompts: 30 identical ones in a row are blocked by the prompt shield.
-            client.chat.completions.create(model="sim-chat", messages=[{"role": "user", "content": f"hello {next(counter)}"}], max_tokens=1)
-            results.append((start, "ok"))
-        except openai.AuthenticationError:
-            results.append((start, "401"))
+    def late_count():
+        with lock:
+            return len([1 for s, _, _ in results if revoked_at and s > revoked_at[0] + 1.0])
 
-    def revoke():
-        time.sleep(1.0)
-        done = run_cli(gw.bin, ["key", "revoke", k["id"], "--config", str(gw.config_path)], gw.data_dir)
-        assert done.returncode == 0, done.stderr
-        revoked_at.append(time.monotonic())
+    def load():
+        while not stop.is_set():
+            with lock:
+                n = next(counter)
+            start = time.monotonic()
+            try:
+                # Distinct prompts: 30 identical ones in a row are blocked by the prompt shield.
+                client.chat.completions.create(model="sim-chat", messages=[{"role": "user", "content": f"hello {n}"}], max_tokens=1)
+                outcome = "ok"
+            except openai.AuthenticationError:
+                outcome = "401"
+            with lock:
+                results.append((start, time.monotonic(), outcome))
+            time.sleep(0.08)  # paces the load: about 100 requests a second from 8 clients
 
     with ThreadPoolExecutor(8) as pool:
-        pool.submit(revoke)
-        end = time.monotonic() + 4.0
-        futures = []
-        while time.monotonic() < end:
-            futures.append(pool.submit(one))
-            time.sleep(0.01)
-        for f in futures:
-            f.result()
-    assert revoked_at
-    before = [o for s, o in results if s < revoked_at[0] - 0.5]
-    late = [o for s, o in results if s > revoked_at[0] + 1.0]
+        workers = [pool.submit(load) for _ in range(8)]
+        try:
+            # Revoke once the key has served some requests under this load.
+            wait_until(lambda: len([1 for _, _, o in list(results) if o == "ok"]) >= 20, message="20 requests served")
+            revoke_started.append(time.monotonic())
+            done = run_cli(gw.bin, ["key", "revoke", k["id"], "--config", str(gw.config_path)], gw.data_dir)
+            assert done.returncode == 0, done.stderr
+            revoked_at.append(time.monotonic())
+            # Keep the load on until 20 requests were sent more than 1 s after the revocation.
+            wait_until(lambda: late_count() >= 20, message="20 requests sent more than 1 s after the revocation")
+        finally:
+            stop.set()
+        for w in workers:
+            w.result()
+    before = [o for _, e, o in results if e < revoke_started[0]]
+    late = [o for s, _, o in results if s > revoked_at[0] + 1.0]
     assert before and all(o == "ok" for o in before)
     assert late and all(o == "401" for o in late), f"{late.count('ok')} requests still served more than 1 s after revocation"
 
@@ -287,16 +319,27 @@ def test_brute_force_is_slowed_per_address(gw):
 # -- audit log -------------------------------------------------------------------------------
 
 
-def copy_data(gw, dest):
-    """A consistent copy of the live database (WAL included) and the audit head file."""
+def copy_data(gw, dest, request_ids=()):
+    """A consistent copy of the live database (WAL included) and the audit head file, taken once
+    the audit entries of `request_ids` are written. The gateway may write more entries meanwhile
+    (batches, the maintenance tick): the copy is taken again until the head file copied names the
+    last entry of the database copied."""
     dest.mkdir()
-    time.sleep(0.5)
-    src = sqlite3.connect(gw.db_path)
-    dst = sqlite3.connect(dest / "llmaas.sqlite")
-    src.backup(dst)
-    src.close()
-    dst.close()
-    shutil.copy(gw.data_dir / "audit.head", dest / "audit.head")
+    wait_until(lambda: set(request_ids) <= audit_request_ids(gw.db_path), message="the requests' audit entries")
+
+    def copy_once():
+        (dest / "llmaas.sqlite").unlink(missing_ok=True)
+        src = sqlite3.connect(gw.db_path)
+        dst = sqlite3.connect(dest / "llmaas.sqlite")
+        src.backup(dst)
+        src.close()
+        last = dst.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
+        dst.close()
+        shutil.copy(gw.data_dir / "audit.head", dest / "audit.head")
+        seq, _, head_hash = (dest / "audit.head").read_text().strip().partition(" ")
+        return last is not None and (int(seq), head_hash) == (last[0], last[1])
+
+    wait_until(copy_once, message="a copy whose audit.head matches its last audit entry")
     shutil.copy(gw.data_dir / "server.secret", dest / "server.secret")
 
 
@@ -315,14 +358,14 @@ def verify(gw, data_dir):
     ("DELETE FROM audit_log WHERE seq = (SELECT MAX(seq) FROM audit_log)", "deleted from the end"),
 ])
 def test_audit_verify_catches_tampering(gw, client, tmp_path, tamper, expect):
-    for _ in range(3):
-        client.chat.completions.create(model="sim-chat", messages=MSG, max_tokens=1)
+    ids = [client.chat.completions.with_raw_response.create(model="sim-chat", messages=MSG, max_tokens=1).headers["x-request-id"]
+           for _ in range(3)]
     intact = tmp_path / "intact"
-    copy_data(gw, intact)
+    copy_data(gw, intact, ids)
     ok = verify(gw, intact)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     tampered = tmp_path / "tampered"
-    copy_data(gw, tampered)
+    copy_data(gw, tampered, ids)
     db = sqlite3.connect(tampered / "llmaas.sqlite")
     db.executescript(tamper)
     db.commit()
@@ -334,8 +377,8 @@ def test_audit_verify_catches_tampering(gw, client, tmp_path, tamper, expect):
 
 def test_audit_entries_never_hold_prompt_text_and_export_formats(gw, client, admin):
     marker = "zebra-marker-7781"
-    client.chat.completions.create(model="sim-chat", messages=[{"role": "user", "content": marker}], max_tokens=1)
-    time.sleep(0.5)
+    raw = client.chat.completions.with_raw_response.create(model="sim-chat", messages=[{"role": "user", "content": marker}], max_tokens=1)
+    wait_landed(gw, [raw.headers["x-request-id"]])  # the batched writes of this request have landed
     assert marker.encode() not in (gw.data_dir / "llmaas.sqlite").read_bytes()
     csv = admin.get("/audit", params={"format": "csv"})
     assert csv.status_code == 200 and csv.text.startswith("seq,time,actor")
@@ -381,7 +424,12 @@ def test_sigterm_under_load_loses_no_audit_entry(llmaas_bin, tmp_path, gw):
     threads = [threading.Thread(target=worker) for _ in range(8)]
     for t in threads:
         t.start()
-    time.sleep(2.0)
+    try:
+        # Under load, however fast this machine serves it: stop once more than 50 were answered.
+        wait_until(lambda: len(answered) > 50, timeout=2 * WAIT_S, message="more than 50 answered requests")
+    except BaseException:
+        proc.kill()  # nothing outlives a failed test; the workers end with the gateway
+        raise
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=30) == 0
     for t in threads:
