@@ -171,8 +171,18 @@ public struct GatewayConfig: Sendable {
                     guard let c = Metering.Cost(euroString: credit) else { throw ConfigError(field: "tiers.\(name).upfront_credit_eur", message: "must be a decimal number of euros") }
                     tier.upfrontCreditNano = c.nanoEuros
                 }
-                if let b = try t.bool("prepaid") { tier.prepaid = b }
+                let prepaid = try t.bool("prepaid")
+                if let prepaid { tier.prepaid = prepaid }
                 try t.finish()
+                // Without credit a tier is invoiced: a prepaid 0 € balance would refuse every request.
+                // Said prepaid, it needs the credit its balance starts from.
+                if (tier.upfrontCreditNano ?? 0) <= 0 {
+                    if prepaid == true {
+                        throw ConfigError(field: "tiers.\(name).upfront_credit_eur",
+                                          message: "required when prepaid is true: a positive decimal number of euros (a prepaid tier without credit refuses every request); or leave prepaid out")
+                    }
+                    tier.prepaid = false
+                }
                 config.tiers[name] = tier
             }
         }

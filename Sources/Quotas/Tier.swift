@@ -38,7 +38,9 @@ public struct LimitOverrides: Sendable, Hashable {
 }
 
 /// A billing tier (SPEC S4). Config shape: `tiers: {NAME: {requests_per_minute,
-/// output_tokens_per_hour, output_tokens_per_day, monthly_cap_eur, concurrent_requests}}`.
+/// output_tokens_per_hour, output_tokens_per_day, monthly_cap_eur, concurrent_requests,
+/// upfront_credit_eur, prepaid, priority}}`. A configured tier without upfront credit is not
+/// prepaid (the config refuses `prepaid: true` without a positive credit).
 public struct Tier: Sendable, Hashable {
     public static let euro: Int64 = 1_000_000_000
 

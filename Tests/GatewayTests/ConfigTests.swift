@@ -1,3 +1,4 @@
+import Quotas
 import Testing
 @testable import Gateway
 
@@ -37,6 +38,45 @@ import Testing
             Issue.record("should fail")
         } catch let e as ConfigError {
             #expect(e.field == field)
+        } catch {
+            Issue.record("unexpected \(error)")
+        }
+    }
+
+    /// A tier given no upfront credit is invoiced, not prepaid (a prepaid tier with a 0 € balance
+    /// would refuse every request with `insufficient_credit`); saying `prepaid: true` then needs
+    /// the credit. The SPEC S4 tiers keep theirs.
+    @Test func customTierWithoutCreditIsNotPrepaid() throws {
+        let c = try GatewayConfig.parse("""
+        tiers:
+          gold: { requests_per_minute: 5 }
+          silver: { upfront_credit_eur: "0" }
+          bronze: { upfront_credit_eur: "25.50" }
+          invoiced: { upfront_credit_eur: "10", prepaid: false }
+          tier-1: { requests_per_minute: 7 }
+        """)
+        #expect(c.tiers["gold"]?.prepaid == false)
+        #expect(c.tiers["silver"]?.prepaid == false)
+        #expect(c.tiers["bronze"]?.prepaid == true && c.tiers["bronze"]?.upfrontCreditNano == 25_500_000_000)
+        #expect(c.tiers["invoiced"]?.prepaid == false)
+        #expect(c.tiers["tier-1"]?.prepaid == true && c.tiers["tier-1"]?.upfrontCreditNano == 200 * Tier.euro)
+        #expect(c.tiers["tier-1"]?.requestsPerMinute == 7)
+        #expect(c.tiers["monthly"]?.prepaid == false)
+        for name in ["tier-1", "tier-2", "tier-3", "tier-4"] { #expect(GatewayConfig().tiers[name]?.prepaid == true) }
+    }
+
+    @Test(arguments: [
+        ("tiers:\n  gold: { prepaid: true }", "tiers.gold.upfront_credit_eur"),
+        ("tiers:\n  gold: { prepaid: true, upfront_credit_eur: \"0\" }", "tiers.gold.upfront_credit_eur"),
+        ("tiers:\n  monthly: { prepaid: true }", "tiers.monthly.upfront_credit_eur"),
+    ])
+    func prepaidTierWithoutCreditIsAnError(_ yaml: String, _ field: String) {
+        do {
+            _ = try GatewayConfig.parse(yaml)
+            Issue.record("should fail: \(yaml)")
+        } catch let e as ConfigError {
+            #expect(e.field == field)
+            #expect(e.description.contains(field))
         } catch {
             Issue.record("unexpected \(error)")
         }

@@ -76,3 +76,15 @@ def test_migrate_is_idempotent_and_env_overrides_the_file(llmaas_bin, tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+def test_prepaid_tier_without_credit_stops_startup(llmaas_bin, tmp_path):
+    """A tier said to be prepaid but given no upfront credit would refuse every request: a config error."""
+    data_dir = tmp_path / "data"
+    config = tmp_path / "c.yaml"
+    config.write_text(f"listen: 127.0.0.1:{free_port()}\ndata_dir: {data_dir}\ncatalog: {REPO / 'deploy/catalog.yaml'}\n"
+                      "tiers:\n  gold: { requests_per_minute: 10, prepaid: true }\n")
+    done = subprocess.run([str(llmaas_bin), "serve", "--config", str(config)], env=cli_env(data_dir), cwd=str(REPO),
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2, f"exit code {done.returncode}; stdout {done.stdout!r}; stderr {done.stderr!r}"
+    assert "tiers.gold.upfront_credit_eur" in done.stderr, done.stderr

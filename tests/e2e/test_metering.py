@@ -60,6 +60,7 @@ tiers:
   tier-1: {{ requests_per_minute: 50, concurrent_requests: 500 }}
   tier-2: {{ monthly_cap_eur: "0.0001" }}
   tier-3: {{ upfront_credit_eur: "0.00005" }}
+  gold: {{ requests_per_minute: 50 }}
 prices:
   - {{ model: sim-chat, effective_from: "2020-01-01", input_eur_per_mtok: "1", output_eur_per_mtok: "5" }}
   - {{ model: sim-chat, effective_from: "2099-01-01", input_eur_per_mtok: "9", output_eur_per_mtok: "99" }}
@@ -210,6 +211,16 @@ def test_prepaid_credit_runs_out_and_can_be_topped_up(billing_gw):
     r = billing_gw["admin"].post(f"/tenants/{t['id']}/credits", json={"amount_eur": "1.00"})
     assert r.status_code == 201, r.text
     assert c.chat.completions.create(model="sim-chat", messages=[{"role": "user", "content": "again"}], max_tokens=2).choices
+
+
+def test_a_custom_tier_without_credit_serves_requests(billing_gw):
+    """`gold` is configured here with a rate limit only: no upfront credit, so it is invoiced, not
+    prepaid (a prepaid 0 € balance would refuse every request with insufficient_credit)."""
+    t, key = new_tenant(billing_gw, "gold-co", tier="gold")
+    assert t["tier"] == "gold"
+    c = client(billing_gw, key)
+    for i in range(3):
+        assert c.chat.completions.create(model="sim-chat", messages=[{"role": "user", "content": f"gold {i}"}], max_tokens=2).choices
 
 
 def test_usage_api_totals_equal_the_ledger_and_tenants_see_only_their_own(billing_gw):
