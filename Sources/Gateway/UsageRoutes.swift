@@ -8,16 +8,22 @@ import Storage
 import Tenancy
 
 /// Usage reports from the ledger: totals are computed from the same rows as the groups, so they
-/// always equal the sum of the ledger rows.
+/// always equal the sum of the ledger rows. `requests` counts the billed (served) requests,
+/// `rejected_requests` those answered with an error before anything was billed (unknown model,
+/// rate limit, budget, an engine failing before the first token …). A model row exists only for a
+/// catalog model: a rejection naming a model the catalog does not have counts in the totals only.
 public enum UsageReport {
     public enum Grouping: String, Sendable, CaseIterable { case model, day, key }
 
+    /// Settled (priced) rows are billed; a 200 without a price can only be a row older than the ledger columns.
+    static func isBilled(_ r: RequestRecord) -> Bool { r.costNano != nil || r.status == 200 }
+
     struct Totals {
-        var requests = 0, input = 0, output = 0, reasoning = 0
+        var requests = 0, rejected = 0, input = 0, output = 0, reasoning = 0
         var cost: Int64 = 0, energy: Int64 = 0
 
         mutating func add(_ r: RequestRecord) {
-            requests += 1
+            if UsageReport.isBilled(r) { requests += 1 } else { rejected += 1 }
             input += r.promptTokens
             output += r.completionTokens
             reasoning += r.reasoningTokens ?? 0
@@ -28,7 +34,7 @@ public enum UsageReport {
         func json(group: (String, String)? = nil) -> JSONValue {
             var m: [(String, JSONValue)] = []
             if let group { m.append((group.0, .string(group.1))) }
-            m += [("requests", .int(requests)), ("input_tokens", .int(input)), ("output_tokens", .int(output)),
+            m += [("requests", .int(requests)), ("rejected_requests", .int(rejected)), ("input_tokens", .int(input)), ("output_tokens", .int(output)),
                   ("reasoning_tokens", .int(reasoning)), ("cost_nano_eur", .number(String(cost))),
                   ("cost_eur", .string(Metering.Cost.euroString(cost))),
                   ("energy_wh", .number(Energy(microWattHours: energy).wattHoursString))]
@@ -36,13 +42,20 @@ public enum UsageReport {
         }
     }
 
-    public static func json(_ rows: [RequestRecord], groupBy: Grouping) -> JSONValue {
+    /// `catalogID` names a model's catalog id (aliases resolved), nil for a name the catalog does not know.
+    public static func json(_ rows: [RequestRecord], groupBy: Grouping, catalogID: (String) -> String?) -> JSONValue {
         var groups: [String: Totals] = [:]
         var totals = Totals()
         for r in rows {
             let key: String
             switch groupBy {
-            case .model: key = r.model
+            case .model:
+                // A billed row was served, so its model was in the catalog then (it may have left it since).
+                guard let id = catalogID(r.model) ?? (isBilled(r) ? r.model : nil) else {
+                    totals.add(r)
+                    continue
+                }
+                key = id
             case .day: key = UTCMonth.dayString(ms: r.createdAt)
             case .key: key = r.keyID ?? "-"
             }
@@ -53,21 +66,21 @@ public enum UsageReport {
         return .object([("object", "list"), ("group_by", .string(groupBy.rawValue)), ("data", .array(data)), ("totals", totals.json())])
     }
 
-    public static func table(_ rows: [RequestRecord], groupBy: Grouping) -> String {
-        let j = json(rows, groupBy: groupBy)
-        var out = "| \(groupBy.rawValue) | requests | input | output | reasoning | cost € | energy Wh |\n|---|---:|---:|---:|---:|---:|---:|\n"
+    public static func table(_ rows: [RequestRecord], groupBy: Grouping, catalogID: (String) -> String?) -> String {
+        let j = json(rows, groupBy: groupBy, catalogID: catalogID)
+        var out = "| \(groupBy.rawValue) | requests | rejected | input | output | reasoning | cost € | energy Wh |\n|---|---:|---:|---:|---:|---:|---:|---:|\n"
         for g in (j["data"]?.arrayValue ?? []) + [(j["totals"] ?? .object([])).setting(groupBy.rawValue, "TOTAL")] {
             let f = { (k: String) in g[k].map { $0.stringValue ?? $0.jsonString } ?? "" }
-            out += "| \(f(groupBy.rawValue)) | \(f("requests")) | \(f("input_tokens")) | \(f("output_tokens")) | \(f("reasoning_tokens")) | \(f("cost_eur")) | \(f("energy_wh")) |\n"
+            out += "| \(f(groupBy.rawValue)) | \(f("requests")) | \(f("rejected_requests")) | \(f("input_tokens")) | \(f("output_tokens")) | \(f("reasoning_tokens")) | \(f("cost_eur")) | \(f("energy_wh")) |\n"
         }
         return out
     }
 
-    public static func csv(_ rows: [RequestRecord], groupBy: Grouping) -> String {
-        let j = json(rows, groupBy: groupBy)
-        var out = "\(groupBy.rawValue),requests,input_tokens,output_tokens,reasoning_tokens,cost_nano_eur,cost_eur,energy_wh\r\n"
+    public static func csv(_ rows: [RequestRecord], groupBy: Grouping, catalogID: (String) -> String?) -> String {
+        let j = json(rows, groupBy: groupBy, catalogID: catalogID)
+        var out = "\(groupBy.rawValue),requests,rejected_requests,input_tokens,output_tokens,reasoning_tokens,cost_nano_eur,cost_eur,energy_wh\r\n"
         for g in (j["data"]?.arrayValue ?? []) + [(j["totals"] ?? .object([])).setting(groupBy.rawValue, "TOTAL")] {
-            out += [groupBy.rawValue, "requests", "input_tokens", "output_tokens", "reasoning_tokens", "cost_nano_eur", "cost_eur", "energy_wh"]
+            out += [groupBy.rawValue, "requests", "rejected_requests", "input_tokens", "output_tokens", "reasoning_tokens", "cost_nano_eur", "cost_eur", "energy_wh"]
                 .map { k in g[k].map { $0.stringValue ?? $0.jsonString } ?? "" }.joined(separator: ",") + "\r\n"
         }
         return out
@@ -106,7 +119,8 @@ func addUsageRoutes(to router: Hummingbird.Router<GatewayContext>, platform: Pla
         let g = try grouping(request)
         await platform.requestLog.flush()
         let rows = try await platform.storage.ledger(tenantID: principal.tenantID, from: from, to: to)
-        var out = UsageReport.json(rows, groupBy: g)
+        let catalog = platform.catalog.current
+        var out = UsageReport.json(rows, groupBy: g, catalogID: { catalog.resolve($0)?.id })
         let budget = await platform.billing.budget(principal.tenantID)
         out.set("balance_eur", .string(Metering.Cost.euroString(budget.balance)))
         out.set("month_spend_eur", .string(Metering.Cost.euroString(budget.spentMonth)))
@@ -120,7 +134,8 @@ func addUsageRoutes(to router: Hummingbird.Router<GatewayContext>, platform: Pla
         let (from, to) = try UsageReport.range({ request.uri.queryParameters.get($0, as: String.self) }, now: platform.now())
         await platform.requestLog.flush()
         let rows = try await platform.storage.ledger(tenantID: t.id, from: from, to: to)
-        return jsonResponse(UsageReport.json(rows, groupBy: try grouping(request)))
+        let catalog = platform.catalog.current
+        return jsonResponse(UsageReport.json(rows, groupBy: try grouping(request), catalogID: { catalog.resolve($0)?.id }))
     }
     router.post("/admin/v1/tenants/{id}/credits") { request, context in
         let p = try await api.admin(request, context)

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Catalog
 import Foundation
 import Gateway
 import Metering
@@ -26,14 +27,19 @@ struct UsageCommand: AsyncParsableCommand {
             else { throw fail("--month must be YYYY-MM", code: 2) }
             let from = Int64(start.timeIntervalSince1970 * 1000)
             let to = UTCMonth.nextMonthStartMs(after: from)
-            let rows = try await withCLI(try options.load()) { cli -> [RequestRecord] in
+            let config = try options.load()
+            // Model rows only for catalog models, as GET /v1/usage makes them.
+            let catalog: Catalog
+            do { catalog = try CatalogFile.load(path: config.catalogPath) } catch let e as CatalogError { throw fail("\(e)", code: 2) }
+            let catalogID = { (name: String) in catalog.resolve(name)?.id }
+            let rows = try await withCLI(config) { cli -> [RequestRecord] in
                 guard let t = try await cli.storage.tenant(named: tenant) else { throw TenancyError.notFound("tenant '\(tenant)' does not exist") }
                 return try await cli.storage.ledger(tenantID: t.id, from: from, to: to)
             }
             switch format {
-            case "csv": print(UsageReport.csv(rows, groupBy: grouping), terminator: "")
-            case "json": print(UsageReport.json(rows, groupBy: grouping).jsonString)
-            default: print(UsageReport.table(rows, groupBy: grouping), terminator: "")
+            case "csv": print(UsageReport.csv(rows, groupBy: grouping, catalogID: catalogID), terminator: "")
+            case "json": print(UsageReport.json(rows, groupBy: grouping, catalogID: catalogID).jsonString)
+            default: print(UsageReport.table(rows, groupBy: grouping, catalogID: catalogID), terminator: "")
             }
         }
     }

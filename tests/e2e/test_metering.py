@@ -223,6 +223,49 @@ def test_a_custom_tier_without_credit_serves_requests(billing_gw):
         assert c.chat.completions.create(model="sim-chat", messages=[{"role": "user", "content": f"gold {i}"}], max_tokens=2).choices
 
 
+def test_usage_counts_rejected_requests_apart_and_lists_only_catalog_models(billing_gw):
+    """One billed request, one refused by the key's rate limit (a catalog model), one naming a model
+    the catalog does not have: `requests` counts the billed one, `rejected_requests` the other two,
+    and no usage row is made for the unknown model."""
+    t, _ = new_tenant(billing_gw, "rejections")
+    k = billing_gw["admin"].post(f"/tenants/{t['id']}/keys", json={"grants": {"limits": {"requests_per_minute": 1}}})
+    assert k.status_code == 201, k.text
+    key = k.json()["key"]
+    c = client(billing_gw, key)
+    assert c.chat.completions.create(model="sim-chat", messages=[{"role": "user", "content": "billed"}], max_tokens=2).choices
+    with pytest.raises(openai.RateLimitError):
+        c.chat.completions.create(model="sim-chat", messages=[{"role": "user", "content": "limited"}], max_tokens=2)
+    with pytest.raises(openai.NotFoundError):
+        c.chat.completions.create(model="no-such-model", messages=[{"role": "user", "content": "unknown"}], max_tokens=2)
+
+    def check(u, group_by):
+        tot = u["totals"]
+        assert (tot["requests"], tot["rejected_requests"]) == (1, 2), u
+        assert sum(g["requests"] for g in u["data"]) == 1, u
+        if group_by == "model":
+            assert [g["model"] for g in u["data"]] == ["sim-chat"], u
+            assert (u["data"][0]["requests"], u["data"][0]["rejected_requests"]) == (1, 1), u
+        else:
+            assert sum(g["rejected_requests"] for g in u["data"]) == 2, u
+
+    for group_by in ["model", "day", "key"]:
+        u = httpx.get(billing_gw["url"] + "/v1/usage", params={"group_by": group_by}, headers={"Authorization": f"Bearer {key}"}).json()
+        check(u, group_by)
+    check(billing_gw["admin"].get(f"/tenants/{t['id']}/usage").json(), "model")
+    month = time.strftime("%Y-%m", time.gmtime())
+    args = ["usage", "report", "--tenant", "rejections", "--month", month, "--config", str(billing_gw["config"])]
+    rep = run_cli(billing_gw["bin"], [*args, "--format", "json"], billing_gw["data"])
+    assert rep.returncode == 0, rep.stderr
+    check(json.loads(rep.stdout), "model")
+    csv = run_cli(billing_gw["bin"], [*args, "--format", "csv"], billing_gw["data"]).stdout.splitlines()
+    header = csv[0].split(",")
+    assert "rejected_requests" in header and not any(line.startswith("no-such-model,") for line in csv), csv
+    total = dict(zip(header, csv[-1].split(",")))
+    assert (total["model"], total["requests"], total["rejected_requests"]) == ("TOTAL", "1", "2"), csv
+    table = run_cli(billing_gw["bin"], [*args, "--format", "table"], billing_gw["data"]).stdout
+    assert "| rejected |" in table.splitlines()[0] and "no-such-model" not in table, table
+
+
 def test_usage_api_totals_equal_the_ledger_and_tenants_see_only_their_own(billing_gw):
     t, key = new_tenant(billing_gw, "report")
     other_t, other_key = new_tenant(billing_gw, "report-other")
