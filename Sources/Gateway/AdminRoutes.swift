@@ -86,45 +86,10 @@ struct AdminAPI: Sendable {
         return json
     }
 
-    static func tenantJSON(_ t: TenantRecord) -> JSONValue {
-        .object([
-            ("id", .string(t.id)), ("name", .string(t.name)), ("tier", .string(t.tier)),
-            ("created_at", .int(Int(t.createdAt))), ("disabled", .bool(t.disabledAt != nil)),
-            ("settings", .object([
-                ("rotation_period_days", t.rotationPeriodDays.map { .int($0) } ?? .null),
-                ("grace_period_days", t.gracePeriodDays.map { .int($0) } ?? .null),
-                ("webhook_url", t.webhookURL.map(JSONValue.string) ?? .null),
-                ("shield_mode", .string(t.shieldMode ?? "enforce")),
-                ("experimental_opt_in", .bool((t.experimentalOptIn ?? 0) != 0)),
-            ])),
-        ])
-    }
+    static func tenantJSON(_ t: TenantRecord) -> JSONValue { AdminJSON.tenant(t) }
 
-    static func keyJSON(_ k: APIKeyRecord) -> JSONValue {
-        let g = Grants.decode(k.grants)
-        return .object([
-            ("id", .string(k.id)), ("tenant_id", .string(k.tenantID)), ("name", .string(k.name)),
-            ("prefix", .string(APIKeyToken.prefix + k.id)),
-            ("created_at", .int(Int(k.createdAt))), ("expires_at", k.expiresAt.map { .int(Int($0)) } ?? .null),
-            ("revoked", .bool(k.revokedAt != nil)), ("last_used_at", k.lastUsedAt.map { .int(Int($0)) } ?? .null),
-            ("successor_id", k.successorID.map(JSONValue.string) ?? .null),
-            ("predecessor_id", k.predecessorID.map(JSONValue.string) ?? .null),
-            ("grants", grantsJSON(g)),
-        ])
-    }
-
-    static func grantsJSON(_ g: Grants) -> JSONValue {
-        .object([
-            ("models", .array(g.models.map(JSONValue.string))), ("deny_models", .array(g.denyModels.map(JSONValue.string))),
-            ("endpoints", .array(g.endpoints.map(JSONValue.string))), ("client_ips", .array(g.clientIPs.map(JSONValue.string))),
-            ("limits", g.limits.map { l in .object([
-                ("requests_per_minute", l.requestsPerMinute.map { .int($0) } ?? .null),
-                ("output_tokens_per_hour", l.outputTokensPerHour.map { .int($0) } ?? .null),
-                ("output_tokens_per_day", l.outputTokensPerDay.map { .int($0) } ?? .null),
-                ("concurrent_requests", l.concurrentRequests.map { .int($0) } ?? .null),
-            ]) } ?? .null),
-        ])
-    }
+    /// A key as the admin API and `llmaas key list --json` show it (state as of the platform's clock).
+    func keyJSON(_ k: APIKeyRecord) -> JSONValue { AdminJSON.key(k, now: platform.now()) }
 
     static func grants(from json: JSONValue?) throws -> Grants {
         guard let json, !json.isNull else { return .all }
@@ -291,7 +256,7 @@ func addAdminRoutes(to router: Hummingbird.Router<GatewayContext>, platform: Pla
         do {
             let (record, token) = try await platform.authority.createKey(tenant: t, name: name, grants: grants, expiresAt: expires)
             api.audit(p, context, "key.create", tenant: t.id, target: record.id, status: 201)
-            var out = AdminAPI.keyJSON(record)
+            var out = api.keyJSON(record)
             out.set("key", .string(token.text))
             return jsonResponse(out, status: .created)
         } catch { throw mapTenancy(error) }
@@ -300,7 +265,7 @@ func addAdminRoutes(to router: Hummingbird.Router<GatewayContext>, platform: Pla
         let p = try await api.admin(request, context)
         let t = try await api.tenant(context.parameters.get("id") ?? "", for: p, context)
         let keys = try await platform.storage.keys(tenantID: t.id)
-        return jsonResponse(.object([("object", "list"), ("data", .array(keys.map(AdminAPI.keyJSON)))]))
+        return jsonResponse(.object([("object", "list"), ("data", .array(keys.map(api.keyJSON)))]))
     }
     admin.post("/keys/{id}/rotate") { request, context in
         let p = try await api.admin(request, context)
@@ -324,7 +289,7 @@ func addAdminRoutes(to router: Hummingbird.Router<GatewayContext>, platform: Pla
         let k = try await api.key(context.parameters.get("id") ?? "", for: p, context)
         let revoked = try await platform.authority.revoke(keyID: k.id)
         api.audit(p, context, "key.revoke", tenant: k.tenantID, target: k.id)
-        return jsonResponse(AdminAPI.keyJSON(revoked))
+        return jsonResponse(api.keyJSON(revoked))
     }
     admin.post("/keys/{id}/successor") { request, context in
         let p = try await api.admin(request, context)
@@ -332,7 +297,7 @@ func addAdminRoutes(to router: Hummingbird.Router<GatewayContext>, platform: Pla
         do {
             let (successor, secret) = try await platform.authority.takeSuccessorSecret(keyID: k.id)
             api.audit(p, context, "key.successor.fetch", tenant: k.tenantID, target: successor.id)
-            var out = AdminAPI.keyJSON(successor)
+            var out = api.keyJSON(successor)
             out.set("key", .string(secret))
             return jsonResponse(out)
         } catch { throw mapTenancy(error) }
@@ -343,7 +308,7 @@ func addAdminRoutes(to router: Hummingbird.Router<GatewayContext>, platform: Pla
         let grants = try AdminAPI.grants(from: try await api.body(request, context))
         let updated = try await platform.authority.updateGrants(keyID: k.id, grants: grants)
         api.audit(p, context, "key.grants.update", tenant: k.tenantID, target: k.id)
-        return jsonResponse(AdminAPI.keyJSON(updated))
+        return jsonResponse(api.keyJSON(updated))
     }
     // Counters in Prometheus' text format (operator token): blocks and flags of the prompt shield by
     // rule, rows written by the ledger and the audit log.

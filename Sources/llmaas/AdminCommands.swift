@@ -137,11 +137,17 @@ struct KeyCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List a tenant's keys (never their secrets).")
         @OptionGroup var options: ConfigOptions
         @Option(help: "Tenant name.") var tenant: String
+        @Flag(help: "Print JSON (as GET /admin/v1/tenants/{id}/keys: state, times, grants; never a secret or its hash).") var json = false
 
         func run() async throws {
             try await withCLI(try options.load()) { cli in
                 guard let t = try await cli.storage.tenant(named: tenant) else { throw TenancyError.notFound("tenant '\(tenant)' does not exist") }
-                for k in try await cli.storage.keys(tenantID: t.id) {
+                let keys = try await cli.storage.keys(tenantID: t.id)
+                if json {
+                    printJSON(AdminJSON.keys(keys, now: Int64(Date().timeIntervalSince1970 * 1000)))
+                    return
+                }
+                for k in keys {
                     let state = k.revokedAt != nil ? "revoked" : k.successorID != nil ? "rotated→\(k.successorID!)" : "active"
                     print("\(APIKeyToken.prefix)\(k.id)\t\(k.name)\t\(state)\tgrants=\(k.grants ?? "all")")
                 }

@@ -73,6 +73,32 @@ def wait_landed(gw, request_ids):
 # -- secrets ---------------------------------------------------------------------------
 
 
+def test_key_list_json_shows_state_times_and_grants_never_secrets(gw, admin):
+    t = new_tenant(admin, "listed-co")
+    live = new_key(admin, t["id"], models=["sim-*"], endpoints=["chat"])
+    gone = new_key(admin, t["id"])
+    assert admin.post(f"/keys/{gone['id']}/revoke").status_code == 200
+    done = run_cli(gw.bin, ["key", "list", "--tenant", "listed-co", "--json", "--config", str(gw.config_path)], gw.data_dir)
+    assert done.returncode == 0, done.stderr
+    listed = json.loads(done.stdout)
+    assert listed["object"] == "list"
+    keys = {k["id"]: k for k in listed["data"]}
+    assert set(keys) == {live["id"], gone["id"]}
+    assert (keys[live["id"]]["state"], keys[gone["id"]]["state"]) == ("active", "revoked")
+    assert keys[live["id"]]["name"] == "t" and keys[live["id"]]["tenant_id"] == t["id"]
+    assert keys[live["id"]]["grants"]["models"] == ["sim-*"] and keys[live["id"]]["grants"]["endpoints"] == ["chat"]
+    for k in keys.values():
+        assert isinstance(k["created_at"], int) and "expires_at" in k and "last_used_at" in k
+        assert not any("secret" in field or "hash" in field for field in k), k
+    db = sqlite3.connect(gw.db_path)
+    hashes = [h for (h,) in db.execute("SELECT secret_hash FROM api_keys WHERE tenant_id = ?", (t["id"],))]
+    db.close()
+    assert len(hashes) == 2
+    for secret in [live["key"], gone["key"], live["key"].rsplit("-", 1)[1], *hashes]:
+        assert secret not in done.stdout
+
+
+
 def test_only_hashes_are_stored_and_logged(gw, admin):
     t = new_tenant(admin, "secrets-co")
     key = new_key(admin, t["id"])["key"]
