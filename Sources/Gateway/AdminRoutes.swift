@@ -14,6 +14,8 @@ struct AdminAPI: Sendable {
 
     var authority: KeyAuthority { platform.authority }
     var storage: Storage { platform.storage }
+    /// Every change goes through the service the CLI uses too.
+    var administration: Administration { platform.administration }
 
     /// The same throttle as API keys, checked before the token is: while an address is blocked, a
     /// valid token gets the same 429 as a wrong one (the answer tells nothing about the token).
@@ -89,7 +91,7 @@ struct AdminAPI: Sendable {
     static func tenantJSON(_ t: TenantRecord) -> JSONValue { AdminJSON.tenant(t) }
 
     /// A key as the admin API and `llmaas key list --json` show it (state as of the platform's clock).
-    func keyJSON(_ k: APIKeyRecord) -> JSONValue { AdminJSON.key(k, now: platform.now()) }
+    func keyJSON(_ k: APIKeyRecord) -> JSONValue { administration.keyJSON(k) }
 
     static func grants(from json: JSONValue?) throws -> Grants {
         guard let json, !json.isNull else { return .all }
@@ -131,8 +133,8 @@ struct AdminAPI: Sendable {
     func apply(_ json: JSONValue, to t: inout TenantRecord, by p: AdminPrincipal) throws {
         if let tier = json["tier"], !tier.isNull {
             try operatorOnly(p, "change a tenant's tier")
-            guard let s = tier.stringValue, platform.config.tiers[s] != nil else {
-                throw APIError.invalidValue("tier", "use one of the configured tiers: \(platform.config.tiers.keys.sorted().joined(separator: ", ")).")
+            guard let s = tier.stringValue, administration.isTier(s) else {
+                throw APIError.invalidValue("tier", "use one of the configured tiers: \(administration.tierNames.joined(separator: ", ")).")
             }
             t.tier = s
         }
@@ -195,7 +197,7 @@ func addAdminRoutes(to router: Hummingbird.Router<GatewayContext>, platform: Pla
     let openAPI: String? = Bundle.module.url(forResource: "admin-openapi", withExtension: "yaml")
         .flatMap { FileManager.default.contents(atPath: $0.path) }
         .map { String(decoding: $0, as: UTF8.self)
-            .replacingOccurrences(of: "__CONFIGURED_TIERS__", with: platform.config.tiers.keys.sorted().map { JSONValue.string($0).jsonString }.joined(separator: ", ")) }
+            .replacingOccurrences(of: "__CONFIGURED_TIERS__", with: platform.administration.tierNames.map { JSONValue.string($0).jsonString }.joined(separator: ", ")) }
     admin.get("/openapi.yaml") { _, _ in
         guard let openAPI else { throw APIError.server("The OpenAPI document is missing from this build.") }
         return Response(status: .ok, headers: [.contentType: "application/yaml"], body: ResponseBody(byteBuffer: ByteBuffer(string: openAPI)))
@@ -210,9 +212,8 @@ func addAdminRoutes(to router: Hummingbird.Router<GatewayContext>, platform: Pla
         // Every setting is checked before the tenant exists: a 400 never leaves half a tenant behind.
         _ = try api.applied(json, to: TenantRecord(id: "", name: name, createdAt: 0), by: p)
         do {
-            let t = try api.applied(json, to: try await platform.authority.createTenant(name: name), by: p)
-            try await platform.storage.updateTenant(t)
-            try await platform.billing.grantUpfrontCredit(tenantID: t.id, tierName: t.tier)
+            // The service gives the upfront credit of the tier the settings chose.
+            let t = try await platform.administration.createTenant(name: name) { try api.apply(json, to: &$0, by: p) }
             api.audit(p, context, "tenant.create", tenant: t.id, target: t.id, status: 201)
             return jsonResponse(AdminAPI.tenantJSON(t), status: .created)
         } catch { throw mapTenancy(error) }
@@ -232,9 +233,7 @@ func addAdminRoutes(to router: Hummingbird.Router<GatewayContext>, platform: Pla
         let found = try await api.tenant(context.parameters.get("id") ?? "", for: p, context)
         let json = try await api.body(request, context, allowed: ["tier", "disabled", "settings"])
         let t = try api.applied(json, to: found, by: p)
-        try await platform.storage.updateTenant(t)
-        platform.authority.invalidate()  // a disabled tenant's keys stop at once
-        platform.billing.invalidate(tenantID: t.id)
+        try await platform.administration.updateTenant(t)  // a disabled tenant's keys stop at once
         api.audit(p, context, "tenant.update", tenant: t.id, target: t.id)
         return jsonResponse(AdminAPI.tenantJSON(t))
     }
@@ -254,7 +253,7 @@ func addAdminRoutes(to router: Hummingbird.Router<GatewayContext>, platform: Pla
             name = text
         }
         do {
-            let (record, token) = try await platform.authority.createKey(tenant: t, name: name, grants: grants, expiresAt: expires)
+            let (record, token) = try await platform.administration.createKey(tenant: t, name: name, grants: grants, expiresAt: expires)
             api.audit(p, context, "key.create", tenant: t.id, target: record.id, status: 201)
             var out = api.keyJSON(record)
             out.set("key", .string(token.text))
@@ -264,8 +263,7 @@ func addAdminRoutes(to router: Hummingbird.Router<GatewayContext>, platform: Pla
     admin.get("/tenants/{id}/keys") { request, context in
         let p = try await api.admin(request, context)
         let t = try await api.tenant(context.parameters.get("id") ?? "", for: p, context)
-        let keys = try await platform.storage.keys(tenantID: t.id)
-        return jsonResponse(.object([("object", "list"), ("data", .array(keys.map(api.keyJSON)))]))
+        return jsonResponse(platform.administration.keysJSON(try await platform.administration.keys(tenantID: t.id)))
     }
     admin.post("/keys/{id}/rotate") { request, context in
         let p = try await api.admin(request, context)
@@ -277,7 +275,7 @@ func addAdminRoutes(to router: Hummingbird.Router<GatewayContext>, platform: Pla
             graceMs = Int64(d * 86_400_000)
         }
         do {
-            let event = try await platform.authority.rotate(keyID: k.id, graceMs: graceMs)
+            let event = try await platform.administration.rotate(keyID: k.id, graceMs: graceMs)
             api.audit(p, context, "key.rotate", tenant: k.tenantID, target: k.id)
             Webhooks(platform: platform).rotated(event)
             return jsonResponse(.object([("key_id", .string(event.keyID)), ("successor_id", .string(event.successorID)),
@@ -287,7 +285,7 @@ func addAdminRoutes(to router: Hummingbird.Router<GatewayContext>, platform: Pla
     admin.post("/keys/{id}/revoke") { request, context in
         let p = try await api.admin(request, context)
         let k = try await api.key(context.parameters.get("id") ?? "", for: p, context)
-        let revoked = try await platform.authority.revoke(keyID: k.id)
+        let revoked = try await platform.administration.revoke(keyID: k.id)
         api.audit(p, context, "key.revoke", tenant: k.tenantID, target: k.id)
         return jsonResponse(api.keyJSON(revoked))
     }
@@ -295,7 +293,7 @@ func addAdminRoutes(to router: Hummingbird.Router<GatewayContext>, platform: Pla
         let p = try await api.admin(request, context)
         let k = try await api.key(context.parameters.get("id") ?? "", for: p, context)
         do {
-            let (successor, secret) = try await platform.authority.takeSuccessorSecret(keyID: k.id)
+            let (successor, secret) = try await platform.administration.takeSuccessorSecret(keyID: k.id)
             api.audit(p, context, "key.successor.fetch", tenant: k.tenantID, target: successor.id)
             var out = api.keyJSON(successor)
             out.set("key", .string(secret))
@@ -306,7 +304,7 @@ func addAdminRoutes(to router: Hummingbird.Router<GatewayContext>, platform: Pla
         let p = try await api.admin(request, context)
         let k = try await api.key(context.parameters.get("id") ?? "", for: p, context)
         let grants = try AdminAPI.grants(from: try await api.body(request, context))
-        let updated = try await platform.authority.updateGrants(keyID: k.id, grants: grants)
+        let updated = try await platform.administration.updateGrants(keyID: k.id, grants: grants)
         api.audit(p, context, "key.grants.update", tenant: k.tenantID, target: k.id)
         return jsonResponse(api.keyJSON(updated))
     }

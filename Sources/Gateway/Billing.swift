@@ -38,7 +38,8 @@ public final class Billing: Sendable {
         self.now = now
     }
 
-    public func tier(_ name: String) -> Tier { tiers[name] ?? tiers["tier-1"] ?? Tier.tier1 }
+    /// A tenant's tier; one no longer configured counts as the default tier.
+    public func tier(_ name: String) -> Tier { tiers[name] ?? tiers[Administration.defaultTier] ?? Tier.tier1 }
 
     /// A request's claim on its tenant's windows, released or settled exactly once.
     struct Admission: Sendable {
@@ -122,14 +123,6 @@ public final class Billing: Sendable {
     /// `X-RateLimit-*` of the caller's tenant, on every response.
     func rateHeaders(_ p: Principal) -> [(String, String)] {
         limiter.headers(for: "tenant:\(p.tenantID)", limits: tier(p.tier).limits)
-    }
-
-    /// Credit given when a tenant is created: the upfront credit that unlocks its tier (SPEC S4).
-    public func grantUpfrontCredit(tenantID: String, tierName: String) async throws {
-        guard let credit = tier(tierName).upfrontCreditNano, credit > 0 else { return }
-        try await storage.addCredit(id: "cr_" + UUID().uuidString.lowercased(), tenantID: tenantID, amountNano: credit, at: now(),
-                                    note: "upfront credit of \(tierName)")
-        invalidate(tenantID: tenantID)
     }
 
     /// Splits a request's prompt tokens into the system share, in proportion to the characters of

@@ -52,8 +52,7 @@ public enum GatewayServer {
     /// With an empty database: create tenant `default` and print one key (shown once).
     static func bootstrapFirstStart(_ platform: Platform, announce: @Sendable (String) -> Void) async throws {
         guard try await platform.storage.tenantCount() == 0 else { return }
-        let tenant = try await platform.authority.createTenant(name: "default")
-        try await platform.billing.grantUpfrontCredit(tenantID: tenant.id, tierName: tenant.tier)
+        let tenant = try await platform.administration.createTenant(name: "default")
         let (key, token) = try await platform.authority.createKey(tenantName: "default", name: "first-start")
         platform.audit.record(AuditEvent(time: platform.now(), actor: "system", tenantID: tenant.id, action: "tenant.create", target: tenant.id, outcome: "first start"))
         platform.audit.record(AuditEvent(time: platform.now(), actor: "system", tenantID: tenant.id, action: "key.create", target: key.id, outcome: "first start"))

@@ -56,6 +56,8 @@ public final class Platform: Sendable {
     let authFailures: AuthFailureAudit
     public let shield: PromptShield
     public let billing: Billing
+    /// Tenants, credit and keys: the service the admin API and the CLI share.
+    public let administration: Administration
     public let shieldCounters = ShieldCounters()
     /// Per connection: what to cancel when its client goes away (set by the connection guard).
     public let hangUps = HangUpRegistry()
@@ -88,7 +90,10 @@ public final class Platform: Sendable {
             }
         }
         self.catalog = CatalogStore(catalog)
-        self.billing = Billing(config: config, catalog: catalog, storage: storage, now: now)
+        let billing = Billing(config: config, catalog: catalog, storage: storage, now: now)
+        self.billing = billing
+        self.administration = Administration(config: config, storage: storage, authority: authority, now: now,
+                                             budgetChanged: { billing.invalidate(tenantID: $0) })
         self.http = Fleet.makeHTTPClient(connectTimeoutMs: config.backends.map(\.timeouts.connectMs).max() ?? 2000)
         var webhookConfig = HTTPClient.Configuration(redirectConfiguration: .disallow)
         webhookConfig.timeout.connect = .seconds(3)

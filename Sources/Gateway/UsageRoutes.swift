@@ -147,11 +147,8 @@ func addUsageRoutes(to router: Hummingbird.Router<GatewayContext>, platform: Pla
               let amount = Metering.Cost(euroString: text), amount.nanoEuros > 0 else {
             throw APIError.invalidValue("amount_eur", "a positive decimal number of euros, e.g. \"100.00\".")
         }
-        try await platform.storage.addCredit(id: "cr_" + UUID().uuidString.lowercased(), tenantID: t.id, amountNano: amount.nanoEuros,
-                                             at: platform.now(), note: json["note"]?.stringValue)
-        platform.billing.invalidate(tenantID: t.id)
+        let balance = try await platform.administration.addCredit(tenantID: t.id, amountNano: amount.nanoEuros, note: json["note"]?.stringValue)
         api.audit(p, context, "credit.add", tenant: t.id, target: amount.euroString)
-        let budget = await platform.billing.budget(t.id)
-        return jsonResponse(.object([("tenant_id", .string(t.id)), ("balance_eur", .string(Metering.Cost.euroString(budget.balance)))]), status: .created)
+        return jsonResponse(.object([("tenant_id", .string(t.id)), ("balance_eur", .string(Metering.Cost.euroString(balance)))]), status: .created)
     }
 }

@@ -139,6 +139,22 @@ public struct RequestRecord: Codable, Sendable, Equatable {
     }
 }
 
+/// Prepaid credit added to a tenant (the upfront credit of its tier, or a top-up).
+public struct CreditRecord: Codable, Sendable, Equatable {
+    public var id: String
+    public var tenantID: String
+    public var amountNano: Int64
+    public var createdAt: Int64
+    public var note: String?
+
+    enum CodingKeys: String, CodingKey {
+        case id, note
+        case tenantID = "tenant_id"
+        case amountNano = "amount_nano"
+        case createdAt = "created_at"
+    }
+}
+
 public struct AdminTokenRecord: Codable, Sendable, Equatable {
     public var id: String
     public var tokenHash: String

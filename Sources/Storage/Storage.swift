@@ -274,6 +274,11 @@ public final class Storage: Sendable {
             .values(SQLBind(id), SQLBind(tenantID), SQLBind(amountNano), SQLBind(time), SQLBind(note)).run()
     }
 
+    public func credits(tenantID: String) async throws -> [CreditRecord] {
+        try await db.select().columns("*").from("credits").where("tenant_id", .equal, tenantID).orderBy("created_at")
+            .all(decoding: CreditRecord.self)
+    }
+
     public func creditTotal(tenantID: String) async throws -> Int64 {
         try await db.select().column(SQLFunction("COALESCE", args: SQLFunction("SUM", args: SQLColumn("amount_nano")), SQLLiteral.numeric("0")), as: "s")
             .from("credits").where("tenant_id", .equal, tenantID).first(decodingColumn: "s", as: Int64.self) ?? 0

@@ -14,20 +14,16 @@ struct TenantCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Create a tenant.")
         @OptionGroup var options: ConfigOptions
         @Argument(help: "Tenant name (letters, digits, '-', '_', '.').") var name: String
-        @Option(help: "Billing tier: tier-1 … tier-4, monthly.") var tier: String = "tier-1"
+        @Option(help: "Billing tier: one of the configuration's tiers (default \(Administration.defaultTier)).") var tier: String = Administration.defaultTier
         @Flag(help: "Print JSON.") var json = false
 
         func run() async throws {
             let config = try options.load()
-            guard config.tiers[tier] != nil else { throw fail("--tier must be one of: \(config.tiers.keys.sorted().joined(separator: ", "))", code: 2) }
+            guard config.tiers[tier] != nil else { throw fail("--tier must be one of: \(Administration.tierNames(config).joined(separator: ", "))", code: 2) }
             let tenant = try await withCLI(config) { cli in
-                let t = try await cli.authority.createTenant(name: name, tier: tier)
+                // The service gives the upfront credit that unlocks the tier (SPEC S4).
+                let t = try await cli.admin.createTenant(name: name, tier: tier)
                 cli.record("tenant.create", tenant: t.id, target: t.id)
-                // The upfront credit that unlocks the tier (SPEC S4).
-                if let credit = cli.config.tiers[tier]?.upfrontCreditNano, credit > 0 {
-                    try await cli.storage.addCredit(id: "cr_" + UUID().uuidString.lowercased(), tenantID: t.id, amountNano: credit,
-                                                    at: Int64(Date().timeIntervalSince1970 * 1000), note: "upfront credit of \(tier)")
-                }
                 return t
             }
             if json {
@@ -43,7 +39,7 @@ struct TenantCommand: AsyncParsableCommand {
         @OptionGroup var options: ConfigOptions
 
         func run() async throws {
-            let tenants = try await withCLI(try options.load()) { try await $0.storage.tenants() }
+            let tenants = try await withCLI(try options.load()) { try await $0.admin.tenants() }
             for t in tenants {
                 print("\(t.id)\t\(t.name)\t\(t.tier)\t\(t.disabledAt == nil ? "active" : "disabled")\trotation=\(t.rotationPeriodDays.map { "\($0)d" } ?? "off")")
             }
@@ -54,7 +50,7 @@ struct TenantCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Change a tenant's tier or settings, or disable it.")
         @OptionGroup var options: ConfigOptions
         @Argument(help: "Tenant name.") var name: String
-        @Option(help: "Billing tier.") var tier: String?
+        @Option(help: "Billing tier: one of the configuration's tiers.") var tier: String?
         @Option(name: .customLong("rotation-period-days"), help: "Automatic key rotation period (0 = off).") var rotationPeriod: Int?
         @Option(name: .customLong("grace-period-days"), help: "Overlap of a rotated key with its successor.") var gracePeriod: Int?
         @Option(name: .customLong("webhook-url"), help: "Where rotation and lifecycle notices are posted.") var webhook: String?
@@ -65,7 +61,7 @@ struct TenantCommand: AsyncParsableCommand {
 
         func run() async throws {
             let config = try options.load()
-            if let tier, config.tiers[tier] == nil { throw fail("--tier must be one of: \(config.tiers.keys.sorted().joined(separator: ", "))", code: 2) }
+            if let tier, config.tiers[tier] == nil { throw fail("--tier must be one of: \(Administration.tierNames(config).joined(separator: ", "))", code: 2) }
             if let shieldMode, !["enforce", "monitor", "off"].contains(shieldMode) { throw fail("--shield-mode must be enforce, monitor or off", code: 2) }
             if let rotationPeriod, !(0...3650).contains(rotationPeriod) { throw fail("--rotation-period-days must be between 0 and 3650", code: 2) }
             if let gracePeriod, !(0...3650).contains(gracePeriod) { throw fail("--grace-period-days must be between 0 and 3650", code: 2) }
@@ -73,16 +69,16 @@ struct TenantCommand: AsyncParsableCommand {
                 do { _ = try config.webhooks.validate(webhook) } catch { throw fail("--webhook-url: \(error.description)", code: 2) }
             }
             try await withCLI(config) { cli in
-                guard var t = try await cli.storage.tenant(named: name) else { throw TenancyError.notFound("tenant '\(name)' does not exist") }
+                var t = try await cli.admin.tenant(named: name)
                 if let tier { t.tier = tier }
                 if let rotationPeriod { t.rotationPeriodDays = rotationPeriod == 0 ? nil : rotationPeriod }
                 if let gracePeriod { t.gracePeriodDays = gracePeriod }
                 if let webhook { t.webhookURL = webhook.isEmpty ? nil : webhook }
                 if let shieldMode { t.shieldMode = shieldMode }
                 if let experimental { t.experimentalOptIn = experimental ? 1 : 0 }
-                if disable { t.disabledAt = t.disabledAt ?? Int64(Date().timeIntervalSince1970 * 1000) }
+                if disable { t.disabledAt = t.disabledAt ?? cli.now() }
                 if enable { t.disabledAt = nil }
-                try await cli.storage.updateTenant(t)
+                try await cli.admin.updateTenant(t)
                 cli.record("tenant.update", tenant: t.id, target: t.id)
                 print("updated tenant \(t.name)")
             }
@@ -121,7 +117,7 @@ struct KeyCommand: AsyncParsableCommand {
 
         func run() async throws {
             let (record, token) = try await withCLI(try options.load()) { cli in
-                let created = try await cli.authority.createKey(tenantName: tenant, name: name, grants: grants.grants)
+                let created = try await cli.admin.createKey(tenantName: tenant, name: name, grants: grants.grants)
                 cli.record("key.create", tenant: created.0.tenantID, target: created.0.id)
                 return created
             }
@@ -141,10 +137,9 @@ struct KeyCommand: AsyncParsableCommand {
 
         func run() async throws {
             try await withCLI(try options.load()) { cli in
-                guard let t = try await cli.storage.tenant(named: tenant) else { throw TenancyError.notFound("tenant '\(tenant)' does not exist") }
-                let keys = try await cli.storage.keys(tenantID: t.id)
+                let keys = try await cli.admin.keys(tenantID: try await cli.admin.tenant(named: tenant).id)
                 if json {
-                    printJSON(AdminJSON.keys(keys, now: Int64(Date().timeIntervalSince1970 * 1000)))
+                    printJSON(cli.admin.keysJSON(keys))
                     return
                 }
                 for k in keys {
@@ -163,7 +158,7 @@ struct KeyCommand: AsyncParsableCommand {
 
         func run() async throws {
             let event = try await withCLI(try options.load()) { cli in
-                let e = try await cli.authority.rotate(keyID: id, graceMs: graceDays.map { Int64($0 * 86_400_000) })
+                let e = try await cli.admin.rotate(keyID: id, graceMs: graceDays.map { Int64($0 * 86_400_000) })
                 cli.record("key.rotate", tenant: e.tenantID, target: e.keyID, outcome: "successor \(e.successorID)")
                 return e
             }
@@ -178,7 +173,7 @@ struct KeyCommand: AsyncParsableCommand {
 
         func run() async throws {
             try await withCLI(try options.load()) { cli in
-                let k = try await cli.authority.revoke(keyID: id)
+                let k = try await cli.admin.revoke(keyID: id)
                 cli.record("key.revoke", tenant: k.tenantID, target: k.id)
             }
             print("revoked \(id)")
@@ -193,7 +188,7 @@ struct KeyCommand: AsyncParsableCommand {
 
         func run() async throws {
             let (record, secret) = try await withCLI(try options.load()) { cli in
-                let r = try await cli.authority.takeSuccessorSecret(keyID: id)
+                let r = try await cli.admin.takeSuccessorSecret(keyID: id)
                 cli.record("key.successor.fetch", tenant: r.0.tenantID, target: r.0.id)
                 return r
             }
@@ -209,7 +204,7 @@ struct KeyCommand: AsyncParsableCommand {
 
         func run() async throws {
             try await withCLI(try options.load()) { cli in
-                let k = try await cli.authority.updateGrants(keyID: id, grants: grants.grants)
+                let k = try await cli.admin.updateGrants(keyID: id, grants: grants.grants)
                 cli.record("key.grants.update", tenant: k.tenantID, target: k.id)
             }
             print("updated grants of \(id)")
@@ -232,7 +227,7 @@ struct AdminCommand: AsyncParsableCommand {
 
             func run() async throws {
                 let (record, token) = try await withCLI(try options.load()) { cli in
-                    let r = try await cli.authority.createAdminToken(name: name, tenantName: tenant)
+                    let r = try await cli.admin.createAdminToken(name: name, tenantName: tenant)
                     cli.record("admin.token.create", tenant: r.0.tenantID, target: r.0.id)
                     return r
                 }

@@ -52,9 +52,13 @@ struct CLIContext {
     let authority: KeyAuthority
     let audit: AuditLog
     let config: GatewayConfig
+    /// Tenants, credit and keys: the service the admin API uses too.
+    let admin: Administration
+    /// The CLI's clock (every time it writes comes from here).
+    let now: @Sendable () -> Int64
 
     func record(_ action: String, tenant: String?, target: String?, outcome: String = "ok") {
-        audit.record(AuditEvent(time: cliClock.now(), actor: "cli", tenantID: tenant, action: action,
+        audit.record(AuditEvent(time: now(), actor: "cli", tenantID: tenant, action: action,
                                 target: target, outcome: outcome))
     }
 }
@@ -71,8 +75,10 @@ func withCLI<T>(_ config: GatewayConfig, _ body: (CLIContext) async throws -> T)
     do {
         try await storage.migrate()
         try await audit.resume()
-        let authority = KeyAuthority(storage: storage, secret: try ServerSecret.loadOrCreate(path: config.secretPath), now: cliClock.now)
-        let result = try await body(CLIContext(storage: storage, authority: authority, audit: audit, config: config))
+        let now: @Sendable () -> Int64 = { cliClock.now() }
+        let authority = KeyAuthority(storage: storage, secret: try ServerSecret.loadOrCreate(path: config.secretPath), now: now)
+        let admin = Administration(config: config, storage: storage, authority: authority, now: now)
+        let result = try await body(CLIContext(storage: storage, authority: authority, audit: audit, config: config, admin: admin, now: now))
         await audit.flush()
         await storage.shutdown()
         return result

@@ -58,11 +58,9 @@ struct CreditCommand: AsyncParsableCommand {
         func run() async throws {
             guard let amount = Metering.Cost(euroString: eur), amount.nanoEuros > 0 else { throw fail("--eur must be a positive amount of euros", code: 2) }
             try await withCLI(try options.load()) { cli in
-                guard let t = try await cli.storage.tenant(named: tenant) else { throw TenancyError.notFound("tenant '\(tenant)' does not exist") }
-                try await cli.storage.addCredit(id: "cr_" + UUID().uuidString.lowercased(), tenantID: t.id, amountNano: amount.nanoEuros,
-                                                at: Int64(Date().timeIntervalSince1970 * 1000), note: note)
+                let t = try await cli.admin.tenant(named: tenant)
+                let balance = try await cli.admin.addCredit(tenantID: t.id, amountNano: amount.nanoEuros, note: note)
                 cli.record("credit.add", tenant: t.id, target: amount.euroString)
-                let balance = try await cli.storage.creditTotal(tenantID: t.id) - cli.storage.spend(tenantID: t.id, from: 0, to: Int64.max)
                 print("added \(amount.euroString) € to \(tenant); balance \(Metering.Cost.euroString(balance)) €")
             }
         }
