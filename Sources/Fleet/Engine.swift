@@ -332,7 +332,7 @@ public final class Engine: Sendable {
     func completeUsage(_ json: JSONValue, request: UpstreamRequest) async -> Usage {
         let output = Self.outputText(json, endpoint: request.endpoint)
         if var usage = Usage(json: json["usage"]) {
-            if request.endpoint == .embeddings { usage.completionTokens = 0 }
+            if !request.endpoint.spec.generates { usage.completionTokens = 0 }
             return usage
         }
         return await countUsage(request: request, output: output, reasoning: "")

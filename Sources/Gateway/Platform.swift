@@ -117,7 +117,7 @@ public final class Platform: Sendable {
                             catalog: Catalog? = nil, secret: ServerSecret? = nil) async throws -> Platform {
         try FileManager.default.createDirectory(atPath: config.dataDir, withIntermediateDirectories: true)
         let storage = try await Storage.openSQLite(path: config.databasePath, logger: logger)
-        try await storage.migrate()
+        try await storage.migrate(at: clock.now())
         do {
             let platform = try Platform(config: config, storage: storage, logger: logger, clock: clock, catalog: catalog, secret: secret)
             try await platform.audit.resume()

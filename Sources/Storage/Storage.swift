@@ -51,9 +51,10 @@ public final class Storage: Sendable {
 
     // MARK: Migrations
 
-    /// Applies every migration not yet applied, in order. Returns the versions applied now.
+    /// Applies every migration not yet applied, in order, recording each at `now` (ms since 1970,
+    /// the caller's clock). Returns the versions applied now.
     @discardableResult
-    public func migrate() async throws -> [Int] {
+    public func migrate(at now: Int64) async throws -> [Int] {
         try await db.create(table: "schema_migrations")
             .ifNotExists()
             .column("version", type: .int, .primaryKey(autoIncrement: false))
@@ -66,7 +67,7 @@ public final class Storage: Sendable {
             try await m.run(db)
             try await db.insert(into: "schema_migrations")
                 .columns("version", "name", "applied_at")
-                .values(SQLBind(m.version), SQLBind(m.name), SQLBind(Int64(Date().timeIntervalSince1970 * 1000)))
+                .values(SQLBind(m.version), SQLBind(m.name), SQLBind(now))
                 .run()
             applied.append(m.version)
         }

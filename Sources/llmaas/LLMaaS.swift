@@ -73,7 +73,7 @@ func withCLI<T>(_ config: GatewayConfig, _ body: (CLIContext) async throws -> T)
     let storage = try await Storage.openSQLite(path: config.databasePath, logger: makeLogger())
     let audit = AuditLog(storage: storage, logger: makeLogger(), headPath: (config.dataDir as NSString).appendingPathComponent("audit.head"))
     do {
-        try await storage.migrate()
+        try await storage.migrate(at: cliClock.now())
         try await audit.resume()
         let now: @Sendable () -> Int64 = { cliClock.now() }
         let authority = KeyAuthority(storage: storage, secret: try ServerSecret.loadOrCreate(path: config.secretPath), now: now)
@@ -121,7 +121,7 @@ struct Migrate: AsyncParsableCommand {
     func run() async throws {
         let config = try options.load()
         let storage = try await Storage.openSQLite(path: config.databasePath, logger: makeLogger())
-        let applied = try await storage.migrate()
+        let applied = try await storage.migrate(at: cliClock.now())
         let version = try await storage.schemaVersion()
         await storage.shutdown()
         print(applied.isEmpty ? "schema is up to date (version \(version))" : "applied migrations \(applied.map(String.init).joined(separator: ", ")); schema version \(version)")

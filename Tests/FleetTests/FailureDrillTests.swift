@@ -90,8 +90,10 @@ import Testing
             #expect(b.chunks > 0 && b.usageBeforeError)
         }
 
-        // Routing returns to the revived machines.
-        try await Task.sleep(for: .milliseconds(500))
+        // Routing returns to the revived machines (once their probes pass: polled, bounded).
+        for _ in 0..<600 where !stopped.allSatisfy({ fleet.backendStates["m\($0)"] == "healthy" }) {
+            try await Task.sleep(for: .milliseconds(50))
+        }
         #expect(stopped.allSatisfy { fleet.backendStates["m\($0)"] == "healthy" }, "\(fleet.backendStates)")
         let before = fleet.requestCounts
         await withTaskGroup(of: Void.self) { group in

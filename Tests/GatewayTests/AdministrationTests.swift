@@ -22,7 +22,7 @@ import Testing
                                     upfrontCreditNano: 7 * Tier.euro)
         try FileManager.default.createDirectory(atPath: config.dataDir, withIntermediateDirectories: true)
         let storage = try await Storage.inMemory()
-        try await storage.migrate()
+        try await storage.migrate(at: 1_764_000_000_000)
         let platform = try Platform(config: config, storage: storage, logger: Logger(label: "administration-test"), clock: ManualClock(nowMs: Self.t0))
         do {
             try await body(platform)

@@ -10,6 +10,7 @@ import Logging
 import OpenAIWire
 import Quotas
 import Storage
+import Synchronization
 import Tenancy
 import Testing
 @testable import Gateway
@@ -46,7 +47,7 @@ import Testing
         #"{"model":"\#(model)","messages":[{"role":"user","content":"hello there"}],"max_tokens":\#(maxTokens),"stream":\#(stream)\#(extra)}"#
     }
 
-    func withGateway(live: Bool = false, maxBodyBytes: Int = 1 << 20,
+    func withGateway(live: Bool = false, maxBodyBytes: Int = 1 << 20, configure: (inout GatewayConfig) -> Void = { _ in },
                      _ body: @Sendable (any TestClientProtocol, Harness) async throws -> Void) async throws {
         let sims = SimFleet(configs: [SimConfig(models: ["sim-chat"], ttftMs: 1, itlMs: 1)])
         let port = try await sims.start()[0]
@@ -64,6 +65,7 @@ import Testing
         // A tier of one request a minute: its second request meets 429 (the manual clock stands still).
         config.tiers["one-a-minute"] = Tier(name: "one-a-minute", requestsPerMinute: 1, outputTokensPerHour: 1_000_000,
                                             outputTokensPerDay: 10_000_000, monthlyCapNano: nil, priority: 0, prepaid: false)
+        configure(&config)
         let clock = ManualClock(nowMs: Self.day)
         let catalog = try CatalogFile.load(path: config.catalogPath)
         let platform = try await Platform.open(config: config, logger: Logger(label: "inference-router-test"), clock: clock, catalog: catalog,
@@ -214,6 +216,50 @@ import Testing
             // The engine's connection was closed: it stopped working for nobody.
             for _ in 0..<600 where h.sim.currentStats.cancelled < 1 { try await Task.sleep(for: .milliseconds(50)) }
             #expect(h.sim.currentStats.cancelled == 1)
+        }
+    }
+
+    /// The configured tier `priority` orders the queue, not the tier's name: with monthly
+    /// configured below it, a custom tier of priority 0 is served first; with the defaults
+    /// (monthly 10), monthly is. One slot, held by a request the engine never answers.
+    @Test(arguments: [(-5, ["zero", "monthly"]), (10, ["monthly", "zero"])])
+    func configuredTierPriorityOrdersTheQueue(monthlyPriority: Int, expected: [String]) async throws {
+        try await withGateway(configure: { config in
+            config.backends[0].capacity = 1
+            config.tiers["monthly"]?.priority = monthlyPriority
+            config.tiers["zero"] = Tier(name: "zero", outputTokensPerHour: 1_000_000, outputTokensPerDay: 10_000_000, monthlyCapNano: nil,
+                                        priority: 0, prepaid: false)
+        }) { client, h in
+            _ = try await h.platform.authority.createTenant(name: "z", tier: "zero")
+            let (_, zeroKey) = try await h.platform.authority.createKey(tenantName: "z", name: "k")
+            var zeroAuth = h.auth
+            zeroAuth[.authorization] = "Bearer \(zeroKey.text)"
+            let served = Mutex<[String]>([])
+            func queued() -> Int { h.platform.fleet.backendsReport()["queued"]?.intValue ?? 0 }
+            let hold = Task {
+                try await client.execute(uri: "/v1/chat/completions", method: .post, headers: h.auth,
+                                         body: h.body(Self.chat(extra: #","sim_fault":"hang""#))) { _ in }
+            }
+            for _ in 0..<1_200 where h.sim.currentStats.requests < 1 { try await Task.sleep(for: .milliseconds(50)) }
+            // The custom tier queues first, monthly second.
+            let zero = Task {
+                try await client.execute(uri: "/v1/chat/completions", method: .post, headers: zeroAuth, body: h.body(Self.chat())) { r in
+                    #expect(r.status == .ok)
+                    served.withLock { $0.append("zero") }
+                }
+            }
+            for _ in 0..<1_200 where queued() < 1 { try await Task.sleep(for: .milliseconds(50)) }
+            let monthly = Task {
+                try await client.execute(uri: "/v1/chat/completions", method: .post, headers: h.auth, body: h.body(Self.chat())) { r in
+                    #expect(r.status == .ok)
+                    served.withLock { $0.append("monthly") }
+                }
+            }
+            for _ in 0..<1_200 where queued() < 2 { try await Task.sleep(for: .milliseconds(50)) }
+            try #require(queued() == 2)
+            hold.cancel()  // the slot frees: the queue's order decides who goes next
+            _ = await (hold.result, try zero.value, try monthly.value)
+            #expect(served.withLock { $0 } == expected)
         }
     }
 }

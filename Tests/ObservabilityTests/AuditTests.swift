@@ -6,7 +6,7 @@ import Testing
 @Suite struct AuditTests {
     func withLog(_ body: (Storage, AuditLog) async throws -> Void) async throws {
         let storage = try await Storage.inMemory()
-        try await storage.migrate()
+        try await storage.migrate(at: 1_764_000_000_000)
         let log = AuditLog(storage: storage, logger: Logger(label: "t"))
         do { try await body(storage, log) } catch { await storage.shutdown(); throw error }
         await storage.shutdown()

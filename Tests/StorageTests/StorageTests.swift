@@ -4,8 +4,8 @@ import Testing
 @Suite struct StorageTests {
     @Test func migratesOnceAndStoresRows() async throws {
         let storage = try await Storage.inMemory()
-        #expect(try await storage.migrate() == [1, 2, 3])
-        #expect(try await storage.migrate() == [])
+        #expect(try await storage.migrate(at: 1_764_000_000_000) == [1, 2, 3])
+        #expect(try await storage.migrate(at: 1_764_000_000_000) == [])
         #expect(try await storage.schemaVersion() == 3)
 
         try await storage.insertTenant(TenantRecord(id: "t1", name: "acme", createdAt: 1))
@@ -29,7 +29,7 @@ import Testing
 
     @Test func foreignKeysHold() async throws {
         let storage = try await Storage.inMemory()
-        try await storage.migrate()
+        try await storage.migrate(at: 1_764_000_000_000)
         await #expect(throws: (any Error).self) {
             try await storage.insertKey(APIKeyRecord(id: "k", tenantID: "missing", name: "x", secretHash: "h", createdAt: 0))
         }
@@ -40,7 +40,7 @@ import Testing
 @Suite struct LedgerStorageTests {
     @Test func lifecycleNoticesAreClaimedOnce() async throws {
         let storage = try await Storage.inMemory()
-        try await storage.migrate()
+        try await storage.migrate(at: 1_764_000_000_000)
         try await storage.insertTenant(TenantRecord(id: "t1", name: "acme", createdAt: 1))
         let first = try await storage.claimLifecycleNotice(tenantID: "t1", model: "m", phase: "sunset", at: 5, phaseStarted: "2026-10-02",
                                                            retiresAt: "2027-03-31", payload: "{}")
@@ -55,7 +55,7 @@ import Testing
 
     @Test func budgetNoticesOncePerMonthAndSpendSums() async throws {
         let storage = try await Storage.inMemory()
-        try await storage.migrate()
+        try await storage.migrate(at: 1_764_000_000_000)
         try await storage.insertTenant(TenantRecord(id: "t1", name: "acme", createdAt: 1))
         #expect(try await storage.recordBudgetNotice(tenantID: "t1", month: "2026-11", threshold: 80, at: 1))
         #expect(!(try await storage.recordBudgetNotice(tenantID: "t1", month: "2026-11", threshold: 80, at: 2)))

@@ -13,7 +13,7 @@ final class TestClock: Sendable {
     /// Runs `body` with a fresh in-memory database, closed afterwards whatever happens.
     func withAuthority(_ body: (Storage, KeyAuthority, TestClock) async throws -> Void) async throws {
         let storage = try await Storage.inMemory()
-        try await storage.migrate()
+        try await storage.migrate(at: 1_764_000_000_000)
         let clock = TestClock()
         let authority = KeyAuthority(storage: storage, secret: ServerSecret(bytes: Array(repeating: 7, count: 32)), now: { clock.now })
         do { try await body(storage, authority, clock) } catch { await storage.shutdown(); throw error }
@@ -74,7 +74,7 @@ final class TestClock: Sendable {
 
     func withAuthority(_ body: (Storage, KeyAuthority, TestClock) async throws -> Void) async throws {
         let storage = try await Storage.inMemory()
-        try await storage.migrate()
+        try await storage.migrate(at: 1_764_000_000_000)
         let clock = TestClock()
         let authority = KeyAuthority(storage: storage, secret: ServerSecret(bytes: Array(repeating: 9, count: 32)), cacheTTLms: 0, now: { clock.now })
         do { try await body(storage, authority, clock) } catch { await storage.shutdown(); throw error }

@@ -47,6 +47,8 @@ import httpx
 import openai
 
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tests" / "e2e"))
+from conftest import wait_http_ok  # noqa: E402  (one wait for the tests and the drill)
 MODEL = "drill-chat"
 KEY_RE = re.compile(r"API key \(tenant default, shown once\):\s*(sk-llm-\S+)")
 
@@ -109,6 +111,9 @@ class Proc:
         except (ProcessLookupError, PermissionError):
             pass
 
+    def describe(self) -> str:  # what conftest's wait prints of a process
+        return f"{self.name} (exit {self.proc.poll()}):\n{self.tail()}"
+
     def tail(self, lines: int = 30) -> str:
         try:
             return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
@@ -152,21 +157,8 @@ def free_ports(n: int) -> list[int]:
 
 
 def wait_ok(url: str, procs: list[Proc], what: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    last = "no answer yet"
-    while time.monotonic() < deadline:
-        for p in procs:
-            if not p.alive():
-                raise RuntimeError(f"{p.name} exited (code {p.proc.poll()}) while waiting for {what}\n{p.tail()}")
-        try:
-            r = httpx.get(url, timeout=2.0)
-            if r.status_code == 200:
-                return
-            last = f"HTTP {r.status_code}: {r.text[:200]}"
-        except httpx.HTTPError as e:
-            last = repr(e)
-        time.sleep(0.2)
-    raise RuntimeError(f"timed out after {timeout:.0f} s waiting for {what} ({url}); last: {last}")
+    """The end-to-end tests' wait (tests/e2e/conftest.py), with a timeout instead of a deadline."""
+    wait_http_ok(url, time.monotonic() + timeout, procs, what)
 
 
 # --------------------------------------------------------------------------------------
