@@ -83,15 +83,14 @@ public final class Fleet: Sendable {
     /// (never the same twice, at most `maxAttempts`) while nothing reached the client: connect
     /// error, 5xx or timeout before the first byte. A refused connection sent nothing, so it does
     /// not use up an attempt (the backends themselves bound the tries) and opens that backend's
-    /// breaker at once. When every eligible backend is full the
-    /// request waits in the gateway until `queueDeadlineMs`; the waiters with the highest
-    /// `priority` (the caller's billing tier's, from the configuration) are served first, then
-    /// by arrival.
+    /// breaker at once. When every eligible backend is full the request waits in the gateway
+    /// until `queueDeadlineMs`; the waiters with the lowest `priority` rank (the caller's billing
+    /// tier's, from the configuration: 0 before 1) are served first, then by arrival.
     public func send(model: String, endpoint: Endpoint, body: JSONValue, stream: Bool,
                      priority tierPriority: Int = 0) async throws(EngineError) -> (Engine, UpstreamResponse) {
         let routingKey = endpoint.spec.routingKey(body)
         let hashes = routingKey.isEmpty ? [] : PrefixIndex(blockChars: options.prefixBlockChars).blockHashes(routingKey)
-        let priority = -tierPriority  // the wait queue serves the lowest first
+        let priority = tierPriority  // a rank: the wait queue serves the lowest first
         let deadline = clock.now() + Int64(options.queueDeadlineMs)
         let enqueuedAt = clock.now()
         var tried = Set<Int>()

@@ -1,7 +1,7 @@
 import Clocks
 import Synchronization
 
-/// Requests waiting for a free backend, served by tier priority then arrival order.
+/// Requests waiting for a free backend, served by tier priority rank (lowest first), then arrival.
 final class WaitQueue: Sendable {
     struct Waiter {
         let id: UInt64

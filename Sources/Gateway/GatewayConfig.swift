@@ -157,7 +157,7 @@ public struct GatewayConfig: Sendable {
             for (name, raw) in tiers.values {
                 guard let m = raw as? [String: Any] else { throw ConfigError(field: "tiers.\(name)", message: "must be a mapping") }
                 var t = Reader(m, path: "tiers.\(name).")
-                var tier = config.tiers[name] ?? Tier(name: name, outputTokensPerHour: 150_000, outputTokensPerDay: 3_600_000, monthlyCapNano: nil, priority: 1)
+                var tier = config.tiers[name] ?? Tier(name: name, outputTokensPerHour: 150_000, outputTokensPerDay: 3_600_000, monthlyCapNano: nil, priority: Tier.tier1.priority)
                 if let n = try t.int("requests_per_minute", min: 1) { tier.requestsPerMinute = n }
                 if let n = try t.int("output_tokens_per_hour", min: 1) { tier.outputTokensPerHour = n }
                 if let n = try t.int("output_tokens_per_day", min: 1) { tier.outputTokensPerDay = n }

@@ -51,7 +51,8 @@ public struct Tier: Sendable, Hashable {
     /// The month's spending cap in nano-euros; nil = unlimited (`monthly`).
     public var monthlyCapNano: Int64?
     public var concurrentRequests: Int
-    /// Scheduling priority, higher first: tier-1…tier-4 → 1…4, `monthly` → 10.
+    /// Scheduling rank when every engine is full: the lowest is served first (0 before 1).
+    /// Defaults: `monthly` 1 (SPEC S4: high priority), tier-4…tier-1 → 2…5.
     public var priority: Int
     /// Upfront credit that unlocks the tier (information; nil for `monthly`).
     public var upfrontCreditNano: Int64?
@@ -84,19 +85,19 @@ public struct Tier: Sendable, Hashable {
     }
 
     public static let tier1 = Tier(name: "tier-1", outputTokensPerHour: 150_000, outputTokensPerDay: 3_600_000,
-                                   monthlyCapNano: 1_000 * euro, priority: 1, upfrontCreditNano: 200 * euro)
+                                   monthlyCapNano: 1_000 * euro, priority: 5, upfrontCreditNano: 200 * euro)
     public static let tier2 = Tier(name: "tier-2", outputTokensPerHour: 300_000, outputTokensPerDay: 7_200_000,
-                                   monthlyCapNano: 3_000 * euro, priority: 2, upfrontCreditNano: 500 * euro)
+                                   monthlyCapNano: 3_000 * euro, priority: 4, upfrontCreditNano: 500 * euro)
     public static let tier3 = Tier(name: "tier-3", outputTokensPerHour: 450_000, outputTokensPerDay: 10_800_000,
                                    monthlyCapNano: 5_000 * euro, priority: 3, upfrontCreditNano: 1_000 * euro)
     public static let tier4 = Tier(name: "tier-4", outputTokensPerHour: 600_000, outputTokensPerDay: 14_400_000,
-                                   monthlyCapNano: 10_000 * euro, priority: 4, upfrontCreditNano: 4_000 * euro)
+                                   monthlyCapNano: 10_000 * euro, priority: 2, upfrontCreditNano: 4_000 * euro)
     /// Monthly billing: SPEC S4 says "unlimited" cap and "high priority" limits. Chosen here:
     /// 2 000 000 output tokens/h (3.3 × tier 4), 48 000 000/day (24 × the hour), 3 000 requests/min,
-    /// 128 concurrent, priority 10, no cap, not prepaid.
+    /// 128 concurrent, priority 1 (served before every other default tier), no cap, not prepaid.
     public static let monthly = Tier(name: "monthly", requestsPerMinute: 3_000, outputTokensPerHour: 2_000_000,
                                      outputTokensPerDay: 48_000_000, monthlyCapNano: nil, concurrentRequests: 128,
-                                     priority: 10, upfrontCreditNano: nil, prepaid: false)
+                                     priority: 1, upfrontCreditNano: nil, prepaid: false)
 
     /// The SPEC S4 tiers, in order.
     public static let all: [Tier] = [tier1, tier2, tier3, tier4, monthly]

@@ -207,12 +207,12 @@ import Testing
         let hold = Task { _ = try? await fleet.send(model: "chat-model", endpoint: .chat, body: holdBody, stream: false) }
         for _ in 0..<6_000 where fleet.backendsReport()["data"]?.arrayValue?.first?["in_flight"]?.intValue != 1 { try await Task.sleep(for: .milliseconds(10)) }
         let low = Task {
-            _ = try? await fleet.send(model: "chat-model", endpoint: .chat, body: chatBody(), stream: false, priority: 1)  // tier-1's default
+            _ = try? await fleet.send(model: "chat-model", endpoint: .chat, body: chatBody(), stream: false, priority: 5)  // tier-1's default rank
             order.withLock { $0.append("tier-1") }
         }
         for _ in 0..<6_000 where fleet.waiters.count < 1 { try await Task.sleep(for: .milliseconds(10)) }
         let high = Task {
-            _ = try? await fleet.send(model: "chat-model", endpoint: .chat, body: chatBody(), stream: false, priority: 10)  // monthly's default
+            _ = try? await fleet.send(model: "chat-model", endpoint: .chat, body: chatBody(), stream: false, priority: 1)  // monthly's default rank
             order.withLock { $0.append("monthly") }
         }
         for _ in 0..<6_000 where fleet.waiters.count < 2 { try await Task.sleep(for: .milliseconds(10)) }

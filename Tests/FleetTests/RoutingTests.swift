@@ -122,7 +122,7 @@ struct RoutingTests {
     }
 }
 
-/// The fleet's wait queue serves the highest configured tier priority first, then by arrival
+/// The fleet's wait queue serves the lowest configured tier priority rank first, then by arrival
 /// (issue 12: the rank used to be guessed from the tier's name). No timing: the test waits until
 /// both waiters are registered, then wakes one.
 @Suite struct WaitQueueTests {
@@ -130,9 +130,9 @@ struct RoutingTests {
         let queue = WaitQueue(clock: ManualClock())
         let woken = Mutex<[String]>([])
         let far = Int64.max / 2
-        // Priorities as Fleet.send passes them: the negated tier priority (lowest is served first).
-        let bronze = Task { if await queue.wait(model: "m", priority: -1, seq: 1, deadlineMs: far, ready: { false }) { woken.withLock { $0.append("bronze") } } }
-        let gold = Task { if await queue.wait(model: "m", priority: -99, seq: 2, deadlineMs: far, ready: { false }) { woken.withLock { $0.append("gold") } } }
+        // Ranks as Fleet.send passes them: the tier's configured priority (lowest is served first).
+        let bronze = Task { if await queue.wait(model: "m", priority: 5, seq: 1, deadlineMs: far, ready: { false }) { woken.withLock { $0.append("bronze") } } }
+        let gold = Task { if await queue.wait(model: "m", priority: 0, seq: 2, deadlineMs: far, ready: { false }) { woken.withLock { $0.append("gold") } } }
         for _ in 0..<2_000 where queue.count < 2 { try await Task.sleep(for: .milliseconds(5)) }
         try #require(queue.count == 2)
         queue.wakeOne { _ in true }

@@ -219,16 +219,15 @@ import Testing
         }
     }
 
-    /// The configured tier `priority` orders the queue, not the tier's name: with monthly
-    /// configured below it, a custom tier of priority 0 is served first; with the defaults
-    /// (monthly 10), monthly is. One slot, held by a request the engine never answers.
-    @Test(arguments: [(-5, ["zero", "monthly"]), (10, ["monthly", "zero"])])
-    func configuredTierPriorityOrdersTheQueue(monthlyPriority: Int, expected: [String]) async throws {
+    /// The configured tier `priority` orders the queue, not the tier's name: a custom tier of
+    /// priority 0 is served before `monthly` (rank 1 by default), one of priority 2 after it.
+    /// One slot, held by a request the engine never answers; the custom tier queues first.
+    @Test(arguments: [(0, ["zero", "monthly"]), (2, ["monthly", "zero"])])
+    func configuredTierPriorityOrdersTheQueue(customPriority: Int, expected: [String]) async throws {
         try await withGateway(configure: { config in
             config.backends[0].capacity = 1
-            config.tiers["monthly"]?.priority = monthlyPriority
             config.tiers["zero"] = Tier(name: "zero", outputTokensPerHour: 1_000_000, outputTokensPerDay: 10_000_000, monthlyCapNano: nil,
-                                        priority: 0, prepaid: false)
+                                        priority: customPriority, prepaid: false)
         }) { client, h in
             _ = try await h.platform.authority.createTenant(name: "z", tier: "zero")
             let (_, zeroKey) = try await h.platform.authority.createKey(tenantName: "z", name: "k")

@@ -15,7 +15,7 @@ struct BudgetTests {
         #expect(Tier.all.map(\.monthlyCapNano) == [1_000 * euro, 3_000 * euro, 5_000 * euro, 10_000 * euro, nil])
         #expect(Tier.all.map(\.upfrontCreditNano) == [200 * euro, 500 * euro, 1_000 * euro, 4_000 * euro, nil])
         #expect(Tier.tier1.requestsPerMinute == 600 && Tier.tier1.concurrentRequests == 32)
-        #expect(Tier.monthly.priority > Tier.tier4.priority && !Tier.monthly.prepaid)
+        #expect(Tier.monthly.priority < Tier.tier4.priority && !Tier.monthly.prepaid)  // served first
         #expect(Tier.defaults["tier-3"] == Tier.tier3)
         let key = Tier.tier1.limits.overridden(by: LimitOverrides(outputTokensPerHour: 10_000))
         #expect(key.outputTokensPerHour == 10_000 && key.outputTokensPerDay == 3_600_000)
