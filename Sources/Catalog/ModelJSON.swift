@@ -28,8 +28,9 @@ extension Prices {
 
 extension CatalogEntry {
     /// The model as `GET /v1/models` and `GET /v1/models/{id}` show it: OpenAI's fields (`id`,
-    /// `object`, `created` = DMP in Unix seconds, `owned_by` = developer) plus `lifecycle`,
-    /// `capabilities`, `context_length`, `pricing` and `energy_kwh_per_mtok`, for `day` and the
+    /// `object`, `created` = DMP in Unix seconds, `owned_by` = developer) plus `aliases`,
+    /// `lifecycle`, `capabilities`, `context_length` (and `max_model_len`, the same), `pricing`
+    /// and `energy_kwh_per_mtok`, for `day` and the
     /// calling tenant (an extension changes `retires_at` for that tenant only).
     public func modelJSON(on day: Day, tenant: String? = nil, policy: LifecyclePolicy = .standard) -> JSONValue {
         let extended = extendedUntil(tenant: tenant)
@@ -53,6 +54,7 @@ extension CatalogEntry {
             ])),
             ("capabilities", .array(capabilities.map(\.rawValue).sorted().map(JSONValue.string))),
             ("context_length", .int(contextLength)),
+            ("max_model_len", .int(contextLength)),  // the name vLLM and the reference use
             ("pricing", prices.json),
             ("energy_kwh_per_mtok", energyKWhPerMTok.map(JSONValue.double) ?? .null),
         ])

@@ -49,8 +49,40 @@ extension Platform {
     /// by the tenant today, with lifecycle, capabilities, pricing and energy.
     func lifecycleModelList(principal: Principal, today: Day, allowed: (CatalogEntry) -> Bool = { _ in true }) -> JSONValue {
         let served = fleet.servedModels
-        return catalog.current.modelsJSON(on: today, tenant: principal.tenantName, experimentalOptIn: principal.experimentalOptIn,
-                                          include: { served.contains($0.id) && allowed($0) })
+        let catalog = catalog.current
+        var list = catalog.modelsJSON(on: today, tenant: principal.tenantName, experimentalOptIn: principal.experimentalOptIn,
+                                      include: { served.contains($0.id) && allowed($0) })
+        let data = (list["data"]?.arrayValue ?? []).map { item -> JSONValue in
+            guard let id = item["id"]?.stringValue, let entry = catalog.resolve(id) else { return item }
+            return item.setting("permission", Self.permission(entry, principal))
+        }
+        list.set("data", .array(data))
+        return list
+    }
+
+    /// What the calling key may do with a model, in the shape vLLM and the reference return
+    /// (`model_permission`), plus `endpoints`: the endpoints both the model serves (its catalog
+    /// capabilities) and the key is granted.
+    static func permission(_ entry: CatalogEntry, _ principal: Principal) -> JSONValue {
+        let endpoints = Endpoint.all.filter { e in
+            entry.capabilities.contains { $0.rawValue == e.spec.capability } && principal.grants.allows(endpoint: e.grantName)
+        }
+        let samples = endpoints.contains { $0.spec.generates }
+        return .array([.object([
+            ("id", .string("modelperm-\(principal.keyID)-\(entry.id)")),
+            ("object", "model_permission"),
+            ("created", .int(entry.inProduction.unixTime)),
+            ("allow_create_engine", false),
+            ("allow_sampling", .bool(samples)),
+            ("allow_logprobs", .bool(samples)),
+            ("allow_search_indices", false),
+            ("allow_view", true),
+            ("allow_fine_tuning", false),
+            ("organization", .string(principal.tenantName)),
+            ("group", .null),
+            ("is_blocking", false),
+            ("endpoints", .array(endpoints.map { .string($0.grantName) })),
+        ])])
     }
 
     /// `GET /v1/models/{id}` (aliases resolve): 404 when unknown, not served, not `allowed` or not
@@ -63,7 +95,8 @@ extension Platform {
         }
         let pairs = try Lifecycle.admit(entry, requested: id, on: today, tenant: principal.tenantName,
                                         experimentalOptIn: principal.experimentalOptIn, baseURL: baseURL)
-        return (entry.modelJSON(on: today, tenant: principal.tenantName), lifecycleHeaders(pairs))
+        let json = entry.modelJSON(on: today, tenant: principal.tenantName).setting("permission", Self.permission(entry, principal))
+        return (json, lifecycleHeaders(pairs))
     }
 }
 

@@ -43,22 +43,3 @@ public func buildRouter(_ platform: Platform) -> Hummingbird.Router<GatewayConte
     addLifecycleRoutes(to: router, platform: platform)
     return router
 }
-
-/// A model as `/v1/models` shows it: OpenAI's fields plus lifecycle, capabilities and prices.
-func modelJSON(_ e: CatalogEntry) -> JSONValue {
-    .object([
-        ("id", .string(e.id)),
-        ("object", "model"),
-        ("created", .int(e.inProduction.unixTime)),
-        ("owned_by", .string(e.developer)),
-        ("aliases", .array(e.aliases.map(JSONValue.string))),
-        ("capabilities", .array(e.capabilities.map(\.rawValue).sorted().map(JSONValue.string))),
-        ("context_length", .int(e.contextLength)),
-        ("lifecycle", .object([
-            ("phase", .string(e.phase.rawValue)),
-            ("in_production", .string(e.inProduction.description)),
-            ("end_of_support", .string(e.endOfSupport.description)),
-            ("successor", e.successor.map(JSONValue.string) ?? .null),
-        ])),
-    ])
-}

@@ -261,4 +261,33 @@ import Testing
             #expect(served.withLock { $0 } == expected)
         }
     }
+
+    /// `/v1/models` entries carry `max_model_len`, `aliases` and `permission` (what this key may
+    /// do with the model: the endpoints both the model serves and the key is granted).
+    @Test func modelEntriesSayWhatTheKeyMayDo() async throws {
+        try await withGateway { client, h in
+            let (_, embeddingsOnly) = try await h.platform.authority.createKey(tenantName: "acme", name: "emb", grants: .init(endpoints: ["embeddings"]))
+            var embAuth = h.auth
+            embAuth[.authorization] = "Bearer \(embeddingsOnly.text)"
+            for (auth, endpoints, sampling) in [(h.auth, ["chat", "completions", "embeddings"], true), (embAuth, ["embeddings"], false)] {
+                try await client.execute(uri: "/v1/models", method: .get, headers: auth) { r in
+                    #expect(r.status == .ok)
+                    let list = try JSONValue.parse(Array(r.body.readableBytesView))
+                    let smol = try #require(list["data"]?.arrayValue?.first { $0["id"]?.stringValue == "smollm2:135m" })
+                    #expect(smol["max_model_len"]?.intValue == 8192 && smol["context_length"]?.intValue == 8192)
+                    #expect(smol["aliases"]?.arrayValue?.contains("smollm2") == true)
+                    let permission = try #require(smol["permission"]?.arrayValue?.first)
+                    #expect(permission["object"]?.stringValue == "model_permission")
+                    #expect(permission["endpoints"]?.arrayValue?.compactMap(\.stringValue) == endpoints)
+                    #expect(permission["allow_sampling"]?.boolValue == sampling)
+                }
+                try await client.execute(uri: "/v1/models/smollm2", method: .get, headers: auth) { r in
+                    #expect(r.status == .ok)
+                    let model = try JSONValue.parse(Array(r.body.readableBytesView))
+                    #expect(model["id"]?.stringValue == "smollm2:135m" && model["max_model_len"]?.intValue == 8192)
+                    #expect(model["permission"]?.arrayValue?.first?["endpoints"]?.arrayValue?.compactMap(\.stringValue) == endpoints)
+                }
+            }
+        }
+    }
 }

@@ -111,6 +111,19 @@ def test_list_models(client: openai.OpenAI):
     assert "sim-chat" in models
 
 
+def test_model_entries_carry_max_model_len_aliases_and_permission(client: openai.OpenAI):
+    """The reference's extra fields, read through the official SDK (they arrive as extras)."""
+    models = {m.id: m for m in client.models.list()}
+    m = models[MODEL].model_dump()
+    assert m["max_model_len"] == m["context_length"] > 0
+    assert isinstance(m["aliases"], list)
+    perm = m["permission"][0]
+    assert perm["object"] == "model_permission" and perm["allow_view"] is True
+    assert "chat" in perm["endpoints"]  # the test key may use every endpoint the model serves
+    one = client.models.retrieve(MODEL).model_dump()
+    assert one["max_model_len"] == m["max_model_len"] and one["permission"] == m["permission"]
+
+
 def test_retrieve_model(client: openai.OpenAI):
     model = client.models.retrieve(MODEL)
     assert model.id == MODEL
