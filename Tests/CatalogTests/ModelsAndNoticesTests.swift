@@ -12,7 +12,7 @@ import Testing
         e.energyKWhPerMTok = 0.15
         e.prices = Prices(inputNanoPerToken: 900, outputNanoPerToken: 4000, reasoningNanoPerToken: 1)
         let json = e.modelJSON(on: day("2026-11-29"))
-        #expect(json.jsonString == #"{"id":"walker:7b","object":"model","created":1768003200,"owned_by":"Test Lab","aliases":["walker"],"lifecycle":{"phase":"production","status":"sunset","in_production":"2026-01-10","end_of_support":"2026-12-31","retires_at":"2027-03-31","extended_support_until":null,"days_until_retirement":122,"successor":"runner:8b"},"capabilities":["chat","tools"],"context_length":32768,"pricing":{"currency":"EUR","input_eur_per_mtok":"0.9","output_eur_per_mtok":"4","reasoning_eur_per_mtok":"0.001","input_nano_eur_per_token":900,"output_nano_eur_per_token":4000,"reasoning_nano_eur_per_token":1},"energy_kwh_per_mtok":0.15}"#)
+        #expect(json.jsonString == #"{"id":"walker:7b","object":"model","created":1768003200,"owned_by":"Test Lab","aliases":["walker"],"lifecycle":{"phase":"production","status":"sunset","in_production":"2026-01-10","end_of_support":"2026-12-31","retires_at":"2027-03-31","extended_support_until":null,"days_until_retirement":122,"successor":"runner:8b"},"capabilities":["chat","tools"],"context_length":32768,"max_model_len":32768,"pricing":{"currency":"EUR","input_eur_per_mtok":"0.9","output_eur_per_mtok":"4","reasoning_eur_per_mtok":"0.001","input_nano_eur_per_token":900,"output_nano_eur_per_token":4000,"reasoning_nano_eur_per_token":1},"energy_kwh_per_mtok":0.15}"#)
         // The tenant with an extension sees its own retirement date.
         let acme = e.modelJSON(on: day("2026-11-29"), tenant: "acme")
         #expect(acme["lifecycle"]?["retires_at"] == .string("2027-07-01"))
