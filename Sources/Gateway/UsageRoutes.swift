@@ -13,7 +13,15 @@ import Tenancy
 /// rate limit, budget, an engine failing before the first token …). A model row exists only for a
 /// catalog model: a rejection naming a model the catalog does not have counts in the totals only.
 public enum UsageReport {
-    public enum Grouping: String, Sendable, CaseIterable { case model, day, key }
+    public enum Grouping: String, Sendable, CaseIterable {
+        case model, day, key, endpoint
+
+        /// The choices, for error messages ("model, day, key or endpoint").
+        public static var choices: String {
+            let names = allCases.map(\.rawValue)
+            return names.dropLast().joined(separator: ", ") + " or " + (names.last ?? "")
+        }
+    }
 
     /// Settled (priced) rows are billed; a 200 without a price can only be a row older than the ledger columns.
     static func isBilled(_ r: RequestRecord) -> Bool { r.costNano != nil || r.status == 200 }
@@ -58,6 +66,7 @@ public enum UsageReport {
                 key = id
             case .day: key = UTCMonth.dayString(ms: r.createdAt)
             case .key: key = r.keyID ?? "-"
+            case .endpoint: key = r.endpoint  // the endpoint's id (`chat.completions`)
             }
             groups[key, default: Totals()].add(r)
             totals.add(r)
@@ -108,7 +117,7 @@ public enum UsageReport {
 func addUsageRoutes(to router: Hummingbird.Router<GatewayContext>, platform: Platform) {
     @Sendable func grouping(_ request: Request) throws(APIError) -> UsageReport.Grouping {
         let g = request.uri.queryParameters.get("group_by", as: String.self) ?? "model"
-        guard let grouping = UsageReport.Grouping(rawValue: g) else { throw APIError.invalidValue("group_by", "use model, day or key.") }
+        guard let grouping = UsageReport.Grouping(rawValue: g) else { throw APIError.invalidValue("group_by", "use \(UsageReport.Grouping.choices).") }
         return grouping
     }
 

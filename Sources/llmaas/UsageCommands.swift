@@ -16,10 +16,10 @@ struct UsageCommand: AsyncParsableCommand {
         @Option(help: "Tenant name.") var tenant: String
         @Option(help: "Month, YYYY-MM (UTC).") var month: String
         @Option(help: "table, csv or json.") var format: String = "table"
-        @Option(name: .customLong("group-by"), help: "model, day or key.") var groupBy: String = "model"
+        @Option(name: .customLong("group-by"), help: "model, day, key or endpoint.") var groupBy: String = "model"
 
         func run() async throws {
-            guard let grouping = UsageReport.Grouping(rawValue: groupBy) else { throw fail("--group-by must be model, day or key", code: 2) }
+            guard let grouping = UsageReport.Grouping(rawValue: groupBy) else { throw fail("--group-by must be \(UsageReport.Grouping.choices)", code: 2) }
             guard ["table", "csv", "json"].contains(format) else { throw fail("--format must be table, csv or json", code: 2) }
             let parts = month.split(separator: "-").compactMap { Int($0) }
             guard parts.count == 2, (1...12).contains(parts[1]),

@@ -290,4 +290,35 @@ import Testing
             }
         }
     }
+
+    /// `/v1/usage?group_by=endpoint` (issue 17): one row per endpoint id; an unknown grouping is a
+    /// 400 that lists the choices.
+    @Test func usageGroupsByEndpoint() async throws {
+        try await withGateway { client, h in
+            try await client.execute(uri: "/v1/chat/completions", method: .post, headers: h.auth, body: h.body(Self.chat())) { r in
+                #expect(r.status == .ok)
+                let id = try #require(r.headers[HTTPField.Name("x-request-id")!])
+                _ = try await h.row(id)
+            }
+            try await client.execute(uri: "/v1/embeddings", method: .post, headers: h.auth,
+                                     body: h.body(#"{"model":"smollm2:135m","input":["a","b"]}"#)) { r in
+                #expect(r.status == .ok)
+                let id = try #require(r.headers[HTTPField.Name("x-request-id")!])
+                _ = try await h.row(id)
+            }
+            try await client.execute(uri: "/v1/usage?group_by=endpoint", method: .get, headers: h.auth) { r in
+                #expect(r.status == .ok)
+                let json = try JSONValue.parse(Array(r.body.readableBytesView))
+                #expect(json["group_by"]?.stringValue == "endpoint")
+                let rows = json["data"]?.arrayValue ?? []
+                #expect(rows.compactMap { $0["endpoint"]?.stringValue } == ["chat.completions", "embeddings"])
+                #expect(rows.allSatisfy { $0["requests"]?.intValue == 1 })
+            }
+            try await client.execute(uri: "/v1/usage?group_by=colour", method: .get, headers: h.auth) { r in
+                #expect(r.status == .badRequest)
+                let e = try Self.error(r)
+                #expect(e["param"]?.stringValue == "group_by" && e["message"]?.stringValue?.contains("endpoint") == true)
+            }
+        }
+    }
 }
