@@ -205,11 +205,6 @@ public final class Engine: Sendable {
         return json
     }
 
-    /// The body this engine gets for a request (tests).
-    func prepare(_ body: inout JSONValue, _ request: UpstreamRequest) {
-        body = adapter.prepare(body, request)
-    }
-
     static func newID() -> String { "chatcmpl-" + String(UInt64.random(in: 0...UInt64.max), radix: 36) }
 
     func wantsBase64(_ body: JSONValue) -> Bool { body["encoding_format"]?.stringValue == "base64" }
@@ -330,12 +325,11 @@ public final class Engine: Sendable {
 
     /// The usage of a complete answer: the engine's, else counted with its tokenizer, else estimated.
     func completeUsage(_ json: JSONValue, request: UpstreamRequest) async -> Usage {
-        let output = Self.outputText(json, endpoint: request.endpoint)
         if var usage = Usage(json: json["usage"]) {
             if !request.endpoint.spec.generates { usage.completionTokens = 0 }
             return usage
         }
-        return await countUsage(request: request, output: output, reasoning: "")
+        return await countUsage(request: request, output: request.endpoint.spec.answerText(json).content, reasoning: "")
     }
 
     /// Counts what an engine did not: prompt and output through the engine's tokenizer when it has
@@ -349,9 +343,5 @@ public final class Engine: Sendable {
         let prompt = InferenceRequest.promptTexts(of: request.body, endpoint: request.endpoint).joined(separator: "\n")
         return Usage(promptTokens: Usage.estimateTokens(prompt), completionTokens: Usage.estimateTokens(output + reasoning),
                      reasoningTokens: Usage.estimateTokens(reasoning), estimated: true)
-    }
-
-    static func outputText(_ json: JSONValue, endpoint: Endpoint) -> String {
-        endpoint.spec.answerText(json).content
     }
 }

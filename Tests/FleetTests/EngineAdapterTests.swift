@@ -13,9 +13,8 @@ import Testing
     }
 
     func prepared(_ kind: EngineKind, _ text: String, stream: Bool = false) throws -> JSONValue {
-        var body = try JSONValue.parse(text)
-        engine(kind).prepare(&body, UpstreamRequest(endpoint: .chat, body: body, stream: stream))
-        return body
+        let body = try JSONValue.parse(text)
+        return engine(kind).adapter.prepare(body, UpstreamRequest(endpoint: .chat, body: body, stream: stream))
     }
 
     @Test func llamaCppGetsMaxTokensForMaxCompletionTokens() throws {
