@@ -23,6 +23,9 @@ let package = Package(
         .package(url: "https://github.com/vapor/sql-kit.git", from: "3.36.0"),
         .package(url: "https://github.com/vapor/sqlite-kit.git", from: "4.5.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/hummingbird-project/swift-mustache.git", from: "2.1.1"),
     ],
     targets: [
         .target(name: "Clocks", swiftSettings: v5),
@@ -45,6 +48,8 @@ let package = Package(
             "Storage", .product(name: "Logging", package: "swift-log"),
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            .product(name: "Metrics", package: "swift-metrics"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
         ], swiftSettings: v5),
         .target(name: "Fleet", dependencies: [
             "Clocks", "OpenAIWire", "Catalog",
@@ -67,6 +72,7 @@ let package = Package(
             .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             .product(name: "Yams", package: "Yams"),
             .product(name: "Logging", package: "swift-log"),
+            .product(name: "Mustache", package: "swift-mustache"),
         ], resources: [.copy("Resources/admin-openapi.yaml")], swiftSettings: v5),
         .executableTarget(name: "llmaas", dependencies: [
             "Clocks", "Gateway", "EngineSim", "Catalog", "Storage", "Tenancy", "OpenAIWire", "Observability", "Shield", "Metering", "Quotas",
