@@ -245,8 +245,8 @@ public final class RequestStore: Sendable {
     public func bodies(of record: RequestRecord) async throws -> StoredBodies {
         guard let tenantID = record.tenantID else { return StoredBodies(state: .notStored) }
         guard let row = try await storage.requestBody(requestID: record.id) else {
-            // Deleted by retention or a shred (the period's key is a tombstone), or never stored.
-            let shredded = try await storage.shreddedDataKeyExists(tenantID: tenantID, period: Self.period(record.createdAt))
+            // Deleted by retention or a shred after the request (its period's key is a tombstone), or never stored.
+            let shredded = try await storage.shreddedDataKeyExists(tenantID: tenantID, period: Self.period(record.createdAt), since: record.createdAt)
             return StoredBodies(state: shredded ? .shredded : .notStored)
         }
         let pCut = row.truncated & 1 != 0, rCut = row.truncated & 2 != 0

@@ -170,10 +170,11 @@ extension Storage {
             .where("wrapped_key", .isNot, SQLLiteral.null).orderBy("created_at").orderBy("id").limit(1).first(decoding: DataKeyRecord.self)
     }
 
-    /// Whether a key of the tenant's period was shredded.
-    public func shreddedDataKeyExists(tenantID: String, period: String) async throws -> Bool {
+    /// Whether a key of the tenant's period was shredded at or after `since` (a request made after
+    /// a shred was not shredded by it).
+    public func shreddedDataKeyExists(tenantID: String, period: String, since: Int64) async throws -> Bool {
         try await db.select().column("id").from("request_data_keys").where("tenant_id", .equal, tenantID).where("period", .equal, period)
-            .where("wrapped_key", .is, SQLLiteral.null).limit(1).first() != nil
+            .where("wrapped_key", .is, SQLLiteral.null).where("shredded_at", .greaterThanOrEqual, since).limit(1).first() != nil
     }
 
     /// Tenants holding at least one live data key (what retention looks at).

@@ -156,3 +156,14 @@ import Testing
         #expect(RequestStore.period(1_796_515_200_000) == "2026-12-06")
     }
 }
+
+extension RequestStoreTests {
+    @Test func aRequestAfterAShredWithoutABodyIsNotStoredNotShredded() async throws { try await withStore { e in
+        await capture(e, "before", prompt: "p", answer: "a")
+        e.clock.advance(byMs: 1000)
+        try await e.store.shred(tenantID: "ten_a")
+        e.clock.advance(byMs: 1000)
+        #expect(try await e.store.bodies(of: Self.record("before", tenant: "ten_a", at: Self.t0)).state == .shredded)
+        #expect(try await e.store.bodies(of: Self.record("after", tenant: "ten_a", at: e.clock.now())).state == .notStored)
+    }}
+}
