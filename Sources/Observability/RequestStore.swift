@@ -112,6 +112,7 @@ public final class RequestStore: Sendable {
     /// Bound on each stored part (prompt, answer), in bytes; longer ones are cut and marked.
     public let maxBodyBytes: Int
     let now: @Sendable () -> Int64
+    let logger: Logger
     /// Encrypts and writes captured bodies in batches (run it as a service).
     public let writer: BatchWriter<CapturedBody>
     /// Unwrapped data keys for writing, by "tenant|period" (kept a minute: another replica's shred
@@ -124,6 +125,7 @@ public final class RequestStore: Sendable {
         self.master = master
         self.maxBodyBytes = maxBodyBytes
         self.now = now
+        self.logger = logger
         let box = WriterBox()
         self.writer = BatchWriter(name: "request_bodies", logger: logger) { rows in try await box.store?.write(rows) }
         box.store = self
@@ -227,7 +229,15 @@ public final class RequestStore: Sendable {
         out.reserveCapacity(rows.count)
         for b in rows {
             let period = Self.period(b.createdAt)
-            let (keyID, key) = try await writingKey(tenantID: b.tenantID, period: period)
+            let keyID: String, key: SymmetricKey
+            do {
+                (keyID, key) = try await writingKey(tenantID: b.tenantID, period: period)
+            } catch let e as RequestStoreError {
+                // A data key that does not open with this master key will not open on a retry
+                // either: drop the body (never logged), keep the batch going.
+                logger.error("request body dropped", metadata: ["request_id": "\(b.requestID)", "error": "\(e)"])
+                continue
+            }
             out.append(RequestBodyRecord(
                 requestID: b.requestID, tenantID: b.tenantID, keyID: keyID, period: period, createdAt: b.createdAt,
                 prompt: try Self.seal(b.prompt, key: key, aad: Self.bodyAAD(tenantID: b.tenantID, requestID: b.requestID, part: "prompt")),

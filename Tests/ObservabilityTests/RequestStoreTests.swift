@@ -167,3 +167,19 @@ extension RequestStoreTests {
         #expect(try await e.store.bodies(of: Self.record("after", tenant: "ten_a", at: e.clock.now())).state == .notStored)
     }}
 }
+
+extension RequestStoreTests {
+    /// A replaced master key cannot open the day's data key: that tenant's body is dropped (never
+    /// retried forever, never logged), the rest of the batch is written.
+    @Test func aDataKeyThatDoesNotOpenDropsOnlyItsBody() async throws { try await withStore { e in
+        await capture(e, "r1", prompt: "p", answer: "a")
+        let replaced = RequestStore(storage: e.storage, master: try MasterKey(bytes: Array(repeating: 7, count: 32)), maxBodyBytes: 1024,
+                                    now: { e.clock.now() }, logger: Logger(label: "t"))
+        replaced.capture(requestID: "r2", tenantID: "ten_a", createdAt: e.clock.now(), prompt: [1], response: [2], responseFormat: "json")
+        replaced.capture(requestID: "r3", tenantID: "ten_b", createdAt: e.clock.now(), prompt: [1], response: [2], responseFormat: "json")
+        await replaced.flush()
+        #expect(try await e.storage.requestBody(requestID: "r2") == nil)
+        #expect(try await replaced.bodies(of: Self.record("r3", tenant: "ten_b", at: Self.t0)).state == .available)
+        #expect(replaced.writer.pendingCount == 0)
+    }}
+}
