@@ -188,3 +188,32 @@ def test_shredded_ciphertext_stays_unreadable_and_settings_are_checked(gw, admin
         later, _ = chat(c, f"ibex-{tag}-later")
     wait_until(lambda: admin.get(f"/requests/{later}").status_code == 200, message="the ledger row of the later request")
     assert admin.get(f"/requests/{later}").json()["bodies"]["state"] == "not_stored"
+
+
+def test_cli_opts_in_lists_shows_and_shreds(gw, admin):
+    tag = uuid.uuid4().hex[:10]
+    t, key = make_tenant(admin, f"cli-{tag}")
+    done = run_cli(gw.bin, ["tenant", "update", t["name"], "--store-bodies", "true", "--store-retention-days", "3",
+                            "--config", str(gw.config_path)], gw.data_dir)
+    assert done.returncode == 0, done.stderr
+    settings = admin.get(f"/tenants/{t['id']}").json()["settings"]
+    assert settings["store_bodies"] is True and settings["store_retention_days"] == 3
+    wait_until(lambda: _stores(gw, admin, key, f"heron-{tag}"), interval=0.5, message="a request of the opted-in tenant with its body stored")
+    listed = cli_json(gw, "requests", "list", "--tenant", t["name"])
+    assert listed["data"] and all(r["tenant_id"] == t["id"] for r in listed["data"])
+    rid = listed["data"][0]["id"]
+    shown = cli_json(gw, "requests", "show", rid)
+    assert shown["bodies"]["state"] == "available" and f"heron-{tag}" in shown["bodies"]["prompt"]
+    done = run_cli(gw.bin, ["requests", "shred", "--tenant", t["name"], "--config", str(gw.config_path)], gw.data_dir)
+    assert done.returncode == 0 and "data keys destroyed" in done.stdout, done.stderr
+    assert admin.get(f"/requests/{rid}").json()["bodies"]["state"] == "shredded"
+    bad = run_cli(gw.bin, ["requests", "list", "--status", "abc", "--config", str(gw.config_path)], gw.data_dir)
+    assert bad.returncode == 2 and "--status" in bad.stderr
+
+
+def _stores(gw, admin, key, text) -> bool:
+    """Sends one chat; true once its body is stored (the CLI changed the tenant in the database:
+    the gateway's key cache sees it within a second)."""
+    with sdk(gw, key) as c:
+        rid, _ = chat(c, text)
+    return admin.get(f"/requests/{rid}").json()["bodies"]["state"] == "available"
