@@ -86,7 +86,7 @@ let package = Package(
         .testTarget(name: "CatalogTests", dependencies: ["Catalog"], swiftSettings: v5),
         .testTarget(name: "StorageTests", dependencies: ["Storage"], swiftSettings: v5),
         .testTarget(name: "TenancyTests", dependencies: ["Tenancy", "Storage", "TestSupport"], swiftSettings: v5),
-        .testTarget(name: "ObservabilityTests", dependencies: ["Observability", "Storage"], swiftSettings: v5),
+        .testTarget(name: "ObservabilityTests", dependencies: ["Observability", "Storage", "Clocks"], swiftSettings: v5),
         .testTarget(name: "ShieldTests", dependencies: ["Shield"], swiftSettings: v5),
         .testTarget(name: "MeteringTests", dependencies: ["Metering", "Catalog", "OpenAIWire", "TestSupport"], swiftSettings: v5),
         .testTarget(name: "QuotasTests", dependencies: ["Quotas", "Catalog"], swiftSettings: v5),

@@ -15,6 +15,8 @@ public enum AdminJSON {
                 ("webhook_url", t.webhookURL.map(JSONValue.string) ?? .null),
                 ("shield_mode", .string(t.shieldMode ?? "enforce")),
                 ("experimental_opt_in", .bool((t.experimentalOptIn ?? 0) != 0)),
+                ("store_bodies", .bool((t.storeBodies ?? 0) != 0)),
+                ("store_retention_days", t.storeRetentionDays.map { .int($0) } ?? .null),
             ])),
         ])
     }

@@ -170,8 +170,17 @@ struct AdminAPI: Sendable {
                 if value.isNull { continue }
                 guard let b = value.boolValue else { throw APIError.invalidType(param, expected: "a boolean", got: value) }
                 t.experimentalOptIn = b ? 1 : 0
+            case "store_bodies":
+                // Request store: keep this tenant's prompts and answers (encrypted). Off by default.
+                if value.isNull { continue }
+                guard let b = value.boolValue else { throw APIError.invalidType(param, expected: "a boolean", got: value) }
+                t.storeBodies = b ? 1 : 0
+            case "store_retention_days":
+                if value.isNull { t.storeRetentionDays = nil; continue }  // the configured default
+                guard let n = value.intValue, n >= 1, n <= 3650 else { throw APIError.invalidValue(param, "a whole number of days between 1 and 3650.") }
+                t.storeRetentionDays = n
             default:
-                throw APIError.invalidValue(param, "unknown setting (rotation_period_days, grace_period_days, webhook_url, shield_mode, experimental_opt_in).")
+                throw APIError.invalidValue(param, "unknown setting (rotation_period_days, grace_period_days, webhook_url, shield_mode, experimental_opt_in, store_bodies, store_retention_days).")
             }
         }
         if let period = t.rotationPeriodDays, let grace = t.gracePeriodDays, grace >= period {

@@ -95,7 +95,14 @@ struct CompletionPipeline: Sendable {
                 record.latencyMs = Self.ms(since: started)
                 await recorder.finish(record, durable: platform.config.durableLedger)
                 headers[.xBackend] = backend.header
-                return jsonResponse(json, headers: headers)
+                let answer = json.serialized()
+                // Request store: only for tenants that opted in; queued, encrypted off the request path.
+                if principal.storeBodies {
+                    platform.requestStore.capture(requestID: context.requestID, tenantID: principal.tenantID, createdAt: createdAt,
+                                                  prompt: bytes, response: answer, responseFormat: "json")
+                }
+                headers[.contentType] = "application/json"
+                return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(bytes: answer)))
             case .abandoned(let produced):
                 // The client went away; the engine was stopped. Bill what it had produced, marked.
                 _ = await settler.settle(&record, engineUsage: produced, output: "", reasoning: "")  // estimated
@@ -106,10 +113,19 @@ struct CompletionPipeline: Sendable {
                 await recorder.finish(record, durable: false)
                 return errorResponse(.clientClosed)
             case .stream(let events):
+                // Request store (opted-in tenants): the assembled answer text, queued when the stream ends.
+                var storeAnswer: (@Sendable (String) -> Void)?
+                if principal.storeBodies {
+                    let store = platform.requestStore, requestID = context.requestID, tenantID = principal.tenantID
+                    storeAnswer = { text in
+                        store.capture(requestID: requestID, tenantID: tenantID, createdAt: createdAt, prompt: bytes,
+                                      response: Array(text.utf8), responseFormat: "text")
+                    }
+                }
                 let relay = StreamResponder(requestID: context.requestID, model: entry.id, endpoint: endpoint, backend: backend,
                                             includeUsage: inference.includeUsage, started: started, record: record,
                                             recorder: recorder, settler: settler, durable: platform.config.durableLedger,
-                                            extraHeaders: headers)
+                                            extraHeaders: headers, storeAnswer: storeAnswer)
                 return relay.response(events)
             }
         } catch {

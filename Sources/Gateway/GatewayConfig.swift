@@ -46,11 +46,15 @@ public struct GatewayConfig: Sendable {
     public var shield = ShieldConfig()
     /// How often the rotation job and the maintenance tasks run.
     public var maintenanceIntervalSeconds = 30
+    /// Request store (SPEC S8): where the master key comes from, the size bound, the default retention.
+    public var requestStore = RequestStoreConfig()
 
     public init() {}
 
     public var databasePath: String { (dataDir as NSString).appendingPathComponent("llmaas.sqlite") }
     public var secretPath: String { (dataDir as NSString).appendingPathComponent("server.secret") }
+    /// The request store's master key file (`request_store.master_key_file`, else in the data dir).
+    public var masterKeyPath: String { requestStore.masterKeyFile ?? (dataDir as NSString).appendingPathComponent("request-store.key") }
 
     /// Loads `path` (relative paths inside it are relative to the file's folder) and applies the
     /// environment overrides.
@@ -67,6 +71,12 @@ public struct GatewayConfig: Sendable {
             (config.host, config.port) = try parseListen(listen, field: "LLMAAS_LISTEN")
         }
         if let dir = environment["LLMAAS_DATA_DIR"], !dir.isEmpty { config.dataDir = dir }
+        if let key = environment["LLMAAS_MASTER_KEY"], !key.isEmpty {
+            guard let data = Data(base64Encoded: key.trimmingCharacters(in: .whitespacesAndNewlines)), data.count == 32 else {
+                throw ConfigError(field: "LLMAAS_MASTER_KEY", message: "must be base64 of exactly 32 bytes (make one with: head -c 32 /dev/urandom | base64)")
+            }
+            config.requestStore.masterKey = Array(data)
+        }
         return config
     }
 
@@ -219,6 +229,21 @@ public struct GatewayConfig: Sendable {
             if let n = try shield.int("repetition_threshold", min: 2) { config.shield.repetitionThreshold = n }
             try shield.finish()
         }
+        if var store = try r.mapping("request_store") {
+            if let file = try store.string("master_key_file") {
+                guard !file.isEmpty else { throw ConfigError(field: "request_store.master_key_file", message: "must be a file path (or leave it out: data_dir/request-store.key)") }
+                config.requestStore.masterKeyFile = resolve(file)
+            }
+            if let n = try store.int("max_body_bytes", min: 1024) {
+                guard n <= 16 << 20 else { throw ConfigError(field: "request_store.max_body_bytes", message: "must be at most 16777216 (16 MiB)") }
+                config.requestStore.maxBodyBytes = n
+            }
+            if let n = try store.int("default_retention_days", min: 1) {
+                guard n <= 3650 else { throw ConfigError(field: "request_store.default_retention_days", message: "must be between 1 and 3650") }
+                config.requestStore.defaultRetentionDays = n
+            }
+            try store.finish()
+        }
         if var maintenance = try r.mapping("maintenance") {
             if let n = try maintenance.int("interval_seconds", min: 1) { config.maintenanceIntervalSeconds = n }
             try maintenance.finish()
@@ -290,6 +315,20 @@ public struct GatewayConfig: Sendable {
         if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
         return (host.isEmpty ? "127.0.0.1" : host, port)
     }
+}
+
+/// `request_store:` — the bodies of opted-in tenants (the ledger rows are always kept).
+public struct RequestStoreConfig: Sendable {
+    /// Key file of the master key (nil: `data_dir/request-store.key`); created 0600 when absent.
+    public var masterKeyFile: String?
+    /// The master key from `LLMAAS_MASTER_KEY` (base64 of 32 bytes): takes precedence over the file.
+    public var masterKey: [UInt8]?
+    /// Each stored part (prompt, answer) is cut to this many bytes, and marked truncated.
+    public var maxBodyBytes = 256 << 10
+    /// Retention of a tenant that opted in without choosing one.
+    public var defaultRetentionDays = 30
+
+    public init() {}
 }
 
 /// A configuration problem: which field and what is wrong with it.

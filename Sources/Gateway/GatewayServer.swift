@@ -43,7 +43,7 @@ public enum GatewayServer {
             server: .http1(configuration: .init(additionalChannelHandlers: [ConnectionGuard(limits: config.connections, counter: counter,
                                                                                             hangUps: platform.hangUps)])),
             configuration: .init(address: .hostname(config.host, port: config.port), serverName: "llmaas"),
-            services: services + [platform.requestLog, platform.audit],
+            services: services + [platform.requestLog, platform.audit, platform.requestStore.writer],
             onServerRunning: { channel in onRunning(channel.localAddress?.port ?? config.port) },
             logger: platform.logger
         )

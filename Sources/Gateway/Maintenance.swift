@@ -4,7 +4,8 @@ import Observability
 import ServiceLifecycle
 
 /// Periodic work off the request path: automatic key rotation (with audit entries and webhooks),
-/// last-used times of keys (one batch instead of a write per request), audit retention.
+/// last-used times of keys (one batch instead of a write per request), audit retention, request
+/// store retention (crypto-shredding of data keys past each tenant's retention).
 struct Maintenance: Service {
     let platform: Platform
 
@@ -35,6 +36,12 @@ struct Maintenance: Service {
                 let cutoff = platform.now() - Int64(platform.config.auditRetentionDays) * 86_400_000
                 if let seq = try await platform.audit.purge(before: cutoff) {
                     platform.logger.info("audit retention: purged entries up to \(seq)")
+                }
+                // Request store retention: destroy the data keys of days past each tenant's
+                // retention (crypto-shredding) and delete their bodies. Counts only, never text.
+                for (tenantID, r) in try await platform.requestBrowser.applyRetention() {
+                    platform.audit.record(AuditEvent(time: platform.now(), actor: "system", tenantID: tenantID, action: "request_store.retention",
+                                                     target: tenantID, outcome: "keys=\(r.keysDestroyed) bodies=\(r.bodiesDeleted)"))
                 }
             }
         } catch {

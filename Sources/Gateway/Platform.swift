@@ -63,6 +63,8 @@ public final class Platform: Sendable {
     public let hangUps = HangUpRegistry()
     /// The one clock of the platform (issue 12): every module gets its time from here.
     public let clock: any PlatformClock
+    /// Request store (SPEC S8): the encrypted bodies of opted-in tenants, and their data keys.
+    public let requestStore: RequestStore
     /// Milliseconds since the epoch, from ``clock``.
     public let now: @Sendable () -> Int64
 
@@ -78,6 +80,8 @@ public final class Platform: Sendable {
         self.now = now
         let secret = try givenSecret ?? ServerSecret.loadOrCreate(path: config.secretPath)
         self.authority = KeyAuthority(storage: storage, secret: secret, now: now)
+        let master = try config.requestStore.masterKey.map { try MasterKey(bytes: $0) } ?? MasterKey.loadOrCreate(path: config.masterKeyPath)
+        self.requestStore = RequestStore(storage: storage, master: master, maxBodyBytes: config.requestStore.maxBodyBytes, now: now, logger: logger)
         self.audit = AuditLog(storage: storage, logger: logger, enabled: config.auditEnabled,
                               headPath: (config.dataDir as NSString).appendingPathComponent("audit.head"))
         self.throttle = AuthThrottle(limit: config.authFailuresPerMinute, windowMs: 60_000)
@@ -130,6 +134,7 @@ public final class Platform: Sendable {
 
     public func shutdown() async {
         await requestLog.flush()
+        await requestStore.flush()
         await audit.flush()
         try? await storage.touchKeys(authority.drainLastUsed())
         try? await http.shutdown()

@@ -38,6 +38,7 @@ public func buildRouter(_ platform: Platform) -> Hummingbird.Router<GatewayConte
         return jsonResponse(json, headers: CompletionPipeline.keyHeaders(principal) + lifecycle)
     }
     addAdminRoutes(to: router, platform: platform)
+    addRequestStoreRoutes(to: router, platform: platform)
     addUsageRoutes(to: router, platform: platform)
     addBackendRoutes(to: router, platform: platform)
     addLifecycleRoutes(to: router, platform: platform)

@@ -22,6 +22,8 @@ struct StreamResponder: Sendable {
     let settler: Settler
     let durable: Bool
     let extraHeaders: HTTPFields
+    /// Request store (tenants that opted in): takes the assembled answer text once the stream ends.
+    var storeAnswer: (@Sendable (String) -> Void)? = nil
 
     struct ClientGone: Error {}
 
@@ -78,6 +80,7 @@ struct StreamResponder: Sendable {
                 record.outcome = "ok"
                 record.latencyMs = CompletionPipeline.ms(since: started)
                 await recorder.finish(record, durable: durable)
+                storeAnswer?(output)
                 try await send(SSE.done)
                 try? await writer.finish(nil)
                 return
@@ -96,6 +99,7 @@ struct StreamResponder: Sendable {
             if !settled { _ = await settler.settle(&record, engineUsage: nil, output: output, reasoning: reasoning) }
             record.latencyMs = CompletionPipeline.ms(since: started)
             await recorder.finish(record, durable: false)
+            storeAnswer?(output)
             try? await writer.finish(nil)
         })
     }

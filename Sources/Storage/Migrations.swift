@@ -128,5 +128,38 @@ enum Schema {
                 .primaryKey("tenant_id", "model", "phase")
                 .run()
         },
+            Migration(version: 5, name: "request store: tenant opt-in, encrypted bodies, wrapped data keys") { db in
+            for (name, type) in [("store_bodies", SQLDataType.int), ("store_retention_days", .int)] {
+                try await db.alter(table: "tenants").column(name, type: type).run()
+            }
+            // Data keys, one per tenant and UTC day, stored only wrapped by the master key (which is
+            // never in the database). Shredding sets wrapped_key to NULL and keeps the row as a
+            // tombstone (so a reader can tell "shredded" from "never stored").
+            try await db.create(table: "request_data_keys")
+                .column("id", type: .text, .primaryKey(autoIncrement: false))
+                .column("tenant_id", type: .text, .notNull)
+                .column("period", type: .text, .notNull)
+                .column("wrapped_key", type: .text)
+                .column("created_at", type: .bigint, .notNull)
+                .column("shredded_at", type: .bigint)
+                .run()
+            try await db.create(index: "request_data_keys_tenant_period").on("request_data_keys").column("tenant_id").column("period").run()
+            // One row per stored request: prompt and answer, each AES-256-GCM ciphertext (base64).
+            try await db.create(table: "request_bodies")
+                .column("request_id", type: .text, .primaryKey(autoIncrement: false))
+                .column("tenant_id", type: .text, .notNull)
+                .column("key_id", type: .text, .notNull)
+                .column("period", type: .text, .notNull)
+                .column("created_at", type: .bigint, .notNull)
+                .column("prompt", type: .text)
+                .column("response", type: .text)
+                .column("response_format", type: .text, .notNull)
+                .column("prompt_bytes", type: .bigint, .notNull)
+                .column("response_bytes", type: .bigint, .notNull)
+                .column("truncated", type: .int, .notNull)
+                .run()
+            try await db.create(index: "request_bodies_tenant_time").on("request_bodies").column("tenant_id").column("created_at").run()
+            try await db.create(index: "requests_time").on("requests").column("created_at").run()
+        },
     ]
 }

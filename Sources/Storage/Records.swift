@@ -15,13 +15,19 @@ public struct TenantRecord: Codable, Sendable, Equatable {
     public var shieldMode: String?
     /// Served experimental models before their in-production date.
     public var experimentalOptIn: Int?
+    /// Request store: 1 when the tenant opted in to keeping prompt and answer bodies (encrypted);
+    /// nil or 0 = off (the default).
+    public var storeBodies: Int?
+    /// Request store: days a stored body is kept (nil: the configured default).
+    public var storeRetentionDays: Int?
 
     public init(id: String, name: String, tier: String = "tier-1", createdAt: Int64, disabledAt: Int64? = nil,
                 rotationPeriodDays: Int? = nil, gracePeriodDays: Int? = nil, webhookURL: String? = nil,
-                shieldMode: String? = nil, experimentalOptIn: Int? = nil) {
+                shieldMode: String? = nil, experimentalOptIn: Int? = nil, storeBodies: Int? = nil, storeRetentionDays: Int? = nil) {
         self.id = id; self.name = name; self.tier = tier; self.createdAt = createdAt; self.disabledAt = disabledAt
         self.rotationPeriodDays = rotationPeriodDays; self.gracePeriodDays = gracePeriodDays; self.webhookURL = webhookURL
         self.shieldMode = shieldMode; self.experimentalOptIn = experimentalOptIn
+        self.storeBodies = storeBodies; self.storeRetentionDays = storeRetentionDays
     }
 
     enum CodingKeys: String, CodingKey {
@@ -33,6 +39,8 @@ public struct TenantRecord: Codable, Sendable, Equatable {
         case webhookURL = "webhook_url"
         case shieldMode = "shield_mode"
         case experimentalOptIn = "experimental_opt_in"
+        case storeBodies = "store_bodies"
+        case storeRetentionDays = "store_retention_days"
     }
 }
 

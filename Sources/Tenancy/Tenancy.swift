@@ -15,6 +15,8 @@ public struct Principal: Sendable, Equatable {
     public let successorID: String?
     public let shieldMode: String
     public let experimentalOptIn: Bool
+    /// The tenant opted in to the request store keeping its prompts and answers (encrypted).
+    public let storeBodies: Bool
 }
 
 public enum TenancyError: Error, CustomStringConvertible, Equatable {
@@ -167,6 +169,6 @@ public final class KeyAuthority: Sendable {
         return Principal(tenantID: tenant.id, tenantName: tenant.name, tier: tenant.tier, keyID: key.id,
                          grants: Grants.decode(key.grants), expiresAt: key.expiresAt,
                          successorID: key.successorID, shieldMode: tenant.shieldMode ?? "enforce",
-                         experimentalOptIn: (tenant.experimentalOptIn ?? 0) != 0)
+                         experimentalOptIn: (tenant.experimentalOptIn ?? 0) != 0, storeBodies: (tenant.storeBodies ?? 0) != 0)
     }
 }

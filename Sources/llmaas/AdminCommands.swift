@@ -56,6 +56,8 @@ struct TenantCommand: AsyncParsableCommand {
         @Option(name: .customLong("webhook-url"), help: "Where rotation and lifecycle notices are posted.") var webhook: String?
         @Option(name: .customLong("shield-mode"), help: "Prompt security: enforce, monitor, off.") var shieldMode: String?
         @Option(name: .customLong("experimental"), help: "Opt in to experimental models: true/false.") var experimental: Bool?
+        @Option(name: .customLong("store-bodies"), help: "Request store: keep prompts and answers, encrypted: true/false (default false).") var storeBodies: Bool?
+        @Option(name: .customLong("store-retention-days"), help: "Request store: days bodies are kept (0 = the configured default).") var storeRetention: Int?
         @Flag(help: "Disable the tenant: its keys stop working at once.") var disable = false
         @Flag(help: "Enable a disabled tenant.") var enable = false
 
@@ -65,6 +67,7 @@ struct TenantCommand: AsyncParsableCommand {
             if let shieldMode, !["enforce", "monitor", "off"].contains(shieldMode) { throw fail("--shield-mode must be enforce, monitor or off", code: 2) }
             if let rotationPeriod, !(0...3650).contains(rotationPeriod) { throw fail("--rotation-period-days must be between 0 and 3650", code: 2) }
             if let gracePeriod, !(0...3650).contains(gracePeriod) { throw fail("--grace-period-days must be between 0 and 3650", code: 2) }
+            if let storeRetention, !(0...3650).contains(storeRetention) { throw fail("--store-retention-days must be between 0 and 3650", code: 2) }
             if let webhook, !webhook.isEmpty {
                 do { _ = try config.webhooks.validate(webhook) } catch { throw fail("--webhook-url: \(error.description)", code: 2) }
             }
@@ -76,6 +79,8 @@ struct TenantCommand: AsyncParsableCommand {
                 if let webhook { t.webhookURL = webhook.isEmpty ? nil : webhook }
                 if let shieldMode { t.shieldMode = shieldMode }
                 if let experimental { t.experimentalOptIn = experimental ? 1 : 0 }
+                if let storeBodies { t.storeBodies = storeBodies ? 1 : 0 }
+                if let storeRetention { t.storeRetentionDays = storeRetention == 0 ? nil : storeRetention }
                 if disable { t.disabledAt = t.disabledAt ?? cli.now() }
                 if enable { t.disabledAt = nil }
                 try await cli.admin.updateTenant(t)

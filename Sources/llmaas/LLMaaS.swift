@@ -15,7 +15,7 @@ struct LLMaaS: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "llmaas",
         abstract: "A sovereign LLM-as-a-Service platform: an OpenAI-compatible gateway for a fleet of inference engines.",
-        subcommands: [Serve.self, Migrate.self, TenantCommand.self, KeyCommand.self, AdminCommand.self, AuditCommand.self, ShieldCommand.self, UsageCommand.self, CreditCommand.self, SimCommand.self, ModelsCommand.self]
+        subcommands: [Serve.self, Migrate.self, TenantCommand.self, KeyCommand.self, AdminCommand.self, AuditCommand.self, ShieldCommand.self, UsageCommand.self, RequestsCommand.self, CreditCommand.self, SimCommand.self, ModelsCommand.self]
     )
 }
 
