@@ -20,7 +20,7 @@ public struct AlertRule: Sendable, Equatable {
         case ttftP95 = "ttft_p95"
         /// Share of requests answered 5xx over the window, in percent.
         case errorRate = "error_rate"
-        /// A backend's circuit breaker is open (operator only).
+        /// A backend's circuit breaker is open or half-open (operator only).
         case backendDown = "backend_down"
         /// Requests waiting for a free backend, at least `threshold` (operator only).
         case queueSaturated = "queue_saturated"
@@ -488,7 +488,10 @@ public final class AlertEvaluator: Service, Sendable {
         case .backendDown:
             var out: [String: Observed] = [:]
             for (name, state) in platform.fleet.backendStates where rule.backend == nil || rule.backend == name {
-                out["backend:\(name)"] = Observed(value: state == "open" ? 1 : state == "half_open" ? 0.5 : 0, backend: name)
+                // Half-open is still down (a cooldown passed, no probe succeeded yet): only a closed
+                // breaker (healthy or degraded) counts as up, so a dead backend's open/half-open
+                // cycle does not break the count.
+                out["backend:\(name)"] = Observed(value: state == "open" || state == "half_open" ? 1 : 0, backend: name)
             }
             return out
         case .queueSaturated:

@@ -1,4 +1,5 @@
 import Clocks
+import EngineSim
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -279,6 +280,57 @@ import Testing
             let rotated = try await Webhooks.rotateTenantSecret(platform, tenantID: t.id)
             #expect(rotated != first && rotated.hasPrefix("whsec_"))
             #expect(try await Webhooks.tenantSecret(platform, tenantID: t.id) == rotated)
+        }
+    }
+
+    @Test func deliveryRetriesWithBackoffOnThePlatformClock() async throws {
+        // A real HTTP receiver that refuses the notice (EngineSim answers 404 to a chat body without
+        // a known model, and counts every request it received).
+        let sims = SimFleet(configs: [SimConfig(port: 0)])
+        let port = try await sims.start()[0]
+        try await withPlatform("alerts: { webhook_attempts: 3 }") { platform, clock in
+            let start = platform.now()
+            let delivery = Task {
+                await Webhooks.deliver(platform, target: "http://127.0.0.1:\(port)/v1/chat/completions", host: nil,
+                                       body: .object([("event", "alert.fired")]), event: "alert.fired", secret: "whsec_x")
+            }
+            // Each retry waits on the clock: 1 s, then 2 s. Nothing moves until the test advances it.
+            for (attempt, backoff) in [(1, Int64(1000)), (2, Int64(2000))] {
+                while clock.sleepers == 0 { await Task.yield() }
+                #expect(sims.machine(0).currentStats.requests == attempt)
+                #expect(clock.now() == start + (attempt == 1 ? 0 : 1000))
+                clock.advance(byMs: backoff)
+            }
+            #expect(await delivery.value == false)
+            #expect(sims.machine(0).currentStats.requests == 3)
+            #expect(clock.sleepers == 0)
+        }
+        await sims.stopAndWait(0)
+    }
+
+    @Test func aBackendWhoseBreakerIsOpenFiresBackendDown() async throws {
+        let yaml = """
+        routing: { breaker_threshold: 1 }
+        backends:
+          - { name: gone, kind: openai, url: "http://127.0.0.1:9", models: { "qwen3:8b": "q" }, timeouts: { connect_ms: 200 } }
+        alerts:
+          rules:
+            - { name: down, kind: backend_down }
+        """
+        try await withPlatform(yaml) { platform, clock in
+            let inbox = Inbox()
+            let evaluator = AlertEvaluator(platform: platform) { inbox.add($0) }
+            #expect(await evaluator.step().isEmpty)  // not probed yet: healthy
+            await platform.fleet.probeAll()  // nothing listens on port 9: the breaker opens
+            #expect(platform.fleet.backendStates["gone"] == "open")
+            #expect(await evaluator.step().isEmpty)  // for_periods 2 by default
+            clock.advance(byMs: 1000)
+            let fired = await evaluator.step()
+            #expect(fired.map(\.incident.subject) == ["backend:gone"])
+            #expect(fired.first?.incident.backend == "gone" && fired.first?.incident.tenantID == nil)
+            // On the status page without the backend's name.
+            let public_ = try await Alerting(platform: platform).publicIncidents()
+            #expect(public_.count == 1 && !StatusPage.publicMessage(public_[0]).contains("gone"))
         }
     }
 
