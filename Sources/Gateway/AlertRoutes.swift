@@ -83,7 +83,7 @@ func addAlertRoutes(to router: Hummingbird.Router<GatewayContext>, platform: Pla
             throw APIError.invalidRequest("Invalid '\(error.param == "tenant" ? "tenant_id" : error.param)': \(error.message).",
                                           param: error.param == "tenant" ? "tenant_id" : error.param, code: "invalid_value")
         }
-        try await alerting.create(rule)
+        do { try await alerting.create(rule) } catch { throw mapTenancy(error) }
         api.audit(p, context, "alert.rule.create", tenant: rule.tenantID, target: rule.id, status: 201)
         return jsonResponse(Alerting.ruleJSON(rule), status: .created)
     }

@@ -261,6 +261,10 @@ public struct AlertTracker: Sendable {
     /// Keys being counted or active (a key not observed in a period counts as "no data").
     public var tracked: Set<Key> { active.union(counters.keys) }
 
+    /// The database is the truth about which incidents are active (another evaluator, a failed
+    /// step): counters stay, the active set follows it.
+    public mutating func reconcile(active keys: Set<Key>) { active = keys }
+
     /// Forget a key (its rule is gone).
     public mutating func drop(_ key: Key) {
         counters.removeValue(forKey: key)
@@ -296,8 +300,18 @@ public struct Alerting: Sendable {
         return out
     }
 
-    /// Stores a rule made with ``AlertRule/make``.
+    /// Rules a tenant may create through the API (each is evaluated every period).
+    public static let maxRulesPerTenant = 100
+    /// Global rules the operator may create through the API.
+    public static let maxGlobalRules = 1000
+
+    /// Stores a rule made with ``AlertRule/make``; refuses one over the limits with `TenancyError.exists`.
     public func create(_ rule: AlertRule) async throws {
+        let existing = try await platform.storage.alertRules(tenantID: rule.tenantID).filter { $0.tenantID == rule.tenantID }.count
+        let limit = rule.tenantID == nil ? Self.maxGlobalRules : Self.maxRulesPerTenant
+        guard existing < limit else {
+            throw TenancyError.exists("\(rule.tenantID == nil ? "there are" : "this tenant has") \(existing) alert rules already (at most \(limit)); delete one first")
+        }
         try await platform.storage.insertAlertRule(rule.record)
     }
 
@@ -397,7 +411,8 @@ public final class AlertEvaluator: Service, Sendable {
         let open = try await storage.activeIncidents(.all)
         var openByKey: [AlertTracker.Key: IncidentRecord] = [:]
         for i in open { openByKey[AlertTracker.Key(rule: i.ruleID, subject: i.subject)] = i }
-        var t = tracker.withLock { $0 } ?? AlertTracker(active: Set(openByKey.keys))
+        var t = tracker.withLock { $0 } ?? AlertTracker()
+        t.reconcile(active: Set(openByKey.keys))
 
         let windowMs = Int64(platform.config.alerts.windowSeconds) * 1000
         let needsLedger = rules.contains { [.latencyP95, .ttftP95, .errorRate].contains($0.kind) }

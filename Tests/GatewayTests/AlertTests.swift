@@ -216,6 +216,25 @@ import Testing
         }
     }
 
+    @Test func aTenantMayCreateAtMostItsShareOfRules() async throws {
+        try await withPlatform { platform, _ in
+            let a = try await platform.administration.createTenant(name: "acme")
+            let alerting = Alerting(platform: platform)
+            for i in 0..<Alerting.maxRulesPerTenant {
+                try await alerting.create(try AlertRule.make(id: "alr_\(i)", tenantID: a.id, name: nil, kindText: "budget", model: nil, backend: nil,
+                                                             threshold: 80, resolveThreshold: nil, forPeriods: nil, createdAt: 0))
+            }
+            await #expect(throws: TenancyError.self) {
+                try await alerting.create(try AlertRule.make(id: "alr_over", tenantID: a.id, name: nil, kindText: "budget", model: nil, backend: nil,
+                                                             threshold: 80, resolveThreshold: nil, forPeriods: nil, createdAt: 0))
+            }
+            // Global rules are counted apart.
+            try await alerting.create(try AlertRule.make(id: "alr_g", tenantID: nil, name: nil, kindText: "budget", model: nil, backend: nil,
+                                                         threshold: 80, resolveThreshold: nil, forPeriods: nil, createdAt: 0))
+            #expect(try await alerting.rules(tenantID: a.id).count == Alerting.maxRulesPerTenant)
+        }
+    }
+
     @Test func budgetAndCreditRulesWatchEachTenant() async throws {
         let yaml = """
         tiers:
