@@ -64,6 +64,7 @@ struct SimRequest {
 public final class EngineSim: Sendable {
     public let config: SimConfig
     private let fault: Mutex<SimConfig.Fault>
+    private let slowDelayMs: Mutex<Int>
     private let stats = Mutex(SimStats())
     let scheduler: SimScheduler
     /// Stopped: the listener is closed and running streams are cut (a machine going down).
@@ -75,6 +76,7 @@ public final class EngineSim: Sendable {
     public init(config: SimConfig) {
         self.config = config
         self.fault = Mutex(config.fault)
+        self.slowDelayMs = Mutex(config.slowDelayMs)
         self.scheduler = SimScheduler(config: config)
     }
 
@@ -195,11 +197,12 @@ public final class EngineSim: Sendable {
             ]))
         case (.POST, "/sim/fault"):
             guard let json = try? JSONValue.parse(body), let mode = json["mode"]?.stringValue, let f = SimConfig.Fault(rawValue: mode) else {
-                try await sendJSON(out, APIError.invalidRequest("send {\"mode\": \"none|refuse|500|hang|cut\"}").json, status: .badRequest)
+                try await sendJSON(out, APIError.invalidRequest("send {\"mode\": \"none|refuse|500|hang|cut|overrun|slow\", \"delay_ms\": 400}").json, status: .badRequest)
                 return true
             }
+            if let delay = json["delay_ms"]?.intValue, delay >= 0 { slowDelayMs.withLock { $0 = delay } }
             setFault(f)
-            try await sendJSON(out, ["mode": .string(f.rawValue)])
+            try await sendJSON(out, ["mode": .string(f.rawValue), "delay_ms": .int(slowDelayMs.withLock { $0 })])
         case (.POST, "/v1/chat/completions"):
             return try await inference(.chat, native: false, body, out, channel)
         case (.POST, "/v1/completions"):
@@ -268,7 +271,7 @@ public final class EngineSim: Sendable {
             while channel.isActive && !isDown { try await Task.sleep(for: .milliseconds(50)) }
             if !isDown { stats.withLock { $0.cancelled += 1 } }  // the caller closed the connection
             return false
-        case .none, .cut, .overrun:
+        case .none, .cut, .overrun, .slow:
             break
         }
 
@@ -309,6 +312,7 @@ public final class EngineSim: Sendable {
         let (uncached, blocks) = scheduler.admitPrompt(req.prompt, promptTokens: promptTokens, maxTokens: plan.count)
         defer { scheduler.releaseBlocks(blocks) }
         let prefillMs = config.ttftMs + Int((Double(uncached) * config.prefillMsPerToken).rounded())
+            + (f == .slow ? slowDelayMs.withLock { $0 } : 0)
         let created = Int(Date().timeIntervalSince1970)
         let id = "sim-" + String(UInt64.random(in: 0...UInt64.max), radix: 36)
 

@@ -22,6 +22,8 @@ public struct SimConfig: Sendable {
         case cut
         /// Ignore the request's max_tokens (an engine that does not honour the client's cap).
         case overrun
+        /// Answer normally, but wait `slowDelayMs` more before the first token (a model gone slow).
+        case slow
     }
 
     /// Which engine the simulator imitates.
@@ -64,6 +66,8 @@ public struct SimConfig: Sendable {
     /// With `cut`: tokens sent before the cut.
     public var cutAfterTokens: Int
     public var embeddingDimensions: Int
+    /// With `slow`: the extra wait before the first token (POST /sim/fault may change it).
+    public var slowDelayMs: Int = 400
 
     public init(host: String = "127.0.0.1", port: Int = 0, models: [String] = ["sim-chat"], ttftMs: Int = 20, itlMs: Int = 5,
                 usage: Bool = true, reasoning: ReasoningStyle = .none, seed: UInt64 = 42, defaultTokens: Int = 32,

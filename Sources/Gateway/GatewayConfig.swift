@@ -48,6 +48,10 @@ public struct GatewayConfig: Sendable {
     public var maintenanceIntervalSeconds = 30
     /// Request store (SPEC S8): where the master key comes from, the size bound, the default retention.
     public var requestStore = RequestStoreConfig()
+    /// Per-minute and per-hour rollups of the ledger (`rollups:`).
+    public var rollups = RollupConfig()
+    /// Alert rules, their evaluation and the operator's webhook (`alerts:`).
+    public var alerts = AlertsConfig()
 
     public init() {}
 
@@ -248,6 +252,8 @@ public struct GatewayConfig: Sendable {
             if let n = try maintenance.int("interval_seconds", min: 1) { config.maintenanceIntervalSeconds = n }
             try maintenance.finish()
         }
+        try parseRollups(&r, into: &config)
+        try parseAlerts(&r, into: &config)
         if let list = try r.list("backends") {
             var names = Set<String>()
             for (i, item) in list.enumerated() {

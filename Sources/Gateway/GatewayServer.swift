@@ -20,7 +20,8 @@ public enum GatewayServer {
             throw error
         }
         let app = application(platform, services: [EngineSupervisor(engines: platform.managedEngines), FleetHealth(platform: platform),
-                                                   Maintenance(platform: platform), CatalogReloader(platform: platform), noticeService(platform)]) { port in
+                                                   Maintenance(platform: platform), CatalogReloader(platform: platform), noticeService(platform),
+                                                   RollupService(platform: platform), AlertEvaluator(platform: platform)]) { port in
             announce("LLMaaS listening on http://\(config.host):\(port) (OpenAI base_url: http://\(config.host):\(port)/v1)")
         }
         do {

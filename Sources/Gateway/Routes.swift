@@ -42,5 +42,7 @@ public func buildRouter(_ platform: Platform) -> Hummingbird.Router<GatewayConte
     addUsageRoutes(to: router, platform: platform)
     addBackendRoutes(to: router, platform: platform)
     addLifecycleRoutes(to: router, platform: platform)
+    addAlertRoutes(to: router, platform: platform)
+    addStatusRoutes(to: router, platform: platform)
     return router
 }

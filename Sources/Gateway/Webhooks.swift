@@ -5,9 +5,14 @@ import Observability
 import OpenAIWire
 import Tenancy
 
-/// Tells a tenant what happened (a key rotation, a lifecycle notice) by POSTing JSON to its
-/// webhook URL. Never carries a secret. Delivery is attempted three times, off the request path,
-/// and audited.
+/// Tells a tenant what happened (a key rotation, a lifecycle notice, a budget threshold, an
+/// alert) by POSTing JSON to its webhook URL, and the operator about global alerts on
+/// `alerts.operator_webhook_url`. Never carries a secret. Every webhook is signed
+/// (`X-LLMaaS-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`, see
+/// ``WebhookSignature``) with the tenant's signing secret (created on first use; the tenant's admin
+/// rotates it to read it) or the operator's secret from the config. Delivery is attempted
+/// `alerts.webhook_attempts` times with exponential backoff on the platform clock, off the request
+/// path, and audited.
 struct Webhooks: Sendable {
     let platform: Platform
 
@@ -17,6 +22,16 @@ struct Webhooks: Sendable {
             ("old_key_expires_at", .int(Int(event.oldKeyExpiresAt))), ("automatic", .bool(event.automatic)),
             ("action", .string("Fetch the successor's secret once with POST /admin/v1/keys/\(event.keyID)/successor or 'llmaas key successor'.")),
         ]))
+    }
+
+    /// An incident fired or resolved: to its tenant's webhook, or the operator's for a global rule.
+    func alert(_ n: AlertNotification) {
+        let payload: JSONValue = .object([("incident", Alerting.incidentJSON(n.incident))])
+        if let tenant = n.incident.tenantID {
+            send(tenantID: tenant, event: n.event.rawValue, payload: payload)
+        } else {
+            sendOperator(event: n.event.rawValue, payload: payload)
+        }
     }
 
     func send(tenantID: String, event: String, payload: JSONValue) {
@@ -35,24 +50,73 @@ struct Webhooks: Sendable {
                 platform.logger.warning("webhook refused", metadata: ["tenant": "\(tenantID)", "reason": "\(why)"])
                 outcome = "refused: destination not allowed"
             case .target(let target, let host):
-                var request = HTTPClientRequest(url: target)
-                request.method = .POST
-                request.headers.add(name: "content-type", value: "application/json")
-                if let host { request.headers.add(name: "host", value: host) }
-                request.body = .bytes(ByteBuffer(bytes: body.serialized()))
-                var delivered = false
-                for attempt in 0..<3 {
-                    if attempt > 0 { try? await Task.sleep(for: .seconds(attempt)) }
-                    if let response = try? await platform.webhookHTTP.execute(request, timeout: .seconds(5)) {
-                        _ = try? await response.body.collect(upTo: 1 << 16)
-                        if (200..<300).contains(response.status.code) { delivered = true; break }
-                    }
+                guard let secret = try? await Self.tenantSecret(platform, tenantID: tenantID) else {
+                    outcome = "not delivered: no signing secret"
+                    break
                 }
-                outcome = delivered ? "delivered" : "not delivered"
+                outcome = await Self.deliver(platform, target: target, host: host, body: body, event: event, secret: secret) ? "delivered" : "not delivered"
             }
             platform.audit.record(AuditEvent(time: platform.now(), actor: "system", tenantID: tenantID, action: "webhook.\(event)",
                                              target: url, outcome: outcome))
         }
+    }
+
+    /// To the operator's webhook (the operator's own URL from the config: no destination policy).
+    func sendOperator(event: String, payload: JSONValue) {
+        let platform = self.platform
+        guard let url = platform.config.alerts.operatorWebhookURL, let secret = platform.config.alerts.operatorWebhookSecret else { return }
+        Task {
+            var body = payload
+            body.set("event", .string(event))
+            body.set("time", .int(Int(platform.now())))
+            let ok = await Self.deliver(platform, target: url, host: nil, body: body, event: event, secret: secret)
+            platform.audit.record(AuditEvent(time: platform.now(), actor: "system", tenantID: nil, action: "webhook.\(event)",
+                                             target: url, outcome: ok ? "delivered" : "not delivered"))
+        }
+    }
+
+    /// POSTs the signed body; retries with backoff (1 s, 2 s, 4 s, … capped at 60 s) on the
+    /// platform clock until a 2xx or `alerts.webhook_attempts` attempts. Each attempt is signed
+    /// anew (its own timestamp).
+    static func deliver(_ platform: Platform, target: String, host: String?, body: JSONValue, event: String, secret: String) async -> Bool {
+        let bytes = body.serialized()
+        let attempts = platform.config.alerts.webhookAttempts
+        let delivery = "whd_" + UUID().uuidString.lowercased()
+        for attempt in 0..<attempts {
+            if attempt > 0 {
+                let backoff = min(Int64(1000) << Int64(min(attempt - 1, 6)), 60_000)
+                do { try await platform.clock.sleep(untilMs: platform.now() + backoff) } catch { return false }
+            }
+            var request = HTTPClientRequest(url: target)
+            request.method = .POST
+            request.headers.add(name: "content-type", value: "application/json")
+            request.headers.add(name: "x-llmaas-event", value: event)
+            request.headers.add(name: "x-llmaas-delivery", value: delivery)
+            request.headers.add(name: WebhookSignature.header, value: WebhookSignature.sign(body: bytes, secret: secret, unixSeconds: platform.now() / 1000))
+            if let host { request.headers.add(name: "host", value: host) }
+            request.body = .bytes(ByteBuffer(bytes: bytes))
+            if let response = try? await platform.webhookHTTP.execute(request, timeout: .seconds(5)) {
+                _ = try? await response.body.collect(upTo: 1 << 16)
+                if (200..<300).contains(response.status.code) { return true }
+            }
+        }
+        return false
+    }
+
+    /// The tenant's signing secret, created (sealed in the database) on first use.
+    static func tenantSecret(_ platform: Platform, tenantID: String) async throws -> String {
+        if let sealed = try await platform.storage.webhookSecret(tenantID: tenantID) {
+            return try platform.authority.unsealWebhookSecret(sealed)
+        }
+        let fresh = try platform.authority.sealWebhookSecret(WebhookSignature.generateSecret())
+        return try platform.authority.unsealWebhookSecret(try await platform.storage.setWebhookSecretIfAbsent(tenantID: tenantID, sealed: fresh, at: platform.now()))
+    }
+
+    /// A new signing secret for the tenant (replacing any other); returned once, stored sealed.
+    static func rotateTenantSecret(_ platform: Platform, tenantID: String) async throws -> String {
+        let secret = WebhookSignature.generateSecret()
+        try await platform.storage.setWebhookSecret(tenantID: tenantID, sealed: try platform.authority.sealWebhookSecret(secret), at: platform.now())
+        return secret
     }
 
     enum Destination: Equatable {

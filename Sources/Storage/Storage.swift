@@ -210,6 +210,7 @@ public final class Storage: Sendable {
         for chunk in stride(from: 0, to: rows.count, by: 1000).map({ Array(rows[$0..<min($0 + 1000, rows.count)]) }) {
             try await db.insert(into: "requests").models(chunk, nilEncodingStrategy: .asNil).run()
         }
+        try await markRollupDirty(rows)
     }
 
     /// Ledger rows of a tenant in a time range (all tenants when nil), oldest first.

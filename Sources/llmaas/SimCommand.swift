@@ -22,7 +22,7 @@ struct SimCommand: AsyncParsableCommand {
     @Option(help: "Reasoning output: none|field|think.") var reasoning: String = "none"
     @Option(help: "Seed of the deterministic text.") var seed: UInt64 = 42
     @Option(help: "Natural answer length in tokens (max_tokens caps it).") var tokens: Int = 32
-    @Option(help: "Fault: none|refuse|500|hang|cut.") var fault: String = "none"
+    @Option(help: "Fault: none|refuse|500|hang|cut|overrun|slow.") var fault: String = "none"
 
     func run() async throws {
         guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]) else {
@@ -30,7 +30,7 @@ struct SimCommand: AsyncParsableCommand {
         }
         let host = String(listen[..<colon])
         guard let style = SimConfig.ReasoningStyle(rawValue: reasoning) else { throw fail("--reasoning must be none, field or think", code: 2) }
-        guard let f = SimConfig.Fault(rawValue: fault) else { throw fail("--fault must be none, refuse, 500, hang or cut", code: 2) }
+        guard let f = SimConfig.Fault(rawValue: fault) else { throw fail("--fault must be none, refuse, 500, hang, cut, overrun or slow", code: 2) }
         guard let m = SimConfig.Mode(rawValue: mode) else { throw fail("--mode must be openai, vllm or ollama", code: 2) }
         guard usage == "on" || usage == "off" else { throw fail("--usage must be on or off", code: 2) }
         guard machines >= 1 else { throw fail("--machines must be at least 1", code: 2) }
