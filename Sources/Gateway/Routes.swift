@@ -41,5 +41,6 @@ public func buildRouter(_ platform: Platform) -> Hummingbird.Router<GatewayConte
     addUsageRoutes(to: router, platform: platform)
     addBackendRoutes(to: router, platform: platform)
     addLifecycleRoutes(to: router, platform: platform)
+    addConsoleRoutes(to: router, platform: platform)
     return router
 }
