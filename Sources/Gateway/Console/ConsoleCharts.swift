@@ -17,7 +17,7 @@ public struct LineChart: Sendable {
     public var to: Int64
     public var series: [Series]
     public var width = 640.0, height = 220.0
-    let left = 56.0, right = 12.0, top = 12.0, bottom = 28.0
+    let left = 56.0, right = 16.0, top = 26.0, bottom = 28.0
 
     public init(title: String, unit: String, from: Int64, to: Int64, series: [Series]) {
         self.title = title; self.unit = unit; self.from = from; self.to = to; self.series = series

@@ -34,14 +34,16 @@ public struct ConsolePage: Sendable {
     public let operatorOnly: Bool
     /// Its `[data-live]` part is refreshed every few seconds by `console.js`.
     public let live: Bool
+    /// Shows one tenant's data (its heading names the tenant); false for fleet- or catalog-wide pages.
+    public let tenantScoped: Bool
     /// Returns the template's values (merged over the common ones: `title`, `tenant`, `csrf` …).
     /// Throw `APIError.notFound` for an id the session may not see.
     public let build: @Sendable (ConsoleRequest) async throws -> [String: Any]
 
     public init(id: String, path: String, title: String, template: String, operatorOnly: Bool = false, live: Bool = false,
-                build: @escaping @Sendable (ConsoleRequest) async throws -> [String: Any]) {
+                tenantScoped: Bool = true, build: @escaping @Sendable (ConsoleRequest) async throws -> [String: Any]) {
         self.id = id; self.path = path; self.title = title; self.template = template
-        self.operatorOnly = operatorOnly; self.live = live; self.build = build
+        self.operatorOnly = operatorOnly; self.live = live; self.tenantScoped = tenantScoped; self.build = build
     }
 }
 
@@ -130,7 +132,10 @@ public enum ConsolePages {
         guard let t = r.tenant else { return ["no_tenant": true] }
         let window = ChartWindow(rawValue: r.query["window"] ?? "1h") ?? .hour
         let (from, to) = window.range(now: r.platform.now())
+        // Catalog models only (a rejection naming an unknown model has nothing to chart), as in the usage report.
+        let catalog = r.platform.catalog.current
         let models = try await r.dependencies.performance.performance(tenantID: t.id, from: from, to: to, bucketMs: window.bucketMs)
+            .filter { catalog.resolve($0.model) != nil }
         return [
             "window": window.rawValue,
             "windows": ChartWindow.allCases.map { ["id": $0.rawValue, "active": $0 == window] as [String: Any] },
@@ -167,19 +172,22 @@ public enum ConsolePages {
             "keys": keys.map { k -> [String: Any] in
                 let g = Grants.decode(k.grants)
                 let state = AdminJSON.keyState(k, now: now)
-                return ["id": k.id, "name": k.name, "prefix": APIKeyToken.prefix + k.id, "state": state,
+                var row: [String: Any] = ["id": k.id, "name": k.name, "prefix": APIKeyToken.prefix + k.id, "state": state,
                         "created": ConsoleFormat.time(k.createdAt), "expires": ConsoleFormat.time(k.expiresAt),
                         "last_used": ConsoleFormat.time(k.lastUsedAt),
                         "models": g.models.isEmpty ? "all" : g.models.joined(separator: ", "),
                         "endpoints": g.endpoints.isEmpty ? "all" : g.endpoints.joined(separator: ", "),
-                        "successor": k.successorID ?? "", "usable": state == "active"]
+                        "usable": state == "active"]
+                if let s = k.successorID { row["successor"] = s }  // absent, not "": an empty string is truthy in Mustache
+                return row
             },
             "endpoint_choices": Endpoint.all.map { ["name": $0.grantName] },
             "model_choices": r.platform.catalog.current.entries.map { ["id": $0.id] },
         ]
     }
 
-    static let lifecycle = ConsolePage(id: "lifecycle", path: "/console/lifecycle", title: "Model lifecycle", template: "lifecycle") { r in
+    static let lifecycle = ConsolePage(id: "lifecycle", path: "/console/lifecycle", title: "Model lifecycle", template: "lifecycle",
+                                       tenantScoped: false) { r in
         let report = LifecycleReport(catalog: r.platform.catalog.current, on: r.platform.clock.today)
         return [
             "date": report.day.description,
@@ -192,7 +200,7 @@ public enum ConsolePages {
     }
 
     static let backends = ConsolePage(id: "backends", path: "/console/backends", title: "Backends", template: "backends",
-                                      operatorOnly: true, live: true) { r in
+                                      operatorOnly: true, live: true, tenantScoped: false) { r in
         let report = r.platform.fleet.backendsReport()
         return [
             "policy": report["policy"]?.stringValue ?? "",

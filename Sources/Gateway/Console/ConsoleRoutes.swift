@@ -158,8 +158,11 @@ struct Console: Sendable {
     /// The values every page's header reads.
     func common(_ page: ConsolePage?, _ session: ConsoleSession, tenant: TenantRecord?, query: [String: String]) async throws -> [String: Any] {
         let tenants = session.tenantID == nil ? try await platform.storage.tenants().sorted { $0.name < $1.name } : []
+        // Sections render for any present value, even "": optional values are left out instead.
+        var optional: [String: Any] = [:]
+        if page?.tenantScoped ?? true, let name = tenant?.name { optional["heading_tenant"] = name }
         let tenantQuery = tenant.map { "?tenant=" + ($0.id.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? "") } ?? ""
-        return [
+        return optional.merging([
             "title": page?.title ?? "Console",
             "logged_in": true,
             "csrf": session.csrf,
@@ -175,7 +178,7 @@ struct Console: Sendable {
                 ["path": $0.path, "title": $0.title, "active": $0.id == page?.id] as [String: Any]
             },
             "now": ConsoleFormat.time(platform.now()),
-        ]
+        ]) { a, _ in a }
     }
 
     func render(_ page: ConsolePage, _ session: ConsoleSession, tenant: TenantRecord?, query: [String: String],
