@@ -100,7 +100,7 @@ import Testing
                 #expect(Self.text(r).contains(#"name="token""#))
                 #expect(r.headers[.contentSecurityPolicy]?.contains("script-src 'self'") == true)
                 #expect(r.headers[HTTPField.Name("X-Frame-Options")!] == "DENY")
-                #expect(r.headers[HTTPField.Name("Referrer-Policy")!] == "no-referrer")
+                #expect(r.headers[HTTPField.Name("Referrer-Policy")!] == "same-origin")
                 #expect(r.headers[.cacheControl] == "no-store")
             }
             let setCookie = try await client.execute(uri: "/console/login", method: .post, headers: Self.formHeaders,
@@ -191,6 +191,37 @@ import Testing
                 #expect(Self.text(r).contains("is revoked"))
             }
             #expect(try await h.platform.storage.key(id: h.acmeKey.id)?.revokedAt != nil)
+        }
+    }
+
+    @Test func postsFromAnotherSiteAreRefused() async throws {
+        try await withConsole { client, h in
+            var foreign = Self.formHeaders
+            foreign[.origin] = "https://evil.example"
+            // Login CSRF: another site cannot log the browser into its own account.
+            try await client.execute(uri: "/console/login", method: .post, headers: foreign, body: Self.form([("token", h.operatorToken)])) { r in
+                #expect(r.status == .forbidden)
+                #expect(r.headers[.setCookie] == nil)
+            }
+            let (cookie, csrf) = try await Self.login(client, token: h.acmeToken)
+            foreign[.cookie] = cookie
+            try await client.execute(uri: "/console/keys/\(h.acmeKey.id)/revoke", method: .post, headers: foreign, body: Self.form([("csrf", csrf)])) { r in
+                #expect(r.status == .forbidden)
+            }
+            #expect(try await h.platform.storage.key(id: h.acmeKey.id)?.revokedAt == nil)
+        }
+    }
+
+    @Test func backgroundRefreshesAreNotActivity() async throws {
+        try await withConsole({ $0.console.idleMinutes = 10 }) { client, h in
+            let (cookie, _) = try await Self.login(client, token: h.acmeToken)
+            // A page left open polls every few seconds; that alone does not keep the session alive.
+            for _ in 0..<3 {
+                h.clock.advance(byMs: 4 * 60_000)
+                try await client.execute(uri: "/console", method: .get, headers: [.cookie: cookie, HTTPField.Name("X-Console-Poll")!: "1"]) { r in
+                    if h.clock.now() - (Self.day + 3_600_000) < 10 * 60_000 { #expect(r.status == .ok) } else { #expect(r.status == .seeOther) }
+                }
+            }
         }
     }
 

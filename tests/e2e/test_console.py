@@ -379,6 +379,9 @@ def test_a_tenant_admin_never_sees_another_tenant(gw, world, tenant_browser):
         assert h.post(f"/console/keys/{b['key_id']}/rotate", data={"csrf": csrf}).status_code == 404
         assert h.post("/console/keys/create", data={"csrf": csrf, "tenant": b["id"], "name": "x"}).status_code == 404
         assert h.post(f"/console/keys/{a['key_id']}/revoke", data={"csrf": "wrong"}).status_code == 403
+        # The right token from another site's page: refused by Origin.
+        assert h.post(f"/console/keys/{a['key_id']}/revoke", data={"csrf": csrf},
+                      headers={"Origin": "http://evil.example"}).status_code == 403
         r = h.get("/console")
         assert r.status_code == 200
         assert "no-store" in r.headers["cache-control"] and r.headers["x-frame-options"] == "DENY"

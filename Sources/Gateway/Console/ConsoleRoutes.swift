@@ -49,7 +49,8 @@ struct Console: Sendable {
     static let securityHeaders: HTTPFields = [
         .contentSecurityPolicy: "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
         HTTPField.Name("X-Frame-Options")!: "DENY",
-        HTTPField.Name("Referrer-Policy")!: "no-referrer",
+        // same-origin, not no-referrer: with no-referrer a browser sends `Origin: null` on form POSTs.
+        HTTPField.Name("Referrer-Policy")!: "same-origin",
         HTTPField.Name("X-Content-Type-Options")!: "nosniff",
         .cacheControl: "no-store",
     ]
@@ -114,8 +115,11 @@ struct Console: Sendable {
     }
 
     /// The session of the request's cookie, if it is alive and its admin token is not revoked.
+    /// `console.js`'s refreshes (header `X-Console-Poll`) do not count as activity: a page left
+    /// open still expires after `console.idle_minutes`.
     func session(_ request: Request) async -> (id: String, session: ConsoleSession)? {
-        guard let id = Self.cookies(request)[Self.cookieName], !id.isEmpty, let s = sessions.resume(id) else { return nil }
+        let poll = request.headers[HTTPField.Name("X-Console-Poll")!] != nil
+        guard let id = Self.cookies(request)[Self.cookieName], !id.isEmpty, let s = sessions.resume(id, touch: !poll) else { return nil }
         guard let token = try? await platform.storage.adminToken(id: s.tokenID), token.revokedAt == nil else {
             sessions.end(id)
             return nil
@@ -142,6 +146,17 @@ struct Console: Sendable {
         guard let sent = form["csrf"]?.first, constantTimeEquals(sent, session.csrf) else {
             throw APIError(status: 403, message: "The form's security token is missing or stale. Reload the page and submit it again.",
                            type: "invalid_request_error", code: "csrf_failed")
+        }
+    }
+
+    /// A POST from another site is refused before anything else (login CSRF included): a browser
+    /// sends `Origin` with every form POST, and it must name this gateway as the client reached it.
+    func checkOrigin(_ request: Request) throws {
+        guard let origin = request.headers[.origin] else { return }
+        let host = origin.split(separator: "/", omittingEmptySubsequences: true).dropFirst().first.map(String.init)
+        guard let authority = request.head.authority, host == authority else {
+            throw APIError(status: 403, message: "This form was sent from another site (Origin \(origin.prefix(100))). Open the console at its own address and submit it there.",
+                           type: "invalid_request_error", code: "cross_origin_post")
         }
     }
 
@@ -225,6 +240,9 @@ func addConsoleRoutes(to router: Hummingbird.Router<GatewayContext>, platform: P
         return console.html("login", ["title": "Log in"])
     }
     router.post("/console/login") { request, context in
+        do { try console.checkOrigin(request) } catch let e as APIError {
+            return console.html("login", ["title": "Log in", "error": e.message], status: .forbidden)
+        }
         let ip = context.clientIP ?? "-"
         // The API's throttle, checked before the token: a blocked address learns nothing.
         if let wait = platform.throttle.retryAfter(ip, now: platform.now()) {
@@ -251,6 +269,7 @@ func addConsoleRoutes(to router: Hummingbird.Router<GatewayContext>, platform: P
         guard let found = await console.session(request) else { return console.redirect("/console/login") }
         let (id, session) = found
         return try await console.guarded(session: session) {
+            try console.checkOrigin(request)
             try console.checkCSRF(try await Console.form(request, context), session)
             console.sessions.end(id)
             console.audit(session, context, "console.logout", tenant: session.tenantID, target: nil)
@@ -276,6 +295,7 @@ func addConsoleRoutes(to router: Hummingbird.Router<GatewayContext>, platform: P
     router.post("/console/keys/create") { request, context in
         guard let session = await console.session(request)?.session else { return console.redirect("/console/login") }
         return try await console.guarded(session: session) {
+            try console.checkOrigin(request)
             let form = try await Console.form(request, context)
             try console.checkCSRF(form, session)
             guard let tenant = try await console.tenant(form["tenant"]?.first ?? session.tenantID, session, context) else {
@@ -300,6 +320,7 @@ func addConsoleRoutes(to router: Hummingbird.Router<GatewayContext>, platform: P
     router.post("/console/keys/{id}/rotate") { request, context in
         guard let session = await console.session(request)?.session else { return console.redirect("/console/login") }
         return try await console.guarded(session: session) {
+            try console.checkOrigin(request)
             let form = try await Console.form(request, context)
             try console.checkCSRF(form, session)
             let k = try await console.api.key(context.parameters.get("id") ?? "", for: session.principal, context)
@@ -326,6 +347,7 @@ func addConsoleRoutes(to router: Hummingbird.Router<GatewayContext>, platform: P
     router.post("/console/keys/{id}/revoke") { request, context in
         guard let session = await console.session(request)?.session else { return console.redirect("/console/login") }
         return try await console.guarded(session: session) {
+            try console.checkOrigin(request)
             let form = try await Console.form(request, context)
             try console.checkCSRF(form, session)
             let k = try await console.api.key(context.parameters.get("id") ?? "", for: session.principal, context)

@@ -60,9 +60,10 @@ public final class ConsoleSessions: Sendable {
         return (id, session)
     }
 
-    /// The session of a cookie value, touched (its idle time starts again); nil when unknown or
-    /// idle for longer than `idleMs` (then it is removed).
-    public func resume(_ id: String) -> ConsoleSession? {
+    /// The session of a cookie value, touched (its idle time starts again) unless `touch` is
+    /// false (a page's background refresh is not activity); nil when unknown or idle for longer
+    /// than `idleMs` (then it is removed).
+    public func resume(_ id: String, touch: Bool = true) -> ConsoleSession? {
         let key = Self.digest(id), t = now()
         return sessions.withLock { s in
             guard var session = s[key] else { return nil }
@@ -70,8 +71,10 @@ public final class ConsoleSessions: Sendable {
                 s.removeValue(forKey: key)
                 return nil
             }
-            session.lastSeenAt = t
-            s[key] = session
+            if touch {
+                session.lastSeenAt = t
+                s[key] = session
+            }
             return session
         }
     }
