@@ -73,7 +73,8 @@ let package = Package(
             .product(name: "Yams", package: "Yams"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Mustache", package: "swift-mustache"),
-        ], resources: [.copy("Resources/admin-openapi.yaml")], swiftSettings: v5),
+            .product(name: "Crypto", package: "swift-crypto"),
+        ], resources: [.copy("Resources/admin-openapi.yaml"), .copy("Resources/console")], swiftSettings: v5),
         .executableTarget(name: "llmaas", dependencies: [
             "Clocks", "Gateway", "EngineSim", "Catalog", "Storage", "Tenancy", "OpenAIWire", "Observability", "Shield", "Metering", "Quotas",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),

@@ -52,6 +52,8 @@ public struct GatewayConfig: Sendable {
     public var rollups = RollupConfig()
     /// Alert rules, their evaluation and the operator's webhook (`alerts:`).
     public var alerts = AlertsConfig()
+    /// The web console at /console.
+    public var console = ConsoleConfig()
 
     public init() {}
 
@@ -112,6 +114,19 @@ public struct GatewayConfig: Sendable {
             if let n = try server.int("linger_time_ms", min: 1) { config.connections.lingerTimeMs = Int64(n) }
             if let n = try server.int("max_connections_per_client", min: 0) { config.connections.maxConnectionsPerClient = n }
             try server.finish()
+        }
+        if var console = try r.mapping("console") {
+            if let b = try console.bool("enabled") { config.console.enabled = b }
+            if let n = try console.int("idle_minutes", min: 1) {
+                guard n <= 7 * 24 * 60 else { throw ConfigError(field: "console.idle_minutes", message: "must be at most 10080 (7 days)") }
+                config.console.idleMinutes = n
+            }
+            if let b = try console.bool("secure_cookies") { config.console.secureCookies = b }
+            if let n = try console.int("refresh_seconds", min: 1) {
+                guard n <= 3600 else { throw ConfigError(field: "console.refresh_seconds", message: "must be at most 3600") }
+                config.console.refreshSeconds = n
+            }
+            try console.finish()
         }
         if var testing = try r.mapping("testing") {
             if let b = try testing.bool("allow_simulator_fields") { config.allowSimulatorFields = b }
@@ -393,4 +408,19 @@ struct Reader {
             throw ConfigError(field: path + unknown, message: "unknown field (known here: \(used.sorted().joined(separator: ", ")))")
         }
     }
+}
+
+/// `console:` — the web console at `/console`.
+public struct ConsoleConfig: Sendable, Equatable {
+    /// Off: no `/console` route at all.
+    public var enabled = true
+    /// A session unused for this long is over (the platform's clock).
+    public var idleMinutes = 30
+    /// Mark the session cookie `Secure` even when the request did not arrive over TLS (a TLS
+    /// proxy that sends no `X-Forwarded-Proto`).
+    public var secureCookies = false
+    /// How often the live parts of a page are refreshed by its script.
+    public var refreshSeconds = 5
+
+    public init() {}
 }

@@ -59,6 +59,8 @@ public final class Platform: Sendable {
     /// Tenants, credit and keys: the service the admin API and the CLI share.
     public let administration: Administration
     public let shieldCounters = ShieldCounters()
+    /// Web console logins (in memory: a restart logs everyone out; replicas do not share them).
+    public let consoleSessions: ConsoleSessions
     /// Per connection: what to cancel when its client goes away (set by the connection guard).
     public let hangUps = HangUpRegistry()
     /// The one clock of the platform (issue 12): every module gets its time from here.
@@ -86,6 +88,7 @@ public final class Platform: Sendable {
                               headPath: (config.dataDir as NSString).appendingPathComponent("audit.head"))
         self.throttle = AuthThrottle(limit: config.authFailuresPerMinute, windowMs: 60_000)
         self.authFailures = AuthFailureAudit(audit: audit)
+        self.consoleSessions = ConsoleSessions(idleMs: Int64(config.console.idleMinutes) * 60_000, now: now)
         self.shield = PromptShield(config: config.shield)
         let catalog = try givenCatalog ?? CatalogFile.load(path: config.catalogPath)
         for b in config.backends {

@@ -44,5 +44,6 @@ public func buildRouter(_ platform: Platform) -> Hummingbird.Router<GatewayConte
     addLifecycleRoutes(to: router, platform: platform)
     addAlertRoutes(to: router, platform: platform)
     addStatusRoutes(to: router, platform: platform)
+    addConsoleRoutes(to: router, platform: platform)
     return router
 }

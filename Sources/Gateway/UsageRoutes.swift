@@ -26,15 +26,21 @@ public enum UsageReport {
     /// Settled (priced) rows are billed; a 200 without a price can only be a row older than the ledger columns.
     static func isBilled(_ r: RequestRecord) -> Bool { r.costNano != nil || r.status == 200 }
 
-    struct Totals {
-        var requests = 0, rejected = 0, input = 0, output = 0, reasoning = 0
-        var cost: Int64 = 0, energy: Int64 = 0
+    /// The sums of one group of ledger rows (or of all of them): what `/v1/usage` and the console show.
+    public struct Totals: Sendable, Equatable {
+        public var requests = 0, rejected = 0, input = 0, output = 0, reasoning = 0
+        /// The part of `input` from system/developer messages (the console shows it; the JSON does not).
+        public var system = 0
+        public var cost: Int64 = 0, energy: Int64 = 0
+
+        public init() {}
 
         mutating func add(_ r: RequestRecord) {
             if UsageReport.isBilled(r) { requests += 1 } else { rejected += 1 }
             input += r.promptTokens
             output += r.completionTokens
             reasoning += r.reasoningTokens ?? 0
+            system += r.systemTokens ?? 0
             cost += r.costNano ?? 0
             energy += r.energyMicroWh ?? 0
         }
@@ -52,6 +58,14 @@ public enum UsageReport {
 
     /// `catalogID` names a model's catalog id (aliases resolved), nil for a name the catalog does not know.
     public static func json(_ rows: [RequestRecord], groupBy: Grouping, catalogID: (String) -> String?) -> JSONValue {
+        let (groups, totals) = self.groups(rows, groupBy: groupBy, catalogID: catalogID)
+        let data = groups.map { $0.totals.json(group: (groupBy.rawValue, $0.key)) }
+        return .object([("object", "list"), ("group_by", .string(groupBy.rawValue)), ("data", .array(data)), ("totals", totals.json())])
+    }
+
+    /// The groups (sorted by key) and the totals of `rows`: the one computation behind `json`,
+    /// the table, the CSV and the console's pages.
+    public static func groups(_ rows: [RequestRecord], groupBy: Grouping, catalogID: (String) -> String?) -> (groups: [(key: String, totals: Totals)], totals: Totals) {
         var groups: [String: Totals] = [:]
         var totals = Totals()
         for r in rows {
@@ -71,8 +85,7 @@ public enum UsageReport {
             groups[key, default: Totals()].add(r)
             totals.add(r)
         }
-        let data = groups.sorted { $0.key < $1.key }.map { $0.value.json(group: (groupBy.rawValue, $0.key)) }
-        return .object([("object", "list"), ("group_by", .string(groupBy.rawValue)), ("data", .array(data)), ("totals", totals.json())])
+        return (groups.sorted { $0.key < $1.key }.map { (key: $0.key, totals: $0.value) }, totals)
     }
 
     public static func table(_ rows: [RequestRecord], groupBy: Grouping, catalogID: (String) -> String?) -> String {
@@ -114,6 +127,15 @@ public enum UsageReport {
     }
 }
 
+extension Platform {
+    /// The ledger rows of one tenant in `[from, to]`, after the pending rows are written: what
+    /// `/v1/usage`, the admin usage route and the console all read, so their numbers are equal.
+    public func usageRows(tenantID: String, from: Int64, to: Int64) async throws -> [RequestRecord] {
+        await requestLog.flush()
+        return try await storage.ledger(tenantID: tenantID, from: from, to: to)
+    }
+}
+
 func addUsageRoutes(to router: Hummingbird.Router<GatewayContext>, platform: Platform) {
     @Sendable func grouping(_ request: Request) throws(APIError) -> UsageReport.Grouping {
         let g = request.uri.queryParameters.get("group_by", as: String.self) ?? "model"
@@ -126,8 +148,7 @@ func addUsageRoutes(to router: Hummingbird.Router<GatewayContext>, platform: Pla
         let principal = try await platform.authenticate(request, context)
         let (from, to) = try UsageReport.range({ request.uri.queryParameters.get($0, as: String.self) }, now: platform.now())
         let g = try grouping(request)
-        await platform.requestLog.flush()
-        let rows = try await platform.storage.ledger(tenantID: principal.tenantID, from: from, to: to)
+        let rows = try await platform.usageRows(tenantID: principal.tenantID, from: from, to: to)
         let catalog = platform.catalog.current
         var out = UsageReport.json(rows, groupBy: g, catalogID: { catalog.resolve($0)?.id })
         let budget = await platform.billing.budget(principal.tenantID)
@@ -141,8 +162,7 @@ func addUsageRoutes(to router: Hummingbird.Router<GatewayContext>, platform: Pla
         let p = try await api.admin(request, context)
         let t = try await api.tenant(context.parameters.get("id") ?? "", for: p, context)
         let (from, to) = try UsageReport.range({ request.uri.queryParameters.get($0, as: String.self) }, now: platform.now())
-        await platform.requestLog.flush()
-        let rows = try await platform.storage.ledger(tenantID: t.id, from: from, to: to)
+        let rows = try await platform.usageRows(tenantID: t.id, from: from, to: to)
         let catalog = platform.catalog.current
         return jsonResponse(UsageReport.json(rows, groupBy: try grouping(request), catalogID: { catalog.resolve($0)?.id }))
     }
