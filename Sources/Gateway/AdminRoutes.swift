@@ -308,19 +308,12 @@ func addAdminRoutes(to router: Hummingbird.Router<GatewayContext>, platform: Pla
         api.audit(p, context, "key.grants.update", tenant: k.tenantID, target: k.id)
         return jsonResponse(api.keyJSON(updated))
     }
-    // Counters in Prometheus' text format (operator token): blocks and flags of the prompt shield by
-    // rule, rows written by the ledger and the audit log.
+    // The platform's metrics in Prometheus' text format (operator token): the same registry as
+    // `GET /metrics`, for an operator without the scrape token.
     admin.get("/metrics") { request, context in
         let p = try await api.admin(request, context)
         try api.operatorOnly(p, "read the platform's metrics")
-        var out = "# TYPE llmaas_shield_verdicts_total counter\n"
-        for (key, n) in platform.shieldCounters.snapshot.sorted(by: { $0.key < $1.key }) {
-            let parts = key.split(separator: ":", maxSplits: 1)
-            out += "llmaas_shield_verdicts_total{action=\"\(parts[0])\",rule=\"\(parts.count > 1 ? String(parts[1]) : "")\"} \(n)\n"
-        }
-        out += "# TYPE llmaas_ledger_rows_written_total counter\nllmaas_ledger_rows_written_total \(platform.requestLog.writtenCount)\n"
-        out += "# TYPE llmaas_audit_entries_written_total counter\nllmaas_audit_entries_written_total \(platform.audit.writtenCount)\n"
-        return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"], body: ResponseBody(byteBuffer: ByteBuffer(string: out)))
+        return platform.metricsResponse()
     }
     admin.get("/audit") { request, context in
         let p = try await api.admin(request, context)

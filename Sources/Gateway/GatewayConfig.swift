@@ -46,6 +46,8 @@ public struct GatewayConfig: Sendable {
     public var shield = ShieldConfig()
     /// How often the rotation job and the maintenance tasks run.
     public var maintenanceIntervalSeconds = 30
+    /// Metrics: recording on/off, how `/metrics` is protected or where it listens, the tenant label cap.
+    public var metrics = MetricsConfig()
 
     public init() {}
 
@@ -67,6 +69,9 @@ public struct GatewayConfig: Sendable {
             (config.host, config.port) = try parseListen(listen, field: "LLMAAS_LISTEN")
         }
         if let dir = environment["LLMAAS_DATA_DIR"], !dir.isEmpty { config.dataDir = dir }
+        if let token = environment["LLMAAS_METRICS_SCRAPE_TOKEN"], !token.isEmpty {
+            config.metrics.scrapeToken = try MetricsConfig.checkToken(token, field: "LLMAAS_METRICS_SCRAPE_TOKEN")
+        }
         return config
     }
 
@@ -222,6 +227,9 @@ public struct GatewayConfig: Sendable {
         if var maintenance = try r.mapping("maintenance") {
             if let n = try maintenance.int("interval_seconds", min: 1) { config.maintenanceIntervalSeconds = n }
             try maintenance.finish()
+        }
+        if var metrics = try r.mapping("metrics") {
+            try config.metrics.read(&metrics, mainPort: config.port)
         }
         if let list = try r.list("backends") {
             var names = Set<String>()
