@@ -3,8 +3,9 @@ import OpenAIWire
 
 /// What the fleet shows operators: `GET /admin/v1/backends` and the counters tests and benchmarks read.
 extension Fleet {
-    /// One backend's state for the metrics: whether it is up (its last probe answered, or, before
-    /// any probe, its breaker is not open), its breaker (0 closed, 1 half-open, 2 open), its load.
+    /// One backend's state for the metrics: whether it is up (its breaker, fed by the probes and the
+    /// requests' outcomes, is not open: the router may send it traffic), its breaker (0 closed,
+    /// 1 half-open, 2 open), its load.
     public struct BackendGauges: Sendable {
         public let name: String
         public let up: Bool
@@ -24,7 +25,7 @@ extension Fleet {
                 case .halfOpen: breaker = 1
                 case .open: breaker = 2
                 }
-                return BackendGauges(name: engines[i].name, up: b.lastProbeOK ?? (breaker != 2), breakerState: breaker, inFlight: b.inFlight)
+                return BackendGauges(name: engines[i].name, up: breaker != 2, breakerState: breaker, inFlight: b.inFlight)
             }
         }
     }
