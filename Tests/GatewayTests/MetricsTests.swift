@@ -242,6 +242,32 @@ import Testing
         }
     }
 
+    /// One slot, held by a request the engine never answers: the next one queues (depth 1 at the
+    /// scrape), then is served when the slot frees (one queue wait recorded).
+    @Test func queueDepthAndQueueWait() async throws {
+        try await gateway({ $0.backends[0].capacity = 1 }) { client, h in
+            func queued() -> Int { h.platform.fleet.backendsReport()["queued"]?.intValue ?? 0 }
+            let hold = Task {
+                try await client.execute(uri: "/v1/chat/completions", method: .post, headers: h.auth,
+                                         body: h.body(InferenceRouterTests.chat(extra: #","sim_fault":"hang""#))) { _ in }
+            }
+            for _ in 0..<1_200 where h.sim.currentStats.requests < 1 { try await Task.sleep(for: .milliseconds(50)) }
+            let waiting = Task { try await Self.chat(client, h) }
+            for _ in 0..<1_200 where queued() < 1 { try await Task.sleep(for: .milliseconds(50)) }
+            let during = try await Self.scrape(client)
+            #expect(Self.total(during, "llmaas_queue_depth", ["model": "smollm2:135m"]) == 1)
+            #expect(Self.total(during, "llmaas_backend_in_flight", ["backend": "sim0"]) == 1)
+            #expect(Self.total(during, "llmaas_queue_wait_seconds_count") == 0)
+            hold.cancel()
+            _ = await hold.result
+            _ = try await waiting.value
+            let after = try await Self.scrape(client)
+            #expect(Self.total(after, "llmaas_queue_depth", ["model": "smollm2:135m"]) == 0)
+            #expect(Self.total(after, "llmaas_queue_wait_seconds_count", ["model": "smollm2:135m"]) == 1)
+            #expect(Self.total(after, "gen_ai_server_request_duration_seconds_count", ["status_class": "2xx"]) == 1)
+        }
+    }
+
     @Test func theMetricsSectionIsParsedAndChecked() throws {
         let c = try GatewayConfig.parse("""
         listen: 127.0.0.1:8080
