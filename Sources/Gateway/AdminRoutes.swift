@@ -192,6 +192,11 @@ func mapTenancy(_ error: any Error) -> any Error {
 func addAdminRoutes(to router: Hummingbird.Router<GatewayContext>, platform: Platform) {
     let api = AdminAPI(platform: platform)
     let admin = router.group("/admin/v1")
+    // Hummingbird's HTTP metrics for the admin API (swift-metrics' global system: `GatewayServer.run`
+    // bootstraps it with the platform's factory; elsewhere a no-op). Not on the inference routes and
+    // /health: it turns every response body into a closure, so the head and the body leave in
+    // separate writes, on the hot path; inference has the GenAI metrics instead.
+    if platform.config.metrics.enabled { admin.add(middleware: MetricsMiddleware()) }
 
     // The document names the tiers this gateway is configured with (PATCH accepts exactly those).
     let openAPI: String? = Bundle.module.url(forResource: "admin-openapi", withExtension: "yaml")

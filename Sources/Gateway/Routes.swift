@@ -9,9 +9,6 @@ import OpenAIWire
 public func buildRouter(_ platform: Platform) -> Hummingbird.Router<GatewayContext> {
     let router = Hummingbird.Router(context: GatewayContext.self)
     router.add(middleware: RequestIDMiddleware(maxBodyBytes: platform.config.maxBodyBytes))
-    // HTTP-level metrics of every route (swift-metrics' global system: `GatewayServer.run`
-    // bootstraps it with the platform's factory; elsewhere it is a no-op).
-    if platform.config.metrics.enabled { router.add(middleware: MetricsMiddleware()) }
     let pipeline = CompletionPipeline(platform: platform)
 
     router.get("/health") { _, _ in jsonResponse(["status": "ok"]) }

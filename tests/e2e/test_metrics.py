@@ -107,15 +107,16 @@ backends:
     url: {yaml_quote(gw.sim_url)}
     models: {{ "sim-chat": "sim-chat" }}
 """)
-    process, key, _ = start_own_gateway(llmaas_bin, tmp, config, tmp / "data", port, [], "the metrics gateway")
+    process, key, admin_token = start_own_gateway(llmaas_bin, tmp, config, tmp / "data", port, [], "the metrics gateway")
     try:
-        yield f"http://127.0.0.1:{port}", f"http://127.0.0.1:{metrics_port}", key
+        yield f"http://127.0.0.1:{port}", f"http://127.0.0.1:{metrics_port}", key, admin_token
     finally:
         process.stop()
 
 
 def test_scrape_token_and_the_separate_listener(own):
-    url, metrics_url, key = own
+    url, metrics_url, key, admin_token = own
+    assert httpx.get(f"{url}/admin/v1/tenants", headers={"Authorization": f"Bearer {admin_token}"}, timeout=10).status_code == 200
     r = httpx.post(f"{url}/v1/chat/completions", headers={"Authorization": f"Bearer {key}"}, timeout=30,
                    json={"model": "sim-chat", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4})
     assert r.status_code == 200, r.text
@@ -132,7 +133,8 @@ def test_scrape_token_and_the_separate_listener(own):
     for text in (with_token.text, separate.text):
         samples = parse(text)
         assert total(samples, "gen_ai_server_request_duration_seconds_count", model="sim-chat", status_class="2xx") == 1
-        # Hummingbird's middleware records every route through the same registry (bootstrapped by `serve`).
-        assert any(n.startswith("http_server_request_duration") for n, _, _ in samples)
+        # Hummingbird's middleware records the admin API through the same registry (bootstrapped by `serve`).
+        assert any(n.startswith("http_server_request_duration") and l.get("http_route") == "/admin/v1/tenants"
+                   for n, l, _ in samples), [(n, l) for n, l, _ in samples if n.startswith(("http", "hb"))][:5]
     # The metrics listener serves nothing else.
     assert httpx.get(f"{metrics_url}/v1/models", timeout=10).status_code == 404
