@@ -16,6 +16,9 @@ public final class Fleet: Sendable {
     let logger: Logger
     let state: Mutex<RouterState>
     let waiters: WaitQueue
+    /// Told when a request that waited for a free backend leaves the queue (dispatched, timed out
+    /// or cancelled): its model and how long it waited.
+    let onQueueWait: (@Sendable (String, Duration) -> Void)?
 
     /// The one pooled HTTP client for all engines. A refused connection fails at once (no silent
     /// retry loop), so failover to another engine is immediate.
@@ -33,7 +36,8 @@ public final class Fleet: Sendable {
     let clock: any PlatformClock
 
     public init(configs: [BackendConfig], http: HTTPClient, logger: Logger, options: FleetOptions = FleetOptions(),
-                clock: any PlatformClock = SystemClock()) {
+                clock: any PlatformClock = SystemClock(), onQueueWait: (@Sendable (String, Duration) -> Void)? = nil) {
+        self.onQueueWait = onQueueWait
         self.engines = configs.map { Engine(config: $0, http: http, logger: logger, clock: clock) }
         self.logger = logger
         self.options = options
@@ -97,6 +101,8 @@ public final class Fleet: Sendable {
         var attempts = 0  // tries that may have reached an engine
         var lastError: EngineError?
         var seq: UInt64?
+        var queuedSince: ContinuousClock.Instant?
+        defer { if let queuedSince { onQueueWait?(model, ContinuousClock.now - queuedSince) } }
 
         while attempts < options.maxAttempts && tried.count < engines.count {
             let pick = state.withLock { s in s.select(fleet: self, model: model, hashes: hashes, exclude: tried, nowMs: clock.now(),
@@ -112,6 +118,7 @@ public final class Fleet: Sendable {
                 let retry = max(1, options.breakerCooldownMs / 1000)
                 throw .rejected(backend: "-", error: .unavailable("Every engine serving '\(model)' is failing its health checks. Retry in \(retry) s.", retryAfter: retry))
             case .saturated:
+                if queuedSince == nil { queuedSince = ContinuousClock.now }
                 let mySeq = seq ?? waiters.nextSeq()
                 seq = mySeq
                 let excluded = tried

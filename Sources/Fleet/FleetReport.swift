@@ -3,6 +3,36 @@ import OpenAIWire
 
 /// What the fleet shows operators: `GET /admin/v1/backends` and the counters tests and benchmarks read.
 extension Fleet {
+    /// One backend's state for the metrics: whether it is up (its breaker, fed by the probes and the
+    /// requests' outcomes, is not open: the router may send it traffic), its breaker (0 closed,
+    /// 1 half-open, 2 open), its load.
+    public struct BackendGauges: Sendable {
+        public let name: String
+        public let up: Bool
+        public let breakerState: Int
+        public let inFlight: Int
+    }
+
+    public func backendGauges() -> [BackendGauges] {
+        let now = clock.now()
+        return state.withLock { s in
+            engines.indices.map { i in
+                var b = s.backends[i]
+                b.breaker.tick(nowMs: now)
+                let breaker: Int
+                switch b.breaker.state {
+                case .closed: breaker = 0
+                case .halfOpen: breaker = 1
+                case .open: breaker = 2
+                }
+                return BackendGauges(name: engines[i].name, up: breaker != 2, breakerState: breaker, inFlight: b.inFlight)
+            }
+        }
+    }
+
+    /// Requests waiting in the gateway's queue, by catalog model.
+    public func queueDepths() -> [String: Int] { waiters.depths() }
+
     /// `GET /admin/v1/backends`: each backend's state, load, models and recent errors.
     public func backendsReport() -> JSONValue {
         let now = clock.now()

@@ -22,6 +22,10 @@ final class WaitQueue: Sendable {
 
     var count: Int { waiting.withLock { $0.count } }
 
+    func depths() -> [String: Int] {
+        waiting.withLock { list in list.reduce(into: [:]) { $0[$1.model, default: 0] += 1 } }
+    }
+
     /// Waits until woken (true) or the deadline passes (false). `ready` is checked under the
     /// queue's lock after registering, so a wake-up that raced the registration is not lost.
     func wait(model: String, priority: Int, seq: UInt64, deadlineMs: Int64, ready: @escaping @Sendable () -> Bool) async -> Bool {

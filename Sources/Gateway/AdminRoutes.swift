@@ -201,6 +201,11 @@ func mapTenancy(_ error: any Error) -> any Error {
 func addAdminRoutes(to router: Hummingbird.Router<GatewayContext>, platform: Platform) {
     let api = AdminAPI(platform: platform)
     let admin = router.group("/admin/v1")
+    // Hummingbird's HTTP metrics for the admin API (swift-metrics' global system: `GatewayServer.run`
+    // bootstraps it with the platform's factory; elsewhere a no-op). Not on the inference routes and
+    // /health: it turns every response body into a closure, so the head and the body leave in
+    // separate writes, on the hot path; inference has the GenAI metrics instead.
+    if platform.config.metrics.enabled { admin.add(middleware: MetricsMiddleware()) }
 
     // The document names the tiers this gateway is configured with (PATCH accepts exactly those).
     let openAPI: String? = Bundle.module.url(forResource: "admin-openapi", withExtension: "yaml")
@@ -317,19 +322,12 @@ func addAdminRoutes(to router: Hummingbird.Router<GatewayContext>, platform: Pla
         api.audit(p, context, "key.grants.update", tenant: k.tenantID, target: k.id)
         return jsonResponse(api.keyJSON(updated))
     }
-    // Counters in Prometheus' text format (operator token): blocks and flags of the prompt shield by
-    // rule, rows written by the ledger and the audit log.
+    // The platform's metrics in Prometheus' text format (operator token): the same registry as
+    // `GET /metrics`, for an operator without the scrape token.
     admin.get("/metrics") { request, context in
         let p = try await api.admin(request, context)
         try api.operatorOnly(p, "read the platform's metrics")
-        var out = "# TYPE llmaas_shield_verdicts_total counter\n"
-        for (key, n) in platform.shieldCounters.snapshot.sorted(by: { $0.key < $1.key }) {
-            let parts = key.split(separator: ":", maxSplits: 1)
-            out += "llmaas_shield_verdicts_total{action=\"\(parts[0])\",rule=\"\(parts.count > 1 ? String(parts[1]) : "")\"} \(n)\n"
-        }
-        out += "# TYPE llmaas_ledger_rows_written_total counter\nllmaas_ledger_rows_written_total \(platform.requestLog.writtenCount)\n"
-        out += "# TYPE llmaas_audit_entries_written_total counter\nllmaas_audit_entries_written_total \(platform.audit.writtenCount)\n"
-        return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"], body: ResponseBody(byteBuffer: ByteBuffer(string: out)))
+        return platform.metricsResponse()
     }
     admin.get("/audit") { request, context in
         let p = try await api.admin(request, context)

@@ -19,6 +19,8 @@ public final class Billing: Sendable {
     let defaultMaxTokens: Int
     let storage: Storage
     let now: @Sendable () -> Int64
+    /// Told of each refusal: its reason (the limit's name or the budget's refusal code) and tenant.
+    let onRefusal: @Sendable (String, String) -> Void
     /// Per tenant: the month's spend and the credit balance, loaded once, then kept up to date.
     private let budgets = Mutex<[String: BudgetState]>([:])
 
@@ -28,7 +30,9 @@ public final class Billing: Sendable {
         var balance: Int64
     }
 
-    public init(config: GatewayConfig, catalog: Catalog, storage: Storage, now: @escaping @Sendable () -> Int64) {
+    public init(config: GatewayConfig, catalog: Catalog, storage: Storage, now: @escaping @Sendable () -> Int64,
+                onRefusal: @escaping @Sendable (String, String) -> Void = { _, _ in }) {
+        self.onRefusal = onRefusal
         self.tiers = config.tiers
         self.limiter = RateLimiter(now: now)
         // Catalog prices from the beginning of time, then the configured changes at their dates.
@@ -58,6 +62,7 @@ public final class Billing: Sendable {
             var e = APIError.rateLimited(refusal.message, retryAfter: Int(((refusal.resetsAtMs ?? t + 3_600_000) - t + 999) / 1000),
                                          code: refusal.code.rawValue)
             e.headers += rateHeaders(p)
+            onRefusal(refusal.code.rawValue, p.tenantID)
             throw e
         }
         // The tenant's tier windows, and the key's own narrower ones when it has overrides.
@@ -73,6 +78,7 @@ public final class Billing: Sendable {
         case .failure(let refusal):
             var e = APIError.rateLimited(refusal.message, retryAfter: refusal.retryAfterSeconds)
             e.headers += rateHeaders(p)
+            onRefusal(refusal.limit.rawValue, p.tenantID)
             throw e
         }
     }

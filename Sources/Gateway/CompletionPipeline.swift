@@ -23,11 +23,14 @@ struct CompletionPipeline: Sendable {
         let principal = try await platform.authenticate(request, context)
         let keyHeaders = Self.keyHeaders(principal)
         let recorder = RequestRecorder(platform: platform, principal: principal, requestID: context.requestID,
-                                       clientIP: context.clientIP, userAgent: request.headers[.userAgent])
+                                       clientIP: context.clientIP, userAgent: request.headers[.userAgent], started: started)
 
         // 2. Parse (bounded body, strict JSON, typed checks naming the param).
         var record = RequestRecord(id: context.requestID, createdAt: createdAt, tenantID: principal.tenantID, keyID: principal.keyID,
                                    model: "", endpoint: endpoint.id, status: 0, outcome: "ok", latencyMs: 0)
+        // When the fleet was called: the engine's share of the time starts here (the metrics'
+        // gateway overhead is the rest).
+        var engineStart: ContinuousClock.Instant?
         do {
             guard principal.grants.allows(endpoint: endpoint.grantName) else {
                 throw APIError.permissionDenied("API key \(principal.keyID) may not use \(endpoint.path). Ask your administrator to grant the '\(endpoint.grantName)' endpoint.")
@@ -62,6 +65,7 @@ struct CompletionPipeline: Sendable {
 
             // 5–6. Route and forward.
             let engine: Engine, upstream: UpstreamResponse
+            engineStart = ContinuousClock.now
             do {
                 if inference.stream {
                     (engine, upstream) = try await forward(inference, entry: entry, tier: principal.tier)
@@ -76,6 +80,7 @@ struct CompletionPipeline: Sendable {
                 platform.billing.release(admission)
                 throw error
             }
+            let engineTime = engineStart.map { ContinuousClock.now - $0 }
             record.backend = engine.name
             let backend = BackendTag(engine: engine)
             var headers = keyHeaders
@@ -93,7 +98,7 @@ struct CompletionPipeline: Sendable {
                 json.set("usage", endpoint.spec.clientUsage(clientUsage))
                 record.status = 200
                 record.latencyMs = Self.ms(since: started)
-                await recorder.finish(record, durable: platform.config.durableLedger)
+                await recorder.finish(record, durable: platform.config.durableLedger, engine: engineTime)
                 headers[.xBackend] = backend.header
                 let answer = json.serialized()
                 // Request store: only for tenants that opted in; queued, encrypted off the request path.
@@ -110,7 +115,7 @@ struct CompletionPipeline: Sendable {
                 record.outcome = "client_closed"
                 record.errorCode = "client_closed_request"
                 record.latencyMs = Self.ms(since: started)
-                await recorder.finish(record, durable: false)
+                await recorder.finish(record, durable: false, engine: engineTime)
                 return errorResponse(.clientClosed)
             case .stream(let events):
                 // Request store (opted-in tenants): the assembled answer text, queued when the stream ends.
@@ -123,7 +128,8 @@ struct CompletionPipeline: Sendable {
                     }
                 }
                 let relay = StreamResponder(requestID: context.requestID, model: entry.id, endpoint: endpoint, backend: backend,
-                                            includeUsage: inference.includeUsage, started: started, record: record,
+                                            includeUsage: inference.includeUsage, started: started,
+                                            engineStart: engineStart ?? started, record: record,
                                             recorder: recorder, settler: settler, durable: platform.config.durableLedger,
                                             extraHeaders: headers, storeAnswer: storeAnswer)
                 return relay.response(events)
@@ -149,7 +155,7 @@ struct CompletionPipeline: Sendable {
             record.errorCode = apiError.code
             record.latencyMs = Self.ms(since: started)
             if record.model.isEmpty { record.model = "-" }
-            await recorder.finish(record, durable: false)
+            await recorder.finish(record, durable: false, engine: engineStart.map { ContinuousClock.now - $0 })
             var withHeaders = apiError
             withHeaders.headers += keyHeaders.map { ($0.name.rawName, $0.value) }
             if !withHeaders.headers.contains(where: { $0.0.hasPrefix("X-RateLimit") }) {
@@ -173,7 +179,7 @@ struct CompletionPipeline: Sendable {
         let mode = ShieldMode(rawValue: principal.shieldMode) ?? .enforce
         let verdict = platform.shield.inspect(ShieldInput(texts: texts, keyID: principal.keyID, now: Date(timeIntervalSince1970: Double(platform.now()) / 1000)), mode: mode)
         guard verdict.wouldBlock || !verdict.findings.isEmpty else { return }
-        platform.shieldCounters.count(verdict)
+        platform.metrics.shieldVerdict(blocked: verdict.blocked, rules: verdict.ruleIDs)
         if verdict.wouldBlock {
             recorder.audit(action: "prompt.\(verdict.blocked ? "blocked" : "flagged")", outcome: "layers=\(verdict.layers.map(\.rawValue).joined(separator: ",")) rules=\(verdict.ruleIDs.joined(separator: ","))",
                            model: inference.model, status: verdict.blocked ? 400 : nil)
@@ -252,6 +258,8 @@ struct RequestRecorder: Sendable {
     let requestID: String
     let clientIP: String?
     let userAgent: String?
+    /// When the request arrived (its metrics are timed from here to the end of `finish`).
+    let started: ContinuousClock.Instant
 
     func audit(action: String, outcome: String, model: String?, status: Int?) {
         platform.audit.record(AuditEvent(time: platform.now(), actor: "key:\(principal.keyID)", tenantID: principal.tenantID, action: action,
@@ -261,12 +269,15 @@ struct RequestRecorder: Sendable {
     /// Queues the ledger row (or, `durable`, waits for its group commit) and the audit entry.
     /// `durable`: both the ledger row and the audit entry are committed before this returns (an
     /// answered request never lacks either after a crash).
-    func finish(_ record: RequestRecord, durable: Bool) async {
+    /// `engine`: the time spent in the fleet (queue, engine, a stream until its last event), nil
+    /// when no engine was called; the rest is the gateway's overhead in the metrics.
+    func finish(_ record: RequestRecord, durable: Bool, engine: Duration? = nil) async {
         let event = AuditEvent(time: record.createdAt, actor: "key:\(principal.keyID)", tenantID: principal.tenantID,
                                action: "inference.\(record.endpoint)", target: record.backend, outcome: record.outcome,
                                requestID: requestID, clientIP: clientIP, userAgent: userAgent, model: record.model,
                                status: record.status, tokens: record.promptTokens + record.completionTokens)
         platform.audit.record(event)  // queued first: the ledger's group commit writes it too
         if durable { await platform.requestLog.appendAndWait(record) } else { platform.requestLog.append(record) }
+        platform.metrics.request(record, timing: GatewayMetrics.Timing(total: ContinuousClock.now - started, engine: engine))
     }
 }

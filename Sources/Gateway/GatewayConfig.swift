@@ -54,6 +54,8 @@ public struct GatewayConfig: Sendable {
     public var alerts = AlertsConfig()
     /// The web console at /console.
     public var console = ConsoleConfig()
+    /// Metrics: recording on/off, how `/metrics` is protected or where it listens, the tenant label cap.
+    public var metrics = MetricsConfig()
 
     public init() {}
 
@@ -82,6 +84,9 @@ public struct GatewayConfig: Sendable {
                 throw ConfigError(field: "LLMAAS_MASTER_KEY", message: "must be base64 of exactly 32 bytes (make one with: head -c 32 /dev/urandom | base64)")
             }
             config.requestStore.masterKey = Array(data)
+        }
+        if let token = environment["LLMAAS_METRICS_SCRAPE_TOKEN"], !token.isEmpty {
+            config.metrics.scrapeToken = try MetricsConfig.checkToken(token, field: "LLMAAS_METRICS_SCRAPE_TOKEN")
         }
         return config
     }
@@ -269,6 +274,9 @@ public struct GatewayConfig: Sendable {
         }
         try parseRollups(&r, into: &config)
         try parseAlerts(&r, into: &config)
+        if var metrics = try r.mapping("metrics") {
+            try config.metrics.read(&metrics, mainPort: config.port)
+        }
         if let list = try r.list("backends") {
             var names = Set<String>()
             for (i, item) in list.enumerated() {

@@ -19,9 +19,15 @@ public enum GatewayServer {
             await platform.shutdown()
             throw error
         }
+        // Hummingbird's MetricsMiddleware records through the global system: here (only) it is the platform's registry.
+        platform.metrics.bootstrapGlobalSystem()
+        var extra: [any Service] = []
+        if let metricsApp = metricsApplication(platform, onRunning: { port in
+            announce("Metrics on http://\(config.metrics.listen?.host ?? ""):\(port)/metrics")
+        }) { extra.append(metricsApp) }
         let app = application(platform, services: [EngineSupervisor(engines: platform.managedEngines), FleetHealth(platform: platform),
                                                    Maintenance(platform: platform), CatalogReloader(platform: platform), noticeService(platform),
-                                                   RollupService(platform: platform), AlertEvaluator(platform: platform)]) { port in
+                                                   RollupService(platform: platform), AlertEvaluator(platform: platform)] + extra) { port in
             announce("LLMaaS listening on http://\(config.host):\(port) (OpenAI base_url: http://\(config.host):\(port)/v1)")
         }
         do {

@@ -12,19 +12,6 @@ import Shield
 import Synchronization
 import Tenancy
 
-/// Findings and blocks of the prompt shield, counted by rule (exposed with the metrics).
-public final class ShieldCounters: Sendable {
-    private let counts = Mutex<[String: Int]>([:])
-
-    func count(_ verdict: ShieldVerdict) {
-        counts.withLock { c in
-            for rule in verdict.ruleIDs { c["\(verdict.blocked ? "blocked" : "flagged"):\(rule)", default: 0] += 1 }
-        }
-    }
-
-    public var snapshot: [String: Int] { counts.withLock { $0 } }
-}
-
 extension GatewayContext {
     /// The client's IP address as text (no port).
     var clientIP: String? { remoteAddress?.ipAddress }
@@ -58,9 +45,10 @@ public final class Platform: Sendable {
     public let billing: Billing
     /// Tenants, credit and keys: the service the admin API and the CLI share.
     public let administration: Administration
-    public let shieldCounters = ShieldCounters()
     /// Web console logins (in memory: a restart logs everyone out; replicas do not share them).
     public let consoleSessions: ConsoleSessions
+    /// Metrics (issue 13): this platform's own registry, exposed at `/metrics`.
+    public let metrics: GatewayMetrics
     /// Per connection: what to cancel when its client goes away (set by the connection guard).
     public let hangUps = HangUpRegistry()
     /// The one clock of the platform (issue 12): every module gets its time from here.
@@ -91,13 +79,19 @@ public final class Platform: Sendable {
         self.consoleSessions = ConsoleSessions(idleMs: Int64(config.console.idleMinutes) * 60_000, now: now)
         self.shield = PromptShield(config: config.shield)
         let catalog = try givenCatalog ?? CatalogFile.load(path: config.catalogPath)
+        let catalogStore = CatalogStore(catalog)
+        let metrics = GatewayMetrics(enabled: config.metrics.enabled, tenantLabelLimit: config.metrics.tenantLabelLimit,
+                                     knownModel: { catalogStore.current.resolve($0)?.id == $0 },
+                                     backends: config.backends.map(\.name), endpoints: Endpoint.all.map(\.id))
+        self.metrics = metrics
         for b in config.backends {
             for model in b.models.keys where catalog.resolve(model) == nil {
                 throw ConfigError(field: "backends[\(b.name)].models.\(model)", message: "'\(model)' is not in the catalog \(config.catalogPath)")
             }
         }
-        self.catalog = CatalogStore(catalog)
-        let billing = Billing(config: config, catalog: catalog, storage: storage, now: now)
+        self.catalog = catalogStore
+        let billing = Billing(config: config, catalog: catalog, storage: storage, now: now,
+                              onRefusal: { metrics.refusal(reason: $0, tenant: $1) })
         self.billing = billing
         self.administration = Administration(config: config, storage: storage, authority: authority, now: now,
                                              budgetChanged: { billing.invalidate(tenantID: $0) })
@@ -105,10 +99,12 @@ public final class Platform: Sendable {
         var webhookConfig = HTTPClient.Configuration(redirectConfiguration: .disallow)
         webhookConfig.timeout.connect = .seconds(3)
         self.webhookHTTP = HTTPClient(eventLoopGroupProvider: .singleton, configuration: webhookConfig)
-        self.fleet = Fleet(configs: config.backends, http: http, logger: logger, options: config.fleet, clock: clock)
+        self.fleet = Fleet(configs: config.backends, http: http, logger: logger, options: config.fleet, clock: clock,
+                           onQueueWait: { metrics.queueWait(model: $0, waited: $1) })
         // One group commit for both: every audit entry queued before a ledger batch is written with
         // it, before the requests waiting on that batch are answered.
-        self.requestLog = BatchWriter(name: "requests", logger: logger) { [storage, audit] rows in
+        self.requestLog = BatchWriter(name: "requests", logger: logger,
+                                      onCommit: { metrics.ledgerCommit(rows: $0, took: $1) }) { [storage, audit] rows in
             try await storage.insertRequests(rows)
             await audit.flush()
         }

@@ -39,6 +39,7 @@ public func buildRouter(_ platform: Platform) -> Hummingbird.Router<GatewayConte
     }
     addAdminRoutes(to: router, platform: platform)
     addRequestStoreRoutes(to: router, platform: platform)
+    addMetricsRoute(to: router, platform: platform)
     addUsageRoutes(to: router, platform: platform)
     addBackendRoutes(to: router, platform: platform)
     addLifecycleRoutes(to: router, platform: platform)

@@ -17,6 +17,8 @@ struct StreamResponder: Sendable {
     let backend: BackendTag
     let includeUsage: Bool
     let started: ContinuousClock.Instant
+    /// When the fleet was called: the engine's share lasts until the stream's last event.
+    let engineStart: ContinuousClock.Instant
     let record: RequestRecord
     let recorder: RequestRecorder
     let settler: Settler
@@ -41,6 +43,7 @@ struct StreamResponder: Sendable {
             var output = "", reasoning = ""
             var settled = false
             var created: JSONValue = .int(Int(record.createdAt / 1000))
+            var engineTime: Duration?
             func send(_ bytes: [UInt8]) async throws {
                 do { try await writer.write(ByteBuffer(bytes: bytes)) } catch { throw ClientGone() }
             }
@@ -76,19 +79,22 @@ struct StreamResponder: Sendable {
                         }
                     }
                 }
+                engineTime = ContinuousClock.now - engineStart
                 // The bill is committed before the last bytes: a delivered answer is never unbilled.
                 record.outcome = "ok"
                 record.latencyMs = CompletionPipeline.ms(since: started)
-                await recorder.finish(record, durable: durable)
+                await recorder.finish(record, durable: durable, engine: engineTime)
                 storeAnswer?(output)
                 try await send(SSE.done)
                 try? await writer.finish(nil)
                 return
             } catch is ClientGone {
+                engineTime = ContinuousClock.now - engineStart
                 events.cancel()
                 record.outcome = "client_closed"
                 record.status = 499
             } catch {
+                engineTime = ContinuousClock.now - engineStart
                 let engineError = error as? EngineError ?? .streamCut(backend: backend.machineName, detail: "\(error)")
                 record.outcome = engineError.outcome
                 record.errorCode = engineError.apiError.code
@@ -98,7 +104,7 @@ struct StreamResponder: Sendable {
             // Cut or abandoned: bill what was produced (estimated from the text relayed).
             if !settled { _ = await settler.settle(&record, engineUsage: nil, output: output, reasoning: reasoning) }
             record.latencyMs = CompletionPipeline.ms(since: started)
-            await recorder.finish(record, durable: false)
+            await recorder.finish(record, durable: false, engine: engineTime)
             storeAnswer?(output)
             try? await writer.finish(nil)
         })

@@ -16,6 +16,8 @@ public final class BatchWriter<Row: Sendable>: Service, Sendable {
     let maxBatch: Int
     let write: @Sendable ([Row]) async throws -> Void
     let logger: Logger
+    /// Told after each committed batch: its rows and how long the write took.
+    let onCommit: (@Sendable (Int, Duration) -> Void)?
     private let state = Mutex(State())
     private let written = Atomic<Int>(0)
 
@@ -25,7 +27,9 @@ public final class BatchWriter<Row: Sendable>: Service, Sendable {
     }
 
     public init(name: String, interval: Duration = .milliseconds(100), maxBatch: Int = 1000, logger: Logger,
+                onCommit: (@Sendable (Int, Duration) -> Void)? = nil,
                 write: @escaping @Sendable ([Row]) async throws -> Void) {
+        self.onCommit = onCommit
         self.name = name
         self.interval = interval
         self.maxBatch = maxBatch
@@ -83,7 +87,9 @@ public final class BatchWriter<Row: Sendable>: Service, Sendable {
             }
             if batch.isEmpty { return }
             do {
+                let started = ContinuousClock.now
                 try await write(batch.map(\.0))
+                onCommit?(batch.count, ContinuousClock.now - started)
                 written.add(batch.count, ordering: .relaxed)
                 for (_, c) in batch { c?.resume() }
                 failures = 0
