@@ -68,7 +68,9 @@ extension ConsolePages {
         let (all, tenantID) = alertScope(r)
         if !all && tenantID == nil { return ["no_tenant": true] }
         let query = try requestQuery(r.query, tenantID: tenantID)
-        await r.platform.requestLog.flush()  // a request just answered is listed at once
+        // A request just answered is listed at once, with its body column right.
+        await r.platform.requestLog.flush()
+        await r.platform.requestStore.flush()
         let page = try await r.platform.requestBrowser.list(query, scope: r.session.tenantID)
         let tenants = try await r.platform.storage.tenants().sorted { $0.name < $1.name }
         let names = Dictionary(tenants.map { ($0.id, $0.name) }, uniquingKeysWith: { a, _ in a })
