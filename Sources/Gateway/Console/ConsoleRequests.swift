@@ -61,6 +61,7 @@ extension ConsolePages {
                                   "ttft": r.ttftMs.map(String.init) ?? "–", "backend": r.backend ?? "–",
                                   "cost_eur": ConsoleFormat.euros(r.costNano ?? 0), "body_stored": stored ? "stored" : "–"]
         if let c = r.errorCode { row["error_code"] = c }
+        if r.ttftMs != nil { row["has_ttft"] = true }
         return row
     }
 
