@@ -366,6 +366,14 @@ extension Storage {
         return out
     }
 
+    /// The oldest minute with ledger rows not yet rolled up (nil: the rollups hold every ledger
+    /// row). Every minute before it is final in the rollups (minute and hour rows): a reader merges
+    /// rollups before it with ledger rows from it (the console's charts).
+    public func oldestUnrolledMinute() async throws -> Int64? {
+        try await db.select().column(SQLFunction("MIN", args: SQLColumn("bucket_start")), as: "m").from("rollup_dirty")
+            .first(decodingColumn: "m", as: Int64?.self) ?? nil
+    }
+
     /// Minutes with ledger rows not yet rolled up (what the next passes will do).
     public func rollupBacklog() async throws -> Int {
         try await db.select().column(SQLFunction("COUNT", args: SQLLiteral.all), as: "n").from("rollup_dirty")

@@ -341,6 +341,12 @@ limits:
 # tenancy tests receive webhooks on a loopback port. Neither is allowed by default.
 testing:
   allow_simulator_fields: true
+# Rollups every second (a minute is rolled up as soon as it ended) and alerts evaluated every
+# second over 20 s: the console tests see charts from the rollups and an incident without long waits.
+rollups: {{ interval_seconds: 1, lag_seconds: 0 }}
+alerts:
+  evaluation_interval_seconds: 1
+  window_seconds: 20
 security:
   webhook_allow_http: true
   webhook_allowed_networks: ["127.0.0.1/32"]

@@ -19,7 +19,7 @@ import httpx
 import openai
 import pytest
 from selenium import webdriver
-from selenium.common.exceptions import WebDriverException
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
@@ -75,12 +75,25 @@ def submit(driver, button) -> None:
     WebDriverWait(driver, WAIT_S).until(staleness_of(old))
 
 
+def unswapped(read):
+    """Runs `read` again when console.js swapped the live part of the page under it (the elements
+    it had found are then stale): a read of a live page sees one version of it."""
+    for _ in range(20):
+        try:
+            return read()
+        except StaleElementReferenceException:
+            continue
+    return read()
+
+
 def text(driver, css: str) -> str:
-    found = driver.find_elements(By.CSS_SELECTOR, css)
-    if not found:
-        body = driver.find_element(By.TAG_NAME, "body").text if driver.find_elements(By.TAG_NAME, "body") else driver.page_source
-        pytest.fail(f"no {css} on {driver.current_url}; the page says:\n{body[:2000]}")
-    return found[0].text.strip()
+    def read():
+        found = driver.find_elements(By.CSS_SELECTOR, css)
+        if not found:
+            body = driver.find_element(By.TAG_NAME, "body").text if driver.find_elements(By.TAG_NAME, "body") else driver.page_source
+            pytest.fail(f"no {css} on {driver.current_url}; the page says:\n{body[:2000]}")
+        return found[0].text.strip()
+    return unswapped(read)
 
 
 def login(driver, gw, token: str) -> None:
@@ -232,8 +245,21 @@ def test_usage_page_per_model_and_per_key_equal_v1_usage(gw, world, tenant_brows
     shot(d, "usage")
 
 
+def rolled_up(gw, tenant_id: str, model: str) -> int:
+    """Requests of a tenant's model in the minute rollups (what the rollup pass wrote)."""
+    with sqlite3.connect(f"file:{gw.db_path}?mode=ro", uri=True, timeout=30) as conn:
+        return conn.execute("SELECT COALESCE(SUM(requests), 0) FROM rollups WHERE resolution = 60000 AND tenant_id = ? AND model = ?",
+                            (tenant_id, model)).fetchone()[0]
+
+
 def test_charts_per_model_over_each_window(gw, world, tenant_browser):
     d = tenant_browser
+    # The charts read the rollups (the minutes not rolled up yet come from the ledger): wait until
+    # the rollup pass (every second, config in conftest) has rolled up all of this tenant's traffic,
+    # so the counts below are the rollups' own.
+    ledger = len(gw.request_rows("tenant_id = ? AND model = 'sim-chat'", (world["a"]["id"],)))
+    wait_until(lambda: rolled_up(gw, world["a"]["id"], "sim-chat") == ledger, timeout=150,
+               message=lambda: f"the rollups to hold the {ledger} ledger rows (have {rolled_up(gw, world['a']['id'], 'sim-chat')})")
     for window in ("1h", "24h", "7d"):
         d.get(f"{gw.url}/console/charts?window={window}")
         models = [s.get_attribute("data-model") for s in d.find_elements(By.CSS_SELECTOR, "section.model")]
@@ -346,7 +372,7 @@ def test_a_tenant_admin_never_sees_another_tenant(gw, world, tenant_browser):
     """Every page and every form, with the other tenant's ids: 404, none of its data, nothing changed."""
     d = tenant_browser
     a, b = world["a"], world["b"]
-    for path in ("/console", "/console/usage", "/console/charts", "/console/keys", "/console/lifecycle", "/console/backends"):
+    for path in ("/console", "/console/usage", "/console/charts", "/console/alerts", "/console/requests", "/console/keys", "/console/lifecycle", "/console/backends"):
         d.get(f"{gw.url}{path}?tenant={b['id']}")
         assert "does not exist" in text(d, "#error-message"), path
         assert b["name"] not in d.page_source and b["key_id"] not in d.page_source
@@ -373,11 +399,21 @@ def test_a_tenant_admin_never_sees_another_tenant(gw, world, tenant_browser):
     cookie = d.get_cookie("llmaas_console")["value"]
     csrf = d.find_element(By.CSS_SELECTOR, "input[name=csrf]").get_attribute("value")
     with httpx.Client(base_url=gw.url, cookies={"llmaas_console": cookie}, timeout=30, follow_redirects=False) as h:
-        for path in ("/console", "/console/usage", "/console/charts", "/console/keys", "/console/lifecycle", "/console/backends"):
+        for path in ("/console", "/console/usage", "/console/charts", "/console/alerts", "/console/requests", "/console/keys", "/console/lifecycle", "/console/backends"):
             assert h.get(path, params={"tenant": b["id"]}).status_code == 404, path
         assert h.post(f"/console/keys/{b['key_id']}/revoke", data={"csrf": csrf}).status_code == 404
         assert h.post(f"/console/keys/{b['key_id']}/rotate", data={"csrf": csrf}).status_code == 404
         assert h.post("/console/keys/create", data={"csrf": csrf, "tenant": b["id"], "name": "x"}).status_code == 404
+        # The other tenant's request: 404, and filtering by its id or key shows nothing.
+        b_request = gw.request_rows("tenant_id = ?", (b["id"],))[0]["id"]
+        r = h.get(f"/console/requests/{b_request}")
+        assert r.status_code == 404 and "hello" not in r.text
+        for params in ({"request_id": b_request}, {"key": b["key_id"]}):
+            r = h.get("/console/requests", params=params)
+            assert r.status_code == 200 and f'data-request="{b_request}"' not in r.text and 'id="no-requests"' in r.text
+        assert h.post("/console/requests/shred", data={"csrf": csrf, "tenant": b["id"], "confirm": "yes"}).status_code == 404
+        assert h.post("/console/requests/settings", data={"csrf": csrf, "tenant": b["id"], "store_bodies": "on"}).status_code == 404
+        assert h.post("/console/alerts/rules", data={"csrf": csrf, "tenant": b["id"], "kind": "error_rate", "threshold": "1"}).status_code == 404
         assert h.post(f"/console/keys/{a['key_id']}/revoke", data={"csrf": "wrong"}).status_code == 403
         # The right token from another site's page: refused by Origin.
         assert h.post(f"/console/keys/{a['key_id']}/revoke", data={"csrf": csrf},
@@ -415,3 +451,101 @@ def test_works_without_javascript(gw, world):
         assert d.current_url.endswith("/console/login"), "logged out: back to the form"
     finally:
         d.quit()
+
+
+def test_alerts_page_shows_an_incident(gw, world, tenant_browser, operator_browser):
+    """A tenant admin creates a rule with the form (5xx rate of down-model above 0 % for one period),
+    a request to the dead backend fires it (alerts evaluated every second, conftest), and the page
+    lists the active incident; the operator sees it among every tenant's."""
+    d = tenant_browser
+    d.get(f"{gw.url}/console/alerts")
+    # A refused rule: the API's message on the page, nothing created.
+    Select(d.find_element(By.ID, "rule-kind")).select_by_value("latency_p95")
+    submit(d, d.find_element(By.ID, "create-rule-submit"))
+    assert "Invalid 'threshold'" in text(d, "#form-error")
+    assert not d.find_elements(By.CSS_SELECTOR, "#rules tr[data-rule]")
+    d.find_element(By.ID, "rule-name").send_keys("down-model errors")
+    Select(d.find_element(By.ID, "rule-kind")).select_by_value("error_rate")
+    d.find_element(By.ID, "rule-model").send_keys("down-model")
+    d.find_element(By.ID, "rule-threshold").send_keys("0")
+    d.find_element(By.ID, "rule-periods").send_keys("1")
+    submit(d, d.find_element(By.ID, "create-rule-submit"))
+    assert "is created" in text(d, "#notice")
+    rule_id = unswapped(lambda: d.find_element(By.CSS_SELECTOR, "#rules tr[data-rule]").get_attribute("data-rule"))
+    with pytest.raises(openai.APIStatusError) as e:
+        world["openai_a"].chat.completions.create(model="down-model", messages=MSG, max_tokens=4, timeout=30)
+    assert e.value.status_code in (502, 503)
+
+    def incident():
+        d.get(f"{gw.url}/console/alerts")
+        rows = unswapped(lambda: [(r.get_attribute("data-incident"), r.text) for r in
+                                  d.find_elements(By.CSS_SELECTOR, "#active-incidents tr[data-incident]")])
+        return rows[0] if rows else None
+
+    incident_id, row_text = wait_until(incident, message="the incident on the alerts page")
+    assert "5xx error rate of model down-model is 100 %" in row_text
+    assert unswapped(lambda: d.find_element(By.CSS_SELECTOR, f"#incident-history tr[data-incident='{incident_id}']")
+                     .get_attribute("data-state")) == "active"
+    shot(d, "alerts")
+    d.get(f"{gw.url}/console/alerts/incidents/{incident_id}")
+    assert text(d, "#incident-state") in ("active", "resolved")
+    # The operator: every tenant's incidents by default.
+    o = operator_browser
+    o.get(f"{gw.url}/console/alerts")
+    assert o.find_elements(By.CSS_SELECTOR, f"#incident-history tr[data-incident='{incident_id}']")
+    assert o.find_elements(By.CSS_SELECTOR, f"#rules tr[data-rule='{rule_id}']")
+    # Deleted with its form: gone from the list.
+    d.get(f"{gw.url}/console/alerts")
+    unswapped(lambda: submit(d, d.find_element(By.CSS_SELECTOR, f"#rules tr[data-rule='{rule_id}'] button.delete-rule")))
+    assert "is deleted" in text(d, "#notice")
+    assert not d.find_elements(By.CSS_SELECTOR, f"#rules tr[data-rule='{rule_id}']")
+
+
+def test_request_store_lists_shows_bodies_and_shreds(gw, world, tenant_browser):
+    d = tenant_browser
+    a = world["a"]
+    # Every request of the tenant (made through the openai SDK) is listed, newest first, as in the ledger.
+    d.get(f"{gw.url}/console/requests?limit=500")
+    listed = [r.get_attribute("data-request") for r in d.find_elements(By.CSS_SELECTOR, "#requests tr[data-request]")]
+    ledger = [r["id"] for r in gw.request_rows("tenant_id = ? ORDER BY created_at DESC, id DESC", (a["id"],))]
+    assert listed == ledger and len(listed) >= 9
+    assert world["b"]["key_id"] not in d.page_source
+    # The filters: by model.
+    d.find_element(By.ID, "filter-model").send_keys("smollm2:135m")
+    submit(d, d.find_element(By.ID, "filter-submit"))
+    models = {r.find_elements(By.TAG_NAME, "td")[2].text for r in d.find_elements(By.CSS_SELECTOR, "#requests tr[data-request]")}
+    assert models == {"smollm2:135m"}
+
+    # Opt in (the tenant admin's own setting), then a request through the SDK.
+    d.get(f"{gw.url}/console/requests")
+    box = d.find_element(By.ID, "store-bodies")
+    assert not box.is_selected(), "body storage is off by default"
+    box.click()
+    d.find_element(By.ID, "retention-days").send_keys("3")
+    submit(d, d.find_element(By.ID, "store-settings-submit"))
+    assert "are stored from now on" in text(d, "#notice")
+    prompt = f"console <b>store</b> check {uuid.uuid4().hex[:8]}"
+    raw = world["openai_a"].chat.completions.with_raw_response.create(
+        model="sim-chat", messages=[{"role": "user", "content": prompt}], max_tokens=12)
+    request_id = raw.headers["x-request-id"]
+    answer = raw.parse().choices[0].message.content
+    d.get(f"{gw.url}/console/requests")
+    row = d.find_element(By.CSS_SELECTOR, f"#requests tr[data-request='{request_id}']")
+    assert row.find_element(By.CSS_SELECTOR, "td.body-state").text == "stored"
+    shot(d, "requests")
+    submit(d, row.find_element(By.CSS_SELECTOR, f"a[href='/console/requests/{request_id}']"))
+    assert text(d, "#body-state") == "available"
+    # Shown as text (escaped), never as markup.
+    assert prompt in text(d, "#prompt")
+    assert not d.find_elements(By.CSS_SELECTOR, "#prompt b")
+    assert answer and answer in text(d, "#response")
+    shot(d, "request-detail")
+    # The shred: a confirmation first, then the bodies are gone; the ledger row stays.
+    d.get(f"{gw.url}/console/requests")
+    submit(d, d.find_element(By.ID, "shred-submit"))
+    submit(d, d.find_element(By.ID, "shred-confirm-submit"))
+    assert "data keys destroyed" in text(d, "#notice")
+    d.get(f"{gw.url}/console/requests/{request_id}")
+    assert text(d, "#body-state") == "shredded"
+    assert prompt not in d.page_source
+    assert text(d, "#request-status").startswith("200")

@@ -21,13 +21,64 @@ public struct ModelPerformance: Sendable, Equatable {
     public var buckets: [PerformanceBucket]
 }
 
-/// Where the console's latency / TTFT / throughput charts come from. Today: the usage ledger
-/// (``LedgerPerformanceSource``); the per-minute rollups can replace it by conforming to this
-/// protocol and being handed to ``ConsoleDependencies``.
+/// Where the console's latency / TTFT / throughput charts come from: the per-minute and per-hour
+/// rollups (``RollupPerformanceSource``, the default), or the raw ledger rows
+/// (``LedgerPerformanceSource``, exact percentiles, for tests and comparisons).
 public protocol PerformanceSource: Sendable {
     /// Per model, buckets of `bucketMs` covering `[from, to)` (every bucket present, empty ones
     /// with nil values); `tenantID` nil = every tenant (operators only).
     func performance(tenantID: String?, from: Int64, to: Int64, bucketMs: Int64) async throws -> [ModelPerformance]
+}
+
+/// Performance from the rollups (issue 13 item 2): minute rows for the 1 h and 24 h windows, hour
+/// rows for whole hours of the 7 d window. The minutes the rollup pass has not reached yet (the
+/// current one, the last `rollups.lag_seconds`, a minute a late ledger row made dirty again) are
+/// read from the ledger and folded in with the same ``RollupStats`` arithmetic, so a chart is
+/// live and counts every request exactly once. Percentiles come from the rollups' histograms
+/// (every answered request, errors included); tokens/s is output tokens over generation time.
+/// The 24 h window reads minute rows: with `rollups.minute_retention_hours` under 24 its older
+/// part is empty.
+public struct RollupPerformanceSource: PerformanceSource {
+    let storage: Storage
+    /// Writes the request log's buffered rows (a request just answered is charted at once).
+    let flush: @Sendable () async -> Void
+
+    public init(storage: Storage, flush: @escaping @Sendable () async -> Void) {
+        self.storage = storage
+        self.flush = flush
+    }
+
+    public func performance(tenantID: String?, from: Int64, to: Int64, bucketMs: Int64) async throws -> [ModelPerformance] {
+        await flush()
+        // Every minute before `boundary` is final in the rollups; from it on, the ledger.
+        let boundary = min(to, max(from, try await storage.oldestUnrolledMinute() ?? to))
+        let count = Int(max(1, (to - from + bucketMs - 1) / bucketMs))
+        var byModel: [String: [RollupStats]] = [:]
+        func add(_ model: String, _ at: Int64, _ stats: RollupStats) {
+            guard at >= from && at < to else { return }
+            byModel[model, default: Array(repeating: RollupStats(), count: count)][Int((at - from) / bucketMs)].merge(stats)
+        }
+        let filter = RollupFilter(tenantID: tenantID)
+        var minuteFrom = from
+        if bucketMs % RollupResolution.hour.ms == 0 && from % RollupResolution.hour.ms == 0 {
+            let hoursEnd = RollupResolution.hour.bucket(boundary)
+            for r in try await storage.rollupRows(resolution: .hour, from: from, to: hoursEnd, filter: filter) { add(r.model, r.bucketStart, r.stats) }
+            minuteFrom = max(from, hoursEnd)
+        }
+        for r in try await storage.rollupRows(resolution: .minute, from: minuteFrom, to: boundary, filter: filter) { add(r.model, r.bucketStart, r.stats) }
+        for record in try await storage.ledger(tenantID: tenantID, from: boundary, to: to) {
+            var s = RollupStats()
+            s.add(record)
+            add(record.model, record.createdAt, s)
+        }
+        return byModel.keys.sorted().map { model in
+            ModelPerformance(model: model, buckets: byModel[model]!.enumerated().map { i, s in
+                PerformanceBucket(start: from + Int64(i) * bucketMs, requests: s.requests, errors: s.errors4xx + s.errors5xx,
+                                  latencyP50: s.latencyP50, latencyP95: s.latencyP95, ttftP50: s.ttftP50, ttftP95: s.ttftP95,
+                                  tokensPerSecond: s.tokensPerSecond, outputTokens: s.outputTokens)
+            })
+        }
+    }
 }
 
 /// Performance computed from the ledger rows (exact percentiles; fine for the console's windows

@@ -76,7 +76,7 @@ enum ConsoleFormat {
 
 public enum ConsolePages {
     /// Every page, in navigation order.
-    public static let all: [ConsolePage] = [overview, usage, charts, keys, lifecycle, backends]
+    public static let all: [ConsolePage] = [overview, usage, charts, alerts, requests, keys, lifecycle, backends]
 
     /// Month to date (UTC) by default, or the query's `from`/`to` exactly as `/v1/usage` reads them.
     static func usageWindow(_ r: ConsoleRequest) throws -> (from: Int64, to: Int64, label: String) {

@@ -212,16 +212,13 @@ struct Console: Sendable {
 }
 
 /// Registers `/console` on the router. `extraPages` are added after the built-in ones (how the
-/// alerts and request-store pages plug in); `performance` feeds the charts (default: the ledger).
+/// alerts and request-store pages plug in); `performance` feeds the charts (default: the rollups).
 func addConsoleRoutes(to router: Hummingbird.Router<GatewayContext>, platform: Platform,
                       extraPages: [ConsolePage] = [], performance: (any PerformanceSource)? = nil) {
     guard platform.config.console.enabled else { return }
     let (library, files) = Console.loadResources()
     let storage = platform.storage, log = platform.requestLog
-    let source = performance ?? LedgerPerformanceSource { tenantID, from, to in
-        await log.flush()
-        return try await storage.ledger(tenantID: tenantID, from: from, to: to)
-    }
+    let source = performance ?? RollupPerformanceSource(storage: storage, flush: { await log.flush() })
     let console = Console(platform: platform, library: library, pages: ConsolePages.all + extraPages,
                           dependencies: ConsoleDependencies(performance: source), api: AdminAPI(platform: platform))
 
@@ -289,6 +286,9 @@ func addConsoleRoutes(to router: Hummingbird.Router<GatewayContext>, platform: P
             }
         }
     }
+
+    addConsoleAlertRoutes(to: router, console: console)
+    addConsoleRequestRoutes(to: router, console: console)
 
     // Key forms: the key (or the tenant) must be in the session's scope, else 404 and nothing changes.
     let keysPage = ConsolePages.keys

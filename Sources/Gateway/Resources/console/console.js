@@ -7,7 +7,14 @@
   var main = document.querySelector("main[data-live]");
   if (!main) { return; }
   var seconds = parseInt(main.getAttribute("data-live"), 10) || 5;
+  // A form being filled in (the alerts page's rule form) is never swapped away: once the user
+  // types or picks something, or while a form field has the focus, the page stops refreshing.
+  var editing = false;
+  main.addEventListener("input", function () { editing = true; });
+  main.addEventListener("change", function () { editing = true; });
   function refresh() {
+    var focused = document.activeElement;
+    if (editing || (focused && focused.form && main.contains(focused))) { return; }
     fetch(window.location.href, { credentials: "same-origin", headers: { "Accept": "text/html", "X-Console-Poll": "1" }, redirect: "manual" })
       .then(function (r) {
         if (r.type === "opaqueredirect" || r.status === 303) { window.location.href = "/console/login"; return null; }
