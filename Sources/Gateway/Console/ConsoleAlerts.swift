@@ -109,86 +109,75 @@ func addConsoleAlertRoutes(to router: Hummingbird.Router<GatewayContext>, consol
         }
     }
 
-    router.post("/console/alerts/rules") { request, context in
-        guard let session = await console.session(request)?.session else { return console.redirect("/console/login") }
-        return try await console.guarded(session: session) {
-            try console.checkOrigin(request)
-            let form = try await Console.form(request, context)
-            try console.checkCSRF(form, session)
-            func field(_ name: String) -> String? {
-                guard let v = form[name]?.first?.trimmingCharacters(in: .whitespacesAndNewlines), !v.isEmpty else { return nil }
-                return v
+    console.postForm(router, "/console/alerts/rules") { request, context, session, form in
+        func field(_ name: String) -> String? {
+            guard let v = form[name]?.first?.trimmingCharacters(in: .whitespacesAndNewlines), !v.isEmpty else { return nil }
+            return v
+        }
+        // The tenant: a tenant admin's own (another id → 404); the operator's pick, or none (global).
+        var tenantID = field("tenant")
+        if let own = session.tenantID {
+            if let asked = tenantID, asked != own {
+                console.audit(session, context, "admin.not_found", tenant: own, target: "tenant \(asked.prefix(64))", status: 404)
+                throw APIError.notFound("Tenant '\(asked.prefix(64))' does not exist.")
             }
-            // The tenant: a tenant admin's own (another id → 404); the operator's pick, or none (global).
-            var tenantID = field("tenant")
-            if let own = session.tenantID {
-                if let asked = tenantID, asked != own {
-                    console.audit(session, context, "admin.not_found", tenant: own, target: "tenant \(asked.prefix(64))", status: 404)
-                    throw APIError.notFound("Tenant '\(asked.prefix(64))' does not exist.")
-                }
-                tenantID = own
-            } else if let asked = tenantID {
-                tenantID = try await console.api.tenant(asked, for: session.principal, context).id
+            tenantID = own
+        } else if let asked = tenantID {
+            tenantID = try await console.api.tenant(asked, for: session.principal, context).id
+        }
+        let pageTenant = try await console.tenant(tenantID ?? session.tenantID, session, context)
+        let pageQuery = tenantID.map { ["tenant": $0] } ?? [:]
+        do {
+            let kind = field("kind") ?? ""
+            guard !kind.isEmpty else { throw APIError.missingParameter("kind") }
+            if session.tenantID != nil, AlertRule.Kind(rawValue: kind)?.operatorOnly == true {
+                try console.api.operatorOnly(session.principal, "create \(kind) rules (they watch the fleet)")
             }
-            let pageTenant = try await console.tenant(tenantID ?? session.tenantID, session, context)
-            let pageQuery = tenantID.map { ["tenant": $0] } ?? [:]
+            func number(_ name: String) throws -> Double? {
+                guard let text = field(name) else { return nil }
+                guard let d = Double(text), d.isFinite else { throw APIError.invalidValue(name, "a number.") }
+                return d
+            }
+            var periods: Int?
+            if let p = field("for_periods") {
+                guard let n = Int(p) else { throw APIError.invalidValue("for_periods", "a whole number of evaluation periods.") }
+                periods = n
+            }
+            let rule: AlertRule
             do {
-                let kind = field("kind") ?? ""
-                guard !kind.isEmpty else { throw APIError.missingParameter("kind") }
-                if session.tenantID != nil, AlertRule.Kind(rawValue: kind)?.operatorOnly == true {
-                    try console.api.operatorOnly(session.principal, "create \(kind) rules (they watch the fleet)")
-                }
-                func number(_ name: String) throws -> Double? {
-                    guard let text = field(name) else { return nil }
-                    guard let d = Double(text), d.isFinite else { throw APIError.invalidValue(name, "a number.") }
-                    return d
-                }
-                var periods: Int?
-                if let p = field("for_periods") {
-                    guard let n = Int(p) else { throw APIError.invalidValue("for_periods", "a whole number of evaluation periods.") }
-                    periods = n
-                }
-                let rule: AlertRule
-                do {
-                    rule = try AlertRule.make(id: "alr_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "").prefix(20),
-                                              tenantID: tenantID, name: field("name"), kindText: kind, model: field("model"), backend: field("backend"),
-                                              threshold: try number("threshold"), resolveThreshold: try number("resolve_threshold"),
-                                              forPeriods: periods, createdAt: platform.now())
-                } catch let error as AlertRule.Invalid {
-                    throw APIError.invalidRequest("Invalid '\(error.param == "tenant" ? "tenant_id" : error.param)': \(error.message).",
-                                                  param: error.param == "tenant" ? "tenant_id" : error.param, code: "invalid_value")
-                }
-                do { try await alerting.create(rule) } catch { throw mapTenancy(error) }
-                console.audit(session, context, "alert.rule.create", tenant: rule.tenantID, target: rule.id, status: 201)
-                return try await console.render(ConsolePages.alerts, session, tenant: pageTenant, query: pageQuery,
-                                                extra: ["notice": "Alert rule \(rule.id) (\(rule.kind.rawValue)) is created."], status: .created)
-            } catch let e as APIError where e.status != 404 {
-                // The page again, with what to fix (the admin API's message).
-                return try await console.render(ConsolePages.alerts, session, tenant: pageTenant, query: pageQuery,
-                                                extra: ["form_error": e.message], status: HTTPResponse.Status(code: e.status))
+                rule = try AlertRule.make(id: "alr_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "").prefix(20),
+                                          tenantID: tenantID, name: field("name"), kindText: kind, model: field("model"), backend: field("backend"),
+                                          threshold: try number("threshold"), resolveThreshold: try number("resolve_threshold"),
+                                          forPeriods: periods, createdAt: platform.now())
+            } catch let error as AlertRule.Invalid {
+                throw APIError.invalidRequest("Invalid '\(error.param == "tenant" ? "tenant_id" : error.param)': \(error.message).",
+                                              param: error.param == "tenant" ? "tenant_id" : error.param, code: "invalid_value")
             }
+            do { try await alerting.create(rule) } catch { throw mapTenancy(error) }
+            console.audit(session, context, "alert.rule.create", tenant: rule.tenantID, target: rule.id, status: 201)
+            return try await console.render(ConsolePages.alerts, session, tenant: pageTenant, query: pageQuery,
+                                            extra: ["notice": "Alert rule \(rule.id) (\(rule.kind.rawValue)) is created."], status: .created)
+        } catch let e as APIError where e.status != 404 {
+            // The page again, with what to fix (the admin API's message).
+            return try await console.render(ConsolePages.alerts, session, tenant: pageTenant, query: pageQuery,
+                                            extra: ["form_error": e.message], status: HTTPResponse.Status(code: e.status))
         }
     }
 
-    router.post("/console/alerts/rules/{id}/delete") { request, context in
-        guard let session = await console.session(request)?.session else { return console.redirect("/console/login") }
-        return try await console.guarded(session: session) {
-            try console.checkOrigin(request)
-            try console.checkCSRF(try await Console.form(request, context), session)
-            let id = context.parameters.get("id") ?? ""
-            guard let rule = try await alerting.rules(tenantID: session.tenantID).first(where: { $0.id == id }) else {
-                console.audit(session, context, "admin.not_found", tenant: session.tenantID, target: "alert rule \(id.prefix(64))", status: 404)
-                throw APIError.notFound("Alert rule '\(id.prefix(64))' does not exist.")
-            }
-            guard !rule.fromConfig else {
-                throw APIError(status: 409, message: "Alert rule '\(rule.id)' comes from the configuration (alerts.rules); change it there.",
-                               type: "invalid_request_error", code: "conflict")
-            }
-            try await alerting.delete(id: rule.id)
-            console.audit(session, context, "alert.rule.delete", tenant: rule.tenantID, target: rule.id)
-            let tenant = try await console.tenant(rule.tenantID ?? session.tenantID, session, context)
-            return try await console.render(ConsolePages.alerts, session, tenant: tenant, query: rule.tenantID.map { ["tenant": $0] } ?? [:],
-                                            extra: ["notice": "Alert rule \(rule.id) is deleted; its active incidents resolve at the next evaluation."])
+    console.postForm(router, "/console/alerts/rules/{id}/delete") { request, context, session, _ in
+        let id = context.parameters.get("id") ?? ""
+        guard let rule = try await alerting.rules(tenantID: session.tenantID).first(where: { $0.id == id }) else {
+            console.audit(session, context, "admin.not_found", tenant: session.tenantID, target: "alert rule \(id.prefix(64))", status: 404)
+            throw APIError.notFound("Alert rule '\(id.prefix(64))' does not exist.")
         }
+        guard !rule.fromConfig else {
+            throw APIError(status: 409, message: "Alert rule '\(rule.id)' comes from the configuration (alerts.rules); change it there.",
+                           type: "invalid_request_error", code: "conflict")
+        }
+        try await alerting.delete(id: rule.id)
+        console.audit(session, context, "alert.rule.delete", tenant: rule.tenantID, target: rule.id)
+        let tenant = try await console.tenant(rule.tenantID ?? session.tenantID, session, context)
+        return try await console.render(ConsolePages.alerts, session, tenant: tenant, query: rule.tenantID.map { ["tenant": $0] } ?? [:],
+                                        extra: ["notice": "Alert rule \(rule.id) is deleted; its active incidents resolve at the next evaluation."])
     }
 }

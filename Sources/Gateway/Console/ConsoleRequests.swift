@@ -170,59 +170,47 @@ func addConsoleRequestRoutes(to router: Hummingbird.Router<GatewayContext>, cons
         return t
     }
 
-    router.post("/console/requests/settings") { request, context in
-        guard let session = await console.session(request)?.session else { return console.redirect("/console/login") }
-        return try await console.guarded(session: session) {
-            try console.checkOrigin(request)
-            let form = try await Console.form(request, context)
-            try console.checkCSRF(form, session)
-            let found = try await formTenant(form, session, context)
-            let query = ["tenant": found.id]
-            let store = form["store_bodies"]?.contains("on") ?? false
-            let days = (form["retention_days"]?.first ?? "").trimmingCharacters(in: .whitespaces)
-            var retention: JSONValue = .null
-            if !days.isEmpty {
-                // A non-number reaches the API's own check as a string: the same message.
-                retention = Int(days).map { .int($0) } ?? .string(days)
-            }
-            let updated: TenantRecord
-            do {
-                // The admin API's PATCH /tenants/{id} rules, by the same code.
-                updated = try console.api.applied(.object([("settings", .object([("store_bodies", .bool(store)), ("store_retention_days", retention)]))]),
-                                                  to: found, by: session.principal)
-            } catch let e as APIError {
-                return try await console.render(ConsolePages.requests, session, tenant: found, query: query,
-                                                extra: ["form_error": e.message], status: HTTPResponse.Status(code: e.status))
-            }
-            try await platform.administration.updateTenant(updated)
-            console.audit(session, context, "tenant.update", tenant: updated.id, target: updated.id)
-            let retentionText = updated.storeRetentionDays.map { "\($0) days" } ?? "the default (\(platform.config.requestStore.defaultRetentionDays) days)"
-            return try await console.render(ConsolePages.requests, session, tenant: updated, query: query, extra: [
-                "notice": store ? "Prompts and answers of \(updated.name) are stored from now on (encrypted), kept \(retentionText)."
-                                : "Prompts and answers of \(updated.name) are no longer stored (ledger rows stay). Retention: \(retentionText).",
-            ])
+    console.postForm(router, "/console/requests/settings") { request, context, session, form in
+        let found = try await formTenant(form, session, context)
+        let query = ["tenant": found.id]
+        let store = form["store_bodies"]?.contains("on") ?? false
+        let days = (form["retention_days"]?.first ?? "").trimmingCharacters(in: .whitespaces)
+        var retention: JSONValue = .null
+        if !days.isEmpty {
+            // A non-number reaches the API's own check as a string: the same message.
+            retention = Int(days).map { .int($0) } ?? .string(days)
         }
+        let updated: TenantRecord
+        do {
+            // The admin API's PATCH /tenants/{id} rules, by the same code.
+            updated = try console.api.applied(.object([("settings", .object([("store_bodies", .bool(store)), ("store_retention_days", retention)]))]),
+                                              to: found, by: session.principal)
+        } catch let e as APIError {
+            return try await console.render(ConsolePages.requests, session, tenant: found, query: query,
+                                            extra: ["form_error": e.message], status: HTTPResponse.Status(code: e.status))
+        }
+        try await platform.administration.updateTenant(updated)
+        console.audit(session, context, "tenant.update", tenant: updated.id, target: updated.id)
+        let retentionText = updated.storeRetentionDays.map { "\($0) days" } ?? "the default (\(platform.config.requestStore.defaultRetentionDays) days)"
+        return try await console.render(ConsolePages.requests, session, tenant: updated, query: query, extra: [
+            "notice": store ? "Prompts and answers of \(updated.name) are stored from now on (encrypted), kept \(retentionText)."
+                            : "Prompts and answers of \(updated.name) are no longer stored (ledger rows stay). Retention: \(retentionText).",
+        ])
     }
 
-    router.post("/console/requests/shred") { request, context in
-        guard let session = await console.session(request)?.session else { return console.redirect("/console/login") }
-        return try await console.guarded(session: session) {
-            try console.checkOrigin(request)
-            let form = try await Console.form(request, context)
-            try console.checkCSRF(form, session)
-            let t = try await formTenant(form, session, context)
-            guard form["confirm"]?.first == "yes" else {
-                // Step one: say what will happen, and ask again.
-                var values = try await console.common(nil, session, tenant: t, query: ["tenant": t.id])
-                values["title"] = "Shred stored requests"
-                values["shred_tenant"] = ["id": t.id, "name": t.name]
-                return console.html("shred-confirm", values)
-            }
-            let result = try await platform.requestBrowser.shred(tenantID: t.id)
-            console.audit(session, context, "request_store.shred", tenant: t.id, target: t.id)
-            return try await console.render(ConsolePages.requests, session, tenant: t, query: ["tenant": t.id], extra: [
-                "notice": "Shredded \(t.name): \(result.keysDestroyed) data keys destroyed, \(result.bodiesDeleted) stored bodies deleted. The ledger rows stay.",
-            ])
+    console.postForm(router, "/console/requests/shred") { request, context, session, form in
+        let t = try await formTenant(form, session, context)
+        guard form["confirm"]?.first == "yes" else {
+            // Step one: say what will happen, and ask again.
+            var values = try await console.common(nil, session, tenant: t, query: ["tenant": t.id])
+            values["title"] = "Shred stored requests"
+            values["shred_tenant"] = ["id": t.id, "name": t.name]
+            return console.html("shred-confirm", values)
         }
+        let result = try await platform.requestBrowser.shred(tenantID: t.id)
+        console.audit(session, context, "request_store.shred", tenant: t.id, target: t.id)
+        return try await console.render(ConsolePages.requests, session, tenant: t, query: ["tenant": t.id], extra: [
+            "notice": "Shredded \(t.name): \(result.keysDestroyed) data keys destroyed, \(result.bodiesDeleted) stored bodies deleted. The ledger rows stay.",
+        ])
     }
 }

@@ -141,6 +141,21 @@ struct Console: Sendable {
         return out
     }
 
+    /// A logged-in page's form POST: without a live session, to the login page; otherwise the
+    /// same-origin and CSRF checks, then `handle` with the parsed form (its `APIError`s as HTML pages).
+    func postForm(_ router: Hummingbird.Router<GatewayContext>, _ path: RouterPath,
+                  _ handle: @escaping @Sendable (Request, GatewayContext, ConsoleSession, [String: [String]]) async throws -> Response) {
+        router.post(path) { request, context in
+            guard let session = await self.session(request)?.session else { return self.redirect("/console/login") }
+            return try await self.guarded(session: session) {
+                try self.checkOrigin(request)
+                let form = try await Console.form(request, context)
+                try self.checkCSRF(form, session)
+                return try await handle(request, context, session, form)
+            }
+        }
+    }
+
     /// Every POST of a logged-in page: the form must carry the session's CSRF token.
     func checkCSRF(_ form: [String: [String]], _ session: ConsoleSession) throws {
         guard let sent = form["csrf"]?.first, constantTimeEquals(sent, session.csrf) else {
@@ -292,70 +307,52 @@ func addConsoleRoutes(to router: Hummingbird.Router<GatewayContext>, platform: P
 
     // Key forms: the key (or the tenant) must be in the session's scope, else 404 and nothing changes.
     let keysPage = ConsolePages.keys
-    router.post("/console/keys/create") { request, context in
-        guard let session = await console.session(request)?.session else { return console.redirect("/console/login") }
-        return try await console.guarded(session: session) {
-            try console.checkOrigin(request)
-            let form = try await Console.form(request, context)
-            try console.checkCSRF(form, session)
-            guard let tenant = try await console.tenant(form["tenant"]?.first ?? session.tenantID, session, context) else {
-                throw APIError.notFound("There is no tenant to create a key for.")
-            }
-            let name = (form["name"]?.first ?? "").trimmingCharacters(in: .whitespaces)
-            guard !name.isEmpty, name.count <= 200 else { throw APIError.invalidValue("name", "a non-empty name of at most 200 characters.") }
-            let models = (form["models"] ?? []).flatMap { $0.split(whereSeparator: { $0 == "," || $0 == " " || $0 == "\n" }) }
-                .map { String($0).trimmingCharacters(in: .whitespacesAndNewlines) }.filter { !$0.isEmpty }
-            let endpoints = (form["endpoints"] ?? []).filter { !$0.isEmpty }
-            let grants = try AdminAPI.grants(from: .object([("models", .array(models.map(JSONValue.string))),
-                                                            ("endpoints", .array(endpoints.map(JSONValue.string)))]))
-            let (record, token): (APIKeyRecord, APIKeyToken)
-            do { (record, token) = try await platform.administration.createKey(tenant: tenant, name: name, grants: grants) } catch {
-                throw mapTenancy(error)
-            }
-            console.audit(session, context, "key.create", tenant: tenant.id, target: record.id, status: 201)
-            return try await console.render(keysPage, session, tenant: tenant, query: [:],
-                                            extra: ["secret": ["title": "New key \(record.id) (\(record.name))", "value": token.text]], status: .created)
+    console.postForm(router, "/console/keys/create") { request, context, session, form in
+        guard let tenant = try await console.tenant(form["tenant"]?.first ?? session.tenantID, session, context) else {
+            throw APIError.notFound("There is no tenant to create a key for.")
         }
+        let name = (form["name"]?.first ?? "").trimmingCharacters(in: .whitespaces)
+        guard !name.isEmpty, name.count <= 200 else { throw APIError.invalidValue("name", "a non-empty name of at most 200 characters.") }
+        let models = (form["models"] ?? []).flatMap { $0.split(whereSeparator: { $0 == "," || $0 == " " || $0 == "\n" }) }
+            .map { String($0).trimmingCharacters(in: .whitespacesAndNewlines) }.filter { !$0.isEmpty }
+        let endpoints = (form["endpoints"] ?? []).filter { !$0.isEmpty }
+        let grants = try AdminAPI.grants(from: .object([("models", .array(models.map(JSONValue.string))),
+                                                        ("endpoints", .array(endpoints.map(JSONValue.string)))]))
+        let (record, token): (APIKeyRecord, APIKeyToken)
+        do { (record, token) = try await platform.administration.createKey(tenant: tenant, name: name, grants: grants) } catch {
+            throw mapTenancy(error)
+        }
+        console.audit(session, context, "key.create", tenant: tenant.id, target: record.id, status: 201)
+        return try await console.render(keysPage, session, tenant: tenant, query: [:],
+                                        extra: ["secret": ["title": "New key \(record.id) (\(record.name))", "value": token.text]], status: .created)
     }
-    router.post("/console/keys/{id}/rotate") { request, context in
-        guard let session = await console.session(request)?.session else { return console.redirect("/console/login") }
-        return try await console.guarded(session: session) {
-            try console.checkOrigin(request)
-            let form = try await Console.form(request, context)
-            try console.checkCSRF(form, session)
-            let k = try await console.api.key(context.parameters.get("id") ?? "", for: session.principal, context)
-            var graceMs: Int64?
-            if let g = form["grace_days"]?.first, !g.isEmpty {
-                guard let d = Double(g), d >= 0, d <= 365 else { throw APIError.invalidValue("grace_days", "a number of days between 0 and 365.") }
-                graceMs = Int64(d * 86_400_000)
-            }
-            let event: RotationEvent, successor: APIKeyRecord, secret: String
-            do {
-                event = try await platform.administration.rotate(keyID: k.id, graceMs: graceMs)
-                (successor, secret) = try await platform.administration.takeSuccessorSecret(keyID: k.id)
-            } catch { throw mapTenancy(error) }
-            console.audit(session, context, "key.rotate", tenant: k.tenantID, target: k.id)
-            console.audit(session, context, "key.successor.fetch", tenant: k.tenantID, target: successor.id)
-            Webhooks(platform: platform).rotated(event)
-            let tenant = try await console.api.tenant(k.tenantID, for: session.principal, context)
-            return try await console.render(keysPage, session, tenant: tenant, query: [:], extra: [
-                "secret": ["title": "Successor \(successor.id) of key \(k.id) (the old key works until \(ConsoleFormat.time(event.oldKeyExpiresAt)))",
-                           "value": secret],
-            ])
+    console.postForm(router, "/console/keys/{id}/rotate") { request, context, session, form in
+        let k = try await console.api.key(context.parameters.get("id") ?? "", for: session.principal, context)
+        var graceMs: Int64?
+        if let g = form["grace_days"]?.first, !g.isEmpty {
+            guard let d = Double(g), d >= 0, d <= 365 else { throw APIError.invalidValue("grace_days", "a number of days between 0 and 365.") }
+            graceMs = Int64(d * 86_400_000)
         }
+        let event: RotationEvent, successor: APIKeyRecord, secret: String
+        do {
+            event = try await platform.administration.rotate(keyID: k.id, graceMs: graceMs)
+            (successor, secret) = try await platform.administration.takeSuccessorSecret(keyID: k.id)
+        } catch { throw mapTenancy(error) }
+        console.audit(session, context, "key.rotate", tenant: k.tenantID, target: k.id)
+        console.audit(session, context, "key.successor.fetch", tenant: k.tenantID, target: successor.id)
+        Webhooks(platform: platform).rotated(event)
+        let tenant = try await console.api.tenant(k.tenantID, for: session.principal, context)
+        return try await console.render(keysPage, session, tenant: tenant, query: [:], extra: [
+            "secret": ["title": "Successor \(successor.id) of key \(k.id) (the old key works until \(ConsoleFormat.time(event.oldKeyExpiresAt)))",
+                       "value": secret],
+        ])
     }
-    router.post("/console/keys/{id}/revoke") { request, context in
-        guard let session = await console.session(request)?.session else { return console.redirect("/console/login") }
-        return try await console.guarded(session: session) {
-            try console.checkOrigin(request)
-            let form = try await Console.form(request, context)
-            try console.checkCSRF(form, session)
-            let k = try await console.api.key(context.parameters.get("id") ?? "", for: session.principal, context)
-            let revoked = try await platform.administration.revoke(keyID: k.id)
-            console.audit(session, context, "key.revoke", tenant: k.tenantID, target: k.id)
-            let tenant = try await console.api.tenant(k.tenantID, for: session.principal, context)
-            return try await console.render(keysPage, session, tenant: tenant, query: [:],
-                                            extra: ["notice": "Key \(revoked.id) (\(revoked.name)) is revoked."])
-        }
+    console.postForm(router, "/console/keys/{id}/revoke") { request, context, session, form in
+        let k = try await console.api.key(context.parameters.get("id") ?? "", for: session.principal, context)
+        let revoked = try await platform.administration.revoke(keyID: k.id)
+        console.audit(session, context, "key.revoke", tenant: k.tenantID, target: k.id)
+        let tenant = try await console.api.tenant(k.tenantID, for: session.principal, context)
+        return try await console.render(keysPage, session, tenant: tenant, query: [:],
+                                        extra: ["notice": "Key \(revoked.id) (\(revoked.name)) is revoked."])
     }
 }
