@@ -8,11 +8,13 @@ import Synchronization
 /// From the environment (`LLMAAS_MASTER_KEY`, base64 of 32 bytes) or a key file (created with
 /// mode 0600 when absent, like the server secret).
 public struct MasterKey: Sendable {
-    let key: SymmetricKey
+    /// Kept as bytes (SymmetricKey is not Sendable); the key is built where it is used.
+    private let bytes: [UInt8]
+    var key: SymmetricKey { SymmetricKey(data: bytes) }
 
     public init(bytes: [UInt8]) throws {
         guard bytes.count == 32 else { throw RequestStoreError.masterKey("the master key must be 32 bytes (got \(bytes.count))") }
-        key = SymmetricKey(data: bytes)
+        self.bytes = bytes
     }
 
     /// Base64 of 32 bytes (what `LLMAAS_MASTER_KEY` holds).
