@@ -12,9 +12,6 @@ need_apt=()
 command -v cmake >/dev/null 2>&1 || need_apt+=(cmake)
 command -v g++ >/dev/null 2>&1 || need_apt+=(g++)
 command -v ss >/dev/null 2>&1 || need_apt+=(iproute2)  # the hardening tests read socket states
-# The console's browser tests (tests/e2e/test_console.py): Debian's headless Chromium and its driver.
-command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
-command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium-driver)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup-engine: installing ${need_apt[*]} (apt)"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
@@ -23,11 +20,11 @@ fi
 if [ ! -x "$VENV/bin/python" ]; then
   python3 -m venv "$VENV"
 fi
-if ! "$VENV/bin/python" -c 'import llama_cpp.server, openai, pytest, schemathesis, selenium' >/dev/null 2>&1; then
+if ! "$VENV/bin/python" -c 'import llama_cpp.server, openai, pytest, schemathesis' >/dev/null 2>&1; then
   echo "setup-engine: installing llama-cpp-python[server] (first time compiles for ~7 min)"
   "$VENV/bin/pip" install -q --upgrade pip >/dev/null
   CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-2} \
-    "$VENV/bin/pip" install -q 'llama-cpp-python[server]==0.3.36' 'openai>=1.40' 'pytest>=8' 'httpx' 'pyyaml' 'schemathesis==4.32.5' 'selenium==4.51.0'
+    "$VENV/bin/pip" install -q 'llama-cpp-python[server]==0.3.36' 'openai>=1.40' 'pytest>=8' 'httpx' 'pyyaml' 'schemathesis==4.32.5'
 fi
 
 if [ ! -s "$MODEL_FILE" ]; then

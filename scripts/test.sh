@@ -7,6 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup-engine.sh
 scripts/setup-clients.sh
+scripts/setup-browser.sh
 swift build --build-tests
 swift test
 .venv/bin/python -m pytest tests/e2e -q

@@ -43,7 +43,7 @@ def cli_json(gw, *args):
 def browser(javascript: bool = True) -> webdriver.Chrome:
     for needed in (CHROMIUM, CHROMEDRIVER):
         if not Path(needed).exists():
-            pytest.fail(f"{needed} is missing: run scripts/setup-engine.sh (apt: chromium chromium-driver)", pytrace=False)
+            pytest.fail(f"{needed} is missing: run scripts/setup-browser.sh (apt: chromium chromium-driver)", pytrace=False)
     o = Options()
     o.binary_location = CHROMIUM
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1400,1000",
