@@ -158,7 +158,7 @@ extension UsageReport {
     /// Checks `bucket_width` (nil when absent) with the grouping and the range; returns the width
     /// and the buckets' span `[start, end)`: whole UTC widths from the one holding `from` to the
     /// one holding `to` (or now, when `to` is open), at most ``maxBuckets``.
-    static func bucketSpan(_ value: String?, groupBy: Grouping, from: Int64, to: Int64, now: Int64) throws(APIError)
+    public static func bucketSpan(_ value: String?, groupBy: Grouping, from: Int64, to: Int64, now: Int64) throws(APIError)
         -> (width: BucketWidth, start: Int64, end: Int64)? {
         guard let value else { return nil }
         guard let width = BucketWidth(rawValue: value) else {
@@ -221,12 +221,17 @@ extension UsageReport {
         let catalog = platform.catalog.current
         let catalogID: (String) -> String? = { catalog.resolve($0)?.id }
         var out = json(rows, groupBy: grouping, catalogID: catalogID)
-        if let span, let dim = bucketDimension(grouping) {
-            let byKey = try await platform.storage.rollupBuckets(tenantID: tenantID, from: span.start, to: span.end, bucketMs: span.width.ms, groupBy: dim)
-            out.set("bucket_width", .string(span.width.rawValue))
-            out.set("buckets", bucketsJSON(byKey, start: span.start, end: span.end, width: span.width, groupBy: grouping, catalogID: catalogID))
-        }
+        if let span { try await addBuckets(&out, span: span, storage: platform.storage, tenantID: tenantID, groupBy: grouping, catalogID: catalogID) }
         return out
+    }
+
+    /// Adds `bucket_width` and `buckets` (a span from ``bucketSpan``) to a report: the routes and `llmaas usage report`.
+    public static func addBuckets(_ out: inout JSONValue, span: (width: BucketWidth, start: Int64, end: Int64), storage: Storage, tenantID: String,
+                                  groupBy: Grouping, catalogID: (String) -> String?) async throws {
+        guard let dim = bucketDimension(groupBy) else { return }
+        let byKey = try await storage.rollupBuckets(tenantID: tenantID, from: span.start, to: span.end, bucketMs: span.width.ms, groupBy: dim)
+        out.set("bucket_width", .string(span.width.rawValue))
+        out.set("buckets", bucketsJSON(byKey, start: span.start, end: span.end, width: span.width, groupBy: groupBy, catalogID: catalogID))
     }
 }
 

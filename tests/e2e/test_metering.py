@@ -411,7 +411,8 @@ def test_usage_buckets_from_the_rollups_sum_to_the_ledger_totals(gw):
     done = run_cli(gw.bin, ["admin", "token", "create", "--config", str(gw.config_path), "--json"], gw.data_dir)
     assert done.returncode == 0, done.stderr
     admin = httpx.Client(base_url=f"{gw.url}/admin/v1", headers={"Authorization": f"Bearer {json.loads(done.stdout)['token']}"}, timeout=30)
-    t = admin.post("/tenants", json={"name": f"buckets-{time.time_ns()}"}).json()
+    name = f"buckets-{time.time_ns()}"
+    t = admin.post("/tenants", json={"name": name}).json()
     keys = [admin.post(f"/tenants/{t['id']}/keys", json={"name": f"k{i}"}).json() for i in range(2)]
     msg = [{"role": "user", "content": "Say hi"}]
     c0 = openai.OpenAI(base_url=gw.base_url, api_key=keys[0]["key"], max_retries=0, timeout=60)
@@ -461,4 +462,18 @@ def test_usage_buckets_from_the_rollups_sum_to_the_ledger_totals(gw):
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "group_by", bad.text
     bad = httpx.get(f"{gw.url}/v1/usage", params={"bucket_width": "5m"}, headers={"Authorization": f"Bearer {keys[0]['key']}"}, timeout=30)
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "bucket_width" and "1m, 1h or 1d" in bad.json()["error"]["message"]
+    # The CLI reports the same buckets (json only; a month of 1m buckets is too many).
+    month = time.strftime("%Y-%m", time.gmtime())
+    base = ["usage", "report", "--tenant", name, "--month", month, "--config", str(gw.config_path)]
+    rep = run_cli(gw.bin, base + ["--format", "json", "--bucket-width", "1h", "--group-by", "key"], gw.data_dir)
+    assert rep.returncode == 0, rep.stderr
+    u = json.loads(rep.stdout, parse_float=Decimal)
+    results = [x for b in u["buckets"] for x in b["results"]]
+    assert u["bucket_width"] == "1h" and sum(x["requests"] for x in results) == 6
+    for f in fields:
+        assert sum(Decimal(str(x[f])) for x in results) == Decimal(str(u["totals"][f])), f
+    too_many = run_cli(gw.bin, base + ["--format", "json", "--bucket-width", "1m"], gw.data_dir)
+    assert too_many.returncode == 2 and "at most 1000" in too_many.stderr, too_many.stderr
+    table = run_cli(gw.bin, base + ["--bucket-width", "1h"], gw.data_dir)
+    assert table.returncode == 2 and "--format json" in table.stderr, table.stderr
     admin.close()
