@@ -127,6 +127,114 @@ public enum UsageReport {
     }
 }
 
+/// Time buckets (`bucket_width`, as in OpenAI's organization usage API), computed from the rollups
+/// plus the ledger rows of the minutes not rolled up yet (``Storage/rollupBuckets``): the same
+/// live merge as the console's charts. The report's totals and groups still come from the ledger.
+extension UsageReport {
+    public enum BucketWidth: String, Sendable, CaseIterable {
+        case minute = "1m", hour = "1h", day = "1d"
+
+        public var ms: Int64 {
+            switch self {
+            case .minute: return 60_000
+            case .hour: return 3_600_000
+            case .day: return 86_400_000
+            }
+        }
+    }
+
+    /// At most this many buckets in one answer.
+    public static let maxBuckets = 1_000
+
+    /// The groupings buckets support (the rollups have no endpoint and no day dimension).
+    static func bucketDimension(_ g: Grouping) -> RollupDimension? {
+        switch g {
+        case .model: return .model
+        case .key: return .key
+        case .day, .endpoint: return nil
+        }
+    }
+
+    /// Checks `bucket_width` (nil when absent) with the grouping and the range; returns the width
+    /// and the buckets' span `[start, end)`: whole UTC widths from the one holding `from` to the
+    /// one holding `to` (or now, when `to` is open), at most ``maxBuckets``.
+    public static func bucketSpan(_ value: String?, groupBy: Grouping, from: Int64, to: Int64, now: Int64) throws(APIError)
+        -> (width: BucketWidth, start: Int64, end: Int64)? {
+        guard let value else { return nil }
+        guard let width = BucketWidth(rawValue: value) else {
+            throw APIError.invalidValue("bucket_width", "use 1m, 1h or 1d (one bucket per minute, hour or UTC day).")
+        }
+        guard bucketDimension(groupBy) != nil else {
+            throw APIError.invalidValue("group_by", "with bucket_width, buckets group by model or key only (the rollups have no \(groupBy.rawValue) dimension).")
+        }
+        let w = width.ms
+        let start = (from / w) * w
+        let last = to == Int64.max ? now : to
+        var end = last > Int64.max - w ? Int64.max : ((last + w - 1) / w) * w
+        if end <= start { end = start + w }
+        let count = (end - start) / w
+        guard count <= Int64(maxBuckets) else {
+            throw APIError.invalidValue("bucket_width", "\(value) gives \(count) buckets between from and to, at most \(maxBuckets): use a wider bucket_width or a shorter from/to range.")
+        }
+        return (width, start, end)
+    }
+
+    /// `[{start, end, results: [{<group>, requests, errors_4xx, errors_5xx, input_tokens, output_tokens,
+    /// reasoning_tokens, system_tokens, cost_nano_eur, cost_eur, energy_wh}]}]`, one per bucket
+    /// (an empty bucket has no results). A bucket's `requests` counts every ledger row, billed or
+    /// rejected (the rollups do not tell them apart).
+    public static func bucketsJSON(_ byKey: [String: [RollupStats]], start: Int64, end: Int64, width: BucketWidth, groupBy: Grouping,
+                                   catalogID: (String) -> String?) -> JSONValue {
+        let w = width.ms
+        let count = Int((end - start) / w)
+        var merged: [String: [RollupStats]] = [:]
+        for (raw, stats) in byKey {
+            let key = groupBy == .model ? (catalogID(raw) ?? raw) : (raw.isEmpty ? "-" : raw)
+            var into = merged[key] ?? Array(repeating: RollupStats(), count: count)
+            for (i, s) in stats.prefix(count).enumerated() { into[i].merge(s) }
+            merged[key] = into
+        }
+        let keys = merged.keys.sorted()
+        return .array((0..<count).map { i in
+            let results: [JSONValue] = keys.compactMap { key in
+                let s = merged[key]![i]
+                guard s.requests > 0 else { return nil }
+                return .object([(groupBy.rawValue, .string(key)), ("requests", .int(s.requests)), ("errors_4xx", .int(s.errors4xx)),
+                                ("errors_5xx", .int(s.errors5xx)), ("input_tokens", .int(s.inputTokens)), ("output_tokens", .int(s.outputTokens)),
+                                ("reasoning_tokens", .int(s.reasoningTokens)), ("system_tokens", .int(s.systemTokens)),
+                                ("cost_nano_eur", .number(String(s.costNano))), ("cost_eur", .string(Metering.Cost.euroString(s.costNano))),
+                                ("energy_wh", .number(Energy(microWattHours: s.energyMicroWh).wattHoursString))])
+            }
+            let b = start + Int64(i) * w
+            return .object([("start", .number(String(b))), ("end", .number(String(b + w))), ("results", .array(results))])
+        })
+    }
+
+    /// Reads the query (`from`, `to`, `group_by`, `bucket_width`) and answers the usage report of one
+    /// tenant: what `/v1/usage` and the admin usage route both return.
+    static func report(_ q: (String) -> String?, tenantID: String, platform: Platform) async throws -> JSONValue {
+        let (from, to) = try range(q, now: platform.now())
+        let g = q("group_by") ?? "model"
+        guard let grouping = Grouping(rawValue: g) else { throw APIError.invalidValue("group_by", "use \(Grouping.choices).") }
+        let span = try bucketSpan(q("bucket_width"), groupBy: grouping, from: from, to: to, now: platform.now())
+        let rows = try await platform.usageRows(tenantID: tenantID, from: from, to: to)
+        let catalog = platform.catalog.current
+        let catalogID: (String) -> String? = { catalog.resolve($0)?.id }
+        var out = json(rows, groupBy: grouping, catalogID: catalogID)
+        if let span { try await addBuckets(&out, span: span, storage: platform.storage, tenantID: tenantID, groupBy: grouping, catalogID: catalogID) }
+        return out
+    }
+
+    /// Adds `bucket_width` and `buckets` (a span from ``bucketSpan``) to a report: the routes and `llmaas usage report`.
+    public static func addBuckets(_ out: inout JSONValue, span: (width: BucketWidth, start: Int64, end: Int64), storage: Storage, tenantID: String,
+                                  groupBy: Grouping, catalogID: (String) -> String?) async throws {
+        guard let dim = bucketDimension(groupBy) else { return }
+        let byKey = try await storage.rollupBuckets(tenantID: tenantID, from: span.start, to: span.end, bucketMs: span.width.ms, groupBy: dim)
+        out.set("bucket_width", .string(span.width.rawValue))
+        out.set("buckets", bucketsJSON(byKey, start: span.start, end: span.end, width: span.width, groupBy: groupBy, catalogID: catalogID))
+    }
+}
+
 extension Platform {
     /// The ledger rows of one tenant in `[from, to]`, after the pending rows are written: what
     /// `/v1/usage`, the admin usage route and the console all read, so their numbers are equal.
@@ -137,20 +245,10 @@ extension Platform {
 }
 
 func addUsageRoutes(to router: Hummingbird.Router<GatewayContext>, platform: Platform) {
-    @Sendable func grouping(_ request: Request) throws(APIError) -> UsageReport.Grouping {
-        let g = request.uri.queryParameters.get("group_by", as: String.self) ?? "model"
-        guard let grouping = UsageReport.Grouping(rawValue: g) else { throw APIError.invalidValue("group_by", "use \(UsageReport.Grouping.choices).") }
-        return grouping
-    }
-
     // A key sees its own tenant's usage only: the tenant comes from the key, never from the request.
     router.get("/v1/usage") { request, context in
         let principal = try await platform.authenticate(request, context)
-        let (from, to) = try UsageReport.range({ request.uri.queryParameters.get($0, as: String.self) }, now: platform.now())
-        let g = try grouping(request)
-        let rows = try await platform.usageRows(tenantID: principal.tenantID, from: from, to: to)
-        let catalog = platform.catalog.current
-        var out = UsageReport.json(rows, groupBy: g, catalogID: { catalog.resolve($0)?.id })
+        var out = try await UsageReport.report({ request.uri.queryParameters.get($0, as: String.self) }, tenantID: principal.tenantID, platform: platform)
         let budget = await platform.billing.budget(principal.tenantID)
         out.set("balance_eur", .string(Metering.Cost.euroString(budget.balance)))
         out.set("month_spend_eur", .string(Metering.Cost.euroString(budget.spentMonth)))
@@ -161,10 +259,7 @@ func addUsageRoutes(to router: Hummingbird.Router<GatewayContext>, platform: Pla
     router.get("/admin/v1/tenants/{id}/usage") { request, context in
         let p = try await api.admin(request, context)
         let t = try await api.tenant(context.parameters.get("id") ?? "", for: p, context)
-        let (from, to) = try UsageReport.range({ request.uri.queryParameters.get($0, as: String.self) }, now: platform.now())
-        let rows = try await platform.usageRows(tenantID: t.id, from: from, to: to)
-        let catalog = platform.catalog.current
-        return jsonResponse(UsageReport.json(rows, groupBy: try grouping(request), catalogID: { catalog.resolve($0)?.id }))
+        return jsonResponse(try await UsageReport.report({ request.uri.queryParameters.get($0, as: String.self) }, tenantID: t.id, platform: platform))
     }
     router.post("/admin/v1/tenants/{id}/credits") { request, context in
         let p = try await api.admin(request, context)

@@ -152,6 +152,17 @@ public enum RollupDimension: String, Sendable, CaseIterable {
         case .none: return ""
         }
     }
+
+    /// The same dimension of a ledger row (a missing tenant, key or backend is "", as in the rollups).
+    func value(_ r: RequestRecord) -> String {
+        switch self {
+        case .tenant: return r.tenantID ?? ""
+        case .model: return r.model
+        case .key: return r.keyID ?? ""
+        case .backend: return r.backend ?? ""
+        case .none: return ""
+        }
+    }
 }
 
 /// The chart windows of the console and the status page.
@@ -372,6 +383,42 @@ extension Storage {
     public func oldestUnrolledMinute() async throws -> Int64? {
         try await db.select().column(SQLFunction("MIN", args: SQLColumn("bucket_start")), as: "m").from("rollup_dirty")
             .first(decodingColumn: "m", as: Int64?.self) ?? nil
+    }
+
+    /// Live buckets of `bucketMs` covering `[from, to)` (the last one may end after `to`), per value
+    /// of `groupBy`, every bucket present (empty ones with zero stats): the one merge behind the
+    /// console's charts and `/v1/usage?bucket_width=`. Every minute before the oldest minute not
+    /// rolled up yet (``oldestUnrolledMinute()``) is read from the rollups — hour rows for whole
+    /// hours when `bucketMs` and `from` are whole hours (so it reaches past the minute retention),
+    /// else minute rows —, every later one from the ledger, folded in with the same
+    /// ``RollupStats`` arithmetic: each ledger row counts exactly once, however late it arrived.
+    /// Minute rows start on a minute: `from` and `bucketMs` should be whole minutes (a minute row
+    /// starting before `from` is left out).
+    public func rollupBuckets(tenantID: String?, from: Int64, to: Int64, bucketMs: Int64,
+                              groupBy: RollupDimension) async throws -> [String: [RollupStats]] {
+        precondition(bucketMs > 0)
+        // Every minute before `boundary` is final in the rollups; from it on, the ledger.
+        let boundary = min(to, max(from, try await oldestUnrolledMinute() ?? to))
+        let count = Int(max(1, (to - from + bucketMs - 1) / bucketMs))
+        var out: [String: [RollupStats]] = [:]
+        func add(_ key: String, _ at: Int64, _ stats: RollupStats) {
+            guard at >= from && at < to else { return }
+            out[key, default: Array(repeating: RollupStats(), count: count)][Int((at - from) / bucketMs)].merge(stats)
+        }
+        let filter = RollupFilter(tenantID: tenantID)
+        var minuteFrom = from
+        if bucketMs % RollupResolution.hour.ms == 0 && from % RollupResolution.hour.ms == 0 {
+            let hoursEnd = RollupResolution.hour.bucket(boundary)
+            for r in try await rollupRows(resolution: .hour, from: from, to: hoursEnd, filter: filter) { add(groupBy.value(r), r.bucketStart, r.stats) }
+            minuteFrom = max(from, hoursEnd)
+        }
+        for r in try await rollupRows(resolution: .minute, from: minuteFrom, to: boundary, filter: filter) { add(groupBy.value(r), r.bucketStart, r.stats) }
+        for record in try await ledger(tenantID: tenantID, from: boundary, to: to) {
+            var s = RollupStats()
+            s.add(record)
+            add(groupBy.value(record), record.createdAt, s)
+        }
+        return out
     }
 
     /// Minutes with ledger rows not yet rolled up (what the next passes will do).

@@ -216,4 +216,31 @@ import Testing
         #expect(try await s.rollupTotals(from: 0, to: .max, groupBy: .none)[""]?.requests == 3)
         await s.shutdown()
     }
+
+    /// `rollupBuckets` (the merge behind the charts and `/v1/usage` buckets): hour buckets read the
+    /// hour rows after the minute rows are gone, the minutes not rolled up yet come from the ledger,
+    /// each row counts once, and another tenant's rows never show.
+    @Test func rollupBucketsReadHourRowsPastTheMinuteRetentionAndTheLedgerAfterTheBoundary() async throws {
+        let s = try await Self.storage()
+        let t = Self.t0
+        let hour: Int64 = 3_600_000
+        try await s.insertRequests((0..<5).map { Self.row("r\($0)", at: t + Int64($0) * Self.minute, key: $0 % 2 == 0 ? "k1" : "k2") }
+                                   + [Self.row("other", at: t + Self.minute, tenant: "t2")])
+        let later = t + 3 * hour
+        _ = try await s.rollUp(now: later, lagMs: 0, minuteRetentionMs: 2 * hour, hourRetentionMs: 2 * 86_400_000)
+        _ = try await s.rollUp(now: later, lagMs: 0, minuteRetentionMs: 2 * hour, hourRetentionMs: 2 * 86_400_000)
+        #expect(try await s.rollupRows(resolution: .minute, from: 0, to: .max, filter: RollupFilter()).isEmpty)
+        #expect(try await s.oldestUnrolledMinute() == nil)
+        // A row of the current hour, not rolled up yet: from the ledger.
+        try await s.insertRequests([Self.row("new", at: later + 1_000)])
+        #expect(try await s.oldestUnrolledMinute() == later)
+        let byKey = try await s.rollupBuckets(tenantID: "t1", from: t, to: later + hour, bucketMs: hour, groupBy: .key)
+        #expect(byKey["k1"]?.map(\.requests) == [3, 0, 0, 1])
+        #expect(byKey["k2"]?.map(\.requests) == [2, 0, 0, 0])
+        #expect(byKey["k1"]?[0].inputTokens == 30 && byKey["k1"]?[0].costNano == 3000)
+        // Minute buckets over that old hour are empty (its minute rows are gone); the ledger part is there.
+        let minutes = try await s.rollupBuckets(tenantID: "t1", from: later - Self.minute, to: later + Self.minute, bucketMs: Self.minute, groupBy: .none)
+        #expect(minutes[""]?.map(\.requests) == [0, 1])
+        await s.shutdown()
+    }
 }

@@ -401,3 +401,79 @@ def test_per_key_limits_narrow_the_tier(billing_gw):
     assert client(billing_gw, other).chat.completions.create(model="sim-chat", messages=[{"role": "user", "content": "free"}], max_tokens=1).choices
     bad = billing_gw["admin"].post(f"/tenants/{t['id']}/keys", json={"grants": {"limits": {"requests_per_minute": 0}}})
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "grants.limits.requests_per_minute"
+
+
+def test_usage_buckets_from_the_rollups_sum_to_the_ledger_totals(gw):
+    """`/v1/usage?bucket_width=` (issue 13 item 2) on the shared gateway, which rolls up every
+    second: once the rollups hold the tenant's SDK traffic, the buckets (rollups, plus the ledger
+    for any minute not rolled up yet) sum to the totals (the ledger) for every width and grouping."""
+    from decimal import Decimal
+    done = run_cli(gw.bin, ["admin", "token", "create", "--config", str(gw.config_path), "--json"], gw.data_dir)
+    assert done.returncode == 0, done.stderr
+    admin = httpx.Client(base_url=f"{gw.url}/admin/v1", headers={"Authorization": f"Bearer {json.loads(done.stdout)['token']}"}, timeout=30)
+    name = f"buckets-{time.time_ns()}"
+    t = admin.post("/tenants", json={"name": name}).json()
+    keys = [admin.post(f"/tenants/{t['id']}/keys", json={"name": f"k{i}"}).json() for i in range(2)]
+    msg = [{"role": "user", "content": "Say hi"}]
+    c0 = openai.OpenAI(base_url=gw.base_url, api_key=keys[0]["key"], max_retries=0, timeout=60)
+    c1 = openai.OpenAI(base_url=gw.base_url, api_key=keys[1]["key"], max_retries=0, timeout=60)
+    for _ in range(3):
+        c0.chat.completions.create(model="sim-chat", messages=msg, max_tokens=8)
+    for _ in c1.chat.completions.create(model="sim-chat", messages=msg, max_tokens=8, stream=True, stream_options={"include_usage": True}):
+        pass
+    c1.chat.completions.create(model="smollm2:135m", messages=msg, max_tokens=4)
+    with pytest.raises(openai.NotFoundError):
+        c0.chat.completions.create(model="no-such-model", messages=msg, max_tokens=4)
+    wait_until(lambda: len(gw.request_rows("tenant_id = ?", (t["id"],))) == 6, message="the tenant's 6 ledger rows")
+
+    def rolled_up():
+        with sqlite3.connect(f"file:{gw.db_path}?mode=ro", uri=True, timeout=30) as conn:
+            return conn.execute("SELECT COALESCE(SUM(requests), 0) FROM rollups WHERE resolution = 60000 AND tenant_id = ?",
+                                (t["id"],)).fetchone()[0]
+    wait_until(lambda: rolled_up() == 6, timeout=150, message=lambda: f"the minute rollups to hold the 6 rows (have {rolled_up()})")
+
+    hour = 3_600_000
+    now = time.time_ns() // 1_000_000
+    start = now // hour * hour - hour  # the previous hour: whole hours, so 1h and 1d buckets read hour rows
+    fields = ["input_tokens", "output_tokens", "reasoning_tokens", "cost_nano_eur", "energy_wh"]
+    for width, w in [("1m", 60_000), ("1h", hour), ("1d", 24 * hour)]:
+        for group_by in ["model", "key"]:
+            r = httpx.get(f"{gw.url}/v1/usage", params={"from": start, "group_by": group_by, "bucket_width": width},
+                          headers={"Authorization": f"Bearer {keys[0]['key']}"}, timeout=30)
+            assert r.status_code == 200, r.text
+            u = json.loads(r.text, parse_float=Decimal)
+            tot, buckets = u["totals"], u["buckets"]
+            assert u["bucket_width"] == width and buckets and buckets[0]["start"] == start // w * w
+            assert all(b["end"] - b["start"] == w for b in buckets)
+            assert all(a["end"] == b["start"] for a, b in zip(buckets, buckets[1:]))
+            assert buckets[-1]["end"] >= now
+            results = [x for b in buckets for x in b["results"]]
+            assert sum(x["requests"] for x in results) == tot["requests"] + tot["rejected_requests"] == 6, (width, group_by)
+            for f in fields:
+                assert sum(Decimal(str(x[f])) for x in results) == Decimal(str(tot[f])), (width, group_by, f)
+            assert Decimal(str(tot["cost_nano_eur"])) > 0
+            groups = {x[group_by] for x in results}
+            if group_by == "key":
+                assert groups == {keys[0]["id"], keys[1]["id"]}
+            else:
+                assert {"sim-chat", "smollm2:135m", "no-such-model"} == groups
+    bad = httpx.get(f"{gw.url}/v1/usage", params={"group_by": "endpoint", "bucket_width": "1h"},
+                    headers={"Authorization": f"Bearer {keys[0]['key']}"}, timeout=30)
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "group_by", bad.text
+    bad = httpx.get(f"{gw.url}/v1/usage", params={"bucket_width": "5m"}, headers={"Authorization": f"Bearer {keys[0]['key']}"}, timeout=30)
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "bucket_width" and "1m, 1h or 1d" in bad.json()["error"]["message"]
+    # The CLI reports the same buckets (json only; a month of 1m buckets is too many).
+    month = time.strftime("%Y-%m", time.gmtime())
+    base = ["usage", "report", "--tenant", name, "--month", month, "--config", str(gw.config_path)]
+    rep = run_cli(gw.bin, base + ["--format", "json", "--bucket-width", "1h", "--group-by", "key"], gw.data_dir)
+    assert rep.returncode == 0, rep.stderr
+    u = json.loads(rep.stdout, parse_float=Decimal)
+    results = [x for b in u["buckets"] for x in b["results"]]
+    assert u["bucket_width"] == "1h" and sum(x["requests"] for x in results) == 6
+    for f in fields:
+        assert sum(Decimal(str(x[f])) for x in results) == Decimal(str(u["totals"][f])), f
+    too_many = run_cli(gw.bin, base + ["--format", "json", "--bucket-width", "1m"], gw.data_dir)
+    assert too_many.returncode == 2 and "at most 1000" in too_many.stderr, too_many.stderr
+    table = run_cli(gw.bin, base + ["--bucket-width", "1h"], gw.data_dir)
+    assert table.returncode == 2 and "--format json" in table.stderr, table.stderr
+    admin.close()

@@ -50,27 +50,7 @@ public struct RollupPerformanceSource: PerformanceSource {
 
     public func performance(tenantID: String?, from: Int64, to: Int64, bucketMs: Int64) async throws -> [ModelPerformance] {
         await flush()
-        // Every minute before `boundary` is final in the rollups; from it on, the ledger.
-        let boundary = min(to, max(from, try await storage.oldestUnrolledMinute() ?? to))
-        let count = Int(max(1, (to - from + bucketMs - 1) / bucketMs))
-        var byModel: [String: [RollupStats]] = [:]
-        func add(_ model: String, _ at: Int64, _ stats: RollupStats) {
-            guard at >= from && at < to else { return }
-            byModel[model, default: Array(repeating: RollupStats(), count: count)][Int((at - from) / bucketMs)].merge(stats)
-        }
-        let filter = RollupFilter(tenantID: tenantID)
-        var minuteFrom = from
-        if bucketMs % RollupResolution.hour.ms == 0 && from % RollupResolution.hour.ms == 0 {
-            let hoursEnd = RollupResolution.hour.bucket(boundary)
-            for r in try await storage.rollupRows(resolution: .hour, from: from, to: hoursEnd, filter: filter) { add(r.model, r.bucketStart, r.stats) }
-            minuteFrom = max(from, hoursEnd)
-        }
-        for r in try await storage.rollupRows(resolution: .minute, from: minuteFrom, to: boundary, filter: filter) { add(r.model, r.bucketStart, r.stats) }
-        for record in try await storage.ledger(tenantID: tenantID, from: boundary, to: to) {
-            var s = RollupStats()
-            s.add(record)
-            add(record.model, record.createdAt, s)
-        }
+        let byModel = try await storage.rollupBuckets(tenantID: tenantID, from: from, to: to, bucketMs: bucketMs, groupBy: .model)
         return byModel.keys.sorted().map { model in
             ModelPerformance(model: model, buckets: byModel[model]!.enumerated().map { i, s in
                 PerformanceBucket(start: from + Int64(i) * bucketMs, requests: s.requests, errors: s.errors4xx + s.errors5xx,
