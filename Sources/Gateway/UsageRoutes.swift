@@ -24,7 +24,7 @@ public enum UsageReport {
     }
 
     /// Settled (priced) rows are billed; a 200 without a price can only be a row older than the ledger columns.
-    static func isBilled(_ r: RequestRecord) -> Bool { r.costNano != nil || r.status == 200 }
+    static func isBilled(_ r: RequestRecord) -> Bool { r.isBilled }
 
     /// The sums of one group of ledger rows (or of all of them): what `/v1/usage` and the console show.
     public struct Totals: Sendable, Equatable {
@@ -181,8 +181,7 @@ extension UsageReport {
 
     /// `[{start, end, results: [{<group>, requests, errors_4xx, errors_5xx, input_tokens, output_tokens,
     /// reasoning_tokens, system_tokens, cost_nano_eur, cost_eur, energy_wh}]}]`, one per bucket
-    /// (an empty bucket has no results). A bucket's `requests` counts every ledger row, billed or
-    /// rejected (the rollups do not tell them apart).
+    /// (an empty bucket has no results). `requests` and `rejected_requests` as in the totals.
     public static func bucketsJSON(_ byKey: [String: [RollupStats]], start: Int64, end: Int64, width: BucketWidth, groupBy: Grouping,
                                    catalogID: (String) -> String?) -> JSONValue {
         let w = width.ms
@@ -199,7 +198,7 @@ extension UsageReport {
             let results: [JSONValue] = keys.compactMap { key in
                 let s = merged[key]![i]
                 guard s.requests > 0 else { return nil }
-                return .object([(groupBy.rawValue, .string(key)), ("requests", .int(s.requests)), ("errors_4xx", .int(s.errors4xx)),
+                return .object([(groupBy.rawValue, .string(key)), ("requests", .int(s.requests - s.rejected)), ("rejected_requests", .int(s.rejected)), ("errors_4xx", .int(s.errors4xx)),
                                 ("errors_5xx", .int(s.errors5xx)), ("input_tokens", .int(s.inputTokens)), ("output_tokens", .int(s.outputTokens)),
                                 ("reasoning_tokens", .int(s.reasoningTokens)), ("system_tokens", .int(s.systemTokens)),
                                 ("cost_nano_eur", .number(String(s.costNano))), ("cost_eur", .string(Metering.Cost.euroString(s.costNano))),

@@ -9,6 +9,19 @@ struct Migration: Sendable {
 }
 
 enum Schema {
+    /// Marks every minute of the ledger (and only those) for the next rollup pass.
+    static func markLedgerForRollup(_ db: any SQLDatabase) async throws {
+        try await db.delete(from: "rollup_dirty").run()
+        try await db.insert(into: "rollup_dirty").columns("bucket_start", "version")
+            .select { $0.distinct()
+                .column(SQLBinaryExpression(SQLBinaryExpression(SQLColumn("created_at"), .divide, SQLLiteral.numeric("60000")),
+                                            .multiply, SQLLiteral.numeric("60000")))
+                .column(SQLLiteral.numeric("1"))
+                .from("requests")
+            }
+            .run()
+    }
+
     static let migrations: [Migration] = [
         Migration(version: 1, name: "tenants, api keys, requests") { db in
             try await db.create(table: "tenants")
@@ -169,14 +182,7 @@ enum Schema {
                 .column("version", type: .bigint, .notNull)
                 .run()
             // The ledger written before this migration is rolled up by the first pass.
-            try await db.insert(into: "rollup_dirty").columns("bucket_start", "version")
-                .select { $0.distinct()
-                    .column(SQLBinaryExpression(SQLBinaryExpression(SQLColumn("created_at"), .divide, SQLLiteral.numeric("60000")),
-                                                .multiply, SQLLiteral.numeric("60000")))
-                    .column(SQLLiteral.numeric("1"))
-                    .from("requests")
-                }
-                .run()
+            try await markLedgerForRollup(db)
             // Time-range scans of the whole ledger (rollups, global alert windows).
             try await db.create(index: "requests_time").on("requests").column("created_at").run()
             try await db.create(table: "alert_rules")
@@ -247,6 +253,11 @@ enum Schema {
                 .column("truncated", type: .int, .notNull)
                 .run()
             try await db.create(index: "request_bodies_tenant_time").on("request_bodies").column("tenant_id").column("created_at").run()
+        },
+        Migration(version: 6, name: "rollups count rejected requests") { db in
+            try await db.alter(table: "rollups").column("rejected", type: .bigint, .notNull, .default(0)).run()
+            // Rows rolled up before this migration lack the count: every minute of the ledger is rolled up again.
+            try await markLedgerForRollup(db)
         },
     ]
 }

@@ -148,6 +148,12 @@ public struct RequestRecord: Codable, Sendable, Equatable {
 }
 
 /// Prepaid credit added to a tenant (the upfront credit of its tier, or a top-up).
+extension RequestRecord {
+    /// Billed: priced, or answered 200. The others were answered with an error before anything was
+    /// billed (unknown model, refused key, rate limit …): `/v1/usage`'s `rejected_requests`.
+    public var isBilled: Bool { costNano != nil || status == 200 }
+}
+
 public struct CreditRecord: Codable, Sendable, Equatable {
     public var id: String
     public var tenantID: String

@@ -16,6 +16,8 @@ public enum RollupResolution: Int64, Sendable, CaseIterable {
 /// Everything adds, so any set of rows merges into one (histograms included).
 public struct RollupStats: Sendable, Equatable {
     public var requests = 0
+    /// Of `requests`, those answered with an error before anything was billed (`RequestRecord.isBilled`).
+    public var rejected = 0
     public var errors4xx = 0
     public var errors5xx = 0
     public var inputTokens = 0
@@ -40,6 +42,7 @@ public struct RollupStats: Sendable, Equatable {
     /// Adds one ledger row.
     public mutating func add(_ r: RequestRecord) {
         requests += 1
+        if !r.isBilled { rejected += 1 }
         if (400..<500).contains(r.status) { errors4xx += 1 }
         if r.status >= 500 { errors5xx += 1 }
         inputTokens += r.promptTokens
@@ -65,7 +68,7 @@ public struct RollupStats: Sendable, Equatable {
     }
 
     public mutating func merge(_ o: RollupStats) {
-        requests += o.requests; errors4xx += o.errors4xx; errors5xx += o.errors5xx
+        requests += o.requests; rejected += o.rejected; errors4xx += o.errors4xx; errors5xx += o.errors5xx
         inputTokens += o.inputTokens; outputTokens += o.outputTokens; reasoningTokens += o.reasoningTokens; systemTokens += o.systemTokens
         costNano += o.costNano; energyMicroWh += o.energyMicroWh; latencySumMs += o.latencySumMs
         ttftCount += o.ttftCount; ttftSumMs += o.ttftSumMs; genTokens += o.genTokens; genMs += o.genMs
@@ -288,7 +291,7 @@ extension Storage {
     }
 
     static let rollupColumns = [
-        "resolution", "bucket_start", "tenant_id", "model", "key_id", "backend", "requests", "errors_4xx", "errors_5xx",
+        "resolution", "bucket_start", "tenant_id", "model", "key_id", "backend", "requests", "rejected", "errors_4xx", "errors_5xx",
         "input_tokens", "output_tokens", "reasoning_tokens", "system_tokens", "cost_nano", "energy_uwh", "latency_sum_ms",
         "ttft_count", "ttft_sum_ms", "gen_tokens", "gen_ms", "latency_p50", "latency_p95", "latency_p99", "ttft_p50", "ttft_p95",
         "ttft_p99", "tokens_per_second", "latency_hist", "ttft_hist",
@@ -297,7 +300,7 @@ extension Storage {
     static func rollupValues(_ r: RollupRow) -> [any SQLExpression] {
         let s = r.stats
         let values: [any Encodable & Sendable] = [
-            r.resolution.ms, r.bucketStart, r.tenantID, r.model, r.keyID, r.backend, s.requests, s.errors4xx, s.errors5xx,
+            r.resolution.ms, r.bucketStart, r.tenantID, r.model, r.keyID, r.backend, s.requests, s.rejected, s.errors4xx, s.errors5xx,
             s.inputTokens, s.outputTokens, s.reasoningTokens, s.systemTokens, s.costNano, s.energyMicroWh, s.latencySumMs,
             s.ttftCount, s.ttftSumMs, s.genTokens, s.genMs, s.latencyP50, s.latencyP95, s.latencyP99, s.ttftP50, s.ttftP95,
             s.ttftP99, s.tokensPerSecond, s.latency.encoded, s.ttft.encoded,
@@ -318,6 +321,7 @@ extension Storage {
         return try await q.orderBy("bucket_start").all().map { row in
             var s = RollupStats()
             s.requests = try row.decode(column: "requests", as: Int.self)
+            s.rejected = try row.decode(column: "rejected", as: Int.self)
             s.errors4xx = try row.decode(column: "errors_4xx", as: Int.self)
             s.errors5xx = try row.decode(column: "errors_5xx", as: Int.self)
             s.inputTokens = try row.decode(column: "input_tokens", as: Int.self)
