@@ -23,7 +23,6 @@ from selenium.common.exceptions import StaleElementReferenceException, WebDriver
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support.expected_conditions import staleness_of
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from conftest import REPO, WAIT_S, run_cli, wait_until
@@ -72,7 +71,21 @@ def submit(driver, button) -> None:
     """Clicks a form's button and waits for the answer page to replace this one."""
     old = driver.find_element(By.TAG_NAME, "html")
     button.click()
-    WebDriverWait(driver, WAIT_S).until(staleness_of(old))
+    WebDriverWait(driver, WAIT_S).until(lambda _: replaced(old))
+
+
+def replaced(element) -> bool:
+    """The element is no longer in the page. Chromium says so with a stale-element error or, when
+    asked during the navigation, with "Node with given id does not belong to the document"."""
+    try:
+        element.is_enabled()
+        return False
+    except StaleElementReferenceException:
+        return True
+    except WebDriverException as e:
+        if "does not belong to the document" in str(e):
+            return True
+        raise
 
 
 def unswapped(read):
@@ -83,6 +96,9 @@ def unswapped(read):
             return read()
         except StaleElementReferenceException:
             continue
+        except WebDriverException as e:
+            if "does not belong to the document" not in str(e):
+                raise
     return read()
 
 
