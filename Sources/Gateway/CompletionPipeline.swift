@@ -106,8 +106,7 @@ struct CompletionPipeline: Sendable {
                     platform.requestStore.capture(requestID: context.requestID, tenantID: principal.tenantID, createdAt: createdAt,
                                                   prompt: bytes, response: answer, responseFormat: "json")
                 }
-                headers[.contentType] = "application/json"
-                return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(bytes: answer)))
+                return jsonResponse(serialized: answer, headers: headers)
             case .abandoned(let produced):
                 // The client went away; the engine was stopped. Bill what it had produced, marked.
                 _ = await settler.settle(&record, engineUsage: produced, output: "", reasoning: "")  // estimated

@@ -75,9 +75,14 @@ func errorResponse(_ error: APIError) -> Response {
 }
 
 func jsonResponse(_ value: JSONValue, status: HTTPResponse.Status = .ok, headers extra: HTTPFields = [:]) -> Response {
+    jsonResponse(serialized: value.serialized(), status: status, headers: extra)
+}
+
+/// A JSON answer already serialized (when the same bytes are also kept elsewhere).
+func jsonResponse(serialized bytes: [UInt8], status: HTTPResponse.Status = .ok, headers extra: HTTPFields = [:]) -> Response {
     var headers: HTTPFields = [.contentType: "application/json"]
     headers.append(contentsOf: extra)
-    return Response(status: status, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(bytes: value.serialized())))
+    return Response(status: status, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(bytes: bytes)))
 }
 
 extension HTTPField.Name {
