@@ -1,0 +1,199 @@
+import Testing
+@testable import Quotas
+
+/// The shared store's rules in memory (what `Storage.acquireSlices` does in SQL), so the
+/// replicas' bookkeeping can be checked against many interleavings quickly.
+struct MemoryStore {
+    struct Row: Hashable { let subject: String; let kind: SharedKind; let bucket: Int64; let replica: String }
+    var rows: [Row: (amount: Int64, expiresAt: Int64)] = [:]
+    var trips = 0
+
+    func charged(_ subject: String, _ claims: [SliceClaim], now: Int64) -> [SharedKind: Int64] {
+        var out: [SharedKind: Int64] = [:]
+        for c in claims {
+            out[c.kind] = rows.filter { r, v in
+                r.subject == subject && r.kind == c.kind && (c.kind == .concurrent ? v.expiresAt > now : r.bucket >= c.firstBucket)
+            }.values.reduce(0) { $0 + $1.amount }
+        }
+        return out
+    }
+
+    mutating func acquire(_ subject: String, replica: String, _ claims: [SliceClaim], now: Int64, headroom: Int64 = 4) -> Result<[Int64], SharedRefusal> {
+        trips += 1
+        let d = SharedLimits.decide(claims, charged: charged(subject, claims, now: now), headroom: headroom)
+        if case .success(let grants) = d {
+            for (c, g) in zip(claims, grants) { add(SliceAdjustment(subject: subject, kind: c.kind, bucket: c.bucket, delta: g, expiresAt: c.expiresAt), replica: replica) }
+        }
+        return d
+    }
+
+    mutating func add(_ a: SliceAdjustment, replica: String) {
+        let r = Row(subject: a.subject, kind: a.kind, bucket: a.bucket, replica: replica)
+        let old = rows[r] ?? (0, a.expiresAt)
+        rows[r] = (old.amount + a.delta, a.kind == .concurrent ? max(old.expiresAt, a.expiresAt) : old.expiresAt)
+    }
+
+    mutating func renew(replica: String, until: Int64) {
+        for (r, v) in rows where r.replica == replica && r.kind == .concurrent { rows[r] = (v.amount, until) }
+    }
+}
+
+/// A replica: its lease book, admitting through the store when its slices do not suffice.
+struct Replica {
+    let name: String
+    var book: LeaseBook
+
+    mutating func admit(_ store: inout MemoryStore, subject: String, limits: Limits, expected: Int64, now: Int64) -> Bool {
+        if book.admitLocally([(subject, limits)], expectedOutput: expected, now: now) { return true }
+        let claims = book.claims(subject: subject, limits: limits, expectedOutput: expected, now: now)
+        guard case .success(let grants) = store.acquire(subject, replica: name, claims, now: now) else { return false }
+        for a in book.granted(subject: subject, claims: claims, grants: grants) { store.add(a, replica: name) }
+        return true
+    }
+
+    mutating func finish(_ store: inout MemoryStore, subject: String, limits: Limits) {
+        for a in book.finish(subject: subject, limits: limits) { store.add(a, replica: name) }
+    }
+}
+
+@Suite("shared limits across replicas")
+struct SharedLimitsTests {
+    let t0: Int64 = 1_764_000_000_000
+
+    func lim(rpm: Int = 1_000_000, hour: Int = 1_000_000_000, day: Int = 1_000_000_000, concurrent: Int = 1_000_000) -> Limits {
+        Limits(requestsPerMinute: rpm, outputTokensPerHour: hour, outputTokensPerDay: day, concurrentRequests: concurrent)
+    }
+
+    @Test func threeReplicasAdmitExactlyTheLimitInTotal() {
+        // 300 requests round-robin over 3 replicas within one second, 50/min: exactly 50 pass.
+        for divisor in [Int64(0), 5, 20] {
+            var store = MemoryStore()
+            var replicas = (0..<3).map { Replica(name: "r\($0)", book: LeaseBook(sliceDivisor: divisor)) }
+            var admitted = 0
+            for i in 0..<300 where replicas[i % 3].admit(&store, subject: "t", limits: lim(rpm: 50), expected: 10, now: t0 + Int64(i)) {
+                admitted += 1
+            }
+            #expect(admitted == 50, "slice divisor \(divisor)")
+        }
+    }
+
+    @Test func unevenLoadStillAdmitsTheLimitOnceSlicesExpire() {
+        // One replica takes spare units then goes quiet: at its bucket's end they go back, and
+        // the busy replica gets them; never more than the limit in the window.
+        var store = MemoryStore()
+        var a = Replica(name: "a", book: LeaseBook(sliceDivisor: 10)), b = Replica(name: "b", book: LeaseBook(sliceDivisor: 10))
+        let l = lim(rpm: 1_000)
+        #expect(a.admit(&store, subject: "t", limits: l, expected: 0, now: t0))
+        #expect(a.book.free(subject: "t", kind: .requests) == 100)
+        var got = 0
+        for i in 0..<2_000 where b.admit(&store, subject: "t", limits: l, expected: 0, now: t0 + 10 + Int64(i % 900)) { got += 1 }
+        #expect(got == 899)  // 1 000 − a's request − a's 100 unused units (charged until returned)
+        for adj in a.book.expire(now: t0 + 1_000) { store.add(adj, replica: "a") }
+        var more = 0
+        for _ in 0..<500 where b.admit(&store, subject: "t", limits: l, expected: 0, now: t0 + 1_500) { more += 1 }
+        #expect(more == 100)
+        #expect(store.charged("t", b.book.claims(subject: "t", limits: l, expectedOutput: 0, now: t0 + 1_500), now: t0 + 1_500)[.requests] == 1_000)
+    }
+
+    @Test func mostAdmissionsAreLocalFarFromTheLimit() {
+        var store = MemoryStore()
+        var r = Replica(name: "r", book: LeaseBook(sliceDivisor: 20))
+        for i in 0..<1_000 { #expect(r.admit(&store, subject: "t", limits: lim(rpm: 100_000), expected: 0, now: t0 + Int64(i) / 10)) }
+        // 100 000 / 20 = 5 000 spare requests per one-second bucket: one store trip here.
+        #expect(store.trips < 20, "\(store.trips) store trips for 1 000 requests")
+    }
+
+    @Test func slicesAreSpentOnlyInTheirBucket() {
+        var store = MemoryStore()
+        var r = Replica(name: "r", book: LeaseBook(sliceDivisor: 10))
+        let l = lim(rpm: 100)
+        #expect(r.admit(&store, subject: "t", limits: l, expected: 0, now: t0 + 999))
+        let trips = store.trips
+        let sameBucket = r.book.admitLocally([("t", l)], expectedOutput: 0, now: t0 + 999)
+        #expect(sameBucket)
+        // Next second: the old slice may not be spent (its usage would leave the window early).
+        let nextBucket = r.book.admitLocally([("t", l)], expectedOutput: 0, now: t0 + 1_000)
+        #expect(!nextBucket)
+        #expect(r.admit(&store, subject: "t", limits: l, expected: 0, now: t0 + 1_000))
+        #expect(store.trips == trips + 1)
+        // The old slice's unused units went back with the new grant.
+        let old = store.rows.filter { $0.key.kind == .requests && $0.key.bucket == SharedKind.requests.bucket(t0 + 999) }.values.map(\.amount)
+        #expect(old == [2])
+    }
+
+    @Test func tokenBudgetIsNeverOvershotBeyondTheTokensInFlight() {
+        // Hour budget 1 000 tokens; each request reserves 100 and uses 40.
+        var store = MemoryStore()
+        var replicas = (0..<3).map { Replica(name: "r\($0)", book: LeaseBook(sliceDivisor: 4)) }
+        let l = lim(hour: 1_000)
+        var used: Int64 = 0, admitted = 0
+        for i in 0..<200 {
+            let now = t0 + Int64(i) * 50
+            if replicas[i % 3].admit(&store, subject: "t", limits: l, expected: 100, now: now) {
+                admitted += 1
+                used += 40
+                for a in LeaseBook.settlement(subject: "t", admittedAt: now, reserved: 100, actual: 40, now: now) { store.add(a, replica: "r\(i % 3)") }
+                replicas[i % 3].finish(&store, subject: "t", limits: l)
+            }
+            let charged = store.charged("t", replicas[0].book.claims(subject: "t", limits: l, expectedOutput: 0, now: now), now: now)[.tokensHour] ?? 0
+            #expect(charged <= 1_000)
+        }
+        #expect(used <= 1_000)
+        #expect(used > 900)  // refunds make room for more requests than 1 000 / 100
+        // Admitted while 40 × k + 100 ≤ 1 000 (k = 0…22): 23 requests, 920 tokens.
+        #expect(admitted == 23)
+    }
+
+    @Test func overrunIsChargedToTheCurrentBucketAfterTheWindowMoved() {
+        let late = t0 + 3 * 3_600_000
+        let adj = LeaseBook.settlement(subject: "t", admittedAt: t0, reserved: 10, actual: 25, now: late)
+        #expect(adj.first { $0.kind == .tokensHour }?.bucket == SharedKind.tokensHour.bucket(late))
+        #expect(adj.first { $0.kind == .tokensDay }?.bucket == SharedKind.tokensDay.bucket(t0))
+        #expect(adj.allSatisfy { $0.delta == 15 })
+        #expect(LeaseBook.settlement(subject: "t", admittedAt: t0, reserved: 10, actual: 2, now: late).map(\.kind) == [.tokensDay])
+    }
+
+    @Test func concurrencyIsSharedAndADeadReplicasSlotsReturnWhenItsLeaseExpires() {
+        var store = MemoryStore()
+        var a = Replica(name: "a", book: LeaseBook(sliceDivisor: 0, leaseMs: 3_000))
+        var b = Replica(name: "b", book: LeaseBook(sliceDivisor: 0, leaseMs: 3_000))
+        let l = lim(concurrent: 4)
+        for _ in 0..<3 { #expect(a.admit(&store, subject: "t", limits: l, expected: 0, now: t0)) }
+        #expect(b.admit(&store, subject: "t", limits: l, expected: 0, now: t0))
+        #expect(!b.admit(&store, subject: "t", limits: l, expected: 0, now: t0 + 1))
+        b.finish(&store, subject: "t", limits: l)
+        #expect(a.admit(&store, subject: "t", limits: l, expected: 0, now: t0 + 2))
+        // a dies holding 4 slots; b renews its own lease only. Before a's lease ends: refused.
+        store.renew(replica: "b", until: t0 + 6_000)
+        #expect(!b.admit(&store, subject: "t", limits: l, expected: 0, now: t0 + 2_999))
+        // After it (its last grant at t0 + 2 leased until t0 + 3 002): a's slots are back in the pool.
+        for _ in 0..<4 { #expect(b.admit(&store, subject: "t", limits: l, expected: 0, now: t0 + 3_002)) }
+        #expect(!b.admit(&store, subject: "t", limits: l, expected: 0, now: t0 + 3_003))
+    }
+
+    @Test func allKindsOfASubjectAreGrantedTogetherOrNotAtAll() {
+        var store = MemoryStore()
+        var r = Replica(name: "r", book: LeaseBook(sliceDivisor: 0))
+        let l = lim(rpm: 10, hour: 100)
+        #expect(r.admit(&store, subject: "t", limits: l, expected: 80, now: t0))
+        #expect(!r.admit(&store, subject: "t", limits: l, expected: 80, now: t0 + 1))  // tokens refuse
+        let charged = store.charged("t", r.book.claims(subject: "t", limits: l, expectedOutput: 0, now: t0 + 1), now: t0 + 1)
+        #expect(charged[.requests] == 1)  // the refused request charged nothing
+        if case .failure(let refusal) = SharedLimits.decide(r.book.claims(subject: "t", limits: l, expectedOutput: 200, now: t0 + 1), charged: charged, headroom: 4) {
+            #expect(refusal.kind == .tokensHour)
+            #expect(!refusal.refusal(subject: "t", now: t0 + 1).satisfiable)
+        } else { Issue.record("200 tokens over a limit of 100 admitted") }
+    }
+
+    @Test func drainReturnsEverythingUnspent() {
+        var store = MemoryStore()
+        var r = Replica(name: "r", book: LeaseBook(sliceDivisor: 10))
+        let l = lim(rpm: 1_000, concurrent: 100)
+        #expect(r.admit(&store, subject: "t", limits: l, expected: 0, now: t0))
+        let back = r.book.expire(now: t0, all: true)
+        #expect(back.contains { $0.kind == .requests && $0.delta == -100 })
+        #expect(back.contains { $0.kind == .concurrent && $0.delta == -10 })
+        #expect(r.book.free(subject: "t", kind: .requests) == 0)
+        #expect(r.book.inUse(subject: "t") == 1)
+    }
+}
