@@ -259,5 +259,34 @@ enum Schema {
             // Rows rolled up before this migration lack the count: every minute of the ledger is rolled up again.
             try await markLedgerForRollup(db)
         },
+        Migration(version: 7, name: "replicas: shared limit slices, replica heartbeats, shared repetition counts") { db in
+            // Per subject, kind, bucket and replica: the units charged to a window (slices granted
+            // minus units returned) or the slots leased (counted while expires_at is ahead).
+            try await db.create(table: "cluster_slices")
+                .column("subject", type: .text, .notNull)
+                .column("kind", type: .text, .notNull)
+                .column("bucket", type: .bigint, .notNull)
+                .column("replica", type: .text, .notNull)
+                .column("amount", type: .bigint, .notNull)
+                .column("expires_at", type: .bigint, .notNull)
+                .primaryKey("subject", "kind", "bucket", "replica")
+                .run()
+            try await db.create(index: "cluster_slices_expiry").on("cluster_slices").column("expires_at").run()
+            try await db.create(table: "cluster_replicas")
+                .column("id", type: .text, .primaryKey(autoIncrement: false))
+                .column("started_at", type: .bigint, .notNull)
+                .column("seen_at", type: .bigint, .notNull)
+                .column("expires_at", type: .bigint, .notNull)
+                .column("state", type: .text, .notNull)
+                .run()
+            // The behavior window's repetition rule across replicas: a digest of the key's last
+            // prompt (never its text) and how many times in a row it came.
+            try await db.create(table: "behavior_repeats")
+                .column("key_id", type: .text, .primaryKey(autoIncrement: false))
+                .column("digest", type: .text, .notNull)
+                .column("count", type: .bigint, .notNull)
+                .column("last_seen", type: .bigint, .notNull)
+                .run()
+        },
     ]
 }
