@@ -288,12 +288,11 @@ public final class Storage: Sendable {
 
     /// Records a budget notice; false when it was already sent (each threshold once a month).
     public func recordBudgetNotice(tenantID: String, month: String, threshold: Int, at time: Int64) async throws -> Bool {
-        let exists = try await db.select().column("threshold").from("budget_notices").where("tenant_id", .equal, tenantID)
-            .where("month", .equal, month).where("threshold", .equal, threshold).first() != nil
-        if exists { return false }
+        // One statement: of several replicas crossing the threshold at once, only the one whose
+        // row went in is told true (a select-then-insert would tell each of them).
         try await db.insert(into: "budget_notices").columns("tenant_id", "month", "threshold", "sent_at")
-            .values(SQLBind(tenantID), SQLBind(month), SQLBind(threshold), SQLBind(time)).ignoringConflicts().run()
-        return true
+            .values(SQLBind(tenantID), SQLBind(month), SQLBind(threshold), SQLBind(time)).ignoringConflicts()
+            .returning("threshold").first() != nil
     }
 
     public func request(id: String) async throws -> RequestRecord? {
