@@ -23,15 +23,27 @@ public final class Billing: Sendable {
     let onRefusal: @Sendable (String, String) -> Void
     /// Per tenant: the month's spend and the credit balance, loaded once, then kept up to date.
     private let budgets = Mutex<[String: BudgetState]>([:])
+    /// With replicas (`cluster:`): the shared limits, and how long a loaded budget is trusted
+    /// (other replicas spend too). Nil: one gateway, everything in process.
+    let cluster: ClusterCoordinator?
+    let budgetTTLms: Int64
 
     struct BudgetState {
         var month: String
         var spentMonth: Int64
         var balance: Int64
+        /// When it was read from the database (replicas re-read it after `budgetTTLms`).
+        var loadedAt: Int64 = 0
+        /// The spend up to which the 80/100 % thresholds were looked at (a re-read that shows
+        /// other replicas' spend is looked at on the next settlement).
+        var checkedSpend: Int64 = 0
     }
 
     public init(config: GatewayConfig, catalog: Catalog, storage: Storage, now: @escaping @Sendable () -> Int64,
+                cluster: ClusterCoordinator? = nil,
                 onRefusal: @escaping @Sendable (String, String) -> Void = { _, _ in }) {
+        self.cluster = cluster
+        self.budgetTTLms = cluster.map { Int64($0.config.budgetCacheMs) } ?? .max
         self.onRefusal = onRefusal
         self.tiers = config.tiers
         self.limiter = RateLimiter(now: now)
@@ -50,6 +62,8 @@ public final class Billing: Sendable {
         let reservation: Reservation
         let tenant: String
         let tier: Tier
+        /// The claim on the limits shared with other replicas (nil: one gateway).
+        var ticket: ClusterTicket? = nil
     }
 
     /// Budget first (a month over its cap, or a prepaid balance spent, refuses everything), then
@@ -72,10 +86,29 @@ public final class Billing: Sendable {
                 requestsPerMinute: k.requestsPerMinute, outputTokensPerHour: k.outputTokensPerHour,
                 outputTokensPerDay: k.outputTokensPerDay, concurrentRequests: k.concurrentRequests))))
         }
+        // Replicas: the tenant's limits as a whole first (slices of the shared windows); the
+        // replica's own limiter then only keeps its view for the headers (it cannot refuse what
+        // the shared windows admitted: its usage is a part of theirs).
+        var ticket: ClusterTicket?
+        if let cluster {
+            let shared: Result<ClusterTicket, Refusal>
+            do { shared = try await cluster.admit(subjects, expectedOutput: expectedOutput ?? defaultMaxTokens) } catch {
+                throw APIError.unavailable("The shared limits cannot be checked right now (database unreachable). Retry in a few seconds.", retryAfter: 2)
+            }
+            switch shared {
+            case .success(let tk): ticket = tk
+            case .failure(let refusal):
+                var e = APIError.rateLimited(refusal.message, retryAfter: refusal.retryAfterSeconds)
+                e.headers += rateHeaders(p)
+                onRefusal(refusal.limit.rawValue, p.tenantID)
+                throw e
+            }
+        }
         switch limiter.admit(subjects, expectedOutput: expectedOutput ?? defaultMaxTokens, now: t) {
         case .success(let r):
-            return Admission(reservation: r, tenant: p.tenantID, tier: tier)
+            return Admission(reservation: r, tenant: p.tenantID, tier: tier, ticket: ticket)
         case .failure(let refusal):
+            if let ticket { cluster?.settle(ticket, actualOutput: 0) }
             var e = APIError.rateLimited(refusal.message, retryAfter: refusal.retryAfterSeconds)
             e.headers += rateHeaders(p)
             onRefusal(refusal.limit.rawValue, p.tenantID)
@@ -84,13 +117,17 @@ public final class Billing: Sendable {
     }
 
     /// The request failed before producing anything: give back its reservation.
-    func release(_ a: Admission) { _ = limiter.release(a.reservation) }
+    func release(_ a: Admission) {
+        if limiter.release(a.reservation), let ticket = a.ticket { cluster?.settle(ticket, actualOutput: 0) }
+    }
 
     /// The request ended with these counts: settle the windows, price it, count its energy, and
     /// return what the ledger row records. Crossing 80 % or 100 % of the month's cap is returned
     /// for a webhook.
     func settle(_ a: Admission, account: TokenAccount, model: CatalogEntry) async -> (cost: Int64, energy: Int64?, crossed: [Int]) {
-        _ = limiter.settle(a.reservation, actualOutput: account.outputTokens)
+        if limiter.settle(a.reservation, actualOutput: account.outputTokens), let ticket = a.ticket {
+            cluster?.settle(ticket, actualOutput: account.outputTokens)
+        }
         let t = now()
         let prices = priceBook.price(model: model.id, at: t, default: model.prices)
         let cost = (try? Cost.of(account, at: prices).nanoEuros) ?? Int64.max
@@ -100,9 +137,11 @@ public final class Billing: Sendable {
             guard var s = b[a.tenant] else { return [] }
             let month = UTCMonth.monthKey(ms: t)
             if s.month != month { s = BudgetState(month: month, spentMonth: 0, balance: s.balance) }
-            let old = s.spentMonth
             s.spentMonth += cost
             s.balance -= cost
+            // From the spend already looked at: includes other replicas' spend seen by a re-read.
+            let old = min(s.checkedSpend, s.spentMonth - cost)
+            s.checkedSpend = s.spentMonth
             b[a.tenant] = s
             return BudgetGuard.crossed(before: old, after: s.spentMonth, cap: a.tier.monthlyCapNano)
         }
@@ -113,14 +152,23 @@ public final class Billing: Sendable {
     func budget(_ tenantID: String) async -> BudgetState {
         let t = now()
         let month = UTCMonth.monthKey(ms: t)
-        if let s = budgets.withLock({ $0[tenantID] }), s.month == month { return s }
+        let cached = budgets.withLock({ $0[tenantID] })
+        if let s = cached, s.month == month, t - s.loadedAt < budgetTTLms { return s }
         let start = UTCMonth.monthStartMs(containing: t)
         let spentMonth = (try? await storage.spend(tenantID: tenantID, from: start, to: Int64.max)) ?? 0
         let spentAll = (try? await storage.spend(tenantID: tenantID, from: 0, to: Int64.max)) ?? 0
         let credit = (try? await storage.creditTotal(tenantID: tenantID)) ?? 0
-        let fresh = BudgetState(month: month, spentMonth: spentMonth, balance: credit - spentAll)
-        budgets.withLock { b in if b[tenantID]?.month != month { b[tenantID] = fresh } }
-        return budgets.withLock { $0[tenantID] ?? fresh }
+        var fresh = BudgetState(month: month, spentMonth: spentMonth, balance: credit - spentAll, loadedAt: t, checkedSpend: spentMonth)
+        return budgets.withLock { b in
+            if let old = b[tenantID], old.month == month {
+                // Single gateway: keep the state kept up to date in memory. Replicas: the re-read
+                // wins (it has every replica's committed spend); what was already looked at stays.
+                guard budgetTTLms != .max, t - old.loadedAt >= budgetTTLms else { return old }
+                fresh.checkedSpend = min(old.checkedSpend, fresh.spentMonth)
+            }
+            b[tenantID] = fresh
+            return fresh
+        }
     }
 
     /// Forget a tenant's cached budget (credit added, tier changed).

@@ -56,7 +56,7 @@ struct CompletionPipeline: Sendable {
             try CapabilityCheck.check(inference, model: entry)
 
             // 4. Inspect the prompt (structure, patterns, behavior): block before any engine sees it.
-            try inspect(inference, principal, recorder)
+            try await inspect(inference, principal, recorder)
 
             // Admit: the month's budget, the tier's rate windows (reserving max_tokens of output).
             let admission = try await platform.billing.admit(principal, expectedOutput: inference.maxTokens)
@@ -172,11 +172,17 @@ struct CompletionPipeline: Sendable {
         }
     }
 
-    func inspect(_ inference: InferenceRequest, _ principal: Principal, _ recorder: RequestRecorder) throws(APIError) {
+    func inspect(_ inference: InferenceRequest, _ principal: Principal, _ recorder: RequestRecorder) async throws(APIError) {
         let texts = Self.inspectedTexts(inference)
         guard !texts.isEmpty else { return }
         let mode = ShieldMode(rawValue: principal.shieldMode) ?? .enforce
-        let verdict = platform.shield.inspect(ShieldInput(texts: texts, keyID: principal.keyID, now: Date(timeIntervalSince1970: Double(platform.now()) / 1000)), mode: mode)
+        var input = ShieldInput(texts: texts, keyID: principal.keyID, now: Date(timeIntervalSince1970: Double(platform.now()) / 1000))
+        // Replicas: the repetition rule counts this key's identical prompts on every replica.
+        if let cluster = platform.cluster, let digest = platform.shield.repetitionDigest(input, mode: mode) {
+            input.sharedRepeats = await cluster.repetitions(keyID: principal.keyID, digest: digest,
+                                                            maxAgeMs: Int64(platform.shield.config.windowMaxAge * 1000))
+        }
+        let verdict = platform.shield.inspect(input, mode: mode)
         guard verdict.wouldBlock || !verdict.findings.isEmpty else { return }
         platform.metrics.shieldVerdict(blocked: verdict.blocked, rules: verdict.ruleIDs)
         if verdict.wouldBlock {

@@ -56,6 +56,8 @@ public struct GatewayConfig: Sendable {
     public var console = ConsoleConfig()
     /// Metrics: recording on/off, how `/metrics` is protected or where it listens, the tenant label cap.
     public var metrics = MetricsConfig()
+    /// Several replicas on one database (`cluster:`): shared limits, leases, heartbeats. Nil: one gateway.
+    public var cluster: ClusterConfig?
 
     public init() {}
 
@@ -84,6 +86,12 @@ public struct GatewayConfig: Sendable {
                 throw ConfigError(field: "LLMAAS_MASTER_KEY", message: "must be base64 of exactly 32 bytes (make one with: head -c 32 /dev/urandom | base64)")
             }
             config.requestStore.masterKey = Array(data)
+        }
+        if let id = environment["LLMAAS_REPLICA_ID"], !id.isEmpty {
+            guard config.cluster != nil else {
+                throw ConfigError(field: "LLMAAS_REPLICA_ID", message: "names a replica, but the config has no 'cluster:' section")
+            }
+            config.cluster?.replicaID = String(id.prefix(100))
         }
         if let token = environment["LLMAAS_METRICS_SCRAPE_TOKEN"], !token.isEmpty {
             config.metrics.scrapeToken = try MetricsConfig.checkToken(token, field: "LLMAAS_METRICS_SCRAPE_TOKEN")
@@ -274,6 +282,7 @@ public struct GatewayConfig: Sendable {
         }
         try parseRollups(&r, into: &config)
         try parseAlerts(&r, into: &config)
+        try parseCluster(&r, into: &config)
         if var metrics = try r.mapping("metrics") {
             try config.metrics.read(&metrics, mainPort: config.port)
         }

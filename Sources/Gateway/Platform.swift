@@ -57,6 +57,8 @@ public final class Platform: Sendable {
     public let requestStore: RequestStore
     /// Milliseconds since the epoch, from ``clock``.
     public let now: @Sendable () -> Int64
+    /// With `cluster:`: this replica's side of the limits shared with the others. Nil: one gateway.
+    public let cluster: ClusterCoordinator?
 
     /// Builds the platform from values: its configuration, stores, clock, catalog (nil: loaded from
     /// `config.catalogPath`) and server secret (nil: loaded, or created, at `config.secretPath`).
@@ -69,7 +71,9 @@ public final class Platform: Sendable {
         let now: @Sendable () -> Int64 = { clock.now() }
         self.now = now
         let secret = try givenSecret ?? ServerSecret.loadOrCreate(path: config.secretPath)
-        self.authority = KeyAuthority(storage: storage, secret: secret, now: now)
+        self.authority = KeyAuthority(storage: storage, secret: secret, cacheTTLms: config.cluster.map { Int64($0.keyCacheMs) } ?? 1000, now: now)
+        let cluster = config.cluster.map { ClusterCoordinator(config: $0, storage: storage, now: now, logger: logger) }
+        self.cluster = cluster
         let master = try config.requestStore.masterKey.map { try MasterKey(bytes: $0) } ?? MasterKey.loadOrCreate(path: config.masterKeyPath)
         self.requestStore = RequestStore(storage: storage, master: master, maxBodyBytes: config.requestStore.maxBodyBytes, now: now, logger: logger)
         self.audit = AuditLog(storage: storage, logger: logger, enabled: config.auditEnabled,
@@ -90,7 +94,7 @@ public final class Platform: Sendable {
             }
         }
         self.catalog = catalogStore
-        let billing = Billing(config: config, catalog: catalog, storage: storage, now: now,
+        let billing = Billing(config: config, catalog: catalog, storage: storage, now: now, cluster: cluster,
                               onRefusal: { metrics.refusal(reason: $0, tenant: $1) })
         self.billing = billing
         self.administration = Administration(config: config, storage: storage, authority: authority, now: now,
@@ -135,6 +139,7 @@ public final class Platform: Sendable {
         await requestLog.flush()
         await requestStore.flush()
         await audit.flush()
+        await cluster?.leave()
         try? await storage.touchKeys(authority.drainLastUsed())
         try? await http.shutdown()
         try? await webhookHTTP.shutdown()

@@ -13,7 +13,11 @@ public func buildRouter(_ platform: Platform) -> Hummingbird.Router<GatewayConte
 
     router.get("/health") { _, _ in jsonResponse(["status": "ok"]) }
     router.get("/ready") { _, _ in
-        await platform.fleet.anyReady()
+        // A draining replica (SIGTERM) is not ready: the balancer sends new work to the others.
+        if platform.cluster?.draining == true {
+            return errorResponse(.unavailable("This gateway replica is shutting down; use another replica.", retryAfter: 1))
+        }
+        return await platform.fleet.anyReady()
             ? jsonResponse(["status": "ready"])
             : errorResponse(.unavailable("No inference engine answers yet. Wait for the engines to start, or check their logs.", retryAfter: 2))
     }

@@ -36,7 +36,7 @@ final class BehaviorWindow: Sendable {
     /// Record the current prompt and return behavior findings. `heads` are the normalized
     /// heads of the inspected texts (in order), `indices` their indices in the input.
     func observe(key: String, now: Date, heads: [[UInt8]], indices: [Int], digest: UInt64,
-                 engine: PatternEngine) -> [ShieldFinding] {
+                 engine: PatternEngine, sharedRepeats: Int? = nil) -> [ShieldFinding] {
         var current: [UInt8] = []
         var starts: [(Int, Int)] = []    // (offset in current, text index)
         for (h, idx) in zip(heads, indices) {
@@ -64,7 +64,7 @@ final class BehaviorWindow: Sendable {
         }
         var out: [ShieldFinding] = []
         let firstIndex = indices.first ?? 0
-        if repeats >= config.repetitionThreshold {
+        if (sharedRepeats ?? repeats) >= config.repetitionThreshold {
             out.append(ShieldFinding(ruleID: "behavior.repetition", layer: .behavior, severity: .high,
                                      textIndex: firstIndex, span: 0..<0))
         }

@@ -73,10 +73,14 @@ public struct ShieldInput: Sendable {
     public var keyID: String
     /// The request time, injected by the caller (the shield never reads a clock).
     public var now: Date
-    public init(texts: [InspectedText], keyID: String, now: Date) {
+    /// Replicas: how many times in a row this key sent this prompt, counted by the shared store
+    /// across every replica (this one included). Nil: the gateway's own behavior window counts.
+    public var sharedRepeats: Int?
+    public init(texts: [InspectedText], keyID: String, now: Date, sharedRepeats: Int? = nil) {
         self.texts = texts
         self.keyID = keyID
         self.now = now
+        self.sharedRepeats = sharedRepeats
     }
 }
 
@@ -171,6 +175,21 @@ public final class PromptShield: Sendable {
         self.behavior = BehaviorWindow(config: config)
     }
 
+    /// The digest the repetition rule compares (the inspected texts and their roles), or nil
+    /// when the behavior layer would not look (off, or nothing inspected). Replicas count it in
+    /// the shared store and pass the count as `ShieldInput.sharedRepeats`.
+    public func repetitionDigest(_ input: ShieldInput, mode: ShieldMode) -> UInt64? {
+        guard mode != .off, config.behaviorEnabled else { return nil }
+        var hasher = FNV64()
+        var any = false
+        for item in input.texts where item.role.isInspected {
+            hasher.add(item.role.rawValue)
+            hasher.add(item.text)
+            any = true
+        }
+        return any ? hasher.value : nil
+    }
+
     /// Inspect a request. `mode == .off` returns an empty allow verdict without looking.
     public func inspect(_ input: ShieldInput, mode: ShieldMode = .enforce) -> ShieldVerdict {
         guard mode != .off else { return ShieldVerdict(blocked: false, wouldBlock: false, mode: .off, findings: []) }
@@ -187,7 +206,7 @@ public final class PromptShield: Sendable {
         if config.behaviorEnabled && !heads.isEmpty {
             findings += behavior.observe(key: input.keyID, now: input.now, heads: heads,
                                          indices: input.texts.indices.filter { input.texts[$0].role.isInspected },
-                                         digest: hasher.value, engine: engine)
+                                         digest: hasher.value, engine: engine, sharedRepeats: input.sharedRepeats)
         }
         findings.sort { ($0.textIndex, $0.span.lowerBound, $0.ruleID) < ($1.textIndex, $1.span.lowerBound, $1.ruleID) }
         let wouldBlock = Self.decide(findings)

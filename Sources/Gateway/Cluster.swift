@@ -1,0 +1,245 @@
+import Foundation
+import Logging
+import Quotas
+import ServiceLifecycle
+import Storage
+import Synchronization
+import UnixSignals
+
+/// `cluster:` in the config: this gateway is one of several replicas on one shared database.
+/// Absent: a single gateway (limits in process, as before).
+public struct ClusterConfig: Sendable, Equatable {
+    /// This replica's name in the shared tables (`LLMAAS_REPLICA_ID` overrides; default host-pid).
+    public var replicaID: String
+    /// Spare units asked for with a grant: limit / slice_divisor (0: a database trip per request).
+    public var sliceDivisor = 20
+    /// Spare units are granted only while the room left is at least headroom × the spare.
+    public var headroom = 4
+    /// Concurrency slots are leased this long; a replica that stops renewing loses them after it.
+    public var leaseMs = 3_000
+    /// Heartbeat: renews leases, returns unused slices of past buckets, records liveness.
+    public var heartbeatMs = 500
+    /// Keys, tenants, grants and shield modes are re-read at most this long after a change.
+    public var keyCacheMs = 500
+    /// Spend and credit of a tenant are re-read at most this long after another replica's usage.
+    public var budgetCacheMs = 500
+    /// The behavior window's repetition count is kept in the database (shared by replicas).
+    public var sharedBehavior = true
+
+    public init(replicaID: String? = nil) {
+        self.replicaID = replicaID ?? "\(ProcessInfo.processInfo.hostName)-\(ProcessInfo.processInfo.processIdentifier)"
+    }
+}
+
+extension GatewayConfig {
+    static func parseCluster(_ r: inout Reader, into config: inout GatewayConfig) throws {
+        guard var m = try r.mapping("cluster") else { return }
+        var c = ClusterConfig(replicaID: try m.string("replica_id"))
+        guard !c.replicaID.isEmpty, c.replicaID.count <= 100 else {
+            throw ConfigError(field: "cluster.replica_id", message: "must be 1-100 characters, unique per replica (e.g. the pod name)")
+        }
+        if let n = try m.int("slice_divisor", min: 0) { c.sliceDivisor = n }
+        if let n = try m.int("headroom", min: 1) { c.headroom = n }
+        if let n = try m.int("lease_ms", min: 200) { c.leaseMs = n }
+        if let n = try m.int("heartbeat_ms", min: 50) { c.heartbeatMs = n }
+        if let n = try m.int("key_cache_ms", min: 0) { c.keyCacheMs = min(n, 1_000) }
+        if let n = try m.int("budget_cache_ms", min: 0) { c.budgetCacheMs = min(n, 1_000) }
+        if let b = try m.bool("shared_behavior") { c.sharedBehavior = b }
+        try m.finish()
+        if c.heartbeatMs * 3 > c.leaseMs {
+            throw ConfigError(field: "cluster.heartbeat_ms", message: "must be at most a third of lease_ms (\(c.leaseMs)): a live replica must renew its leases well before they expire")
+        }
+        config.cluster = c
+    }
+}
+
+/// A request's claim on the shared limits, settled or released once.
+struct ClusterTicket: Sendable {
+    let subjects: [(subject: String, limits: Limits)]
+    let admittedAt: Int64
+    let reserved: Int64
+}
+
+/// This replica's side of the shared limits: spends its slices locally when it can, asks the
+/// shared store (one transaction, all subjects' kinds at once) when it cannot, gives back what
+/// it does not use, and renews its leases. See `SharedLimits` for the rules.
+public final class ClusterCoordinator: Sendable {
+    public let config: ClusterConfig
+    let storage: Storage
+    let now: @Sendable () -> Int64
+    let logger: Logger
+    private let book: Mutex<LeaseBook>
+    let startedAt: Int64
+    /// True from SIGTERM on: `/ready` answers 503 while in-flight work finishes.
+    private let drainingFlag = Atomic<Bool>(false)
+    /// Store trips and local admissions, for the scale-out benchmark and metrics.
+    private let counters = Mutex<(local: Int, trips: Int, returns: Int)>((0, 0, 0))
+    static let leaseKinds: Set<String> = [SharedKind.concurrent.rawValue]
+
+    public init(config: ClusterConfig, storage: Storage, now: @escaping @Sendable () -> Int64, logger: Logger) {
+        self.config = config
+        self.storage = storage
+        self.now = now
+        self.logger = logger
+        self.book = Mutex(LeaseBook(sliceDivisor: Int64(config.sliceDivisor), leaseMs: Int64(config.leaseMs)))
+        self.startedAt = now()
+    }
+
+    public var draining: Bool { drainingFlag.load(ordering: .relaxed) }
+    public func startDraining() { drainingFlag.store(true, ordering: .relaxed) }
+
+    /// (admissions without a store trip, store trips, return batches) since start.
+    public var stats: (local: Int, trips: Int, returns: Int) { counters.withLock { $0 } }
+
+    /// Admits one request for every subject (tenant, and key overrides) or refuses with the
+    /// limit that has no room. Store errors refuse nothing: they are thrown.
+    func admit(_ subjects: [(subject: String, limits: Limits)], expectedOutput: Int) async throws -> Result<ClusterTicket, Refusal> {
+        let t = now()
+        let expected = Int64(max(0, expectedOutput))
+        let ticket = ClusterTicket(subjects: subjects, admittedAt: t, reserved: expected)
+        if book.withLock({ $0.admitLocally(subjects, expectedOutput: expected, now: t) }) {
+            counters.withLock { $0.local += 1 }
+            return .success(ticket)
+        }
+        var done: [(subject: String, limits: Limits)] = []
+        for (subject, limits) in subjects {
+            let claims = book.withLock { $0.claims(subject: subject, limits: limits, expectedOutput: expected, now: t) }
+            let requests = claims.map { SliceRequest(kind: $0.kind.rawValue, bucket: $0.bucket,
+                                                      firstBucket: $0.kind == .concurrent ? nil : $0.firstBucket, expiresAt: $0.expiresAt) }
+            let headroom = Int64(config.headroom)
+            let decision: Result<[Int64], SharedRefusal>
+            do {
+                counters.withLock { $0.trips += 1 }
+                decision = try await storage.acquireSlices(subject: subject, replica: config.replicaID, requests, now: t) { charged in
+                    var byKind: [SharedKind: Int64] = [:]
+                    for (k, v) in charged { if let kind = SharedKind(rawValue: k) { byKind[kind] = v } }
+                    let d = SharedLimits.decide(claims, charged: byKind, headroom: headroom)
+                    if case .success(let g) = d { return (g, d) }
+                    return (nil, d)
+                }
+            } catch {
+                undo(done, expected: expected, admittedAt: t)
+                throw error
+            }
+            switch decision {
+            case .success(let grants):
+                let back = book.withLock { $0.granted(subject: subject, claims: claims, grants: grants) }
+                send(back)
+                done.append((subject, limits))
+            case .failure(let refusal):
+                undo(done, expected: expected, admittedAt: t)
+                return .failure(refusal.refusal(subject: subject, now: t))
+            }
+        }
+        return .success(ticket)
+    }
+
+    /// Gives back what `admit` took for the subjects already granted (a later subject refused).
+    private func undo(_ subjects: [(subject: String, limits: Limits)], expected: Int64, admittedAt: Int64) {
+        guard !subjects.isEmpty else { return }
+        var back: [SliceAdjustment] = []
+        for (subject, limits) in subjects {
+            for kind in [SharedKind.requests, .tokensHour, .tokensDay] {
+                let need: Int64 = kind == .requests ? 1 : expected
+                let b = kind.bucket(admittedAt)
+                back.append(SliceAdjustment(subject: subject, kind: kind, bucket: b, delta: -need, expiresAt: kind.windowEnd(bucket: b)))
+            }
+            back += book.withLock { $0.finish(subject: subject, limits: limits) }
+        }
+        send(back)
+    }
+
+    /// The request ended with `actualOutput` tokens (0 when it failed before any output): the
+    /// token windows are corrected and the concurrency slot is freed.
+    func settle(_ ticket: ClusterTicket, actualOutput: Int) {
+        let t = now()
+        var back: [SliceAdjustment] = []
+        for (subject, limits) in ticket.subjects {
+            back += LeaseBook.settlement(subject: subject, admittedAt: ticket.admittedAt, reserved: ticket.reserved,
+                                         actual: Int64(max(0, actualOutput)), now: t)
+            back += book.withLock { $0.finish(subject: subject, limits: limits) }
+        }
+        send(back)
+    }
+
+    /// Sends adjustments to the store off the request path (in order, one task per batch).
+    private func send(_ back: [SliceAdjustment]) {
+        guard !back.isEmpty else { return }
+        counters.withLock { $0.returns += 1 }
+        let storage = self.storage, replica = config.replicaID, logger = self.logger
+        let deltas = back.map { SliceDelta(subject: $0.subject, kind: $0.kind.rawValue, bucket: $0.bucket, delta: $0.delta, expiresAt: $0.expiresAt) }
+        Task {
+            do { try await storage.adjustSlices(replica: replica, deltas, leaseKinds: Self.leaseKinds) } catch {
+                // Not returned: the units stay charged until their window passes (conservative).
+                logger.warning("cluster: could not return slices: \(error)")
+            }
+        }
+    }
+
+    /// One heartbeat: liveness, lease renewal, unused slices of past buckets back to the pool.
+    func beat() async {
+        let t = now()
+        do {
+            try await storage.heartbeat(replica: config.replicaID, startedAt: startedAt, now: t, until: t + Int64(config.leaseMs),
+                                        state: draining ? "draining" : "serving")
+            try await storage.renewLeases(replica: config.replicaID, kinds: Array(Self.leaseKinds), until: t + Int64(config.leaseMs))
+        } catch {
+            logger.warning("cluster: heartbeat failed: \(error)")
+        }
+        let back = book.withLock { $0.expire(now: t) }
+        if !back.isEmpty {
+            let deltas = back.map { SliceDelta(subject: $0.subject, kind: $0.kind.rawValue, bucket: $0.bucket, delta: $0.delta, expiresAt: $0.expiresAt) }
+            try? await storage.adjustSlices(replica: config.replicaID, deltas, leaseKinds: Self.leaseKinds)
+        }
+    }
+
+    /// Leaving: every unspent unit and every slot back to the pool, marked gone.
+    public func leave() async {
+        let t = now()
+        let back = book.withLock { $0.expire(now: t, all: true) }
+        let deltas = back.map { SliceDelta(subject: $0.subject, kind: $0.kind.rawValue, bucket: $0.bucket, delta: $0.delta, expiresAt: $0.expiresAt) }
+        try? await storage.adjustSlices(replica: config.replicaID, deltas, leaseKinds: Self.leaseKinds)
+        try? await storage.dropLeases(replica: config.replicaID, kinds: Array(Self.leaseKinds))
+        try? await storage.heartbeat(replica: config.replicaID, startedAt: startedAt, now: t, until: t, state: "gone")
+    }
+
+    /// The shared count of consecutive identical prompts of a key (behavior window), or nil when
+    /// not shared or the store failed (the replica's own count is used then).
+    func repetitions(keyID: String, digest: UInt64, maxAgeMs: Int64) async -> Int? {
+        guard config.sharedBehavior else { return nil }
+        return try? await storage.observeRepetition(keyID: keyID, digest: String(digest, radix: 16), now: now(), maxAgeMs: maxAgeMs)
+    }
+}
+
+/// Runs the heartbeat until shutdown, purges rows no longer counted, and turns readiness off on
+/// SIGTERM (the HTTP server drains in-flight requests meanwhile; `Platform.shutdown` then returns
+/// everything this replica held).
+struct ClusterService: Service {
+    let cluster: ClusterCoordinator
+    let storage: Storage
+    let clock: @Sendable () -> Int64
+
+    func run() async throws {
+        let signals = Task {
+            for await _ in await UnixSignalsSequence(trapping: .sigterm, .sigint) {
+                cluster.startDraining()
+                await cluster.beat()
+                return
+            }
+        }
+        defer { signals.cancel() }
+        await cancelWhenGracefulShutdown {
+            var lastPurge = Int64.min
+            while !Task.isCancelled {
+                await cluster.beat()
+                let t = clock()
+                if t - lastPurge >= 10_000 {
+                    lastPurge = t
+                    _ = try? await storage.purgeSlices(now: t)
+                    try? await storage.purgeRepetitions(before: t - 3_600_000)
+                }
+                do { try await Task.sleep(for: .milliseconds(cluster.config.heartbeatMs)) } catch { return }
+            }
+        }
+    }
+}
