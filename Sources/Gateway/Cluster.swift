@@ -128,6 +128,12 @@ public final class ClusterCoordinator: Sendable {
                 done.append((subject, limits))
             case .failure(let refusal):
                 undo(done, expected: expected, admittedAt: t)
+                // Requests of this replica admitted meanwhile may have brought spare units: they
+                // are spent before refusing (a refusal means no unit anywhere this replica can use).
+                if book.withLock({ $0.admitLocally(subjects, expectedOutput: expected, now: t) }) {
+                    counters.withLock { $0.local += 1 }
+                    return .success(ticket)
+                }
                 return .failure(refusal.refusal(subject: subject, now: t))
             }
         }
