@@ -39,6 +39,21 @@ struct BehaviorTests {
         #expect(v.ruleIDs == ["behavior.repetition"])
     }
 
+    @Test func aSharedRepetitionCountDecidesAcrossReplicas() {
+        // Replicas: this gateway saw the prompt once, the shared store counted it 30 times.
+        let s = PromptShield()
+        var shared = input("What is the capital of France?", at: 1)
+        let digest = s.repetitionDigest(shared, mode: .enforce)
+        #expect(digest != nil && digest == s.repetitionDigest(input("What is the capital of France?", key: "other", at: 9), mode: .enforce))
+        #expect(digest != s.repetitionDigest(input("What is the capital of Spain?"), mode: .enforce))
+        #expect(s.repetitionDigest(shared, mode: .off) == nil)
+        shared.sharedRepeats = 29
+        #expect(!s.inspect(shared).blocked)
+        shared.sharedRepeats = 30
+        let v = s.inspect(shared)
+        #expect(v.blocked && v.ruleIDs == ["behavior.repetition"])
+    }
+
     @Test func repetitionCountResetsOnADifferentPrompt() {
         let s = PromptShield(config: ShieldConfig(repetitionThreshold: 3))
         _ = s.inspect(input("same", at: 1)); _ = s.inspect(input("same", at: 2))
