@@ -7,11 +7,29 @@ import SQLiteKit
 /// operations on plain records; callers never see a query.
 public final class Storage: Sendable {
     let db: any SQLDatabase
+    /// SQLite (embedded, the default) or PostgreSQL (shared by replicas): see Postgres.swift for
+    /// how one set of queries and migrations runs on both.
+    public let driver: StorageDriver
     private let close: @Sendable () async throws -> Void
 
-    init(db: any SQLDatabase, close: @escaping @Sendable () async throws -> Void) {
+    init(db: any SQLDatabase, driver: StorageDriver = .sqlite, close: @escaping @Sendable () async throws -> Void) {
         self.db = db
+        self.driver = driver
         self.close = close
+    }
+
+    /// Where a gateway keeps its data.
+    public enum Location: Sendable, Equatable {
+        case sqlite(path: String)
+        case postgres(PostgresSettings)
+    }
+
+    /// Opens the database at `location` (not migrated yet).
+    public static func open(_ location: Location, logger: Logger = Logger(label: "llmaas.storage")) async throws -> Storage {
+        switch location {
+        case .sqlite(let path): return try await openSQLite(path: path, logger: logger)
+        case .postgres(let settings): return try await openPostgres(settings, logger: logger)
+        }
     }
 
     /// Opens (creating if needed) the embedded SQLite database at `path`. WAL journal with
@@ -53,8 +71,14 @@ public final class Storage: Sendable {
 
     /// Applies every migration not yet applied, in order, recording each at `now` (ms since 1970,
     /// the caller's clock). Returns the versions applied now.
+    /// On PostgreSQL all pending migrations run in one transaction under an advisory lock, so
+    /// replicas starting together migrate once and a failed migration leaves nothing half-done.
     @discardableResult
     public func migrate(at now: Int64) async throws -> [Int] {
+        try await serialized(.migrations) { db in try await Self.migrate(db, at: now) }
+    }
+
+    static func migrate(_ db: any SQLDatabase, at now: Int64) async throws -> [Int] {
         try await db.create(table: "schema_migrations")
             .ifNotExists()
             .column("version", type: .int, .primaryKey(autoIncrement: false))
@@ -222,7 +246,7 @@ public final class Storage: Sendable {
 
     /// A tenant's spend (n€) since `from`.
     public func spend(tenantID: String, from: Int64, to: Int64) async throws -> Int64 {
-        try await db.select().column(SQLFunction("COALESCE", args: SQLFunction("SUM", args: SQLColumn("cost_nano")), SQLLiteral.numeric("0")), as: "s")
+        try await db.select().column(PortableSQL.integerSum("cost_nano"), as: "s")
             .from("requests").where("tenant_id", .equal, tenantID).where("created_at", .greaterThanOrEqual, from).where("created_at", .lessThan, to)
             .first(decodingColumn: "s", as: Int64.self) ?? 0
     }
@@ -282,7 +306,7 @@ public final class Storage: Sendable {
     }
 
     public func creditTotal(tenantID: String) async throws -> Int64 {
-        try await db.select().column(SQLFunction("COALESCE", args: SQLFunction("SUM", args: SQLColumn("amount_nano")), SQLLiteral.numeric("0")), as: "s")
+        try await db.select().column(PortableSQL.integerSum("amount_nano"), as: "s")
             .from("credits").where("tenant_id", .equal, tenantID).first(decodingColumn: "s", as: Int64.self) ?? 0
     }
 
@@ -291,9 +315,11 @@ public final class Storage: Sendable {
         let exists = try await db.select().column("threshold").from("budget_notices").where("tenant_id", .equal, tenantID)
             .where("month", .equal, month).where("threshold", .equal, threshold).first() != nil
         if exists { return false }
-        try await db.insert(into: "budget_notices").columns("tenant_id", "month", "threshold", "sent_at")
-            .values(SQLBind(tenantID), SQLBind(month), SQLBind(threshold), SQLBind(time)).ignoringConflicts().run()
-        return true
+        // RETURNING yields the row only when this insert made it: of several writers (replicas, or
+        // two tasks between the check and the insert) exactly one is told to send the notice.
+        return try await db.insert(into: "budget_notices").columns("tenant_id", "month", "threshold", "sent_at")
+            .values(SQLBind(tenantID), SQLBind(month), SQLBind(threshold), SQLBind(time)).ignoringConflicts()
+            .returning("threshold").first() != nil
     }
 
     public func request(id: String) async throws -> RequestRecord? {

@@ -1,11 +1,12 @@
 import Logging
+import StorageTesting
 import Testing
 @testable import Observability
 @testable import Storage
 
 @Suite struct AuditTests {
-    func withLog(_ body: (Storage, AuditLog) async throws -> Void) async throws {
-        let storage = try await Storage.inMemory()
+    func withLog(_ driver: TestDatabase, _ body: (Storage, AuditLog) async throws -> Void) async throws {
+        let storage = try await driver.open()
         try await storage.migrate(at: 1_764_000_000_000)
         let log = AuditLog(storage: storage, logger: Logger(label: "t"))
         do { try await body(storage, log) } catch { await storage.shutdown(); throw error }
@@ -20,7 +21,7 @@ import Testing
         await log.flush()
     }
 
-    @Test func intactChainVerifiesAndResumes() async throws { try await withLog { storage, log in
+    @Test(arguments: TestDatabase.all) func intactChainVerifiesAndResumes(_ driver: TestDatabase) async throws { try await withLog(driver) { storage, log in
         await fill(log, 50)
         #expect(try await AuditChain.verify(storage) == (50, nil))
         #expect(try await AuditChain.verify(storage, head: log.head) == (50, nil))
@@ -31,21 +32,21 @@ import Testing
         #expect(try await AuditChain.verify(storage) == (51, nil))
     }}
 
-    @Test func detectsEveryKindOfTampering() async throws {
+    @Test(arguments: TestDatabase.all) func detectsEveryKindOfTampering(_ driver: TestDatabase) async throws {
         // changed
-        try await withLog { storage, log in
+        try await withLog(driver) { storage, log in
             await fill(log, 20)
             try await storage.db.raw("UPDATE audit_log SET status = 500 WHERE seq = 7").run()
             #expect(try await AuditChain.verify(storage).firstBreak?.seq == 7)
         }
         // deleted
-        try await withLog { storage, log in
+        try await withLog(driver) { storage, log in
             await fill(log, 20)
             try await storage.db.raw("DELETE FROM audit_log WHERE seq = 5").run()
             #expect(try await AuditChain.verify(storage).firstBreak?.seq == 6)
         }
         // deleted at the end: the chain alone still verifies, the signed head does not
-        try await withLog { storage, log in
+        try await withLog(driver) { storage, log in
             await fill(log, 20)
             let head = try #require(log.head)
             try await storage.db.raw("DELETE FROM audit_log WHERE seq >= 19").run()
@@ -53,7 +54,7 @@ import Testing
             #expect(try await AuditChain.verify(storage).firstBreak == nil)
         }
         // inserted (renumbered in)
-        try await withLog { storage, log in
+        try await withLog(driver) { storage, log in
             await fill(log, 20)
             try await storage.db.raw("UPDATE audit_log SET seq = -(seq + 1) WHERE seq >= 10").run()
             try await storage.db.raw("UPDATE audit_log SET seq = -seq WHERE seq < 0").run()
@@ -61,7 +62,7 @@ import Testing
             #expect(try await AuditChain.verify(storage).firstBreak?.seq == 10)
         }
         // reordered (two entries' contents swapped)
-        try await withLog { storage, log in
+        try await withLog(driver) { storage, log in
             await fill(log, 20)
             try await storage.db.raw("UPDATE audit_log SET seq = -1 WHERE seq = 12").run()
             try await storage.db.raw("UPDATE audit_log SET seq = 12 WHERE seq = 13").run()
@@ -70,7 +71,7 @@ import Testing
         }
     }
 
-    @Test func retentionKeepsTheRestVerifiable() async throws { try await withLog { storage, log in
+    @Test(arguments: TestDatabase.all) func retentionKeepsTheRestVerifiable(_ driver: TestDatabase) async throws { try await withLog(driver) { storage, log in
         await fill(log, 30)
         let cut = try await log.purge(before: 10_000)
         #expect(cut == 10)
