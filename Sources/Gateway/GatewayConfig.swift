@@ -5,6 +5,7 @@ import Metering
 import OpenAIWire
 import Quotas
 import Shield
+import Storage
 import Tenancy
 import Yams
 
@@ -56,6 +57,11 @@ public struct GatewayConfig: Sendable {
     public var console = ConsoleConfig()
     /// Metrics: recording on/off, how `/metrics` is protected or where it listens, the tenant label cap.
     public var metrics = MetricsConfig()
+    /// `database:` — PostgreSQL (url, pool size) instead of the embedded SQLite; nil: SQLite in
+    /// `dataDir` (DatabaseConfig.swift).
+    public var database: PostgresSettings?
+    /// The URL came from `LLMAAS_DATABASE_URL` (errors name that variable).
+    public var databaseURLFromEnvironment = false
 
     public init() {}
 
@@ -84,6 +90,12 @@ public struct GatewayConfig: Sendable {
                 throw ConfigError(field: "LLMAAS_MASTER_KEY", message: "must be base64 of exactly 32 bytes (make one with: head -c 32 /dev/urandom | base64)")
             }
             config.requestStore.masterKey = Array(data)
+        }
+        if let url = environment["LLMAAS_DATABASE_URL"], !url.isEmpty {
+            var settings = config.database ?? PostgresSettings(url: url)
+            settings.url = try checkDatabaseURL(url, field: "LLMAAS_DATABASE_URL")
+            config.database = settings
+            config.databaseURLFromEnvironment = true
         }
         if let token = environment["LLMAAS_METRICS_SCRAPE_TOKEN"], !token.isEmpty {
             config.metrics.scrapeToken = try MetricsConfig.checkToken(token, field: "LLMAAS_METRICS_SCRAPE_TOKEN")
@@ -277,6 +289,7 @@ public struct GatewayConfig: Sendable {
         if var metrics = try r.mapping("metrics") {
             try config.metrics.read(&metrics, mainPort: config.port)
         }
+        try parseDatabase(&r, into: &config)
         if let list = try r.list("backends") {
             var names = Set<String>()
             for (i, item) in list.enumerated() {
