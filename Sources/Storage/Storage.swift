@@ -185,6 +185,28 @@ public final class Storage: Sendable {
         }
     }
 
+    /// Appends a batch to the one audit chain of this database. Inside the database's
+    /// serialization — on PostgreSQL one transaction holding ``AdvisoryLock/auditChain``, so that
+    /// every replica appending to the same database extends one chain — it reads the chain's tip
+    /// (the last entry, else the retention anchor, else nil), lets `build` number and hash the batch
+    /// from it, and inserts what `build` returns. Returns those records.
+    @discardableResult
+    public func appendAuditChain(_ build: @escaping @Sendable (_ tip: (seq: Int64, hash: String)?) -> [AuditRecord]) async throws -> [AuditRecord] {
+        try await serialized(.auditChain) { db in
+            var tip: (seq: Int64, hash: String)?
+            if let row = try await db.select().columns("seq", "hash").from("audit_log").orderBy("seq", .descending).limit(1).first() {
+                tip = (try row.decode(column: "seq", as: Int64.self), try row.decode(column: "hash", as: String.self))
+            } else if let row = try await db.select().columns("seq", "hash").from("audit_anchor").where("id", .equal, 1).first() {
+                tip = (try row.decode(column: "seq", as: Int64.self), try row.decode(column: "hash", as: String.self))
+            }
+            let records = build(tip)
+            for start in stride(from: 0, to: records.count, by: 1000) {
+                try await db.insert(into: "audit_log").models(Array(records[start..<min(start + 1000, records.count)]), nilEncodingStrategy: .asNil).run()
+            }
+            return records
+        }
+    }
+
     /// The newest entry (where a new writer continues the chain).
     public func lastAudit() async throws -> AuditRecord? {
         try await db.select().columns("*").from("audit_log").orderBy("seq", .descending).limit(1).first(decoding: AuditRecord.self)
