@@ -22,6 +22,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/vapor/sql-kit.git", from: "3.36.0"),
         .package(url: "https://github.com/vapor/sqlite-kit.git", from: "4.5.2"),
+        .package(url: "https://github.com/vapor/postgres-kit.git", from: "2.17.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
@@ -36,6 +37,7 @@ let package = Package(
         .target(name: "Storage", dependencies: [
             .product(name: "SQLKit", package: "sql-kit"),
             .product(name: "SQLiteKit", package: "sqlite-kit"),
+            .product(name: "PostgresKit", package: "postgres-kit"),
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: v5),
         .target(name: "Tenancy", dependencies: [
@@ -83,11 +85,12 @@ let package = Package(
             "Fleet", "EngineSim", "OpenAIWire", .product(name: "Logging", package: "swift-log"),
         ], path: "bench/routing-bench", swiftSettings: v5),
         .target(name: "TestSupport", path: "Tests/TestSupport", swiftSettings: v5),
+        .target(name: "StorageTesting", dependencies: ["Storage"], path: "Tests/StorageTesting", swiftSettings: v5),
         .testTarget(name: "OpenAIWireTests", dependencies: ["OpenAIWire", "TestSupport"], swiftSettings: v5),
         .testTarget(name: "CatalogTests", dependencies: ["Catalog"], swiftSettings: v5),
-        .testTarget(name: "StorageTests", dependencies: ["Storage"], swiftSettings: v5),
-        .testTarget(name: "TenancyTests", dependencies: ["Tenancy", "Storage", "TestSupport"], swiftSettings: v5),
-        .testTarget(name: "ObservabilityTests", dependencies: ["Observability", "Storage", "Clocks"], swiftSettings: v5),
+        .testTarget(name: "StorageTests", dependencies: ["Storage", "StorageTesting"], swiftSettings: v5),
+        .testTarget(name: "TenancyTests", dependencies: ["Tenancy", "Storage", "TestSupport", "StorageTesting"], swiftSettings: v5),
+        .testTarget(name: "ObservabilityTests", dependencies: ["Observability", "Storage", "Clocks", "StorageTesting"], swiftSettings: v5),
         .testTarget(name: "ShieldTests", dependencies: ["Shield"], swiftSettings: v5),
         .testTarget(name: "MeteringTests", dependencies: ["Metering", "Catalog", "OpenAIWire", "TestSupport"], swiftSettings: v5),
         .testTarget(name: "QuotasTests", dependencies: ["Quotas", "Catalog"], swiftSettings: v5),
@@ -95,7 +98,7 @@ let package = Package(
         .executableTarget(name: "shield-bench", dependencies: ["Shield"], path: "bench/shield-bench", swiftSettings: v5),
         .testTarget(name: "FleetTests", dependencies: ["Clocks", "Fleet", "EngineSim"], swiftSettings: v5),
         .testTarget(name: "GatewayTests", dependencies: [
-            "Clocks", "Gateway", "EngineSim", "Catalog", "Tenancy", "Storage", "Quotas", "Fleet", "OpenAIWire", "TestSupport",
+            "Clocks", "Gateway", "EngineSim", "Catalog", "Tenancy", "Storage", "Quotas", "Fleet", "OpenAIWire", "TestSupport", "StorageTesting",
             .product(name: "HummingbirdTesting", package: "hummingbird"),
         ], swiftSettings: v5),
     ]

@@ -72,6 +72,8 @@ public final class ClusterCoordinator: Sendable {
     let startedAt: Int64
     /// True from SIGTERM on: `/ready` answers 503 while in-flight work finishes.
     private let drainingFlag = Atomic<Bool>(false)
+    /// Set by the first heartbeat: a CLI command that builds a platform never joins the cluster.
+    private let joined = Atomic<Bool>(false)
     /// Store trips and local admissions, for the scale-out benchmark and metrics.
     private let counters = Mutex<(local: Int, trips: Int, returns: Int)>((0, 0, 0))
     static let leaseKinds: Set<String> = [SharedKind.concurrent.rawValue]
@@ -184,6 +186,7 @@ public final class ClusterCoordinator: Sendable {
 
     /// One heartbeat: liveness, lease renewal, unused slices of past buckets back to the pool.
     func beat() async {
+        joined.store(true, ordering: .relaxed)
         let t = now()
         do {
             try await storage.heartbeat(replica: config.replicaID, startedAt: startedAt, now: t, until: t + Int64(config.leaseMs),
@@ -201,7 +204,10 @@ public final class ClusterCoordinator: Sendable {
 
     /// Leaving: every unspent unit and every slot back to the pool, marked gone.
     public func leave() async {
+        guard joined.load(ordering: .relaxed) else { return }
         let t = now()
+        let s = stats
+        logger.info("cluster: replica \(config.replicaID) admitted \(s.local) locally, \(s.trips) store trips, \(s.returns) return batches")
         let back = book.withLock { $0.expire(now: t, all: true) }
         let deltas = back.map { SliceDelta(subject: $0.subject, kind: $0.kind.rawValue, bucket: $0.bucket, delta: $0.delta, expiresAt: $0.expiresAt) }
         try? await storage.adjustSlices(replica: config.replicaID, deltas, leaseKinds: Self.leaseKinds)

@@ -5,6 +5,7 @@ import Metering
 import OpenAIWire
 import Quotas
 import Shield
+import Storage
 import Tenancy
 import Yams
 
@@ -58,6 +59,11 @@ public struct GatewayConfig: Sendable {
     public var metrics = MetricsConfig()
     /// Several replicas on one database (`cluster:`): shared limits, leases, heartbeats. Nil: one gateway.
     public var cluster: ClusterConfig?
+    /// `database:` — PostgreSQL (url, pool size) instead of the embedded SQLite; nil: SQLite in
+    /// `dataDir` (DatabaseConfig.swift).
+    public var database: PostgresSettings?
+    /// The URL came from `LLMAAS_DATABASE_URL` (errors name that variable).
+    public var databaseURLFromEnvironment = false
 
     public init() {}
 
@@ -87,11 +93,20 @@ public struct GatewayConfig: Sendable {
             }
             config.requestStore.masterKey = Array(data)
         }
+        if let url = environment["LLMAAS_DATABASE_URL"], !url.isEmpty {
+            var settings = config.database ?? PostgresSettings(url: url)
+            settings.url = try checkDatabaseURL(url, field: "LLMAAS_DATABASE_URL")
+            config.database = settings
+            config.databaseURLFromEnvironment = true
+        }
         if let id = environment["LLMAAS_REPLICA_ID"], !id.isEmpty {
             guard config.cluster != nil else {
                 throw ConfigError(field: "LLMAAS_REPLICA_ID", message: "names a replica, but the config has no 'cluster:' section")
             }
             config.cluster?.replicaID = String(id.prefix(100))
+        }
+        if config.cluster != nil && config.database == nil {
+            throw ConfigError(field: "cluster", message: "replicas share their limits through PostgreSQL: set database.url (or LLMAAS_DATABASE_URL), or remove the cluster section for a single gateway")
         }
         if let token = environment["LLMAAS_METRICS_SCRAPE_TOKEN"], !token.isEmpty {
             config.metrics.scrapeToken = try MetricsConfig.checkToken(token, field: "LLMAAS_METRICS_SCRAPE_TOKEN")
@@ -286,6 +301,7 @@ public struct GatewayConfig: Sendable {
         if var metrics = try r.mapping("metrics") {
             try config.metrics.read(&metrics, mainPort: config.port)
         }
+        try parseDatabase(&r, into: &config)
         if let list = try r.list("backends") {
             var names = Set<String>()
             for (i, item) in list.enumerated() {

@@ -123,7 +123,7 @@ public final class Platform: Sendable {
     public static func open(config: GatewayConfig, logger: Logger, clock: any PlatformClock = SystemClock(),
                             catalog: Catalog? = nil, secret: ServerSecret? = nil) async throws -> Platform {
         try FileManager.default.createDirectory(atPath: config.dataDir, withIntermediateDirectories: true)
-        let storage = try await Storage.openSQLite(path: config.databasePath, logger: logger)
+        let storage = try await config.openStorage(logger: logger)
         try await storage.migrate(at: clock.now())
         do {
             let platform = try Platform(config: config, storage: storage, logger: logger, clock: clock, catalog: catalog, secret: secret)

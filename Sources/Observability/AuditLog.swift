@@ -57,6 +57,21 @@ public enum AuditChain {
         return lowercaseHex(sha.finalize())
     }
 
+    /// The event as it can be stored on every driver: PostgreSQL text cannot hold NUL, so NUL is
+    /// replaced with U+FFFD before hashing (the hash then matches what is stored).
+    static func storable(_ e: AuditEvent) -> AuditEvent {
+        func clean(_ s: String?) -> String? {
+            guard let s, s.utf8.contains(0) else { return s }
+            return s.replacingOccurrences(of: "\u{0}", with: "\u{FFFD}")
+        }
+        var out = e
+        out.actor = clean(e.actor) ?? ""
+        out.tenantID = clean(e.tenantID); out.action = clean(e.action) ?? ""; out.target = clean(e.target)
+        out.outcome = clean(e.outcome) ?? ""; out.requestID = clean(e.requestID); out.clientIP = clean(e.clientIP)
+        out.userAgent = clean(e.userAgent); out.model = clean(e.model)
+        return out
+    }
+
     public static func event(of r: AuditRecord) -> AuditEvent {
         var e = AuditEvent(time: r.time, actor: r.actor, tenantID: r.tenantID, action: r.action, target: r.target, outcome: r.outcome,
                            requestID: r.requestID, clientIP: r.clientIP, model: r.model, status: r.status, tokens: r.tokens)
@@ -101,6 +116,11 @@ public enum AuditChain {
                 }
                 if hash(prev: r.prevHash, seq: r.seq, event(of: r)) != r.hash {
                     return (checked, Break(seq: r.seq, reason: "its content does not match its hash: the entry was changed"))
+                }
+                // With several writers (replicas) the head is one writer's last entry, not always the
+                // log's last: the entry at its position must still be the one that writer wrote.
+                if let head, r.seq == head.seq, r.hash != head.hash {
+                    return (checked, Break(seq: r.seq, reason: "it is not the entry the writer wrote at this position (the log was rewritten)"))
                 }
                 prevSeq = r.seq
                 prevHash = r.hash
@@ -218,33 +238,41 @@ public final class AuditLog: Service, Sendable {
                 return batch
             }
             if events.isEmpty { return }
-            // Continue from the database's last entry: another writer (the CLI) may have appended.
-            var start = chain.withLock { $0 }
-            if let last = try? await storage.lastAudit(), last.seq >= start.seq { start = (last.seq, last.hash) }
-            var seq = start.seq, prev = start.hash
-            var records: [AuditRecord] = []
-            records.reserveCapacity(events.count)
-            for e in events {
-                seq += 1
-                let h = AuditChain.hash(prev: prev, seq: seq, e)
-                records.append(AuditRecord(seq: seq, time: e.time, actor: e.actor, tenantID: e.tenantID, action: e.action, target: e.target,
-                                           outcome: e.outcome, requestID: e.requestID, clientIP: e.clientIP, userAgent: e.userAgent,
-                                           model: e.model, status: e.status, tokens: e.tokens, prevHash: prev, hash: h))
-                prev = h
-            }
+            // The chain continues from the database's tip, read inside the database's serialization
+            // (on PostgreSQL a transaction under an advisory lock): other writers — the CLI, other
+            // replicas — may have appended since. Never from below what this writer wrote itself:
+            // entries cut off the end are then a gap that verification reports.
+            let mine = chain.withLock { $0 }
+            let records: [AuditRecord]
             do {
-                try await storage.appendAudit(records)
-                chain.withLock { $0 = (seq, prev) }
-                written.add(records.count, ordering: .relaxed)
-                if let headFile {
-                    do { try headFile.write(AuditHead(seq: seq, hash: prev)) } catch {
-                        logger.error("cannot write the audit head file", metadata: ["path": "\(headFile.path)", "error": "\(error)"])
+                records = try await storage.appendAuditChain { tip in
+                    var seq = mine.seq, prev = mine.hash
+                    if let tip, tip.seq >= seq { (seq, prev) = tip }
+                    var records: [AuditRecord] = []
+                    records.reserveCapacity(events.count)
+                    for event in events {
+                        let e = AuditChain.storable(event)
+                        seq += 1
+                        let h = AuditChain.hash(prev: prev, seq: seq, e)
+                        records.append(AuditRecord(seq: seq, time: e.time, actor: e.actor, tenantID: e.tenantID, action: e.action, target: e.target,
+                                                   outcome: e.outcome, requestID: e.requestID, clientIP: e.clientIP, userAgent: e.userAgent,
+                                                   model: e.model, status: e.status, tokens: e.tokens, prevHash: prev, hash: h))
+                        prev = h
                     }
+                    return records
                 }
             } catch {
-                logger.error("audit write failed; will retry", metadata: ["entries": "\(records.count)", "error": "\(error)"])
+                logger.error("audit write failed; will retry", metadata: ["entries": "\(events.count)", "error": "\(error)"])
                 queue.withLock { $0.insert(contentsOf: events, at: 0) }
                 return
+            }
+            guard let last = records.last else { continue }
+            chain.withLock { $0 = (last.seq, last.hash) }
+            written.add(records.count, ordering: .relaxed)
+            if let headFile {
+                do { try headFile.write(AuditHead(seq: last.seq, hash: last.hash)) } catch {
+                    logger.error("cannot write the audit head file", metadata: ["path": "\(headFile.path)", "error": "\(error)"])
+                }
             }
         }
     }

@@ -47,8 +47,6 @@ actor SliceLock {
 extension Storage {
     static let sliceLock = SliceLock()
 
-    var isPostgres: Bool { db.dialect.name == "postgresql" }
-
     // MARK: Shared limits (issue 14): slices of windows and leases of slots, per replica
 
     /// Grants slices to `replica` for `subject`: under a lock per subject (PostgreSQL: an advisory
@@ -60,10 +58,7 @@ extension Storage {
         let body: @Sendable (any SQLDatabase) async throws -> R = { db in
             var charged: [String: Int64] = [:]
             for r in requests {
-                let q = db.select().column(SQLFunction("COALESCE", args: SQLFunction("SUM", args: SQLColumn("amount")), SQLLiteral.numeric("0")), as: "n")
-                    .from("cluster_slices").where("subject", .equal, subject).where("kind", .equal, r.kind)
-                if let first = r.firstBucket { q.where("bucket", .greaterThanOrEqual, first) } else { q.where("expires_at", .greaterThan, now) }
-                charged[r.kind] = try await q.first(decodingColumn: "n", as: Int64.self) ?? 0
+                charged[r.kind] = try await Self.charged(db, subject: subject, kind: r.kind, firstBucket: r.firstBucket, now: now)
             }
             let (grants, result) = decide(charged)
             if let grants {
@@ -74,7 +69,7 @@ extension Storage {
             }
             return result
         }
-        if isPostgres {
+        if driver == .postgres {
             return try await db.withSession { conn in
                 try await conn.raw("BEGIN").run()
                 do {
@@ -147,10 +142,24 @@ extension Storage {
     /// What every replica has charged for `subject` and `kind` from `firstBucket` (windows) or
     /// still leased at `now` (leases): for tests and `llmaas` diagnostics.
     public func chargedSlices(subject: String, kind: String, firstBucket: Int64?, now: Int64) async throws -> Int64 {
-        let q = db.select().column(SQLFunction("COALESCE", args: SQLFunction("SUM", args: SQLColumn("amount")), SQLLiteral.numeric("0")), as: "n")
-            .from("cluster_slices").where("subject", .equal, subject).where("kind", .equal, kind)
-        if let firstBucket { q.where("bucket", .greaterThanOrEqual, firstBucket) } else { q.where("expires_at", .greaterThan, now) }
-        return try await q.first(decodingColumn: "n", as: Int64.self) ?? 0
+        try await Self.charged(db, subject: subject, kind: kind, firstBucket: firstBucket, now: now)
+    }
+
+    /// The sum as a BIGINT on both drivers (PostgreSQL's SUM of bigint is numeric).
+    static func charged(_ db: any SQLDatabase, subject: String, kind: String, firstBucket: Int64?, now: Int64) async throws -> Int64 {
+        let row: (any SQLRow)?
+        if let firstBucket {
+            row = try await db.raw("""
+                SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) AS n FROM cluster_slices
+                WHERE subject = \(bind: subject) AND kind = \(bind: kind) AND bucket >= \(bind: firstBucket)
+                """).first()
+        } else {
+            row = try await db.raw("""
+                SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) AS n FROM cluster_slices
+                WHERE subject = \(bind: subject) AND kind = \(bind: kind) AND expires_at > \(bind: now)
+                """).first()
+        }
+        return try row?.decode(column: "n", as: Int64.self) ?? 0
     }
 
     // MARK: Replicas

@@ -7,11 +7,29 @@ import SQLiteKit
 /// operations on plain records; callers never see a query.
 public final class Storage: Sendable {
     let db: any SQLDatabase
+    /// SQLite (embedded, the default) or PostgreSQL (shared by replicas): see Postgres.swift for
+    /// how one set of queries and migrations runs on both.
+    public let driver: StorageDriver
     private let close: @Sendable () async throws -> Void
 
-    init(db: any SQLDatabase, close: @escaping @Sendable () async throws -> Void) {
+    init(db: any SQLDatabase, driver: StorageDriver = .sqlite, close: @escaping @Sendable () async throws -> Void) {
         self.db = db
+        self.driver = driver
         self.close = close
+    }
+
+    /// Where a gateway keeps its data.
+    public enum Location: Sendable, Equatable {
+        case sqlite(path: String)
+        case postgres(PostgresSettings)
+    }
+
+    /// Opens the database at `location` (not migrated yet).
+    public static func open(_ location: Location, logger: Logger = Logger(label: "llmaas.storage")) async throws -> Storage {
+        switch location {
+        case .sqlite(let path): return try await openSQLite(path: path, logger: logger)
+        case .postgres(let settings): return try await openPostgres(settings, logger: logger)
+        }
     }
 
     /// Opens (creating if needed) the embedded SQLite database at `path`. WAL journal with
@@ -53,8 +71,14 @@ public final class Storage: Sendable {
 
     /// Applies every migration not yet applied, in order, recording each at `now` (ms since 1970,
     /// the caller's clock). Returns the versions applied now.
+    /// On PostgreSQL all pending migrations run in one transaction under an advisory lock, so
+    /// replicas starting together migrate once and a failed migration leaves nothing half-done.
     @discardableResult
     public func migrate(at now: Int64) async throws -> [Int] {
+        try await serialized(.migrations) { db in try await Self.migrate(db, at: now) }
+    }
+
+    static func migrate(_ db: any SQLDatabase, at now: Int64) async throws -> [Int] {
         try await db.create(table: "schema_migrations")
             .ifNotExists()
             .column("version", type: .int, .primaryKey(autoIncrement: false))
@@ -161,6 +185,28 @@ public final class Storage: Sendable {
         }
     }
 
+    /// Appends a batch to the one audit chain of this database. Inside the database's
+    /// serialization — on PostgreSQL one transaction holding ``AdvisoryLock/auditChain``, so that
+    /// every replica appending to the same database extends one chain — it reads the chain's tip
+    /// (the last entry, else the retention anchor, else nil), lets `build` number and hash the batch
+    /// from it, and inserts what `build` returns. Returns those records.
+    @discardableResult
+    public func appendAuditChain(_ build: @escaping @Sendable (_ tip: (seq: Int64, hash: String)?) -> [AuditRecord]) async throws -> [AuditRecord] {
+        try await serialized(.auditChain) { db in
+            var tip: (seq: Int64, hash: String)?
+            if let row = try await db.select().columns("seq", "hash").from("audit_log").orderBy("seq", .descending).limit(1).first() {
+                tip = (try row.decode(column: "seq", as: Int64.self), try row.decode(column: "hash", as: String.self))
+            } else if let row = try await db.select().columns("seq", "hash").from("audit_anchor").where("id", .equal, 1).first() {
+                tip = (try row.decode(column: "seq", as: Int64.self), try row.decode(column: "hash", as: String.self))
+            }
+            let records = build(tip)
+            for start in stride(from: 0, to: records.count, by: 1000) {
+                try await db.insert(into: "audit_log").models(Array(records[start..<min(start + 1000, records.count)]), nilEncodingStrategy: .asNil).run()
+            }
+            return records
+        }
+    }
+
     /// The newest entry (where a new writer continues the chain).
     public func lastAudit() async throws -> AuditRecord? {
         try await db.select().columns("*").from("audit_log").orderBy("seq", .descending).limit(1).first(decoding: AuditRecord.self)
@@ -222,7 +268,7 @@ public final class Storage: Sendable {
 
     /// A tenant's spend (n€) since `from`.
     public func spend(tenantID: String, from: Int64, to: Int64) async throws -> Int64 {
-        try await db.select().column(SQLFunction("COALESCE", args: SQLFunction("SUM", args: SQLColumn("cost_nano")), SQLLiteral.numeric("0")), as: "s")
+        try await db.select().column(PortableSQL.integerSum("cost_nano"), as: "s")
             .from("requests").where("tenant_id", .equal, tenantID).where("created_at", .greaterThanOrEqual, from).where("created_at", .lessThan, to)
             .first(decodingColumn: "s", as: Int64.self) ?? 0
     }
@@ -282,15 +328,18 @@ public final class Storage: Sendable {
     }
 
     public func creditTotal(tenantID: String) async throws -> Int64 {
-        try await db.select().column(SQLFunction("COALESCE", args: SQLFunction("SUM", args: SQLColumn("amount_nano")), SQLLiteral.numeric("0")), as: "s")
+        try await db.select().column(PortableSQL.integerSum("amount_nano"), as: "s")
             .from("credits").where("tenant_id", .equal, tenantID).first(decodingColumn: "s", as: Int64.self) ?? 0
     }
 
     /// Records a budget notice; false when it was already sent (each threshold once a month).
     public func recordBudgetNotice(tenantID: String, month: String, threshold: Int, at time: Int64) async throws -> Bool {
-        // One statement: of several replicas crossing the threshold at once, only the one whose
-        // row went in is told true (a select-then-insert would tell each of them).
-        try await db.insert(into: "budget_notices").columns("tenant_id", "month", "threshold", "sent_at")
+        let exists = try await db.select().column("threshold").from("budget_notices").where("tenant_id", .equal, tenantID)
+            .where("month", .equal, month).where("threshold", .equal, threshold).first() != nil
+        if exists { return false }
+        // RETURNING yields the row only when this insert made it: of several writers (replicas, or
+        // two tasks between the check and the insert) exactly one is told to send the notice.
+        return try await db.insert(into: "budget_notices").columns("tenant_id", "month", "threshold", "sent_at")
             .values(SQLBind(tenantID), SQLBind(month), SQLBind(threshold), SQLBind(time)).ignoringConflicts()
             .returning("threshold").first() != nil
     }

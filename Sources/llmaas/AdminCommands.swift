@@ -255,7 +255,7 @@ struct AuditCommand: AsyncParsableCommand {
 
         func run() async throws {
             let config = try options.load()
-            let storage = try await Storage.openSQLite(path: config.databasePath, logger: makeLogger())
+            let storage = try await openStorage(config)
             let result: (checked: Int, firstBreak: AuditChain.Break?)
             do {
                 result = try await AuditChain.verify(storage, head: AuditHead.read(path: (config.dataDir as NSString).appendingPathComponent("audit.head")))

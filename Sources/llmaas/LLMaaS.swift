@@ -70,7 +70,7 @@ let cliClock: any PlatformClock = SystemClock()
 /// `body`, flushes the audit log and closes the database whatever happens.
 func withCLI<T>(_ config: GatewayConfig, _ body: (CLIContext) async throws -> T) async throws -> T {
     try FileManager.default.createDirectory(atPath: config.dataDir, withIntermediateDirectories: true)
-    let storage = try await Storage.openSQLite(path: config.databasePath, logger: makeLogger())
+    let storage = try await openStorage(config)
     let audit = AuditLog(storage: storage, logger: makeLogger(), headPath: (config.dataDir as NSString).appendingPathComponent("audit.head"))
     do {
         try await storage.migrate(at: cliClock.now())
@@ -90,6 +90,16 @@ func withCLI<T>(_ config: GatewayConfig, _ body: (CLIContext) async throws -> T)
         await audit.flush()
         await storage.shutdown()
         throw error
+    }
+}
+
+/// Opens the configured database (SQLite or PostgreSQL); one that cannot be used is a
+/// configuration error: exit code 2, naming the field.
+func openStorage(_ config: GatewayConfig) async throws -> Storage {
+    do {
+        return try await config.openStorage(logger: makeLogger())
+    } catch let e as ConfigError {
+        throw fail("\(e)", code: 2)
     }
 }
 
@@ -120,7 +130,7 @@ struct Migrate: AsyncParsableCommand {
 
     func run() async throws {
         let config = try options.load()
-        let storage = try await Storage.openSQLite(path: config.databasePath, logger: makeLogger())
+        let storage = try await openStorage(config)
         let applied = try await storage.migrate(at: cliClock.now())
         let version = try await storage.schemaVersion()
         await storage.shutdown()

@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import Quotas
 import Storage
+import StorageTesting
 import Testing
 @testable import Gateway
 
@@ -20,8 +21,8 @@ struct ClusterTests {
         }
     }
 
-    func open() async throws -> Storage {
-        let s = try await Storage.inMemory()
+    func open(_ driver: TestDatabase = .sqlite) async throws -> Storage {
+        let s = try await driver.open()
         try await s.migrate(at: Self.t0)
         return s
     }
@@ -30,8 +31,8 @@ struct ClusterTests {
         Limits(requestsPerMinute: rpm, outputTokensPerHour: hour, outputTokensPerDay: 1_000_000_000, concurrentRequests: concurrent)
     }
 
-    @Test func threeReplicasAdmitExactlyTheLimitOfThreeHundredConcurrentRequests() async throws {
-        let storage = try await open()
+    @Test(arguments: TestDatabase.all) func threeReplicasAdmitExactlyTheLimitOfThreeHundredConcurrentRequests(_ driver: TestDatabase) async throws {
+        let storage = try await open(driver)
         let clock = ManualClock(nowMs: Self.t0)
         let replicas = coordinators(3, storage: storage, clock: clock)
         let l = Self.limits(rpm: 50)
@@ -66,8 +67,8 @@ struct ClusterTests {
         await storage.shutdown()
     }
 
-    @Test func aSilentReplicasSlotsReturnAfterItsLeaseAndALeavingOneReturnsAtOnce() async throws {
-        let storage = try await open()
+    @Test(arguments: TestDatabase.all) func aSilentReplicasSlotsReturnAfterItsLeaseAndALeavingOneReturnsAtOnce(_ driver: TestDatabase) async throws {
+        let storage = try await open(driver)
         let clock = ManualClock(nowMs: Self.t0)
         let rs = coordinators(3, storage: storage, clock: clock) { $0.sliceDivisor = 0; $0.leaseMs = 3_000 }
         let l = Self.limits(concurrent: 4)
@@ -127,7 +128,7 @@ struct ClusterTests {
     }
 
     @Test func clusterConfigDefaultsAndReplicaIDFromTheEnvironment() throws {
-        let yaml = "cluster: { slice_divisor: 0, key_cache_ms: 5000 }"
+        let yaml = "database: { url: \"postgres://u@127.0.0.1:5432/d\" }\ncluster: { slice_divisor: 0, key_cache_ms: 5000 }"
         let path = NSTemporaryDirectory() + "cluster-\(UUID().uuidString).yaml"
         try yaml.write(toFile: path, atomically: true, encoding: .utf8)
         defer { try? FileManager.default.removeItem(atPath: path) }
@@ -137,6 +138,11 @@ struct ClusterTests {
         #expect(c.cluster?.keyCacheMs == 1_000)  // never more than the promised second
         #expect(c.cluster?.leaseMs == 3_000)
         #expect(throws: ConfigError.self) { try GatewayConfig.load(path: nil, environment: ["LLMAAS_REPLICA_ID": "x"]) }
+        // Replicas share limits through the database: without PostgreSQL, `cluster:` is refused.
+        try "cluster: {}".write(toFile: path, atomically: true, encoding: .utf8)
+        do { _ = try GatewayConfig.load(path: path, environment: [:]); Issue.record("cluster without database accepted") } catch let e as ConfigError {
+            #expect(e.field == "cluster")
+        }
         #expect(try GatewayConfig.parse("listen: 127.0.0.1:8080").cluster == nil)
     }
 }

@@ -1,11 +1,13 @@
+import Foundation
 import Logging
+import StorageTesting
 import Testing
 @testable import Observability
 @testable import Storage
 
 @Suite struct AuditTests {
-    func withLog(_ body: (Storage, AuditLog) async throws -> Void) async throws {
-        let storage = try await Storage.inMemory()
+    func withLog(_ driver: TestDatabase, _ body: (Storage, AuditLog) async throws -> Void) async throws {
+        let storage = try await driver.open()
         try await storage.migrate(at: 1_764_000_000_000)
         let log = AuditLog(storage: storage, logger: Logger(label: "t"))
         do { try await body(storage, log) } catch { await storage.shutdown(); throw error }
@@ -20,7 +22,7 @@ import Testing
         await log.flush()
     }
 
-    @Test func intactChainVerifiesAndResumes() async throws { try await withLog { storage, log in
+    @Test(arguments: TestDatabase.all) func intactChainVerifiesAndResumes(_ driver: TestDatabase) async throws { try await withLog(driver) { storage, log in
         await fill(log, 50)
         #expect(try await AuditChain.verify(storage) == (50, nil))
         #expect(try await AuditChain.verify(storage, head: log.head) == (50, nil))
@@ -31,21 +33,21 @@ import Testing
         #expect(try await AuditChain.verify(storage) == (51, nil))
     }}
 
-    @Test func detectsEveryKindOfTampering() async throws {
+    @Test(arguments: TestDatabase.all) func detectsEveryKindOfTampering(_ driver: TestDatabase) async throws {
         // changed
-        try await withLog { storage, log in
+        try await withLog(driver) { storage, log in
             await fill(log, 20)
             try await storage.db.raw("UPDATE audit_log SET status = 500 WHERE seq = 7").run()
             #expect(try await AuditChain.verify(storage).firstBreak?.seq == 7)
         }
         // deleted
-        try await withLog { storage, log in
+        try await withLog(driver) { storage, log in
             await fill(log, 20)
             try await storage.db.raw("DELETE FROM audit_log WHERE seq = 5").run()
             #expect(try await AuditChain.verify(storage).firstBreak?.seq == 6)
         }
         // deleted at the end: the chain alone still verifies, the signed head does not
-        try await withLog { storage, log in
+        try await withLog(driver) { storage, log in
             await fill(log, 20)
             let head = try #require(log.head)
             try await storage.db.raw("DELETE FROM audit_log WHERE seq >= 19").run()
@@ -53,7 +55,7 @@ import Testing
             #expect(try await AuditChain.verify(storage).firstBreak == nil)
         }
         // inserted (renumbered in)
-        try await withLog { storage, log in
+        try await withLog(driver) { storage, log in
             await fill(log, 20)
             try await storage.db.raw("UPDATE audit_log SET seq = -(seq + 1) WHERE seq >= 10").run()
             try await storage.db.raw("UPDATE audit_log SET seq = -seq WHERE seq < 0").run()
@@ -61,7 +63,7 @@ import Testing
             #expect(try await AuditChain.verify(storage).firstBreak?.seq == 10)
         }
         // reordered (two entries' contents swapped)
-        try await withLog { storage, log in
+        try await withLog(driver) { storage, log in
             await fill(log, 20)
             try await storage.db.raw("UPDATE audit_log SET seq = -1 WHERE seq = 12").run()
             try await storage.db.raw("UPDATE audit_log SET seq = 12 WHERE seq = 13").run()
@@ -70,7 +72,7 @@ import Testing
         }
     }
 
-    @Test func retentionKeepsTheRestVerifiable() async throws { try await withLog { storage, log in
+    @Test(arguments: TestDatabase.all) func retentionKeepsTheRestVerifiable(_ driver: TestDatabase) async throws { try await withLog(driver) { storage, log in
         await fill(log, 30)
         let cut = try await log.purge(before: 10_000)
         #expect(cut == 10)
@@ -79,4 +81,120 @@ import Testing
         await log.flush()
         #expect(try await AuditChain.verify(storage) == (21, nil))
     }}
+
+    /// A NUL in a field (a client's user agent, a model name) is stored as U+FFFD before hashing,
+    /// so the entry verifies on both drivers (PostgreSQL text cannot hold NUL; SQLite reads up to it).
+    @Test(arguments: TestDatabase.all) func aNulInAFieldStillVerifies(_ driver: TestDatabase) async throws { try await withLog(driver) { storage, log in
+        log.record(AuditEvent(time: 1, actor: "anonymous", action: "auth.failure", target: "/v1/x\u{0}y", outcome: "missing",
+                              userAgent: "curl\u{0}/8", model: "m\u{0}"))
+        await log.flush()
+        let verified = try await AuditChain.verify(storage, head: log.head)
+        #expect(verified == (1, nil))
+        #expect(try await storage.lastAudit()?.userAgent == "curl\u{FFFD}/8")
+    }}
+}
+
+/// One audit chain across replicas: several writers (each an `AuditLog` with its own `Storage`
+/// and connection pool, as separate gateway processes have) append to one PostgreSQL database at
+/// the same time; the appends are serialized in the database, so the result is one valid chain —
+/// and an edit, a deletion and a reordering are still detected.
+@Suite struct SharedAuditChainTests {
+    static func writers(_ n: Int) async throws -> (owner: Storage, storages: [Storage], logs: [AuditLog]) {
+        let url = try #require(TestDatabase.postgresURL)
+        var settings = TestDatabase.scratch(url)
+        let owner = try await Storage.openPostgres(settings)
+        try await owner.migrate(at: 1)
+        settings.dropSchemaAtShutdown = false
+        var storages: [Storage] = []
+        for _ in 0..<n { storages.append(try await Storage.openPostgres(settings)) }
+        let logs = storages.map { AuditLog(storage: $0, logger: Logger(label: "replica")) }
+        for log in logs { try await log.resume() }
+        return (owner, storages, logs)
+    }
+
+    /// 3 writers × 8 rounds × 25 entries, each writer flushing from its own task while the others do.
+    static func appendConcurrently(_ logs: [AuditLog]) async {
+        await withTaskGroup(of: Void.self) { group in
+            for (w, log) in logs.enumerated() {
+                group.addTask {
+                    for round in 0..<8 {
+                        for i in 0..<25 {
+                            log.record(AuditEvent(time: Int64(round * 1000 + i), actor: "key:k\(w)", tenantID: "t\(i % 2)", action: "inference",
+                                                  outcome: "ok", requestID: "w\(w)-r\(round)-\(i)", model: "m", status: 200, tokens: i))
+                        }
+                        await log.flush()
+                    }
+                }
+            }
+        }
+    }
+
+    @Test(.enabled(if: TestDatabase.postgresURL != nil)) func concurrentWritersFormOneValidChain() async throws {
+        let (owner, storages, logs) = try await Self.writers(3)
+        await Self.appendConcurrently(logs)
+        #expect(logs.map(\.writtenCount) == [200, 200, 200])
+        #expect(try await AuditChain.verify(owner) == (600, nil))
+        // Every writer's own head is a valid position in the shared chain.
+        for log in logs { #expect(try await AuditChain.verify(owner, head: log.head) == (600, nil)) }
+        // The writers really interleaved (each batch continues from whoever wrote last).
+        let actors = try await owner.auditPage(afterSeq: 0, limit: 1000).map(\.actor)
+        #expect(Set(actors).count == 3 && actors.count == 600)
+        // A writer resumed later continues the same chain.
+        let late = AuditLog(storage: storages[0], logger: Logger(label: "late"))
+        try await late.resume()
+        late.record(AuditEvent(time: 99_000, actor: "system", action: "x", outcome: "ok"))
+        await late.flush()
+        #expect(try await AuditChain.verify(owner) == (601, nil))
+        for s in storages { await s.shutdown() }
+        await owner.shutdown()
+    }
+
+    @Test(.enabled(if: TestDatabase.postgresURL != nil)) func tamperingWithTheSharedChainIsDetected() async throws {
+        // edited
+        do {
+            let (owner, storages, logs) = try await Self.writers(3)
+            await Self.appendConcurrently(logs)
+            try await owner.db.raw("UPDATE audit_log SET tokens = 999 WHERE seq = 123").run()
+            #expect(try await AuditChain.verify(owner).firstBreak?.seq == 123)
+            for s in storages { await s.shutdown() }
+            await owner.shutdown()
+        }
+        // deleted (one in the middle; and the tail, caught by a writer's head)
+        do {
+            let (owner, storages, logs) = try await Self.writers(3)
+            await Self.appendConcurrently(logs)
+            try await owner.db.raw("DELETE FROM audit_log WHERE seq = 300").run()
+            #expect(try await AuditChain.verify(owner).firstBreak?.seq == 301)
+            let last = try #require(logs.compactMap(\.head).max { $0.seq < $1.seq })
+            #expect(last.seq == 600)
+            try await owner.db.raw("DELETE FROM audit_log WHERE seq >= 590").run()
+            #expect(try await AuditChain.verify(owner, head: last).firstBreak?.seq == 301)
+            for s in storages { await s.shutdown() }
+            await owner.shutdown()
+        }
+        do {
+            let (owner, storages, logs) = try await Self.writers(2)
+            await Self.appendConcurrently(logs)
+            let last = try #require(logs.compactMap(\.head).max { $0.seq < $1.seq })
+            try await owner.db.raw("DELETE FROM audit_log WHERE seq >= 395").run()
+            #expect(try await AuditChain.verify(owner).firstBreak == nil)
+            #expect(try await AuditChain.verify(owner, head: last).firstBreak?.seq == 395)
+            for s in storages { await s.shutdown() }
+            await owner.shutdown()
+        }
+        // reordered (two entries written by different replicas swap places)
+        do {
+            let (owner, storages, logs) = try await Self.writers(3)
+            await Self.appendConcurrently(logs)
+            let page = try await owner.auditPage(afterSeq: 0, limit: 1000)
+            let i = try #require(page.indices.dropLast().first { page[$0].actor != page[$0 + 1].actor })
+            let (a, b) = (page[i].seq, page[i + 1].seq)
+            try await owner.db.raw("UPDATE audit_log SET seq = -1 WHERE seq = \(bind: a)").run()
+            try await owner.db.raw("UPDATE audit_log SET seq = \(bind: a) WHERE seq = \(bind: b)").run()
+            try await owner.db.raw("UPDATE audit_log SET seq = \(bind: b) WHERE seq = -1").run()
+            #expect(try await AuditChain.verify(owner).firstBreak?.seq == a)
+            for s in storages { await s.shutdown() }
+            await owner.shutdown()
+        }
+    }
 }

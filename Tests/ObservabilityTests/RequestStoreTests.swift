@@ -1,6 +1,7 @@
 import Clocks
 import Foundation
 import Logging
+import StorageTesting
 import Testing
 @testable import Observability
 @testable import Storage
@@ -20,8 +21,8 @@ import Testing
         let master: MasterKey
     }
 
-    func withStore(maxBodyBytes: Int = 1 << 16, _ body: (Env) async throws -> Void) async throws {
-        let storage = try await Storage.inMemory()
+    func withStore(_ driver: TestDatabase, maxBodyBytes: Int = 1 << 16, _ body: (Env) async throws -> Void) async throws {
+        let storage = try await driver.open()
         try await storage.migrate(at: Self.t0)
         let clock = ManualClock(nowMs: Self.t0)
         let master = try MasterKey(bytes: (0..<32).map { UInt8($0) })
@@ -41,7 +42,7 @@ import Testing
         await e.store.flush()
     }
 
-    @Test func bodiesRoundTripAndAreNotInClearText() async throws { try await withStore { e in
+    @Test(arguments: TestDatabase.all) func bodiesRoundTripAndAreNotInClearText(_ driver: TestDatabase) async throws { try await withStore(driver) { e in
         let prompt = #"{"messages":[{"role":"user","content":"zebra-quasar-7781 ünïcödé"}]}"#
         await capture(e, "req_1", prompt: prompt, answer: "the answer is marmalade-4242")
         let row = try #require(try await e.storage.requestBody(requestID: "req_1"))
@@ -59,7 +60,7 @@ import Testing
         #expect(row2.keyID == row.keyID && row2.prompt != row.prompt)
     }}
 
-    @Test func aBodyMovedToAnotherRequestOrTenantDoesNotOpen() async throws { try await withStore { e in
+    @Test(arguments: TestDatabase.all) func aBodyMovedToAnotherRequestOrTenantDoesNotOpen(_ driver: TestDatabase) async throws { try await withStore(driver) { e in
         await capture(e, "req_1", prompt: "secret prompt", answer: "secret answer")
         let row = try #require(try await e.storage.requestBody(requestID: "req_1"))
         // Copied onto another request's row (same tenant, same key): the associated data differs.
@@ -79,7 +80,7 @@ import Testing
         #expect(try await e.store.bodies(of: Self.record("req_1", tenant: "ten_a", at: Self.t0)).state == .available)
     }}
 
-    @Test func anotherMasterKeyCannotReadAndAMalformedOneIsRefused() async throws { try await withStore { e in
+    @Test(arguments: TestDatabase.all) func anotherMasterKeyCannotReadAndAMalformedOneIsRefused(_ driver: TestDatabase) async throws { try await withStore(driver) { e in
         await capture(e, "req_1", prompt: "p", answer: "a")
         let other = RequestStore(storage: e.storage, master: try MasterKey(bytes: Array(repeating: 9, count: 32)), maxBodyBytes: 1024,
                                  now: { e.clock.now() }, logger: Logger(label: "t"))
@@ -103,7 +104,7 @@ import Testing
         #expect(throws: RequestStoreError.self) { try MasterKey.loadOrCreate(path: path) }
     }
 
-    @Test func retentionDestroysPastDaysKeysOnTheInjectedClock() async throws { try await withStore { e in
+    @Test(arguments: TestDatabase.all) func retentionDestroysPastDaysKeysOnTheInjectedClock(_ driver: TestDatabase) async throws { try await withStore(driver) { e in
         await capture(e, "old", prompt: "old prompt", answer: "old answer")
         let oldKey = try #require(try await e.storage.requestBody(requestID: "old")).keyID
         e.clock.advance(byMs: 2 * Self.day)
@@ -125,7 +126,7 @@ import Testing
         #expect(try await e.store.bodies(of: Self.record("none", tenant: "ten_a", at: Self.t0 + 2 * Self.day)).state == .notStored)
     }}
 
-    @Test func shreddingTheKeysAloneLeavesCiphertextUnreadable() async throws { try await withStore { e in
+    @Test(arguments: TestDatabase.all) func shreddingTheKeysAloneLeavesCiphertextUnreadable(_ driver: TestDatabase) async throws { try await withStore(driver) { e in
         await capture(e, "r1", prompt: "tenant a prompt", answer: "tenant a answer")
         await capture(e, "r2", tenant: "ten_b", prompt: "tenant b prompt", answer: "tenant b answer")
         let result = try await e.store.shred(tenantID: "ten_a", deleteBodies: false)
@@ -141,7 +142,7 @@ import Testing
         #expect(try await e.storage.requestBody(requestID: "r3")?.keyID != e.storage.requestBody(requestID: "r1")?.keyID)
     }}
 
-    @Test func longBodiesAreCutAtACharacterBoundaryAndMarked() async throws { try await withStore(maxBodyBytes: 10) { e in
+    @Test(arguments: TestDatabase.all) func longBodiesAreCutAtACharacterBoundaryAndMarked(_ driver: TestDatabase) async throws { try await withStore(driver, maxBodyBytes: 10) { e in
         await capture(e, "r1", prompt: "aaaaaaaaaé" + "tail", answer: "short")
         let b = try await e.store.bodies(of: Self.record("r1", tenant: "ten_a", at: Self.t0))
         #expect(b.state == .available && b.prompt == "aaaaaaaaa" && b.promptTruncated && b.promptBytes == 15)
@@ -158,7 +159,7 @@ import Testing
 }
 
 extension RequestStoreTests {
-    @Test func aRequestAfterAShredWithoutABodyIsNotStoredNotShredded() async throws { try await withStore { e in
+    @Test(arguments: TestDatabase.all) func aRequestAfterAShredWithoutABodyIsNotStoredNotShredded(_ driver: TestDatabase) async throws { try await withStore(driver) { e in
         await capture(e, "before", prompt: "p", answer: "a")
         e.clock.advance(byMs: 1000)
         try await e.store.shred(tenantID: "ten_a")
@@ -171,7 +172,7 @@ extension RequestStoreTests {
 extension RequestStoreTests {
     /// A replaced master key cannot open the day's data key: that tenant's body is dropped (never
     /// retried forever, never logged), the rest of the batch is written.
-    @Test func aDataKeyThatDoesNotOpenDropsOnlyItsBody() async throws { try await withStore { e in
+    @Test(arguments: TestDatabase.all) func aDataKeyThatDoesNotOpenDropsOnlyItsBody(_ driver: TestDatabase) async throws { try await withStore(driver) { e in
         await capture(e, "r1", prompt: "p", answer: "a")
         let replaced = RequestStore(storage: e.storage, master: try MasterKey(bytes: Array(repeating: 7, count: 32)), maxBodyBytes: 1024,
                                     now: { e.clock.now() }, logger: Logger(label: "t"))

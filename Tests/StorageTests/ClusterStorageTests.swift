@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import Storage
+import StorageTesting
 
 /// The shared-limit tables (migration 7) on the embedded driver; the same statements run on
 /// PostgreSQL (there under an advisory lock per subject), where tests/e2e/test_replicas.py
@@ -9,8 +10,8 @@ import Testing
 struct ClusterStorageTests {
     let now: Int64 = 1_764_000_000_000
 
-    func open() async throws -> Storage {
-        let s = try await Storage.inMemory()
+    func open(_ driver: TestDatabase) async throws -> Storage {
+        let s = try await driver.open()
         try await s.migrate(at: now)
         return s
     }
@@ -20,8 +21,8 @@ struct ClusterStorageTests {
         { charged in (charged["requests"] ?? 0) + want <= limit ? ([want], true) : (nil, false) }
     }
 
-    @Test func concurrentGrantsNeverExceedTheLimit() async throws {
-        let s = try await open()
+    @Test(arguments: TestDatabase.all) func concurrentGrantsNeverExceedTheLimit(_ driver: TestDatabase) async throws {
+        let s = try await open(driver)
         let req = SliceRequest(kind: "requests", bucket: 100, firstBucket: 40, expiresAt: now + 60_000)
         let granted = try await withThrowingTaskGroup(of: Bool.self) { group in
             for i in 0..<120 {
@@ -41,8 +42,8 @@ struct ClusterStorageTests {
         await s.shutdown()
     }
 
-    @Test func returnedUnitsAreGrantedAgainAndWindowsArePurgedWhenPast() async throws {
-        let s = try await open()
+    @Test(arguments: TestDatabase.all) func returnedUnitsAreGrantedAgainAndWindowsArePurgedWhenPast(_ driver: TestDatabase) async throws {
+        let s = try await open(driver)
         let req = SliceRequest(kind: "requests", bucket: 7, firstBucket: 0, expiresAt: now + 1_000)
         #expect(try await s.acquireSlices(subject: "t", replica: "a", [req], now: now, decide: Self.fit(limit: 10, want: 10)))
         #expect(try await !s.acquireSlices(subject: "t", replica: "b", [req], now: now, decide: Self.fit(limit: 10, want: 1)))
@@ -55,8 +56,8 @@ struct ClusterStorageTests {
         await s.shutdown()
     }
 
-    @Test func leasesCountUntilTheyExpireAndHeartbeatsRenewThem() async throws {
-        let s = try await open()
+    @Test(arguments: TestDatabase.all) func leasesCountUntilTheyExpireAndHeartbeatsRenewThem(_ driver: TestDatabase) async throws {
+        let s = try await open(driver)
         let lease = SliceRequest(kind: "concurrent", bucket: 0, firstBucket: nil, expiresAt: now + 3_000)
         let take: @Sendable ([String: Int64]) -> ([Int64]?, Bool) = { c in (c["concurrent"] ?? 0) + 2 <= 4 ? ([2], true) : (nil, false) }
         #expect(try await s.acquireSlices(subject: "t", replica: "dead", [lease], now: now, decide: take))
@@ -75,8 +76,8 @@ struct ClusterStorageTests {
         await s.shutdown()
     }
 
-    @Test func repetitionCountsAcrossCallersAndResetsOnADifferentPromptOrAge() async throws {
-        let s = try await open()
+    @Test(arguments: TestDatabase.all) func repetitionCountsAcrossCallersAndResetsOnADifferentPromptOrAge(_ driver: TestDatabase) async throws {
+        let s = try await open(driver)
         var counts: [Int] = []
         for i in 0..<3 { counts.append(try await s.observeRepetition(keyID: "k", digest: "d1", now: now + Int64(i), maxAgeMs: 60_000)) }
         #expect(counts == [1, 2, 3])
@@ -88,8 +89,8 @@ struct ClusterStorageTests {
         await s.shutdown()
     }
 
-    @Test func aBudgetNoticeIsClaimedOnceUnderConcurrency() async throws {
-        let s = try await open()
+    @Test(arguments: TestDatabase.all) func aBudgetNoticeIsClaimedOnceUnderConcurrency(_ driver: TestDatabase) async throws {
+        let s = try await open(driver)
         try await s.insertTenant(TenantRecord(id: "ten_1", name: "t", tier: "tier-1", createdAt: now))
         let told = try await withThrowingTaskGroup(of: Bool.self) { group in
             for _ in 0..<6 { group.addTask { try await s.recordBudgetNotice(tenantID: "ten_1", month: "2026-12", threshold: 80, at: now) } }
@@ -101,8 +102,8 @@ struct ClusterStorageTests {
         await s.shutdown()
     }
 
-    @Test func heartbeatsListLiveReplicas() async throws {
-        let s = try await open()
+    @Test(arguments: TestDatabase.all) func heartbeatsListLiveReplicas(_ driver: TestDatabase) async throws {
+        let s = try await open(driver)
         try await s.heartbeat(replica: "a", startedAt: now, now: now, until: now + 3_000, state: "serving")
         try await s.heartbeat(replica: "b", startedAt: now, now: now, until: now + 1_000, state: "serving")
         try await s.heartbeat(replica: "a", startedAt: now, now: now + 500, until: now + 3_500, state: "draining")

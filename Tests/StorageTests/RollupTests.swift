@@ -2,6 +2,7 @@ import Foundation
 import SQLKit
 import Testing
 @testable import Storage
+import StorageTesting
 
 /// Rollups: the histogram's math, merging, and the pass's idempotence, late rows and retention.
 @Suite struct RollupTests {
@@ -15,8 +16,8 @@ import Testing
                       ttftMs: ttft, backend: "b1", systemTokens: 3, reasoningTokens: 5, costNano: 1000, energyMicroWh: 7)
     }
 
-    static func storage() async throws -> Storage {
-        let s = try await Storage.inMemory()
+    static func storage(_ driver: TestDatabase) async throws -> Storage {
+        let s = try await driver.open()
         try await s.migrate(at: 1)
         try await s.insertTenant(TenantRecord(id: "t1", name: "acme", createdAt: 1))
         try await s.insertTenant(TenantRecord(id: "t2", name: "beta", createdAt: 1))
@@ -90,8 +91,8 @@ import Testing
 
     // MARK: The pass
 
-    @Test func rollsUpCompletedMinutesOnceAndIsIdempotent() async throws {
-        let s = try await Self.storage()
+    @Test(arguments: TestDatabase.all) func rollsUpCompletedMinutesOnceAndIsIdempotent(_ driver: TestDatabase) async throws {
+        let s = try await Self.storage(driver)
         let t = Self.t0
         var rows: [RequestRecord] = []
         for i in 0..<30 { rows.append(Self.row("a\(i)", at: t + Int64(i) * 1000, latency: 100 + i)) }
@@ -127,8 +128,8 @@ import Testing
         await s.shutdown()
     }
 
-    @Test func aLateRowIsCountedOnceInItsMinuteAndHour() async throws {
-        let s = try await Self.storage()
+    @Test(arguments: TestDatabase.all) func aLateRowIsCountedOnceInItsMinuteAndHour(_ driver: TestDatabase) async throws {
+        let s = try await Self.storage(driver)
         let t = Self.t0
         try await s.insertRequests([Self.row("a", at: t + 10)])
         let retain = (minute: Int64(48 * 3_600_000), hour: Int64(400 * 86_400_000))
@@ -144,8 +145,8 @@ import Testing
         await s.shutdown()
     }
 
-    @Test func retentionDropsOldMinutesButKeepsTheirHours() async throws {
-        let s = try await Self.storage()
+    @Test(arguments: TestDatabase.all) func retentionDropsOldMinutesButKeepsTheirHours(_ driver: TestDatabase) async throws {
+        let s = try await Self.storage(driver)
         let t = Self.t0
         try await s.insertRequests((0..<5).map { Self.row("r\($0)", at: t + Int64($0) * Self.minute) })
         let minuteRetention: Int64 = 2 * 3_600_000
@@ -169,8 +170,8 @@ import Testing
         await s.shutdown()
     }
 
-    @Test func seriesAndTotalsByModelAndTenant() async throws {
-        let s = try await Self.storage()
+    @Test(arguments: TestDatabase.all) func seriesAndTotalsByModelAndTenant(_ driver: TestDatabase) async throws {
+        let s = try await Self.storage(driver)
         let t = Self.t0
         var rows: [RequestRecord] = []
         for i in 0..<6 { rows.append(Self.row("a\(i)", at: t + Int64(i) * Self.minute, model: "m")) }
@@ -193,9 +194,9 @@ import Testing
         await s.shutdown()
     }
 
-    @Test func migrationMarksTheExistingLedgerForTheFirstPass() async throws {
+    @Test(arguments: TestDatabase.all) func migrationMarksTheExistingLedgerForTheFirstPass(_ driver: TestDatabase) async throws {
         // A database at version 3 with a ledger: migration 4 marks its minutes, the first pass rolls them up.
-        let s = try await Storage.inMemory()
+        let s = try await driver.open()
         try await s.db.create(table: "schema_migrations").column("version", type: .int, .primaryKey(autoIncrement: false))
             .column("name", type: .text, .notNull).column("applied_at", type: .bigint, .notNull).run()
         for m in Schema.migrations where m.version < 4 {
@@ -220,8 +221,8 @@ import Testing
     /// `rollupBuckets` (the merge behind the charts and `/v1/usage` buckets): hour buckets read the
     /// hour rows after the minute rows are gone, the minutes not rolled up yet come from the ledger,
     /// each row counts once, and another tenant's rows never show.
-    @Test func rollupBucketsReadHourRowsPastTheMinuteRetentionAndTheLedgerAfterTheBoundary() async throws {
-        let s = try await Self.storage()
+    @Test(arguments: TestDatabase.all) func rollupBucketsReadHourRowsPastTheMinuteRetentionAndTheLedgerAfterTheBoundary(_ driver: TestDatabase) async throws {
+        let s = try await Self.storage(driver)
         let t = Self.t0
         let hour: Int64 = 3_600_000
         try await s.insertRequests((0..<5).map { Self.row("r\($0)", at: t + Int64($0) * Self.minute, key: $0 % 2 == 0 ? "k1" : "k2") }

@@ -1,9 +1,10 @@
 import Testing
 @testable import Storage
+import StorageTesting
 
 @Suite struct StorageTests {
-    @Test func migratesOnceAndStoresRows() async throws {
-        let storage = try await Storage.inMemory()
+    @Test(arguments: TestDatabase.all) func migratesOnceAndStoresRows(_ driver: TestDatabase) async throws {
+        let storage = try await driver.open()
         #expect(try await storage.migrate(at: 1_764_000_000_000) == [1, 2, 3, 4, 5, 6, 7])
         #expect(try await storage.migrate(at: 1_764_000_000_000) == [])
         #expect(try await storage.schemaVersion() == 7)
@@ -27,8 +28,8 @@ import Testing
         await storage.shutdown()
     }
 
-    @Test func foreignKeysHold() async throws {
-        let storage = try await Storage.inMemory()
+    @Test(arguments: TestDatabase.all) func foreignKeysHold(_ driver: TestDatabase) async throws {
+        let storage = try await driver.open()
         try await storage.migrate(at: 1_764_000_000_000)
         await #expect(throws: (any Error).self) {
             try await storage.insertKey(APIKeyRecord(id: "k", tenantID: "missing", name: "x", secretHash: "h", createdAt: 0))
@@ -38,8 +39,8 @@ import Testing
 }
 
 @Suite struct LedgerStorageTests {
-    @Test func lifecycleNoticesAreClaimedOnce() async throws {
-        let storage = try await Storage.inMemory()
+    @Test(arguments: TestDatabase.all) func lifecycleNoticesAreClaimedOnce(_ driver: TestDatabase) async throws {
+        let storage = try await driver.open()
         try await storage.migrate(at: 1_764_000_000_000)
         try await storage.insertTenant(TenantRecord(id: "t1", name: "acme", createdAt: 1))
         let first = try await storage.claimLifecycleNotice(tenantID: "t1", model: "m", phase: "sunset", at: 5, phaseStarted: "2026-10-02",
@@ -53,8 +54,8 @@ import Testing
         await storage.shutdown()
     }
 
-    @Test func budgetNoticesOncePerMonthAndSpendSums() async throws {
-        let storage = try await Storage.inMemory()
+    @Test(arguments: TestDatabase.all) func budgetNoticesOncePerMonthAndSpendSums(_ driver: TestDatabase) async throws {
+        let storage = try await driver.open()
         try await storage.migrate(at: 1_764_000_000_000)
         try await storage.insertTenant(TenantRecord(id: "t1", name: "acme", createdAt: 1))
         #expect(try await storage.recordBudgetNotice(tenantID: "t1", month: "2026-11", threshold: 80, at: 1))

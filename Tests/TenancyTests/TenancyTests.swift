@@ -1,4 +1,5 @@
 import Synchronization
+import StorageTesting
 import Testing
 @testable import Storage
 @testable import Tenancy
@@ -11,8 +12,8 @@ final class TestClock: Sendable {
 
 @Suite struct TenancyTests {
     /// Runs `body` with a fresh in-memory database, closed afterwards whatever happens.
-    func withAuthority(_ body: (Storage, KeyAuthority, TestClock) async throws -> Void) async throws {
-        let storage = try await Storage.inMemory()
+    func withAuthority(_ driver: TestDatabase, _ body: (Storage, KeyAuthority, TestClock) async throws -> Void) async throws {
+        let storage = try await driver.open()
         try await storage.migrate(at: 1_764_000_000_000)
         let clock = TestClock()
         let authority = KeyAuthority(storage: storage, secret: ServerSecret(bytes: Array(repeating: 7, count: 32)), now: { clock.now })
@@ -20,7 +21,7 @@ final class TestClock: Sendable {
         await storage.shutdown()
     }
 
-    @Test func keyRoundTripAndOnlyHashStored() async throws { try await withAuthority { storage, authority, _ in
+    @Test(arguments: TestDatabase.all) func keyRoundTripAndOnlyHashStored(_ driver: TestDatabase) async throws { try await withAuthority(driver) { storage, authority, _ in
         _ = try await authority.createTenant(name: "acme")
         let (record, token) = try await authority.createKey(tenantName: "acme")
         #expect(token.text.hasPrefix("sk-llm-"))
@@ -32,7 +33,7 @@ final class TestClock: Sendable {
         #expect(p.tenantName == "acme" && p.keyID == record.id)
     }}
 
-    @Test func rejections() async throws { try await withAuthority { _, authority, _ in
+    @Test(arguments: TestDatabase.all) func rejections(_ driver: TestDatabase) async throws { try await withAuthority(driver) { _, authority, _ in
         _ = try await authority.createTenant(name: "acme")
         let (_, token) = try await authority.createKey(tenantName: "acme")
         await #expect(throws: AuthFailure.missing) { try await authority.authenticate(authorization: nil) }
@@ -46,7 +47,7 @@ final class TestClock: Sendable {
         await #expect(throws: AuthFailure.unknownKey) { try await authority.authenticate(authorization: "Bearer \(unknown.text)") }
     }}
 
-    @Test func duplicateAndInvalidTenants() async throws { try await withAuthority { _, authority, _ in
+    @Test(arguments: TestDatabase.all) func duplicateAndInvalidTenants(_ driver: TestDatabase) async throws { try await withAuthority(driver) { _, authority, _ in
         _ = try await authority.createTenant(name: "acme")
         await #expect(throws: TenancyError.self) { try await authority.createTenant(name: "acme") }
         await #expect(throws: TenancyError.self) { try await authority.createTenant(name: "a b; drop") }
@@ -72,8 +73,8 @@ final class TestClock: Sendable {
 @Suite struct RotationAndGrantsTests {
     static let day: Int64 = 86_400_000
 
-    func withAuthority(_ body: (Storage, KeyAuthority, TestClock) async throws -> Void) async throws {
-        let storage = try await Storage.inMemory()
+    func withAuthority(_ driver: TestDatabase, _ body: (Storage, KeyAuthority, TestClock) async throws -> Void) async throws {
+        let storage = try await driver.open()
         try await storage.migrate(at: 1_764_000_000_000)
         let clock = TestClock()
         let authority = KeyAuthority(storage: storage, secret: ServerSecret(bytes: Array(repeating: 9, count: 32)), cacheTTLms: 0, now: { clock.now })
@@ -82,7 +83,7 @@ final class TestClock: Sendable {
     }
 
     /// A 30-day period with 7 days' grace, walked day by day through 100 days.
-    @Test func rotationThroughHundredDays() async throws { try await withAuthority { storage, authority, clock in
+    @Test(arguments: TestDatabase.all) func rotationThroughHundredDays(_ driver: TestDatabase) async throws { try await withAuthority(driver) { storage, authority, clock in
         var tenant = try await authority.createTenant(name: "acme")
         tenant.rotationPeriodDays = 30
         tenant.gracePeriodDays = 7
@@ -128,7 +129,7 @@ final class TestClock: Sendable {
         #expect(rotations.allSatisfy { $0.automatic })
     }}
 
-    @Test func manualRotateRevokeAndCacheInvalidation() async throws { try await withAuthority { _, authority, _ in
+    @Test(arguments: TestDatabase.all) func manualRotateRevokeAndCacheInvalidation(_ driver: TestDatabase) async throws { try await withAuthority(driver) { _, authority, _ in
         _ = try await authority.createTenant(name: "acme")
         let (key, token) = try await authority.createKey(tenantName: "acme")
         let event = try await authority.rotate(keyID: key.id, graceMs: 0)
@@ -141,7 +142,7 @@ final class TestClock: Sendable {
         await #expect(throws: AuthFailure.revoked) { try await authority.authenticate(authorization: "Bearer \(next)") }
     }}
 
-    @Test func tenantScopeHidesOtherTenantsKeys() async throws { try await withAuthority { _, authority, _ in
+    @Test(arguments: TestDatabase.all) func tenantScopeHidesOtherTenantsKeys(_ driver: TestDatabase) async throws { try await withAuthority(driver) { _, authority, _ in
         let a = try await authority.createTenant(name: "a")
         _ = try await authority.createTenant(name: "b")
         let (bKey, _) = try await authority.createKey(tenantName: "b")
