@@ -241,11 +241,11 @@ struct ClusterService: Service {
         }
         defer { signals.cancel() }
         await cancelWhenGracefulShutdown {
-            var lastPurge = Int64.min
+            var lastPurge: Int64?
             while !Task.isCancelled {
                 await cluster.beat()
                 let t = clock()
-                if t - lastPurge >= 10_000 {
+                if lastPurge.map({ t - $0 >= 10_000 }) ?? true {
                     lastPurge = t
                     _ = try? await storage.purgeSlices(now: t)
                     try? await storage.purgeRepetitions(before: t - 3_600_000)

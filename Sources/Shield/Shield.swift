@@ -180,14 +180,19 @@ public final class PromptShield: Sendable {
     /// the shared store and pass the count as `ShieldInput.sharedRepeats`.
     public func repetitionDigest(_ input: ShieldInput, mode: ShieldMode) -> UInt64? {
         guard mode != .off, config.behaviorEnabled else { return nil }
-        var hasher = FNV64()
+        // FNV-1a over the bytes: the same on every replica (Swift's Hasher is seeded per process).
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        func add(_ s: String) {
+            for b in s.utf8 { h = (h ^ UInt64(b)) &* 0x0000_0100_0000_01b3 }
+            h = (h ^ 0xff) &* 0x0000_0100_0000_01b3
+        }
         var any = false
         for item in input.texts where item.role.isInspected {
-            hasher.add(item.role.rawValue)
-            hasher.add(item.text)
+            add(item.role.rawValue)
+            add(item.text)
             any = true
         }
-        return any ? hasher.value : nil
+        return any ? h : nil
     }
 
     /// Inspect a request. `mode == .off` returns an empty allow verdict without looking.

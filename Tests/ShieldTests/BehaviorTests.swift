@@ -47,6 +47,8 @@ struct BehaviorTests {
         #expect(digest != nil && digest == s.repetitionDigest(input("What is the capital of France?", key: "other", at: 9), mode: .enforce))
         #expect(digest != s.repetitionDigest(input("What is the capital of Spain?"), mode: .enforce))
         #expect(s.repetitionDigest(shared, mode: .off) == nil)
+        // Stable across processes (replicas compare it): FNV-1a of "user" 0xff text 0xff.
+        #expect(s.repetitionDigest(input("a"), mode: .enforce) == 0x1946_f0a1_4833_4a67)
         shared.sharedRepeats = 29
         #expect(!s.inspect(shared).blocked)
         shared.sharedRepeats = 30
