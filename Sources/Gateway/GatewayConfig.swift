@@ -56,6 +56,8 @@ public struct GatewayConfig: Sendable {
     public var console = ConsoleConfig()
     /// Metrics: recording on/off, how `/metrics` is protected or where it listens, the tenant label cap.
     public var metrics = MetricsConfig()
+    /// HTTPS on the listener (`tls:`); nil: plain HTTP.
+    public var tls: ListenerTLSConfig?
 
     public init() {}
 
@@ -277,6 +279,21 @@ public struct GatewayConfig: Sendable {
         if var metrics = try r.mapping("metrics") {
             try config.metrics.read(&metrics, mainPort: config.port)
         }
+        if var tls = try r.mapping("tls") {
+            let cert = try tls.string("cert").map(resolve), key = try tls.string("key").map(resolve)
+            let minText = try tls.string("min_version")
+            try tls.finish()
+            guard let cert, !cert.isEmpty else { throw ConfigError(field: "tls.cert", message: "required with tls: the PEM file of the server certificate (and its intermediates)") }
+            guard let key, !key.isEmpty else { throw ConfigError(field: "tls.key", message: "required with tls: the PEM file of the certificate's private key") }
+            var listener = ListenerTLSConfig(certPath: cert, keyPath: key)
+            if let minText {
+                guard let v = ListenerTLSConfig.MinVersion(rawValue: minText) else {
+                    throw ConfigError(field: "tls.min_version", message: "'\(minText)' is not supported: use 1.3 (the default) or 1.2")
+                }
+                listener.minVersion = v
+            }
+            config.tls = listener
+        }
         if let list = try r.list("backends") {
             var names = Set<String>()
             for (i, item) in list.enumerated() {
@@ -327,9 +344,20 @@ public struct GatewayConfig: Sendable {
                     try mg.finish()
                     managed = ManagedEngineConfig(modelFile: modelFile, python: python, extraArgs: extra)
                 }
+                var backendTLS: BackendTLS?
+                if var t = try b.mapping("tls") {
+                    let tls = BackendTLS(ca: try t.string("ca").map(resolve), cert: try t.string("cert").map(resolve), key: try t.string("key").map(resolve))
+                    try t.finish()
+                    guard url.hasPrefix("https://") else { throw ConfigError(field: p + ".tls", message: "only for an https:// url (this backend's url is \(url))") }
+                    if tls.cert != nil && tls.key == nil { throw ConfigError(field: p + ".tls.key", message: "required with tls.cert: the client certificate's private key (PEM)") }
+                    if tls.key != nil && tls.cert == nil { throw ConfigError(field: p + ".tls.cert", message: "required with tls.key: the client certificate (PEM)") }
+                    backendTLS = tls
+                }
                 try b.finish()
-                config.backends.append(BackendConfig(name: name, kind: kind, url: url, models: served, timeouts: timeouts, managed: managed,
-                                                     capacity: capacity, probeIntervalMs: probeInterval, discoverModels: discover))
+                var backend = BackendConfig(name: name, kind: kind, url: url, models: served, timeouts: timeouts, managed: managed,
+                                            capacity: capacity, probeIntervalMs: probeInterval, discoverModels: discover)
+                backend.tls = backendTLS
+                config.backends.append(backend)
             }
         }
         try r.finish()

@@ -57,6 +57,8 @@ public final class Platform: Sendable {
     public let requestStore: RequestStore
     /// Milliseconds since the epoch, from ``clock``.
     public let now: @Sendable () -> Int64
+    /// The listener's certificate when `tls:` is set (reloaded on SIGHUP).
+    public let tlsCertificates: ListenerCertificates?
 
     /// Builds the platform from values: its configuration, stores, clock, catalog (nil: loaded from
     /// `config.catalogPath`) and server secret (nil: loaded, or created, at `config.secretPath`).
@@ -66,6 +68,12 @@ public final class Platform: Sendable {
         self.storage = storage
         self.logger = logger
         self.clock = clock
+        self.tlsCertificates = try config.tls.map { try ListenerCertificates(config: $0) }
+        for (i, b) in config.backends.enumerated() {
+            do { _ = try b.tls?.clientConfiguration() } catch {
+                throw ConfigError(field: "backends[\(i)].tls.\(error.field)", message: error.message)
+            }
+        }
         let now: @Sendable () -> Int64 = { clock.now() }
         self.now = now
         let secret = try givenSecret ?? ServerSecret.loadOrCreate(path: config.secretPath)
