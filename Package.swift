@@ -40,14 +40,17 @@ let package = Package(
             .product(name: "SQLiteKit", package: "sqlite-kit"),
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: v5),
+        .target(name: "Sealing", dependencies: [
+            "Storage", .product(name: "Crypto", package: "swift-crypto"),
+        ], swiftSettings: v5),
         .target(name: "Tenancy", dependencies: [
-            "Storage", "OpenAIWire", .product(name: "Crypto", package: "swift-crypto"),
+            "Storage", "Sealing", "OpenAIWire", .product(name: "Crypto", package: "swift-crypto"),
         ], swiftSettings: v5),
         .target(name: "Quotas", dependencies: ["Catalog"], swiftSettings: v5),
         .target(name: "Shield", dependencies: ["OpenAIWire"], swiftSettings: v5),
         .target(name: "Metering", dependencies: ["Catalog"], swiftSettings: v5),
         .target(name: "Observability", dependencies: [
-            "Storage", .product(name: "Logging", package: "swift-log"),
+            "Storage", "Sealing", .product(name: "Logging", package: "swift-log"),
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "Metrics", package: "swift-metrics"),
@@ -68,7 +71,7 @@ let package = Package(
         ], swiftSettings: v5),
         .target(name: "Gateway", dependencies: [
             "Clocks", "OpenAIWire", "Catalog", "Storage", "Tenancy", "Quotas", "Shield", "Metering",
-            "Observability", "Fleet",
+            "Observability", "Fleet", "Sealing",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HummingbirdCore", package: "hummingbird"),
             .product(name: "HummingbirdTLS", package: "hummingbird"),
@@ -83,7 +86,7 @@ let package = Package(
             .product(name: "Crypto", package: "swift-crypto"),
         ], resources: [.copy("Resources/admin-openapi.yaml"), .copy("Resources/console")], swiftSettings: v5),
         .executableTarget(name: "llmaas", dependencies: [
-            "Clocks", "Gateway", "EngineSim", "Catalog", "Storage", "Tenancy", "OpenAIWire", "Observability", "Shield", "Metering", "Quotas",
+            "Clocks", "Gateway", "EngineSim", "Catalog", "Storage", "Tenancy", "OpenAIWire", "Observability", "Shield", "Metering", "Quotas", "Sealing",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: v5),
         .executableTarget(name: "routing-bench", dependencies: [
@@ -93,8 +96,9 @@ let package = Package(
         .testTarget(name: "OpenAIWireTests", dependencies: ["OpenAIWire", "TestSupport"], swiftSettings: v5),
         .testTarget(name: "CatalogTests", dependencies: ["Catalog"], swiftSettings: v5),
         .testTarget(name: "StorageTests", dependencies: ["Storage"], swiftSettings: v5),
-        .testTarget(name: "TenancyTests", dependencies: ["Tenancy", "Storage", "TestSupport"], swiftSettings: v5),
-        .testTarget(name: "ObservabilityTests", dependencies: ["Observability", "Storage", "Clocks"], swiftSettings: v5),
+        .testTarget(name: "TenancyTests", dependencies: ["Tenancy", "Storage", "Sealing", "TestSupport"], swiftSettings: v5),
+        .testTarget(name: "ObservabilityTests", dependencies: ["Observability", "Storage", "Clocks", "Sealing"], swiftSettings: v5),
+        .testTarget(name: "SealingTests", dependencies: ["Sealing", "Storage", "Clocks"], swiftSettings: v5),
         .testTarget(name: "ShieldTests", dependencies: ["Shield"], swiftSettings: v5),
         .testTarget(name: "MeteringTests", dependencies: ["Metering", "Catalog", "OpenAIWire", "TestSupport"], swiftSettings: v5),
         .testTarget(name: "QuotasTests", dependencies: ["Quotas", "Catalog"], swiftSettings: v5),

@@ -58,13 +58,17 @@ public struct GatewayConfig: Sendable {
     public var metrics = MetricsConfig()
     /// HTTPS on the listener (`tls:`); nil: plain HTTP.
     public var tls: ListenerTLSConfig?
+    /// Encryption at rest: the master key file and the previous ones during a rotation (`encryption:`).
+    public var encryption = EncryptionConfig()
 
     public init() {}
 
     public var databasePath: String { (dataDir as NSString).appendingPathComponent("llmaas.sqlite") }
     public var secretPath: String { (dataDir as NSString).appendingPathComponent("server.secret") }
     /// The request store's master key file (`request_store.master_key_file`, else in the data dir).
-    public var masterKeyPath: String { requestStore.masterKeyFile ?? (dataDir as NSString).appendingPathComponent("request-store.key") }
+    public var masterKeyPath: String {
+        encryption.masterKeyFile ?? requestStore.masterKeyFile ?? (dataDir as NSString).appendingPathComponent("request-store.key")
+    }
 
     /// Loads `path` (relative paths inside it are relative to the file's folder) and applies the
     /// environment overrides.
@@ -86,6 +90,9 @@ public struct GatewayConfig: Sendable {
                 throw ConfigError(field: "LLMAAS_MASTER_KEY", message: "must be base64 of exactly 32 bytes (make one with: head -c 32 /dev/urandom | base64)")
             }
             config.requestStore.masterKey = Array(data)
+        }
+        if let keys = environment["LLMAAS_PREVIOUS_MASTER_KEYS"], !keys.isEmpty {
+            config.encryption.previousMasterKeys = try EncryptionConfig.parsePreviousKeys(keys)
         }
         if let token = environment["LLMAAS_METRICS_SCRAPE_TOKEN"], !token.isEmpty {
             config.metrics.scrapeToken = try MetricsConfig.checkToken(token, field: "LLMAAS_METRICS_SCRAPE_TOKEN")
@@ -278,6 +285,12 @@ public struct GatewayConfig: Sendable {
         try parseAlerts(&r, into: &config)
         if var metrics = try r.mapping("metrics") {
             try config.metrics.read(&metrics, mainPort: config.port)
+        }
+        if var encryption = try r.mapping("encryption") {
+            try config.encryption.read(&encryption, resolve: resolve)
+            if let a = config.encryption.masterKeyFile, let b = config.requestStore.masterKeyFile, a != b {
+                throw ConfigError(field: "encryption.master_key_file", message: "differs from request_store.master_key_file; the gateway has one master key: keep only encryption.master_key_file")
+            }
         }
         if var tls = try r.mapping("tls") {
             let cert = try tls.string("cert").map(resolve), key = try tls.string("key").map(resolve)

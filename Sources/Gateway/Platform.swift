@@ -7,6 +7,7 @@ import Hummingbird
 import Logging
 import Observability
 import OpenAIWire
+import Sealing
 import Storage
 import Shield
 import Synchronization
@@ -57,6 +58,8 @@ public final class Platform: Sendable {
     public let requestStore: RequestStore
     /// Milliseconds since the epoch, from ``clock``.
     public let now: @Sendable () -> Int64
+    /// Encryption at rest: the data keys under the master key, for every store that seals values.
+    public let keys: KeyHierarchy
     /// The listener's certificate when `tls:` is set (reloaded on SIGHUP).
     public let tlsCertificates: ListenerCertificates?
 
@@ -77,9 +80,10 @@ public final class Platform: Sendable {
         let now: @Sendable () -> Int64 = { clock.now() }
         self.now = now
         let secret = try givenSecret ?? ServerSecret.loadOrCreate(path: config.secretPath)
-        self.authority = KeyAuthority(storage: storage, secret: secret, now: now)
-        let master = try config.requestStore.masterKey.map { try MasterKey(bytes: $0) } ?? MasterKey.loadOrCreate(path: config.masterKeyPath)
-        self.requestStore = RequestStore(storage: storage, master: master, maxBodyBytes: config.requestStore.maxBodyBytes, now: now, logger: logger)
+        let keys = KeyHierarchy(storage: storage, masters: try config.masterKeyRing(), now: now)
+        self.keys = keys
+        self.authority = KeyAuthority(storage: storage, secret: secret, now: now, sealer: keys)
+        self.requestStore = RequestStore(keys: keys, maxBodyBytes: config.requestStore.maxBodyBytes, now: now, logger: logger)
         self.audit = AuditLog(storage: storage, logger: logger, enabled: config.auditEnabled,
                               headPath: (config.dataDir as NSString).appendingPathComponent("audit.head"))
         self.throttle = AuthThrottle(limit: config.authFailuresPerMinute, windowMs: 60_000)
@@ -132,6 +136,11 @@ public final class Platform: Sendable {
         do {
             let platform = try Platform(config: config, storage: storage, logger: logger, clock: clock, catalog: catalog, secret: secret)
             try await platform.audit.resume()
+            do { try await platform.keys.checkMasters() } catch let e as SealingError {
+                throw ConfigError(field: config.masterKeyField, message: e.description)
+            }
+            // Values sealed before the key hierarchy covered them move under it (idempotent).
+            try await platform.authority.resealLegacySecrets()
             return platform
         } catch {
             await storage.shutdown()

@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import Testing
 @testable import Observability
+@testable import Sealing
 @testable import Storage
 
 /// The request store's cryptography on the injected clock: bodies round-trip, never in clear
