@@ -134,13 +134,20 @@ public final class Platform: Sendable {
         let storage = try await Storage.openSQLite(path: config.databasePath, logger: logger)
         try await storage.migrate(at: clock.now())
         do {
-            let platform = try Platform(config: config, storage: storage, logger: logger, clock: clock, catalog: catalog, secret: secret)
-            try await platform.audit.resume()
-            do { try await platform.keys.checkMasters() } catch let e as SealingError {
+            // A master key that does not open the data keys in the database stops start-up (before
+            // anything else is built).
+            do { try await KeyHierarchy(storage: storage, masters: try config.masterKeyRing(), now: { clock.now() }).checkMasters() } catch let e as SealingError {
                 throw ConfigError(field: config.masterKeyField, message: e.description)
             }
-            // Values sealed before the key hierarchy covered them move under it (idempotent).
-            try await platform.authority.resealLegacySecrets()
+            let platform = try Platform(config: config, storage: storage, logger: logger, clock: clock, catalog: catalog, secret: secret)
+            try await platform.audit.resume()
+            do {
+                // Values sealed before the key hierarchy covered them move under it (idempotent); a
+                // failure is not fatal: they still open the old way and the next start tries again.
+                try await platform.authority.resealLegacySecrets()
+            } catch {
+                logger.error("could not re-seal older sealed secrets under the key hierarchy", metadata: ["error": "\(error)"])
+            }
             return platform
         } catch {
             await storage.shutdown()
