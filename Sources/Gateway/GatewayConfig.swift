@@ -306,6 +306,8 @@ public struct GatewayConfig: Sendable {
                 listener.minVersion = v
             }
             config.tls = listener
+            // The console's session cookie is Secure whenever the listener speaks TLS.
+            config.console.secureCookies = true
         }
         if let list = try r.list("backends") {
             var names = Set<String>()

@@ -20,6 +20,7 @@ import Testing
         #expect(c.backends[0].tls?.key == "/etc/llmaas/client.key")
         let v12 = try GatewayConfig.parse("tls: { cert: a.pem, key: a.key, min_version: \"1.2\" }")
         #expect(v12.tls?.minVersion == .v12)
+        #expect(v12.console.secureCookies)
         #expect(try GatewayConfig.parse("listen: 127.0.0.1:1").tls == nil)
     }
 
