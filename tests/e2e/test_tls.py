@@ -21,7 +21,7 @@ import httpx
 import openai
 import pytest
 
-from conftest import KEY_RE, READY_TIMEOUT_S, REPO, ManagedProcess, cli_env, free_ports, wait_http_ok, wait_until
+from conftest import KEY_RE, READY_TIMEOUT_S, REPO, ManagedProcess, cli_env, free_ports, run_cli, wait_http_ok, wait_until
 
 OPENSSL = shutil.which("openssl")
 pytestmark = pytest.mark.skipif(OPENSSL is None, reason="needs the openssl command (apt-get install openssl)")
@@ -191,7 +191,7 @@ backends:
         https_ready(f"https://127.0.0.1:{p_gw}/ready", pki["ca.pem"], [gw, sim], "the TLS gateway")
         key = wait_until(lambda: (m := KEY_RE.search(gw.stdout_path.read_text(errors="replace"))) and m.group(1),
                          message=lambda: gw.describe())
-        yield {"port": p_gw, "metrics_port": p_metrics, "pki": pki, "key": key, "gw": gw,
+        yield {"port": p_gw, "metrics_port": p_metrics, "pki": pki, "key": key, "gw": gw, "config": config, "data": data, "bin": llmaas_bin,
                "live_cert": live_cert, "live_key": live_key, "mutual": mutual, "server_only": server_only}
     finally:
         if gw:
@@ -252,6 +252,20 @@ def test_metrics_listener_speaks_tls_too(tls_gw):
     r = httpx.get(f"https://127.0.0.1:{tls_gw['metrics_port']}/metrics", verify=trust(tls_gw["pki"]["ca.pem"]), timeout=10)
     assert r.status_code == 200
     assert "llmaas_" in r.text
+
+
+def test_console_works_over_tls_with_a_secure_cookie(tls_gw):
+    done = run_cli(tls_gw["bin"], ["admin", "token", "create", "--config", str(tls_gw["config"]), "--json"], tls_gw["data"])
+    assert done.returncode == 0, done.stderr
+    token = json.loads(done.stdout)["token"]
+    with httpx.Client(base_url=f"https://127.0.0.1:{tls_gw['port']}", verify=trust(tls_gw["pki"]["ca.pem"]), timeout=30) as c:
+        page = c.get("/console/login")
+        assert page.status_code == 200 and "<form" in page.text
+        login = c.post("/console/login", data={"token": token})
+        assert login.status_code in (302, 303), login.text[:300]
+        cookie = login.headers["set-cookie"]
+        assert "Secure" in cookie and "HttpOnly" in cookie, cookie
+        assert c.get("/console").status_code == 200
 
 
 def peer_common_name(port: int, ca: Path) -> str:
