@@ -27,6 +27,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/hummingbird-project/swift-mustache.git", from: "2.1.1"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+        .package(url: "https://github.com/apple/swift-certificates.git", from: "1.21.1"),
     ],
     targets: [
         .target(name: "Clocks", swiftSettings: v5),
@@ -40,14 +42,17 @@ let package = Package(
             .product(name: "PostgresKit", package: "postgres-kit"),
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: v5),
+        .target(name: "Sealing", dependencies: [
+            "Storage", .product(name: "Crypto", package: "swift-crypto"),
+        ], swiftSettings: v5),
         .target(name: "Tenancy", dependencies: [
-            "Storage", "OpenAIWire", .product(name: "Crypto", package: "swift-crypto"),
+            "Storage", "Sealing", "OpenAIWire", .product(name: "Crypto", package: "swift-crypto"),
         ], swiftSettings: v5),
         .target(name: "Quotas", dependencies: ["Catalog"], swiftSettings: v5),
         .target(name: "Shield", dependencies: ["OpenAIWire"], swiftSettings: v5),
         .target(name: "Metering", dependencies: ["Catalog"], swiftSettings: v5),
         .target(name: "Observability", dependencies: [
-            "Storage", .product(name: "Logging", package: "swift-log"),
+            "Storage", "Sealing", .product(name: "Logging", package: "swift-log"),
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "Metrics", package: "swift-metrics"),
@@ -57,6 +62,7 @@ let package = Package(
             "Clocks", "OpenAIWire", "Catalog",
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOSSL", package: "swift-nio-ssl"),
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: v5),
         .target(name: "EngineSim", dependencies: [
@@ -67,8 +73,12 @@ let package = Package(
         ], swiftSettings: v5),
         .target(name: "Gateway", dependencies: [
             "Clocks", "OpenAIWire", "Catalog", "Storage", "Tenancy", "Quotas", "Shield", "Metering",
-            "Observability", "Fleet",
+            "Observability", "Fleet", "Sealing",
             .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "HummingbirdCore", package: "hummingbird"),
+            .product(name: "HummingbirdTLS", package: "hummingbird"),
+            .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            .product(name: "X509", package: "swift-certificates"),
             .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -78,7 +88,7 @@ let package = Package(
             .product(name: "Crypto", package: "swift-crypto"),
         ], resources: [.copy("Resources/admin-openapi.yaml"), .copy("Resources/console")], swiftSettings: v5),
         .executableTarget(name: "llmaas", dependencies: [
-            "Clocks", "Gateway", "EngineSim", "Catalog", "Storage", "Tenancy", "OpenAIWire", "Observability", "Shield", "Metering", "Quotas",
+            "Clocks", "Gateway", "EngineSim", "Catalog", "Storage", "Tenancy", "OpenAIWire", "Observability", "Shield", "Metering", "Quotas", "Sealing",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: v5),
         .executableTarget(name: "routing-bench", dependencies: [
@@ -89,8 +99,9 @@ let package = Package(
         .testTarget(name: "OpenAIWireTests", dependencies: ["OpenAIWire", "TestSupport"], swiftSettings: v5),
         .testTarget(name: "CatalogTests", dependencies: ["Catalog"], swiftSettings: v5),
         .testTarget(name: "StorageTests", dependencies: ["Storage", "StorageTesting"], swiftSettings: v5),
-        .testTarget(name: "TenancyTests", dependencies: ["Tenancy", "Storage", "TestSupport", "StorageTesting"], swiftSettings: v5),
-        .testTarget(name: "ObservabilityTests", dependencies: ["Observability", "Storage", "Clocks", "StorageTesting"], swiftSettings: v5),
+        .testTarget(name: "TenancyTests", dependencies: ["Tenancy", "Storage", "Sealing", "TestSupport", "StorageTesting"], swiftSettings: v5),
+        .testTarget(name: "ObservabilityTests", dependencies: ["Observability", "Storage", "Clocks", "Sealing", "StorageTesting"], swiftSettings: v5),
+        .testTarget(name: "SealingTests", dependencies: ["Sealing", "Storage", "Clocks"], swiftSettings: v5),
         .testTarget(name: "ShieldTests", dependencies: ["Shield"], swiftSettings: v5),
         .testTarget(name: "MeteringTests", dependencies: ["Metering", "Catalog", "OpenAIWire", "TestSupport"], swiftSettings: v5),
         .testTarget(name: "QuotasTests", dependencies: ["Quotas", "Catalog"], swiftSettings: v5),

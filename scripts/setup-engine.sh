@@ -12,6 +12,7 @@ need_apt=()
 command -v cmake >/dev/null 2>&1 || need_apt+=(cmake)
 command -v g++ >/dev/null 2>&1 || need_apt+=(g++)
 command -v ss >/dev/null 2>&1 || need_apt+=(iproute2)  # the hardening tests read socket states
+command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)  # test_tls makes its own CA and certificates
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup-engine: installing ${need_apt[*]} (apt)"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null

@@ -1,3 +1,5 @@
+import Foundation
+import NIOSSL
 /// The kinds of engine the fleet can talk to.
 public enum EngineKind: String, Sendable, CaseIterable {
     /// Any OpenAI-compatible server (vLLM's and Ollama's `/v1` included, without their extras).
@@ -58,6 +60,8 @@ public struct BackendConfig: Sendable, Equatable {
     /// Ask the engine which models it has (`/v1/models`, `/api/tags`) and serve every catalog
     /// model whose name matches, in addition to `models`.
     public var discoverModels: Bool
+    /// CA and client certificate for an `https://` engine (nil: the system's trust roots, no client certificate).
+    public var tls: BackendTLS?
 
     public init(name: String, kind: EngineKind, url: String, models: [String: String], timeouts: Timeouts = Timeouts(),
                 managed: ManagedEngineConfig? = nil, capacity: Int = 8, probeIntervalMs: Int = 2000, discoverModels: Bool = false) {
@@ -70,5 +74,50 @@ public struct BackendConfig: Sendable, Equatable {
         self.capacity = max(1, capacity)
         self.probeIntervalMs = max(50, probeIntervalMs)
         self.discoverModels = discoverModels
+    }
+}
+
+/// TLS to one engine (`backends[].tls`): a CA bundle to trust instead of the system roots, and a
+/// client certificate and key for mutual TLS. Paths of PEM files.
+public struct BackendTLS: Sendable, Equatable {
+    public var ca: String?
+    public var cert: String?
+    public var key: String?
+
+    public init(ca: String? = nil, cert: String? = nil, key: String? = nil) {
+        self.ca = ca
+        self.cert = cert
+        self.key = key
+    }
+
+    /// What is wrong with one of the files: the sub-field (`ca`, `cert`, `key`) and why.
+    public struct Problem: Error, Sendable {
+        public let field: String
+        public let message: String
+    }
+
+    /// The client TLS configuration (TLS 1.2 at least; certificate and host name verified).
+    public func clientConfiguration() throws(Problem) -> TLSConfiguration {
+        var tls = TLSConfiguration.makeClientConfiguration()
+        tls.minimumTLSVersion = .tlsv12
+        if let ca {
+            guard let data = FileManager.default.contents(atPath: ca) else { throw Problem(field: "ca", message: "cannot read '\(ca)' (missing, or not readable by this user)") }
+            let roots: [NIOSSLCertificate]
+            do { roots = try NIOSSLCertificate.fromPEMBytes(Array(data)) } catch { throw Problem(field: "ca", message: "'\(ca)' is not a PEM certificate bundle (\(error))") }
+            guard !roots.isEmpty else { throw Problem(field: "ca", message: "'\(ca)' holds no PEM certificate") }
+            tls.trustRoots = .certificates(roots)
+        }
+        if let cert, let key {
+            guard let certData = FileManager.default.contents(atPath: cert) else { throw Problem(field: "cert", message: "cannot read '\(cert)'") }
+            guard let keyData = FileManager.default.contents(atPath: key) else { throw Problem(field: "key", message: "cannot read '\(key)'") }
+            let chain: [NIOSSLCertificate]
+            do { chain = try NIOSSLCertificate.fromPEMBytes(Array(certData)) } catch { throw Problem(field: "cert", message: "'\(cert)' is not a PEM certificate (\(error))") }
+            guard !chain.isEmpty else { throw Problem(field: "cert", message: "'\(cert)' holds no PEM certificate") }
+            do { tls.privateKey = .privateKey(try NIOSSLPrivateKey(bytes: Array(keyData), format: .pem)) } catch {
+                throw Problem(field: "key", message: "'\(key)' is not a PEM private key (\(error))")
+            }
+            tls.certificateChain = chain.map { .certificate($0) }
+        }
+        return tls
     }
 }

@@ -3,6 +3,7 @@ import Clocks
 import Foundation
 import Logging
 import NIOCore
+import NIOSSL
 import NIOHTTP1
 import OpenAIWire
 import Synchronization
@@ -101,10 +102,14 @@ public final class Engine: Sendable {
     let adapter: any EngineAdapter
     /// The platform's clock: `created` of answers the engine did not date, a stream's silence.
     let clock: any PlatformClock
+    /// TLS to this engine when it has a `tls:` section (CA, client certificate), built once; the
+    /// files were checked at start-up. nil: the client's default (system roots) for https.
+    let tls: TLSConfiguration?
 
     public init(config: BackendConfig, http: HTTPClient, logger: Logger, template: ChatTemplate = .smolLM2,
                 clock: any PlatformClock = SystemClock()) {
         self.config = config
+        self.tls = config.tls.flatMap { try? $0.clientConfiguration() }
         self.http = http
         self.logger = logger
         self.adapter = EngineAdapters.adapter(for: config.kind, template: template)
@@ -212,6 +217,7 @@ public final class Engine: Sendable {
     /// POSTs and waits for the response head, bounded by the connect and first-byte timeouts.
     func post(_ path: String, body: [UInt8], timeoutMs: Int, streaming: Bool) async throws(EngineError) -> HTTPClientResponse {
         var request = HTTPClientRequest(url: config.url + path)
+        request.tlsConfiguration = tls
         request.method = .POST
         request.headers.add(name: "content-type", value: "application/json")
         request.headers.add(name: "accept", value: streaming ? "text/event-stream" : "application/json")

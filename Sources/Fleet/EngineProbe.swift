@@ -46,7 +46,8 @@ public struct ProbeResult: Sendable {
 extension Engine {
     /// GET with a bounded wait; nil when the engine could not be reached.
     func get(_ path: String, timeoutMs: Int) async -> (status: Int, body: [UInt8])? {
-        let request = HTTPClientRequest(url: config.url + path)
+        var request = HTTPClientRequest(url: config.url + path)
+        request.tlsConfiguration = tls
         do {
             return try await withTimeout(timeoutMs) { [http] in
                 let response = try await http.execute(request, deadline: .distantFuture)

@@ -64,13 +64,19 @@ public struct GatewayConfig: Sendable {
     public var database: PostgresSettings?
     /// The URL came from `LLMAAS_DATABASE_URL` (errors name that variable).
     public var databaseURLFromEnvironment = false
+    /// HTTPS on the listener (`tls:`); nil: plain HTTP.
+    public var tls: ListenerTLSConfig?
+    /// Encryption at rest: the master key file and the previous ones during a rotation (`encryption:`).
+    public var encryption = EncryptionConfig()
 
     public init() {}
 
     public var databasePath: String { (dataDir as NSString).appendingPathComponent("llmaas.sqlite") }
     public var secretPath: String { (dataDir as NSString).appendingPathComponent("server.secret") }
     /// The request store's master key file (`request_store.master_key_file`, else in the data dir).
-    public var masterKeyPath: String { requestStore.masterKeyFile ?? (dataDir as NSString).appendingPathComponent("request-store.key") }
+    public var masterKeyPath: String {
+        encryption.masterKeyFile ?? requestStore.masterKeyFile ?? (dataDir as NSString).appendingPathComponent("request-store.key")
+    }
 
     /// Loads `path` (relative paths inside it are relative to the file's folder) and applies the
     /// environment overrides.
@@ -107,6 +113,9 @@ public struct GatewayConfig: Sendable {
         }
         if config.cluster != nil && config.database == nil {
             throw ConfigError(field: "cluster", message: "replicas share their limits through PostgreSQL: set database.url (or LLMAAS_DATABASE_URL), or remove the cluster section for a single gateway")
+        }
+        if let keys = environment["LLMAAS_PREVIOUS_MASTER_KEYS"], !keys.isEmpty {
+            config.encryption.previousMasterKeys = try EncryptionConfig.parsePreviousKeys(keys)
         }
         if let token = environment["LLMAAS_METRICS_SCRAPE_TOKEN"], !token.isEmpty {
             config.metrics.scrapeToken = try MetricsConfig.checkToken(token, field: "LLMAAS_METRICS_SCRAPE_TOKEN")
@@ -302,6 +311,29 @@ public struct GatewayConfig: Sendable {
             try config.metrics.read(&metrics, mainPort: config.port)
         }
         try parseDatabase(&r, into: &config)
+        if var encryption = try r.mapping("encryption") {
+            try config.encryption.read(&encryption, resolve: resolve)
+            if let a = config.encryption.masterKeyFile, let b = config.requestStore.masterKeyFile, a != b {
+                throw ConfigError(field: "encryption.master_key_file", message: "differs from request_store.master_key_file; the gateway has one master key: keep only encryption.master_key_file")
+            }
+        }
+        if var tls = try r.mapping("tls") {
+            let cert = try tls.string("cert").map(resolve), key = try tls.string("key").map(resolve)
+            let minText = try tls.string("min_version")
+            try tls.finish()
+            guard let cert, !cert.isEmpty else { throw ConfigError(field: "tls.cert", message: "required with tls: the PEM file of the server certificate (and its intermediates)") }
+            guard let key, !key.isEmpty else { throw ConfigError(field: "tls.key", message: "required with tls: the PEM file of the certificate's private key") }
+            var listener = ListenerTLSConfig(certPath: cert, keyPath: key)
+            if let minText {
+                guard let v = ListenerTLSConfig.MinVersion(rawValue: minText) else {
+                    throw ConfigError(field: "tls.min_version", message: "'\(minText)' is not supported: use 1.3 (the default) or 1.2")
+                }
+                listener.minVersion = v
+            }
+            config.tls = listener
+            // The console's session cookie is Secure whenever the listener speaks TLS.
+            config.console.secureCookies = true
+        }
         if let list = try r.list("backends") {
             var names = Set<String>()
             for (i, item) in list.enumerated() {
@@ -352,9 +384,20 @@ public struct GatewayConfig: Sendable {
                     try mg.finish()
                     managed = ManagedEngineConfig(modelFile: modelFile, python: python, extraArgs: extra)
                 }
+                var backendTLS: BackendTLS?
+                if var t = try b.mapping("tls") {
+                    let tls = BackendTLS(ca: try t.string("ca").map(resolve), cert: try t.string("cert").map(resolve), key: try t.string("key").map(resolve))
+                    try t.finish()
+                    guard url.hasPrefix("https://") else { throw ConfigError(field: p + ".tls", message: "only for an https:// url (this backend's url is \(url))") }
+                    if tls.cert != nil && tls.key == nil { throw ConfigError(field: p + ".tls.key", message: "required with tls.cert: the client certificate's private key (PEM)") }
+                    if tls.key != nil && tls.cert == nil { throw ConfigError(field: p + ".tls.cert", message: "required with tls.key: the client certificate (PEM)") }
+                    backendTLS = tls
+                }
                 try b.finish()
-                config.backends.append(BackendConfig(name: name, kind: kind, url: url, models: served, timeouts: timeouts, managed: managed,
-                                                     capacity: capacity, probeIntervalMs: probeInterval, discoverModels: discover))
+                var backend = BackendConfig(name: name, kind: kind, url: url, models: served, timeouts: timeouts, managed: managed,
+                                            capacity: capacity, probeIntervalMs: probeInterval, discoverModels: discover)
+                backend.tls = backendTLS
+                config.backends.append(backend)
             }
         }
         try r.finish()

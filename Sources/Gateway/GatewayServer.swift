@@ -1,6 +1,7 @@
 import Fleet
 import Foundation
 import Hummingbird
+import HummingbirdCore
 import Catalog
 import Logging
 import Observability
@@ -22,14 +23,16 @@ public enum GatewayServer {
         // Hummingbird's MetricsMiddleware records through the global system: here (only) it is the platform's registry.
         platform.metrics.bootstrapGlobalSystem()
         var extra: [any Service] = []
+        let scheme = config.tls == nil ? "http" : "https"
         if let metricsApp = metricsApplication(platform, onRunning: { port in
-            announce("Metrics on http://\(config.metrics.listen?.host ?? ""):\(port)/metrics")
+            announce("Metrics on \(scheme)://\(config.metrics.listen?.host ?? ""):\(port)/metrics")
         }) { extra.append(metricsApp) }
+        if let certificates = platform.tlsCertificates { extra.append(CertificateReloader(certificates: certificates, logger: platform.logger)) }
         let app = application(platform, services: [EngineSupervisor(engines: platform.managedEngines), FleetHealth(platform: platform),
                                                    Maintenance(platform: platform), CatalogReloader(platform: platform), noticeService(platform),
                                                    RollupService(platform: platform), AlertEvaluator(platform: platform)] + extra
                                                    + (platform.cluster.map { [ClusterService(cluster: $0, storage: platform.storage, clock: platform.now)] } ?? [])) { port in
-            announce("LLMaaS listening on http://\(config.host):\(port) (OpenAI base_url: http://\(config.host):\(port)/v1)")
+            announce("LLMaaS listening on \(scheme)://\(config.host):\(port) (OpenAI base_url: \(scheme)://\(config.host):\(port)/v1)")
         }
         do {
             try await app.runService()
@@ -46,10 +49,11 @@ public enum GatewayServer {
                                    onRunning: @escaping @Sendable (Int) -> Void = { _ in }) -> some ApplicationProtocol {
         let config = platform.config
         let counter = ConnectionCounter()  // one for the server: connections per client address
+        let http1: HTTPServerBuilder = .http1(configuration: .init(additionalChannelHandlers: [ConnectionGuard(limits: config.connections, counter: counter,
+                                                                                                             hangUps: platform.hangUps)]))
         return Application(
             router: buildRouter(platform),
-            server: .http1(configuration: .init(additionalChannelHandlers: [ConnectionGuard(limits: config.connections, counter: counter,
-                                                                                            hangUps: platform.hangUps)])),
+            server: platform.tlsCertificates.map { $0.serverBuilder(http1) } ?? http1,
             configuration: .init(address: .hostname(config.host, port: config.port), serverName: "llmaas"),
             services: services + [platform.requestLog, platform.audit, platform.requestStore.writer],
             onServerRunning: { channel in onRunning(channel.localAddress?.port ?? config.port) },

@@ -2,6 +2,7 @@ import Fleet
 import Foundation
 import HTTPTypes
 import Hummingbird
+import HummingbirdCore
 import Logging
 import Observability
 import OpenAIWire
@@ -98,7 +99,8 @@ extension GatewayServer {
         guard let listen = platform.config.metrics.listen else { return nil as Application<RouterResponder<BasicRequestContext>>? }
         let router = Hummingbird.Router(context: BasicRequestContext.self)
         router.get("/metrics") { _, _ in platform.metricsResponse() }
-        return Application(router: router, configuration: .init(address: .hostname(listen.host, port: listen.port), serverName: "llmaas-metrics"),
+        return Application(router: router, server: platform.tlsCertificates.map { $0.serverBuilder(.http1()) } ?? .http1(),
+                           configuration: .init(address: .hostname(listen.host, port: listen.port), serverName: "llmaas-metrics"),
                            onServerRunning: { channel in onRunning(channel.localAddress?.port ?? listen.port) },
                            logger: Logger(label: "llmaas.metrics"))
     }

@@ -7,6 +7,7 @@ import Hummingbird
 import Logging
 import Observability
 import OpenAIWire
+import Sealing
 import Storage
 import Shield
 import Synchronization
@@ -59,6 +60,10 @@ public final class Platform: Sendable {
     public let now: @Sendable () -> Int64
     /// With `cluster:`: this replica's side of the limits shared with the others. Nil: one gateway.
     public let cluster: ClusterCoordinator?
+    /// Encryption at rest: the data keys under the master key, for every store that seals values.
+    public let keys: KeyHierarchy
+    /// The listener's certificate when `tls:` is set (reloaded on SIGHUP).
+    public let tlsCertificates: ListenerCertificates?
 
     /// Builds the platform from values: its configuration, stores, clock, catalog (nil: loaded from
     /// `config.catalogPath`) and server secret (nil: loaded, or created, at `config.secretPath`).
@@ -68,14 +73,22 @@ public final class Platform: Sendable {
         self.storage = storage
         self.logger = logger
         self.clock = clock
+        self.tlsCertificates = try config.tls.map { try ListenerCertificates(config: $0) }
+        for (i, b) in config.backends.enumerated() {
+            do { _ = try b.tls?.clientConfiguration() } catch {
+                throw ConfigError(field: "backends[\(i)].tls.\(error.field)", message: error.message)
+            }
+        }
         let now: @Sendable () -> Int64 = { clock.now() }
         self.now = now
         let secret = try givenSecret ?? ServerSecret.loadOrCreate(path: config.secretPath)
-        self.authority = KeyAuthority(storage: storage, secret: secret, cacheTTLms: config.cluster.map { Int64($0.keyCacheMs) } ?? 1000, now: now)
+        let keys = KeyHierarchy(storage: storage, masters: try config.masterKeyRing(), now: now)
+        self.keys = keys
+        self.authority = KeyAuthority(storage: storage, secret: secret, cacheTTLms: config.cluster.map { Int64($0.keyCacheMs) } ?? 1000,
+                                      now: now, sealer: keys)
         let cluster = config.cluster.map { ClusterCoordinator(config: $0, storage: storage, now: now, logger: logger) }
         self.cluster = cluster
-        let master = try config.requestStore.masterKey.map { try MasterKey(bytes: $0) } ?? MasterKey.loadOrCreate(path: config.masterKeyPath)
-        self.requestStore = RequestStore(storage: storage, master: master, maxBodyBytes: config.requestStore.maxBodyBytes, now: now, logger: logger)
+        self.requestStore = RequestStore(keys: keys, maxBodyBytes: config.requestStore.maxBodyBytes, now: now, logger: logger)
         self.audit = AuditLog(storage: storage, logger: logger, enabled: config.auditEnabled,
                               headPath: (config.dataDir as NSString).appendingPathComponent("audit.head"))
         self.throttle = AuthThrottle(limit: config.authFailuresPerMinute, windowMs: 60_000)
@@ -126,8 +139,20 @@ public final class Platform: Sendable {
         let storage = try await config.openStorage(logger: logger)
         try await storage.migrate(at: clock.now())
         do {
+            // A master key that does not open the data keys in the database stops start-up (before
+            // anything else is built).
+            do { try await KeyHierarchy(storage: storage, masters: try config.masterKeyRing(), now: { clock.now() }).checkMasters() } catch let e as SealingError {
+                throw ConfigError(field: config.masterKeyField, message: e.description)
+            }
             let platform = try Platform(config: config, storage: storage, logger: logger, clock: clock, catalog: catalog, secret: secret)
             try await platform.audit.resume()
+            do {
+                // Values sealed before the key hierarchy covered them move under it (idempotent); a
+                // failure is not fatal: they still open the old way and the next start tries again.
+                try await platform.authority.resealLegacySecrets()
+            } catch {
+                logger.error("could not re-seal older sealed secrets under the key hierarchy", metadata: ["error": "\(error)"])
+            }
             return platform
         } catch {
             await storage.shutdown()

@@ -106,16 +106,17 @@ struct Webhooks: Sendable {
     /// The tenant's signing secret, created (sealed in the database) on first use.
     static func tenantSecret(_ platform: Platform, tenantID: String) async throws -> String {
         if let sealed = try await platform.storage.webhookSecret(tenantID: tenantID) {
-            return try platform.authority.unsealWebhookSecret(sealed)
+            return try await platform.authority.unsealWebhookSecret(sealed, tenantID: tenantID)
         }
-        let fresh = try platform.authority.sealWebhookSecret(WebhookSignature.generateSecret())
-        return try platform.authority.unsealWebhookSecret(try await platform.storage.setWebhookSecretIfAbsent(tenantID: tenantID, sealed: fresh, at: platform.now()))
+        let fresh = try await platform.authority.sealWebhookSecret(WebhookSignature.generateSecret(), tenantID: tenantID)
+        return try await platform.authority.unsealWebhookSecret(try await platform.storage.setWebhookSecretIfAbsent(tenantID: tenantID, sealed: fresh, at: platform.now()),
+                                                                tenantID: tenantID)
     }
 
     /// A new signing secret for the tenant (replacing any other); returned once, stored sealed.
     static func rotateTenantSecret(_ platform: Platform, tenantID: String) async throws -> String {
         let secret = WebhookSignature.generateSecret()
-        try await platform.storage.setWebhookSecret(tenantID: tenantID, sealed: try platform.authority.sealWebhookSecret(secret), at: platform.now())
+        try await platform.storage.setWebhookSecret(tenantID: tenantID, sealed: try await platform.authority.sealWebhookSecret(secret, tenantID: tenantID), at: platform.now())
         return secret
     }
 

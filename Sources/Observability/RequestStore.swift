@@ -1,58 +1,12 @@
 import Crypto
 import Foundation
 import Logging
+@_exported import Sealing
 import Storage
 import Synchronization
 
-/// The master key of the request store: it wraps the data keys and is never in the database.
-/// From the environment (`LLMAAS_MASTER_KEY`, base64 of 32 bytes) or a key file (created with
-/// mode 0600 when absent, like the server secret).
-public struct MasterKey: Sendable {
-    /// Kept as bytes (SymmetricKey is not Sendable); the key is built where it is used.
-    private let bytes: [UInt8]
-    var key: SymmetricKey { SymmetricKey(data: bytes) }
-
-    public init(bytes: [UInt8]) throws {
-        guard bytes.count == 32 else { throw RequestStoreError.masterKey("the master key must be 32 bytes (got \(bytes.count))") }
-        self.bytes = bytes
-    }
-
-    /// Base64 of 32 bytes (what `LLMAAS_MASTER_KEY` holds).
-    public static func fromBase64(_ text: String) throws -> MasterKey {
-        guard let data = Data(base64Encoded: text.trimmingCharacters(in: .whitespacesAndNewlines)) else {
-            throw RequestStoreError.masterKey("LLMAAS_MASTER_KEY is not base64 (make one with: head -c 32 /dev/urandom | base64)")
-        }
-        guard data.count == 32 else {
-            throw RequestStoreError.masterKey("LLMAAS_MASTER_KEY must be base64 of 32 bytes, got \(data.count) bytes")
-        }
-        return try MasterKey(bytes: Array(data))
-    }
-
-    /// Loads the key file (32 raw bytes), creating it with a random key (mode 0600) when absent.
-    public static func loadOrCreate(path: String) throws -> MasterKey {
-        let fm = FileManager.default
-        if let data = fm.contents(atPath: path) {
-            guard data.count == 32 else {
-                throw RequestStoreError.masterKey("master key file \(path) must hold exactly 32 bytes (it has \(data.count)); restore it from your backup — without it stored bodies cannot be read")
-            }
-            return try MasterKey(bytes: Array(data))
-        }
-        let bytes = SymmetricKey(size: .bits256).withUnsafeBytes { Array($0) }
-        let dir = (path as NSString).deletingLastPathComponent
-        if !dir.isEmpty { try fm.createDirectory(atPath: dir, withIntermediateDirectories: true) }
-        guard fm.createFile(atPath: path, contents: Data(bytes), attributes: [.posixPermissions: 0o600]) else {
-            throw RequestStoreError.masterKey("cannot create master key file \(path)")
-        }
-        return try MasterKey(bytes: bytes)
-    }
-}
-
-public enum RequestStoreError: Error, CustomStringConvertible, Equatable {
-    case masterKey(String)
-    public var description: String {
-        switch self { case .masterKey(let m): return m }
-    }
-}
+/// The request store's master key and its errors are the key hierarchy's (module Sealing).
+public typealias RequestStoreError = SealingError
 
 /// A request's bodies as captured on the request path, before encryption (held in memory until
 /// the next batch, at most ~100 ms). Already cut to the size bound.
@@ -101,8 +55,8 @@ public struct StoredBodies: Sendable, Equatable {
 }
 
 /// The request store's bodies (SPEC S8): prompt and answer of opted-in tenants, encrypted with
-/// AES-256-GCM under a random data key per tenant and UTC day; each data key is stored only
-/// wrapped by the master key. The associated data binds a body to its tenant, request id and
+/// AES-256-GCM under a random data key per tenant and UTC day (scope `request_body/<tenant>/<day>`
+/// of the ``KeyHierarchy``); each data key is stored only wrapped by the master key. The associated data binds a body to its tenant, request id and
 /// part (prompt or answer), so ciphertext moved to another row does not open. Destroying a data
 /// key (retention, shred) makes every body under it unreadable: crypto-shredding.
 ///
@@ -110,21 +64,23 @@ public struct StoredBodies: Sendable, Equatable {
 /// writes every ~100 ms. Never logs a body.
 public final class RequestStore: Sendable {
     public let storage: Storage
-    let master: MasterKey
+    /// The data keys (shared with the other stores that seal values).
+    public let keys: KeyHierarchy
     /// Bound on each stored part (prompt, answer), in bytes; longer ones are cut and marked.
     public let maxBodyBytes: Int
     let now: @Sendable () -> Int64
     let logger: Logger
     /// Encrypts and writes captured bodies in batches (run it as a service).
     public let writer: BatchWriter<CapturedBody>
-    /// Unwrapped data keys for writing, by "tenant|period" (kept a minute: another replica's shred
-    /// is seen within that time).
-    private let keys = Mutex<[String: (id: String, key: SymmetricKey, loadedAt: Int64)]>([:])
-    static let keyCacheMs: Int64 = 60_000
 
-    public init(storage: Storage, master: MasterKey, maxBodyBytes: Int, now: @escaping @Sendable () -> Int64, logger: Logger) {
-        self.storage = storage
-        self.master = master
+    /// A store with its own key hierarchy over one master key (tests, tools).
+    public convenience init(storage: Storage, master: MasterKey, maxBodyBytes: Int, now: @escaping @Sendable () -> Int64, logger: Logger) {
+        self.init(keys: KeyHierarchy(storage: storage, masters: MasterKeyRing(primary: master), now: now), maxBodyBytes: maxBodyBytes, now: now, logger: logger)
+    }
+
+    public init(keys: KeyHierarchy, maxBodyBytes: Int, now: @escaping @Sendable () -> Int64, logger: Logger) {
+        self.storage = keys.storage
+        self.keys = keys
         self.maxBodyBytes = maxBodyBytes
         self.now = now
         self.logger = logger
@@ -166,20 +122,14 @@ public final class RequestStore: Sendable {
         Array("llmaas request body v1\u{0}\(tenantID)\u{0}\(requestID)\u{0}\(part)".utf8)
     }
 
-    static func keyAAD(tenantID: String, period: String, keyID: String) -> [UInt8] {
-        Array("llmaas data key v1\u{0}\(tenantID)\u{0}\(period)\u{0}\(keyID)".utf8)
-    }
-
     /// Seals `plaintext`: base64 of nonce ‖ ciphertext ‖ tag.
     static func seal(_ plaintext: [UInt8], key: SymmetricKey, aad: [UInt8]) throws -> String {
-        try AES.GCM.seal(plaintext, using: key, authenticating: aad).combined!.base64EncodedString()
+        try KeyHierarchy.sealBox(plaintext, key: key, aad: aad)
     }
 
     /// Opens a sealed text; nil when it does not authenticate (wrong key, wrong associated data, tampered).
     static func open(_ sealed: String, key: SymmetricKey, aad: [UInt8]) -> [UInt8]? {
-        guard let data = Data(base64Encoded: sealed), let box = try? AES.GCM.SealedBox(combined: data),
-              let plain = try? AES.GCM.open(box, using: key, authenticating: aad) else { return nil }
-        return Array(plain)
+        KeyHierarchy.openBox(sealed, key: key, aad: aad)
     }
 
     /// The UTC day of a time, `YYYY-MM-DD` (civil date from days since 1970, proleptic Gregorian).
@@ -198,31 +148,10 @@ public final class RequestStore: Sendable {
         return "\(y)-\(two(m))-\(two(d))"
     }
 
-    func unwrap(_ record: DataKeyRecord, tenantID: String) -> SymmetricKey? {
-        guard let wrapped = record.wrappedKey,
-              let bytes = Self.open(wrapped, key: master.key, aad: Self.keyAAD(tenantID: tenantID, period: record.period, keyID: record.id)),
-              bytes.count == 32 else { return nil }
-        return SymmetricKey(data: bytes)
-    }
-
     /// The data key that encrypts a tenant's bodies of `period`, created (random, wrapped) on first use.
     func writingKey(tenantID: String, period: String) async throws -> (id: String, key: SymmetricKey) {
-        let cacheKey = tenantID + "|" + period
-        let t = now()
-        if let hit = keys.withLock({ $0[cacheKey] }), t - hit.loadedAt < Self.keyCacheMs { return (hit.id, hit.key) }
-        if try await storage.liveDataKey(tenantID: tenantID, period: period) == nil {
-            let id = "dk_" + UUID().uuidString.lowercased()
-            let raw = SymmetricKey(size: .bits256).withUnsafeBytes { Array($0) }
-            let wrapped = try Self.seal(raw, key: master.key, aad: Self.keyAAD(tenantID: tenantID, period: period, keyID: id))
-            try await storage.insertDataKey(DataKeyRecord(id: id, tenantID: tenantID, period: period, wrappedKey: wrapped, createdAt: t))
-        }
-        // Re-read: when two writers created one at once, both use the oldest.
-        guard let record = try await storage.liveDataKey(tenantID: tenantID, period: period),
-              let key = unwrap(record, tenantID: tenantID) else {
-            throw RequestStoreError.masterKey("a data key of tenant \(tenantID) does not open with this master key (was the master key replaced?)")
-        }
-        keys.withLock { $0[cacheKey] = (record.id, key, t) }
-        return (record.id, key)
+        let key = try await keys.writingKey(scope: .requestBody(tenantID: tenantID, day: period))
+        return (key.id, key.symmetricKey)
     }
 
     /// The batch writer's work: encrypt each captured body under its tenant's data key, insert.
@@ -262,11 +191,13 @@ public final class RequestStore: Sendable {
             return StoredBodies(state: shredded ? .shredded : .notStored)
         }
         let pCut = row.truncated & 1 != 0, rCut = row.truncated & 2 != 0
+        let dataKey: DataKey?
+        do { dataKey = try await keys.key(id: row.keyID, scope: .requestBody(tenantID: tenantID, day: row.period)) } catch { dataKey = nil }
         guard let keyRecord = try await storage.dataKey(id: row.keyID), keyRecord.wrappedKey != nil else {
             return StoredBodies(state: .shredded, responseFormat: row.responseFormat, promptBytes: row.promptBytes, responseBytes: row.responseBytes,
                                 promptTruncated: pCut, responseTruncated: rCut)
         }
-        guard keyRecord.tenantID == tenantID, let key = unwrap(keyRecord, tenantID: tenantID),
+        guard let key = dataKey?.symmetricKey,
               let prompt = row.prompt.flatMap({ Self.open($0, key: key, aad: Self.bodyAAD(tenantID: tenantID, requestID: record.id, part: "prompt")) }),
               let response = row.response.flatMap({ Self.open($0, key: key, aad: Self.bodyAAD(tenantID: tenantID, requestID: record.id, part: "response")) })
         else {
@@ -293,8 +224,7 @@ public final class RequestStore: Sendable {
         let cutoff = t - Int64(retentionDays) * 86_400_000
         let cutoffPeriod = Self.period(cutoff)
         // Keys first: once a key is gone its bodies are unreadable whatever happens next.
-        let destroyed = try await storage.shredDataKeys(tenantID: tenantID, beforePeriod: cutoffPeriod, at: t)
-        forget(tenantID: tenantID)
+        let destroyed = try await keys.shred(purpose: DataKeyRecord.requestBody, owner: tenantID, beforePeriod: cutoffPeriod)
         let deleted = try await storage.deleteRequestBodies(tenantID: tenantID, before: cutoff)
         return ShredResult(keysDestroyed: destroyed.count, bodiesDeleted: deleted)
     }
@@ -305,15 +235,10 @@ public final class RequestStore: Sendable {
     @discardableResult
     public func shred(tenantID: String, deleteBodies: Bool = true) async throws -> ShredResult {
         await flush()
-        let destroyed = try await storage.shredDataKeys(tenantID: tenantID, beforePeriod: nil, at: now())
-        forget(tenantID: tenantID)
+        let destroyed = try await keys.shred(purpose: DataKeyRecord.requestBody, owner: tenantID)
         let deleted = deleteBodies ? try await storage.deleteRequestBodies(tenantID: tenantID, before: nil) : 0
         return ShredResult(keysDestroyed: destroyed.count, bodiesDeleted: deleted)
     }
 
-    func forget(tenantID: String) {
-        keys.withLock { cache in
-            for k in Array(cache.keys) where k.hasPrefix(tenantID + "|") { cache.removeValue(forKey: k) }
-        }
-    }
+    func forget(tenantID: String) { keys.forget(owner: tenantID) }
 }

@@ -288,5 +288,14 @@ enum Schema {
                 .column("last_seen", type: .bigint, .notNull)
                 .run()
         },
+        Migration(version: 10, name: "one key hierarchy: data keys get a purpose and the id of their master key") { db in
+            // request_data_keys becomes the table of every data key (request bodies, sealed secrets,
+            // batch files), each wrapped by the master key. Existing rows are the request store's.
+            // Values sealed the old way (with the server secret) are re-sealed at start-up, where the
+            // keys are (a migration has none); until then they still open.
+            try await db.alter(table: "request_data_keys").column("purpose", type: .text, .notNull, .default(SQLLiteral.string("request_body"))).run()
+            try await db.alter(table: "request_data_keys").column("master_id", type: .text).run()
+            try await db.create(index: "request_data_keys_purpose_owner").on("request_data_keys").column("purpose").column("tenant_id").column("period").run()
+        },
     ]
 }

@@ -11,14 +11,24 @@ public struct DataKeyRecord: Codable, Sendable, Equatable {
     public var wrappedKey: String?
     public var createdAt: Int64
     public var shreddedAt: Int64?
+    /// What the key encrypts (`request_body`, `api_key_secret`, `webhook_secret`, `batch_file`, …);
+    /// `tenantID` is then the owner of the scope (a tenant id, or `platform`).
+    public var purpose: String
+    /// The identifier of the master key that wrapped it (nil: wrapped before migration 10).
+    public var masterID: String?
 
-    public init(id: String, tenantID: String, period: String, wrappedKey: String?, createdAt: Int64, shreddedAt: Int64? = nil) {
+    public init(id: String, tenantID: String, period: String, wrappedKey: String?, createdAt: Int64, shreddedAt: Int64? = nil,
+                purpose: String = DataKeyRecord.requestBody, masterID: String? = nil) {
         self.id = id; self.tenantID = tenantID; self.period = period; self.wrappedKey = wrappedKey
-        self.createdAt = createdAt; self.shreddedAt = shreddedAt
+        self.createdAt = createdAt; self.shreddedAt = shreddedAt; self.purpose = purpose; self.masterID = masterID
     }
 
+    /// The purpose of the request store's keys (every key made before migration 10).
+    public static let requestBody = "request_body"
+
     enum CodingKeys: String, CodingKey {
-        case id, period
+        case id, period, purpose
+        case masterID = "master_id"
         case tenantID = "tenant_id"
         case wrappedKey = "wrapped_key"
         case createdAt = "created_at"
@@ -165,35 +175,90 @@ extension Storage {
     }
 
     /// The oldest live (not shredded) key of a tenant's period: every writer picks the same one.
-    public func liveDataKey(tenantID: String, period: String) async throws -> DataKeyRecord? {
+    public func liveDataKey(tenantID: String, period: String, purpose: String = DataKeyRecord.requestBody) async throws -> DataKeyRecord? {
         try await db.select().columns("*").from("request_data_keys").where("tenant_id", .equal, tenantID).where("period", .equal, period)
+            .where("purpose", .equal, purpose)
             .where("wrapped_key", .isNot, SQLLiteral.null).orderBy("created_at").orderBy("id").limit(1).first(decoding: DataKeyRecord.self)
     }
 
     /// Whether a key of the tenant's period was shredded at or after `since` (a request made after
     /// a shred was not shredded by it).
-    public func shreddedDataKeyExists(tenantID: String, period: String, since: Int64) async throws -> Bool {
+    public func shreddedDataKeyExists(tenantID: String, period: String, since: Int64, purpose: String = DataKeyRecord.requestBody) async throws -> Bool {
         try await db.select().column("id").from("request_data_keys").where("tenant_id", .equal, tenantID).where("period", .equal, period)
+            .where("purpose", .equal, purpose)
             .where("wrapped_key", .is, SQLLiteral.null).where("shredded_at", .greaterThanOrEqual, since).limit(1).first() != nil
     }
 
     /// Tenants holding at least one live data key (what retention looks at).
-    public func tenantsWithLiveDataKeys() async throws -> [String] {
+    public func tenantsWithLiveDataKeys(purpose: String = DataKeyRecord.requestBody) async throws -> [String] {
         try await db.select().distinct().column("tenant_id").from("request_data_keys").where("wrapped_key", .isNot, SQLLiteral.null)
+            .where("purpose", .equal, purpose)
             .all(decodingColumn: "tenant_id", as: String.self)
     }
 
     /// Crypto-shredding: forgets the wrapped key of a tenant's periods before `beforePeriod` (all
     /// periods when nil). The row stays as a tombstone. Returns the ids of the keys destroyed.
     @discardableResult
-    public func shredDataKeys(tenantID: String, beforePeriod: String?, at time: Int64) async throws -> [String] {
+    public func shredDataKeys(tenantID: String, beforePeriod: String?, at time: Int64, purpose: String = DataKeyRecord.requestBody) async throws -> [String] {
         var select = db.select().column("id").from("request_data_keys").where("tenant_id", .equal, tenantID)
-            .where("wrapped_key", .isNot, SQLLiteral.null)
+            .where("wrapped_key", .isNot, SQLLiteral.null).where("purpose", .equal, purpose)
         if let beforePeriod { select = select.where("period", .lessThan, beforePeriod) }
         let ids = try await select.all(decodingColumn: "id", as: String.self)
         guard !ids.isEmpty else { return [] }
         try await db.update("request_data_keys").set("wrapped_key", to: SQLLiteral.null).set("shredded_at", to: SQLBind(time))
             .where("id", .in, ids).run()
         return ids
+    }
+
+    // MARK: Data keys: master key rotation
+
+    /// The master key ids live data keys are wrapped under (nil: wrapped before ids were kept).
+    public func liveDataKeyMasterIDs() async throws -> [String?] {
+        try await db.select().distinct().column("master_id").from("request_data_keys").where("wrapped_key", .isNot, SQLLiteral.null)
+            .all(decodingColumn: "master_id", as: String?.self)
+    }
+
+    /// Live data keys not wrapped under `masterID`, oldest first, at most `limit`.
+    public func liveDataKeys(notWrappedUnder masterID: String, limit: Int) async throws -> [DataKeyRecord] {
+        try await db.select().columns("*").from("request_data_keys").where("wrapped_key", .isNot, SQLLiteral.null)
+            .where { $0.where("master_id", .is, SQLLiteral.null).orWhere("master_id", .notEqual, masterID) }
+            .orderBy("created_at").orderBy("id").limit(limit).all(decoding: DataKeyRecord.self)
+    }
+
+    /// Replaces a key's wrapping only if it is still `expected` (a key shredded or re-wrapped
+    /// meanwhile is left alone: a rotation never brings a shredded key back). Whether it changed.
+    public func rewrapDataKey(id: String, expected: String, wrapped: String, masterID: String) async throws -> Bool {
+        let before = try await db.select().column("id").from("request_data_keys").where("id", .equal, id)
+            .where("wrapped_key", .equal, expected).first()
+        guard before != nil else { return false }
+        try await db.update("request_data_keys").set("wrapped_key", to: SQLBind(wrapped)).set("master_id", to: SQLBind(masterID))
+            .where("id", .equal, id).where("wrapped_key", .equal, expected).run()
+        return true
+    }
+
+    // MARK: Sealed values (encryption at rest)
+
+    /// Keys holding a sealed successor secret (not fetched yet).
+    public func keysWithSealedSecret() async throws -> [APIKeyRecord] {
+        try await db.select().columns("*").from("api_keys").where("sealed_secret", .isNot, SQLLiteral.null).all(decoding: APIKeyRecord.self)
+    }
+
+    /// Replaces a key's sealed secret if it is still `expected` (not fetched or replaced meanwhile).
+    public func replaceSealedSecret(keyID: String, expected: String, sealed: String) async throws {
+        try await db.update("api_keys").set("sealed_secret", to: SQLBind(sealed)).where("id", .equal, keyID)
+            .where("sealed_secret", .equal, expected).run()
+    }
+
+    /// Every tenant's sealed webhook signing secret.
+    public func allWebhookSecrets() async throws -> [(tenantID: String, sealed: String)] {
+        try await db.select().columns("tenant_id", "sealed").from("webhook_secrets").all().map {
+            (try $0.decode(column: "tenant_id", as: String.self), try $0.decode(column: "sealed", as: String.self))
+        }
+    }
+
+    /// Replaces a tenant's sealed webhook secret if it is still `expected` (not rotated meanwhile).
+    public func replaceWebhookSecret(tenantID: String, expected: String, sealed: String) async throws {
+        try await db.update("webhook_secrets").set("sealed", to: SQLBind(sealed)).where("tenant_id", .equal, tenantID)
+            .where("sealed", .equal, expected).run()
     }
 }

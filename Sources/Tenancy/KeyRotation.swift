@@ -83,7 +83,7 @@ extension KeyAuthority {
         }
         successor.sealedSecret = nil
         try await storage.updateKey(successor)
-        return (successor, try secret.unseal(sealed))
+        return (successor, try await unsealSuccessorSecret(sealed, tenantID: successor.tenantID, keyID: successor.id))
     }
 
     public func revoke(keyID: String, tenantScope: String? = nil) async throws -> APIKeyRecord {

@@ -1,4 +1,5 @@
 import Foundation
+import Sealing
 import Storage
 import Synchronization
 
@@ -45,6 +46,10 @@ public enum AuthFailure: Error, Equatable {
 public final class KeyAuthority: Sendable {
     let storage: Storage
     let secret: ServerSecret
+    /// Seals the values the gateway must read back (successor keys, webhook secrets) under the
+    /// key hierarchy (AES-256-GCM, data keys wrapped by the master key). nil: the older scheme, a
+    /// key derived from the server secret (tests of this module alone).
+    public let sealer: KeyHierarchy?
     let now: @Sendable () -> Int64
     let cacheTTLms: Int64
     private let cache = Mutex<[String: CachedKey]>([:])
@@ -58,9 +63,10 @@ public final class KeyAuthority: Sendable {
     private let lastUsed = Mutex<[String: Int64]>([:])
 
     public init(storage: Storage, secret: ServerSecret, cacheTTLms: Int64 = 1000,
-                now: @escaping @Sendable () -> Int64) {
+                now: @escaping @Sendable () -> Int64, sealer: KeyHierarchy? = nil) {
         self.storage = storage
         self.secret = secret
+        self.sealer = sealer
         self.cacheTTLms = cacheTTLms
         self.now = now
     }
@@ -97,7 +103,7 @@ public final class KeyAuthority: Sendable {
         let token = APIKeyToken.generate()
         let record = APIKeyRecord(id: token.keyID, tenantID: tenant.id, name: name, secretHash: secret.hash(token.secret), createdAt: now(),
                                   expiresAt: expiresAt, grants: grants == .all ? nil : grants.json, predecessorID: predecessorID,
-                                  sealedSecret: sealed ? try secret.seal(token.text) : nil)
+                                  sealedSecret: sealed ? try await sealSuccessorSecret(token.text, tenantID: tenant.id, keyID: token.keyID) : nil)
         try await storage.insertKey(record)
         return (record, token)
     }

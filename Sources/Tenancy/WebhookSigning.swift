@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import Sealing
 
 /// Signatures of the gateway's webhooks, so a receiver knows a notice came from the gateway and
 /// was not replayed: header `X-LLMaaS-Signature: t=<unix seconds>,v1=<hex>` where `<hex>` is
@@ -49,9 +50,49 @@ public enum WebhookSignature {
 }
 
 extension KeyAuthority {
-    /// Seals a webhook signing secret for storage (AES-256-GCM under the server secret); the
-    /// gateway must read it back to sign, so it cannot be stored as a hash.
-    public func sealWebhookSecret(_ secret: String) throws -> String { try self.secret.seal(secret) }
+    /// Seals a tenant's webhook signing secret for storage (AES-256-GCM under the key hierarchy,
+    /// bound to the tenant); the gateway must read it back to sign, so it cannot be stored as a hash.
+    public func sealWebhookSecret(_ secret: String, tenantID: String) async throws -> String {
+        guard let sealer else { return try self.secret.seal(secret) }
+        return try await sealer.seal(Array(secret.utf8), scope: .webhookSecret(tenantID: tenantID), aad: Array(tenantID.utf8))
+    }
 
-    public func unsealWebhookSecret(_ sealed: String) throws -> String { try self.secret.unseal(sealed) }
+    public func unsealWebhookSecret(_ sealed: String, tenantID: String) async throws -> String {
+        guard KeyHierarchy.isSealed(sealed) else { return try self.secret.unseal(sealed) }  // sealed before migration 10
+        guard let sealer else { throw TenancyError.invalid("a sealed webhook secret needs the key hierarchy") }
+        return String(decoding: try await sealer.open(sealed, scope: .webhookSecret(tenantID: tenantID), aad: Array(tenantID.utf8)), as: UTF8.self)
+    }
+
+    /// A successor key's full text, sealed until its tenant's admin fetches it once (bound to the key id).
+    func sealSuccessorSecret(_ text: String, tenantID: String, keyID: String) async throws -> String {
+        guard let sealer else { return try secret.seal(text) }
+        return try await sealer.seal(Array(text.utf8), scope: .apiKeySecret(tenantID: tenantID), aad: Array(keyID.utf8))
+    }
+
+    func unsealSuccessorSecret(_ sealed: String, tenantID: String, keyID: String) async throws -> String {
+        guard KeyHierarchy.isSealed(sealed) else { return try secret.unseal(sealed) }  // sealed before migration 10
+        guard let sealer else { throw TenancyError.invalid("a sealed successor key needs the key hierarchy") }
+        return String(decoding: try await sealer.open(sealed, scope: .apiKeySecret(tenantID: tenantID), aad: Array(keyID.utf8)), as: UTF8.self)
+    }
+
+    /// Re-seals the values sealed the older way (a key derived from the server secret) under the key
+    /// hierarchy, so that a master key rotation covers them too. Idempotent; a value changed
+    /// meanwhile (fetched, rotated) is left alone. Returns how many were re-sealed.
+    @discardableResult
+    public func resealLegacySecrets() async throws -> (successorKeys: Int, webhookSecrets: Int) {
+        guard sealer != nil else { return (0, 0) }
+        var keys = 0, hooks = 0
+        for key in try await storage.keysWithSealedSecret() {
+            guard let old = key.sealedSecret, !KeyHierarchy.isSealed(old) else { continue }
+            let text = try secret.unseal(old)
+            try await storage.replaceSealedSecret(keyID: key.id, expected: old, sealed: try await sealSuccessorSecret(text, tenantID: key.tenantID, keyID: key.id))
+            keys += 1
+        }
+        for row in try await storage.allWebhookSecrets() where !KeyHierarchy.isSealed(row.sealed) {
+            let text = try secret.unseal(row.sealed)
+            try await storage.replaceWebhookSecret(tenantID: row.tenantID, expected: row.sealed, sealed: try await sealWebhookSecret(text, tenantID: row.tenantID))
+            hooks += 1
+        }
+        return (keys, hooks)
+    }
 }

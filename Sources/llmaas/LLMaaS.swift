@@ -8,6 +8,7 @@ import Logging
 import OpenAIWire
 import Storage
 import Observability
+import Sealing
 import Tenancy
 
 @main
@@ -15,7 +16,7 @@ struct LLMaaS: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "llmaas",
         abstract: "A sovereign LLM-as-a-Service platform: an OpenAI-compatible gateway for a fleet of inference engines.",
-        subcommands: [Serve.self, Migrate.self, TenantCommand.self, KeyCommand.self, AdminCommand.self, AuditCommand.self, ShieldCommand.self, UsageCommand.self, RequestsCommand.self, CreditCommand.self, SimCommand.self, ModelsCommand.self]
+        subcommands: [Serve.self, Migrate.self, TenantCommand.self, KeyCommand.self, AdminCommand.self, AuditCommand.self, ShieldCommand.self, UsageCommand.self, RequestsCommand.self, CreditCommand.self, SimCommand.self, ModelsCommand.self, MasterKeysCommand.self]
     )
 }
 
@@ -76,7 +77,9 @@ func withCLI<T>(_ config: GatewayConfig, _ body: (CLIContext) async throws -> T)
         try await storage.migrate(at: cliClock.now())
         try await audit.resume()
         let now: @Sendable () -> Int64 = { cliClock.now() }
-        let authority = KeyAuthority(storage: storage, secret: try ServerSecret.loadOrCreate(path: config.secretPath), now: now)
+        let keys: KeyHierarchy
+        do { keys = KeyHierarchy(storage: storage, masters: try config.masterKeyRing(), now: now) } catch let e as ConfigError { throw fail("\(e)", code: 2) }
+        let authority = KeyAuthority(storage: storage, secret: try ServerSecret.loadOrCreate(path: config.secretPath), now: now, sealer: keys)
         let admin = Administration(config: config, storage: storage, authority: authority, now: now)
         let result = try await body(CLIContext(storage: storage, authority: authority, audit: audit, config: config, admin: admin, now: now))
         await audit.flush()

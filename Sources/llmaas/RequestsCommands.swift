@@ -13,9 +13,8 @@ struct RequestsCommand: AsyncParsableCommand {
                                                     subcommands: [List.self, Show.self, Shred.self])
 
     static func browser(_ cli: CLIContext) throws -> RequestBrowser {
-        let master = try cli.config.requestStore.masterKey.map { try MasterKey(bytes: $0) } ?? MasterKey.loadOrCreate(path: cli.config.masterKeyPath)
-        let store = RequestStore(storage: cli.storage, master: master, maxBodyBytes: cli.config.requestStore.maxBodyBytes, now: cli.now,
-                                 logger: makeLogger())
+        let store = RequestStore(keys: try cli.authority.sealer ?? KeyHierarchy(storage: cli.storage, masters: try cli.config.masterKeyRing(), now: cli.now),
+                                 maxBodyBytes: cli.config.requestStore.maxBodyBytes, now: cli.now, logger: makeLogger())
         return RequestBrowser(storage: cli.storage, store: store, defaultRetentionDays: cli.config.requestStore.defaultRetentionDays)
     }
 

@@ -4,6 +4,7 @@ import Logging
 import StorageTesting
 import Testing
 @testable import Observability
+@testable import Sealing
 @testable import Storage
 
 /// The request store's cryptography on the injected clock: bodies round-trip, never in clear
