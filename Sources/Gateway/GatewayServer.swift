@@ -27,7 +27,8 @@ public enum GatewayServer {
         }) { extra.append(metricsApp) }
         let app = application(platform, services: [EngineSupervisor(engines: platform.managedEngines), FleetHealth(platform: platform),
                                                    Maintenance(platform: platform), CatalogReloader(platform: platform), noticeService(platform),
-                                                   RollupService(platform: platform), AlertEvaluator(platform: platform)] + extra) { port in
+                                                   RollupService(platform: platform), AlertEvaluator(platform: platform),
+                                                   BatchWorker(platform: platform)] + extra) { port in
             announce("LLMaaS listening on http://\(config.host):\(port) (OpenAI base_url: http://\(config.host):\(port)/v1)")
         }
         do {

@@ -115,6 +115,8 @@ public struct RequestRecord: Codable, Sendable, Equatable {
     public var energyMicroWh: Int64?
     /// 1 when the token counts are an estimate (the engine gave none).
     public var estimated: Int?
+    /// 1 for a line of a batch (issue 17: billed at the batch price); nil for interactive requests.
+    public var batch: Int?
 
     public init(id: String, createdAt: Int64, tenantID: String?, keyID: String?, model: String, endpoint: String,
                 status: Int, outcome: String, errorCode: String? = nil, promptTokens: Int = 0, completionTokens: Int = 0,
@@ -143,7 +145,7 @@ public struct RequestRecord: Codable, Sendable, Equatable {
         case reasoningTokens = "reasoning_tokens"
         case costNano = "cost_nano"
         case energyMicroWh = "energy_uwh"
-        case estimated
+        case estimated, batch
     }
 }
 
