@@ -13,12 +13,12 @@ func addBatchRoutes(to router: Hummingbird.Router<GatewayContext>, platform: Pla
     let batches = Batches(platform: platform)
     let cfg = platform.config.batch
 
-    func audit(_ p: Principal, _ context: GatewayContext, _ action: String, _ target: String, _ outcome: String) {
+    @Sendable func audit(_ p: Principal, _ context: GatewayContext, _ action: String, _ target: String, _ outcome: String) {
         platform.audit.record(AuditEvent(time: platform.now(), actor: "key:\(p.keyID)", tenantID: p.tenantID, action: action, target: target,
                                          outcome: outcome, requestID: context.requestID, clientIP: context.clientIP))
     }
 
-    func ownFile(_ p: Principal, _ context: GatewayContext) async throws -> FileRecord {
+    @Sendable func ownFile(_ p: Principal, _ context: GatewayContext) async throws -> FileRecord {
         let id = context.parameters.get("id") ?? ""
         guard let f = try await platform.storage.file(id: id, tenantID: p.tenantID) else {
             throw APIError.notFound("No such file: '\(id.prefix(64))'. List your files with GET /v1/files.")
@@ -26,7 +26,7 @@ func addBatchRoutes(to router: Hummingbird.Router<GatewayContext>, platform: Pla
         return f
     }
 
-    func ownBatch(_ p: Principal, _ context: GatewayContext) async throws -> BatchRecord {
+    @Sendable func ownBatch(_ p: Principal, _ context: GatewayContext) async throws -> BatchRecord {
         let id = context.parameters.get("id") ?? ""
         guard let b = try await platform.storage.batch(id: id), b.tenantID == p.tenantID else {
             throw APIError.notFound("No such batch: '\(id.prefix(64))'. List your batches with GET /v1/batches.")
@@ -34,13 +34,13 @@ func addBatchRoutes(to router: Hummingbird.Router<GatewayContext>, platform: Pla
         return b
     }
 
-    func limitParam(_ request: Request, default d: Int, max m: Int) throws -> Int {
+    @Sendable func limitParam(_ request: Request, default d: Int, max m: Int) throws -> Int {
         guard let text = request.uri.queryParameters.get("limit") else { return d }
         guard let n = Int(text), (1...m).contains(n) else { throw APIError.invalidValue("limit", "a whole number between 1 and \(m).") }
         return n
     }
 
-    func list(_ items: [JSONValue], ids: [String], more: Bool) -> JSONValue {
+    @Sendable func list(_ items: [JSONValue], ids: [String], more: Bool) -> JSONValue {
         .object([("object", "list"), ("data", .array(items)), ("first_id", ids.first.map(JSONValue.string) ?? .null),
                  ("last_id", ids.last.map(JSONValue.string) ?? .null), ("has_more", .bool(more))])
     }

@@ -52,7 +52,7 @@ struct BatchWorker: Service {
         let concurrency = platform.config.batch.workerConcurrency
         await withTaskGroup(of: Void.self) { group in
             var running = 0
-            var lastPurge: Int64 = .min
+            var lastPurge: Int64? = nil
             while !Task.isShuttingDownGracefully && !Task.isCancelled {
                 var jobs: [Job] = []
                 if running < concurrency { jobs = await claim(limit: concurrency - running) }
@@ -67,7 +67,7 @@ struct BatchWorker: Service {
                     continue
                 }
                 await advance()
-                if platform.now() - lastPurge > 3_600_000 {
+                if lastPurge.map({ platform.now() - $0 > 3_600_000 }) ?? true {
                     await purge()
                     lastPurge = platform.now()
                 }

@@ -307,18 +307,4 @@ extension Storage {
         }
         return found
     }
-
-    /// Batch usage of a tenant in a time range: (requests, input tokens, output tokens, cost n€).
-    public func batchUsage(tenantID: String, from: Int64, to: Int64) async throws -> (requests: Int, input: Int64, output: Int64, cost: Int64) {
-        let row = try await db.select()
-            .column(SQLFunction("COUNT", args: SQLLiteral.all), as: "n")
-            .column(SQLFunction("COALESCE", args: SQLFunction("SUM", args: SQLColumn("prompt_tokens")), SQLLiteral.numeric("0")), as: "i")
-            .column(SQLFunction("COALESCE", args: SQLFunction("SUM", args: SQLColumn("completion_tokens")), SQLLiteral.numeric("0")), as: "o")
-            .column(SQLFunction("COALESCE", args: SQLFunction("SUM", args: SQLColumn("cost_nano")), SQLLiteral.numeric("0")), as: "c")
-            .from("requests").where("tenant_id", .equal, tenantID).where("batch", .equal, 1)
-            .where("created_at", .greaterThanOrEqual, from).where("created_at", .lessThan, to).first()
-        guard let row else { return (0, 0, 0, 0) }
-        return (try row.decode(column: "n", as: Int.self), try row.decode(column: "i", as: Int64.self),
-                try row.decode(column: "o", as: Int64.self), try row.decode(column: "c", as: Int64.self))
-    }
 }

@@ -122,12 +122,13 @@ public struct RequestRecord: Codable, Sendable, Equatable {
                 status: Int, outcome: String, errorCode: String? = nil, promptTokens: Int = 0, completionTokens: Int = 0,
                 latencyMs: Int, ttftMs: Int? = nil, backend: String? = nil, modelRequested: String? = nil,
                 systemTokens: Int? = nil, reasoningTokens: Int? = nil, costNano: Int64? = nil, energyMicroWh: Int64? = nil,
-                estimated: Int? = nil) {
+                estimated: Int? = nil, batch: Int? = nil) {
         self.id = id; self.createdAt = createdAt; self.tenantID = tenantID; self.keyID = keyID; self.model = model
         self.endpoint = endpoint; self.status = status; self.outcome = outcome; self.errorCode = errorCode
         self.promptTokens = promptTokens; self.completionTokens = completionTokens; self.latencyMs = latencyMs
         self.ttftMs = ttftMs; self.backend = backend; self.modelRequested = modelRequested; self.systemTokens = systemTokens
         self.reasoningTokens = reasoningTokens; self.costNano = costNano; self.energyMicroWh = energyMicroWh; self.estimated = estimated
+        self.batch = batch
     }
 
     enum CodingKeys: String, CodingKey {
