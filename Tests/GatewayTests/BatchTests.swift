@@ -105,6 +105,8 @@ import Testing
     }
 
     static func json(_ r: TestResponse) throws -> JSONValue { try JSONValue.parse(Array(r.body.readableBytesView)) }
+    /// The body as JSON (null when it is not): for use inside `#expect`.
+    static func j(_ r: TestResponse) -> JSONValue { (try? json(r)) ?? .null }
 
     @Test func uploadCreateRunAndReadResultsAtTheBatchPrice() async throws {
         try await withGateway { client, h in
@@ -155,7 +157,7 @@ import Testing
             }
             // /v1/usage: the batch share.
             try await client.execute(uri: "/v1/usage", method: .get, headers: h.auth) { r in
-                #expect(try Self.json(r)["batch"]?["requests"]?.intValue == 3)
+                #expect(Self.j(r)["batch"]?["requests"]?.intValue == 3)
             }
         }
     }
@@ -170,21 +172,21 @@ import Testing
                 }
             }
             try await client.execute(uri: "/v1/batches", method: .get, headers: h.otherAuth) { r in
-                #expect(try Self.json(r)["data"]?.arrayValue?.isEmpty == true)
+                #expect(Self.j(r)["data"]?.arrayValue?.isEmpty == true)
             }
             // A file holding a bad line: 400 naming the line.
             let (headers, body) = Self.multipart(Self.jsonl(2) + "{\"custom_id\":\"c0\"}\n")
             try await client.execute(uri: "/v1/files", method: .post, headers: h.auth + headers, body: body) { r in
                 #expect(r.status == .badRequest)
-                #expect(try Self.json(r)["error"]?["message"]?.stringValue?.contains("Line 3") == true)
+                #expect(Self.j(r)["error"]?["message"]?.stringValue?.contains("Line 3") == true)
             }
             let (h2, b2) = Self.multipart(Self.jsonl(1), purpose: "assistants")
             try await client.execute(uri: "/v1/files", method: .post, headers: h.auth + h2, body: b2) { r in
-                #expect(r.status == .badRequest && (try Self.json(r)["error"]?["param"]?.stringValue) == "purpose")
+                #expect(r.status == .badRequest && (Self.j(r)["error"]?["param"]?.stringValue) == "purpose")
             }
             try await client.execute(uri: "/v1/batches", method: .post, headers: h.auth + [.contentType: "application/json"],
                                      body: ByteBuffer(string: #"{"input_file_id":"\#(b.inputFileID)","endpoint":"/v1/chat/completions","completion_window":"1h"}"#)) { r in
-                #expect(r.status == .badRequest && (try Self.json(r)["error"]?["param"]?.stringValue) == "completion_window")
+                #expect(r.status == .badRequest && (Self.j(r)["error"]?["param"]?.stringValue) == "completion_window")
             }
             // The input of a running batch cannot be deleted.
             try await client.execute(uri: "/v1/files/\(b.inputFileID)", method: .delete, headers: h.auth) { r in
@@ -268,7 +270,7 @@ import Testing
             let w = BatchWorker(platform: h.platform)
             for j in await w.claim(limit: 1) { await w.run(j) }
             try await client.execute(uri: "/v1/batches/\(b.id)/cancel", method: .post, headers: h.auth) { r in
-                #expect(try Self.json(r)["status"]?.stringValue == "cancelling")
+                #expect(Self.j(r)["status"]?.stringValue == "cancelling")
             }
             #expect(await w.claim(limit: 3).isEmpty)
             await w.advance()
@@ -276,7 +278,7 @@ import Testing
             #expect(ended.status == "cancelled" && ended.completed == 1 && ended.failed == 2)
             #expect(try await h.lines(ended, of: ended.errorFileID).allSatisfy { $0["error"]?["code"]?.stringValue == "batch_cancelled" })
             try await client.execute(uri: "/v1/batches/\(b.id)/cancel", method: .post, headers: h.auth) { r in
-                #expect(r.status == .ok && (try Self.json(r)["status"]?.stringValue) == "cancelled")
+                #expect(r.status == .ok && (Self.j(r)["status"]?.stringValue) == "cancelled")
             }
         }
     }
