@@ -155,6 +155,13 @@ import Testing
             try await client.execute(uri: "/v1/files/\(b.outputFileID!)/content", method: .get, headers: h.auth) { r in
                 #expect(r.status == .ok && String(buffer: r.body).split(separator: "\n").count == 3)
             }
+            // Metrics and the audit log include the batch's activity.
+            let metrics = String(decoding: h.platform.metrics.exposition(), as: UTF8.self)
+            #expect(metrics.contains(#"llmaas_batch_lines_total{outcome="ok"} 3"#))
+            #expect(metrics.contains(#"llmaas_batches_total{status="completed"} 1"#))
+            await h.platform.audit.flush()
+            let actions = Set(try await h.platform.storage.auditEntries(tenantID: b.tenantID, from: 0, to: .max).map(\.action))
+            #expect(actions.isSuperset(of: ["file.upload", "batch.create", "batch.in_progress", "batch.completed", "inference.chat.completions"]), "\(actions)")
             // /v1/usage: the batch share.
             try await client.execute(uri: "/v1/usage", method: .get, headers: h.auth) { r in
                 #expect(Self.j(r)["batch"]?["requests"]?.intValue == 3)

@@ -189,6 +189,20 @@ def test_invalid_files_and_batches_get_clear_errors(gw, client):
         client.batches.create(input_file_id="file-nope", endpoint="/v1/chat/completions", completion_window="24h")
 
 
+def test_a_file_larger_than_the_request_body_limit_uploads(gw, client):
+    """The session gateway's request bodies are limited to 20 MiB (limits.max_body_bytes); batch files
+    to batch.max_file_bytes (100 MiB): a 21 MiB file uploads, and reads back byte for byte."""
+    filler = "x" * 30_000
+    lines = [{"custom_id": f"big-{i}", "method": "POST", "url": "/v1/chat/completions",
+              "body": {"model": "smollm2:135m", "messages": [{"role": "user", "content": filler}], "max_tokens": 1}} for i in range(740)]
+    data = jsonl(lines)
+    assert len(data) > 21 * 2**20
+    f = upload(client, data)
+    assert f.bytes == len(data)
+    assert client.files.content(f.id).content == data
+    assert client.files.delete(f.id).deleted
+
+
 # --------------------------------------------------------------------------------------
 # restart drill (SIMULATED engine)
 
