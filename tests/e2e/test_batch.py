@@ -91,6 +91,7 @@ def test_batch_of_200_completes_on_llamacpp_at_half_price(gw, client):
     assert b.request_counts.total == n and b.request_counts.completed == n and b.request_counts.failed == 0, b.request_counts
     assert b.in_progress_at and b.finalizing_at and b.completed_at and b.error_file_id is None
     assert b.id in [x.id for x in client.batches.list(limit=100).data]
+    print(f"batch of {n} on llama.cpp: in_progress → completed in {b.completed_at - b.in_progress_at} s (whole seconds)")
 
     out = results(client, b.output_file_id)
     assert sorted(o["custom_id"] for o in out) == sorted(l["custom_id"] for l in lines)
