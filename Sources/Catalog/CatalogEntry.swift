@@ -61,6 +61,29 @@ public struct Prices: Sendable, Equatable {
     /// SPEC S3: input 0.9 €/M, output 4 €/M, reasoning output 21 €/M.
     public static let reference = Prices(inputNanoPerToken: 900, outputNanoPerToken: 4000, reasoningNanoPerToken: 21000)
 
+    /// Half of each price, rounded down: the default batch price (issue 17).
+    public var halved: Prices {
+        Prices(inputNanoPerToken: inputNanoPerToken / 2, outputNanoPerToken: outputNanoPerToken / 2, reasoningNanoPerToken: reasoningNanoPerToken / 2)
+    }
+
+    /// The catalog's names of the three prices.
+    public var fields: [(String, Int)] {
+        [("input_eur_per_mtok", inputNanoPerToken), ("output_eur_per_mtok", outputNanoPerToken), ("reasoning_eur_per_mtok", reasoningNanoPerToken)]
+    }
+
+    /// A price by its catalog name.
+    public subscript(field: String) -> Int {
+        get { fields.first { $0.0 == field }?.1 ?? 0 }
+        set {
+            switch field {
+            case "input_eur_per_mtok": inputNanoPerToken = newValue
+            case "output_eur_per_mtok": outputNanoPerToken = newValue
+            case "reasoning_eur_per_mtok": reasoningNanoPerToken = newValue
+            default: break
+            }
+        }
+    }
+
     public init(inputNanoPerToken: Int, outputNanoPerToken: Int, reasoningNanoPerToken: Int) {
         self.inputNanoPerToken = inputNanoPerToken
         self.outputNanoPerToken = outputNanoPerToken
@@ -81,6 +104,8 @@ public struct CatalogEntry: Sendable, Equatable {
     public var contextLength: Int
     public var prices: Prices
     public var energyKWhPerMTok: Double?
+    /// The batch price (catalog `batch_prices`); nil: half the interactive price in force.
+    public var batchPrices: Prices?
     /// Operator-granted extended support (SPEC S7): tenant name → the last day before removal
     /// for that tenant only. Other tenants keep the standard dates.
     public var extendedSupport: [String: Day]

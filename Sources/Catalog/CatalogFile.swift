@@ -27,7 +27,7 @@ public enum CatalogFile {
             let p = "models[\(i)]"
             guard let m = raw as? [String: Any] else { throw CatalogError(path: p, message: "each model must be a mapping") }
             let known: Set<String> = ["id", "developer", "phase", "in_production", "end_of_support", "successor", "aliases",
-                                      "capabilities", "context_length", "prices", "energy_kwh_per_mtok", "extended_support"]
+                                      "capabilities", "context_length", "prices", "batch_prices", "energy_kwh_per_mtok", "extended_support"]
             if let unknown = m.keys.first(where: { !known.contains($0) }) {
                 throw CatalogError(path: "\(p).\(unknown)", message: "unknown field (known: \(known.sorted().joined(separator: ", ")))")
             }
@@ -79,6 +79,14 @@ public enum CatalogFile {
             if let pr = m["prices"] {
                 guard let prices = pr as? [String: Any] else { throw CatalogError(path: "\(p).prices", message: "must be a mapping") }
                 entry.prices = try parsePrices(prices, "\(p).prices")
+            }
+            // Issue 17: the batch price (default: half the interactive price in force).
+            if let pr = m["batch_prices"] {
+                guard let prices = pr as? [String: Any] else { throw CatalogError(path: "\(p).batch_prices", message: "must be a mapping") }
+                var batch = try parsePrices(prices, "\(p).batch_prices")
+                let half = entry.prices.halved
+                for (key, _) in Prices.reference.fields where prices[key] == nil { batch[key] = half[key] }
+                entry.batchPrices = batch
             }
             if let x = m["extended_support"] {
                 guard let ext = x as? [String: Any] else {

@@ -90,6 +90,11 @@ public final class Fleet: Sendable {
     /// breaker at once. When every eligible backend is full the request waits in the gateway
     /// until `queueDeadlineMs`; the waiters with the lowest `priority` rank (the caller's billing
     /// tier's, from the configuration: 0 before 1) are served first, then by arrival.
+    /// The rank of batch work (issue 17): after every tier. A batch request also never takes a
+    /// free slot while an interactive request waits for one (it queues behind it instead), so
+    /// batch runs only on capacity interactive traffic leaves free.
+    public static let batchPriority = Int.max
+
     public func send(model: String, endpoint: Endpoint, body: JSONValue, stream: Bool,
                      priority tierPriority: Int = 0) async throws(EngineError) -> (Engine, UpstreamResponse) {
         let routingKey = endpoint.spec.routingKey(body)
@@ -105,8 +110,10 @@ public final class Fleet: Sendable {
         defer { if let queuedSince { onQueueWait?(model, ContinuousClock.now - queuedSince) } }
 
         while attempts < options.maxAttempts && tried.count < engines.count {
-            let pick = state.withLock { s in s.select(fleet: self, model: model, hashes: hashes, exclude: tried, nowMs: clock.now(),
-                                                           waitedMs: clock.now() - enqueuedAt) }
+            let yieldToInteractive = priority == Self.batchPriority && waiters.hasWaiter(before: priority)
+            let pick = yieldToInteractive ? Pick.saturated
+                : state.withLock { s in s.select(fleet: self, model: model, hashes: hashes, exclude: tried, nowMs: clock.now(),
+                                                 waitedMs: clock.now() - enqueuedAt) }
             let index: Int
             switch pick {
             case .chosen(let i):
@@ -127,7 +134,8 @@ public final class Fleet: Sendable {
                 let phaseEnd = options.policy == .scored && clock.now() < coldAt ? min(deadline, coldAt) : deadline
                 let woken = await waiters.wait(model: model, priority: priority, seq: mySeq, deadlineMs: phaseEnd) { [self] in
                     // Registered under the same check: a release between the check and the wait is not lost.
-                    state.withLock { s in
+                    if priority == Self.batchPriority && waiters.hasWaiter(before: priority) { return false }
+                    return state.withLock { s in
                         s.hasRoom(fleet: self, model: model, exclude: excluded, nowMs: clock.now(), waitedMs: clock.now() - enqueuedAt)
                     }
                 }

@@ -26,6 +26,11 @@ final class WaitQueue: Sendable {
         waiting.withLock { list in list.reduce(into: [:]) { $0[$1.model, default: 0] += 1 } }
     }
 
+    /// Whether a request of a better (lower) rank than `priority` is waiting.
+    func hasWaiter(before priority: Int) -> Bool {
+        waiting.withLock { $0.contains { $0.priority < priority } }
+    }
+
     /// Waits until woken (true) or the deadline passes (false). `ready` is checked under the
     /// queue's lock after registering, so a wake-up that raced the registration is not lost.
     func wait(model: String, priority: Int, seq: UInt64, deadlineMs: Int64, ready: @escaping @Sendable () -> Bool) async -> Bool {

@@ -68,7 +68,8 @@ public final class Billing: Sendable {
 
     /// Budget first (a month over its cap, or a prepaid balance spent, refuses everything), then
     /// the rate windows, reserving `max_tokens` (or the default) of output.
-    func admit(_ p: Principal, expectedOutput: Int?) async throws(APIError) -> Admission {
+    /// `batch`: a batch line (issue 17), charged to the day window only (``RateLimiter/admitBatch``).
+    func admit(_ p: Principal, expectedOutput: Int?, batch: Bool = false) async throws(APIError) -> Admission {
         let tier = self.tier(p.tier)
         let t = now()
         let state = await budget(p.tenantID)
@@ -104,7 +105,9 @@ public final class Billing: Sendable {
                 throw e
             }
         }
-        switch limiter.admit(subjects, expectedOutput: expectedOutput ?? defaultMaxTokens, now: t) {
+        let decision = batch ? limiter.admitBatch(subjects, expectedOutput: expectedOutput ?? defaultMaxTokens, now: t)
+                             : limiter.admit(subjects, expectedOutput: expectedOutput ?? defaultMaxTokens, now: t)
+        switch decision {
         case .success(let r):
             return Admission(reservation: r, tenant: p.tenantID, tier: tier, ticket: ticket)
         case .failure(let refusal):
@@ -129,7 +132,7 @@ public final class Billing: Sendable {
             cluster?.settle(ticket, actualOutput: account.outputTokens)
         }
         let t = now()
-        let prices = priceBook.price(model: model.id, at: t, default: model.prices)
+        let prices = a.reservation.batch ? batchPrices(model, at: t) : priceBook.price(model: model.id, at: t, default: model.prices)
         let cost = (try? Cost.of(account, at: prices).nanoEuros) ?? Int64.max
         let energy = Energy.of(account, model: model)?.microWattHours
         _ = await budget(a.tenant)  // loaded (admission did it already, unless the month just turned)
@@ -146,6 +149,12 @@ public final class Billing: Sendable {
             return BudgetGuard.crossed(before: old, after: s.spentMonth, cap: a.tier.monthlyCapNano)
         }
         return (cost, energy, crossed)
+    }
+
+    /// The batch price of a model (issue 17): the catalog's `batch_prices`, else half the
+    /// interactive price in force at `t`.
+    public func batchPrices(_ model: CatalogEntry, at t: Int64) -> Prices {
+        model.batchPrices ?? priceBook.price(model: model.id, at: t, default: model.prices).halved
     }
 
     /// The tenant's spend this month and credit balance (credits minus all spend), cached.

@@ -68,6 +68,8 @@ public struct GatewayConfig: Sendable {
     public var tls: ListenerTLSConfig?
     /// Encryption at rest: the master key file and the previous ones during a rotation (`encryption:`).
     public var encryption = EncryptionConfig()
+    /// The batch API (issue 17): file limits, results retention, the worker (`batch:`).
+    public var batch = BatchConfig()
 
     public init() {}
 
@@ -300,6 +302,9 @@ public struct GatewayConfig: Sendable {
             }
             try store.finish()
         }
+        if var batch = try r.mapping("batch") {
+            try config.batch.read(&batch, resolve: resolve)
+        }
         if var maintenance = try r.mapping("maintenance") {
             if let n = try maintenance.int("interval_seconds", min: 1) { config.maintenanceIntervalSeconds = n }
             try maintenance.finish()
@@ -499,4 +504,50 @@ public struct ConsoleConfig: Sendable, Equatable {
     public var refreshSeconds = 5
 
     public init() {}
+}
+
+/// `batch:` (issue 17). Every field optional; defaults are the reference platform's limits.
+public struct BatchConfig: Sendable {
+    /// Largest input file, bytes (`max_file_bytes`, default 100 MiB, at most 1 GiB).
+    public var maxFileBytes = 100 << 20
+    /// Most requests in one input file (`max_requests`, default 50 000).
+    public var maxRequests = 50_000
+    /// Days output and error files (and the lines' results) are kept after a batch ends (`retention_days`, default 7).
+    public var retentionDays = 7
+    /// Batch lines in flight at once, across all batches (`worker_concurrency`, default 2).
+    public var workerConcurrency = 2
+    /// How often the worker looks for work when idle (`poll_interval_ms`, default 500).
+    public var pollIntervalMs = 500
+    /// Where the encrypted file contents live (`files_dir`, default data_dir/files).
+    public var filesDir: String?
+
+    public init() {}
+
+    mutating func read(_ b: inout Reader, resolve: (String) -> String) throws {
+        if let n = try b.int("max_file_bytes", min: 1) {
+            guard n <= 1 << 30 else { throw ConfigError(field: "batch.max_file_bytes", message: "must be at most 1073741824 (1 GiB)") }
+            maxFileBytes = n
+        }
+        if let n = try b.int("max_requests", min: 1) {
+            guard n <= 1_000_000 else { throw ConfigError(field: "batch.max_requests", message: "must be between 1 and 1000000") }
+            maxRequests = n
+        }
+        if let n = try b.int("retention_days", min: 1) {
+            guard n <= 3650 else { throw ConfigError(field: "batch.retention_days", message: "must be between 1 and 3650") }
+            retentionDays = n
+        }
+        if let n = try b.int("worker_concurrency", min: 1) {
+            guard n <= 256 else { throw ConfigError(field: "batch.worker_concurrency", message: "must be between 1 and 256") }
+            workerConcurrency = n
+        }
+        if let n = try b.int("poll_interval_ms", min: 10) {
+            guard n <= 60_000 else { throw ConfigError(field: "batch.poll_interval_ms", message: "must be between 10 and 60000") }
+            pollIntervalMs = n
+        }
+        if let dir = try b.string("files_dir") {
+            guard !dir.isEmpty else { throw ConfigError(field: "batch.files_dir", message: "must be a directory path (or leave it out: data_dir/files)") }
+            filesDir = resolve(dir)
+        }
+        try b.finish()
+    }
 }

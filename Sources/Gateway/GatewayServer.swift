@@ -30,7 +30,8 @@ public enum GatewayServer {
         if let certificates = platform.tlsCertificates { extra.append(CertificateReloader(certificates: certificates, logger: platform.logger)) }
         let app = application(platform, services: [EngineSupervisor(engines: platform.managedEngines), FleetHealth(platform: platform),
                                                    Maintenance(platform: platform), CatalogReloader(platform: platform), noticeService(platform),
-                                                   RollupService(platform: platform), AlertEvaluator(platform: platform)] + extra
+                                                   RollupService(platform: platform), AlertEvaluator(platform: platform),
+                                                   BatchWorker(platform: platform)] + extra
                                                    + (platform.cluster.map { [ClusterService(cluster: $0, storage: platform.storage, clock: platform.now)] } ?? [])) { port in
             announce("LLMaaS listening on \(scheme)://\(config.host):\(port) (OpenAI base_url: \(scheme)://\(config.host):\(port)/v1)")
         }

@@ -50,5 +50,6 @@ public func buildRouter(_ platform: Platform) -> Hummingbird.Router<GatewayConte
     addAlertRoutes(to: router, platform: platform)
     addStatusRoutes(to: router, platform: platform)
     addConsoleRoutes(to: router, platform: platform)
+    addBatchRoutes(to: router, platform: platform)
     return router
 }

@@ -220,6 +220,10 @@ extension UsageReport {
         let catalog = platform.catalog.current
         let catalogID: (String) -> String? = { catalog.resolve($0)?.id }
         var out = json(rows, groupBy: grouping, catalogID: catalogID)
+        // Issue 17: the part of the totals that ran as batch lines (billed at the batch price).
+        var batch = Totals()
+        for r in rows where r.batch == 1 { batch.add(r) }
+        out.set("batch", batch.json())
         if let span { try await addBuckets(&out, span: span, storage: platform.storage, tenantID: tenantID, groupBy: grouping, catalogID: catalogID) }
         return out
     }

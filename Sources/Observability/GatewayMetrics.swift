@@ -38,6 +38,8 @@ public final class GatewayMetrics: Sendable {
         public static let auditEntriesWritten = "llmaas_audit_entries_written_total"
         public static let cost = "llmaas_cost_nanoeuros_total"
         public static let energy = "llmaas_energy_microwatthours_total"
+        public static let batchLines = "llmaas_batch_lines_total"
+        public static let batches = "llmaas_batches_total"
     }
 
     /// Where a request spent its time, beyond what its ledger row says.
@@ -219,6 +221,18 @@ public final class GatewayMetrics: Sendable {
         let action = blocked ? "blocked" : "flagged"
         let handles = state.withLock { s in rules.map { counter(Name.shieldVerdicts, [("action", action), ("rule", $0)], &s) } }
         for c in handles { c.increment() }
+    }
+
+    /// Batch API (issue 17): a batch line finished (`outcome` ok or error).
+    public func batchLine(ok: Bool) {
+        guard enabled else { return }
+        state.withLock { s in counter(Name.batchLines, [("outcome", ok ? "ok" : "error")], &s) }.increment()
+    }
+
+    /// Batch API: a batch reached its end state (completed, cancelled, expired, failed).
+    public func batchFinished(status: String) {
+        guard enabled else { return }
+        state.withLock { s in counter(Name.batches, [("status", status)], &s) }.increment()
     }
 
     /// A request waited in the gateway's queue for a free backend (dispatched or timed out).

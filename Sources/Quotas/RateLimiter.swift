@@ -27,6 +27,9 @@ public struct Reservation: Sendable, Hashable {
     public let reservedOutput: Int
     /// Per subject, the (monotonic) instant of admission, which fixes the buckets charged.
     let admittedAtMs: [Int64]
+    /// A batch line's reservation (``RateLimiter/admitBatch(_:expectedOutput:now:)``): charged to
+    /// the day window only.
+    public var batch: Bool = false
 }
 
 /// Why a request was not admitted; enough for a 429 with `Retry-After` and `X-RateLimit-*`.
@@ -156,6 +159,44 @@ public final class RateLimiter: Sendable {
         }
     }
 
+    /// Admission of a batch line (issue 17): batch work counts in the daily output budget only —
+    /// not in requests per minute, output per hour or concurrent requests, which stay for the
+    /// tenant's interactive traffic (the batch worker has its own concurrency). Reserves
+    /// `expectedOutput` in the day window of every subject, or nothing.
+    public func admitBatch(_ subjects: [(subject: String, limits: Limits)], expectedOutput: Int, now: Int64? = nil) -> Result<Reservation, Refusal> {
+        let now = now ?? clock()
+        let expected = Int64(max(0, expectedOutput))
+        return state.withLock { st in
+            var worst: Refusal?
+            var states: [SubjectState] = []
+            var times: [Int64] = []
+            for (subject, limits) in subjects {
+                var s = st.subjects[subject] ?? SubjectState()
+                let t = s.advance(now)
+                states.append(s); times.append(t)
+                let limit = Int64(limits.outputTokensPerDay)
+                if s.day.total + expected > limit {
+                    let retry = s.day.retryAfterMs(need: expected, limit: limit, now: t)
+                    let r = Refusal(subject: subject, limit: .outputTokensPerDay, limitValue: limits.outputTokensPerDay,
+                                    remaining: Int(max(0, limit - s.day.total)), resetAfterMs: s.day.resetAfterMs(now: t),
+                                    retryAfterMs: retry ?? s.day.resetAfterMs(now: t), satisfiable: retry != nil)
+                    if worst == nil || !r.satisfiable || r.retryAfterMs > worst!.retryAfterMs { worst = r }
+                }
+            }
+            if let worst { return .failure(worst) }
+            for (i, (subject, _)) in subjects.enumerated() {
+                var s = states[i]
+                s.day.add(expected, at: times[i])
+                st.subjects[subject] = s
+            }
+            let id = st.nextID
+            st.nextID += 1
+            st.open.insert(id)
+            return .success(Reservation(id: id, subjects: subjects.map(\.subject), reservedOutput: Int(expected),
+                                        admittedAtMs: times, batch: true))
+        }
+    }
+
     private static func refusals(_ s: SubjectState, subject: String, limits: Limits, expected: Int64, now: Int64) -> [Refusal] {
         var out: [Refusal] = []
         if s.concurrent >= limits.concurrentRequests {
@@ -201,6 +242,11 @@ public final class RateLimiter: Sendable {
             for (i, subject) in r.subjects.enumerated() {
                 var s = st.subjects[subject] ?? SubjectState()
                 let t = s.advance(now)
+                if r.batch {  // day window only (admitBatch)
+                    s.day.adjust(delta, chargedAt: r.admittedAtMs[i], now: t)
+                    st.subjects[subject] = s
+                    continue
+                }
                 s.hour.adjust(delta, chargedAt: r.admittedAtMs[i], now: t)
                 s.day.adjust(delta, chargedAt: r.admittedAtMs[i], now: t)
                 if refundRequest { s.minute.adjust(-1, chargedAt: r.admittedAtMs[i], now: t) }

@@ -253,8 +253,11 @@ public final class Storage: Sendable {
     public func insertRequests(_ rows: [RequestRecord]) async throws {
         guard !rows.isEmpty else { return }
         // SQLite allows 32766 bound variables per statement; 14 columns per row.
-        for chunk in stride(from: 0, to: rows.count, by: 1000).map({ Array(rows[$0..<min($0 + 1000, rows.count)]) }) {
-            try await db.insert(into: "requests").models(chunk, nilEncodingStrategy: .asNil).run()
+        // Batch lines' rows have one column more (`batch`, issue 17): one statement per shape.
+        for shape in [rows.filter { $0.batch == nil }, rows.filter { $0.batch != nil }] where !shape.isEmpty {
+            for chunk in stride(from: 0, to: shape.count, by: 1000).map({ Array(shape[$0..<min($0 + 1000, shape.count)]) }) {
+                try await db.insert(into: "requests").models(chunk, nilEncodingStrategy: .asNil).run()
+            }
         }
         try await markRollupDirty(rows)
     }

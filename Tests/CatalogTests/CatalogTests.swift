@@ -47,6 +47,23 @@ import Testing
         }
     }
 
+    /// Issue 17: a model's batch price is its catalog `batch_prices`, each price not given being
+    /// half the interactive one; a model without any is priced at half by billing.
+    @Test func batchPrices() throws {
+        let catalog = try CatalogFile.parse("""
+        models:
+          - id: a
+            prices: { input_eur_per_mtok: 1, output_eur_per_mtok: 5 }
+            batch_prices: { output_eur_per_mtok: 2 }
+          - id: b
+        """)
+        let a = try #require(catalog.resolve("a"))
+        #expect(a.batchPrices == Prices(inputNanoPerToken: 500, outputNanoPerToken: 2000, reasoningNanoPerToken: 10500))
+        #expect(try #require(catalog.resolve("b")).batchPrices == nil)
+        #expect(Prices.reference.halved == Prices(inputNanoPerToken: 450, outputNanoPerToken: 2000, reasoningNanoPerToken: 10500))
+        #expect(throws: CatalogError.self) { try CatalogFile.parse("models:\n  - id: a\n    batch_prices: {output_eur_per_mtok: -1}") }
+    }
+
     @Test func pricesAreExactIntegers() {
         #expect(CatalogFile.nanoPerToken(fromEurPerMTok: "0.9") == 900)
         #expect(CatalogFile.nanoPerToken(fromEurPerMTok: "4") == 4000)

@@ -190,6 +190,37 @@ import Testing
 
     // MARK: Saturation
 
+    /// Batch work (issue 17) ranks after every tier: queued first, it is still served after an
+    /// interactive request that arrived later.
+    @Test func batchWaitsBehindInteractiveTraffic() async throws {
+        var c = SimConfig(models: ["sim-chat"], ttftMs: 20, itlMs: 0)
+        c.mode = .vllm
+        let sims = try await start([c])
+        defer { Task { await sims.shutdown() } }
+        let holdConfig = backends(sims, kind: .vllm, capacity: 1, firstByteMs: 900_000)[0]
+        let fleet = Fleet(configs: [holdConfig], http: testHTTP, logger: logger, options: FleetOptions(queueDeadlineMs: 1000), clock: ManualClock())
+        var holdBody = chatBody()
+        holdBody.set("sim_fault", "hang")
+        let order = Mutex<[String]>([])
+        let hold = Task { _ = try? await fleet.send(model: "chat-model", endpoint: .chat, body: holdBody, stream: false) }
+        for _ in 0..<6_000 where fleet.backendsReport()["data"]?.arrayValue?.first?["in_flight"]?.intValue != 1 { try await Task.sleep(for: .milliseconds(10)) }
+        let batch = Task {
+            _ = try? await fleet.send(model: "chat-model", endpoint: .chat, body: chatBody(), stream: false, priority: Fleet.batchPriority)
+            order.withLock { $0.append("batch") }
+        }
+        for _ in 0..<6_000 where fleet.waiters.count < 1 { try await Task.sleep(for: .milliseconds(10)) }
+        let interactive = Task {
+            _ = try? await fleet.send(model: "chat-model", endpoint: .chat, body: chatBody(), stream: false, priority: 5)  // tier-1, the lowest tier
+            order.withLock { $0.append("interactive") }
+        }
+        for _ in 0..<6_000 where fleet.waiters.count < 2 { try await Task.sleep(for: .milliseconds(10)) }
+        try #require(fleet.waiters.count == 2)
+        #expect(fleet.waiters.hasWaiter(before: Fleet.batchPriority))
+        hold.cancel()
+        _ = await (hold.value, batch.value, interactive.value)
+        #expect(order.withLock { $0 } == ["interactive", "batch"])
+    }
+
     /// No timing: the queue's order is decided while the only slot is held, and the deadline
     /// passes on the injected clock.
     @Test func fullFleetQueuesByTierThen503() async throws {
