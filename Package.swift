@@ -30,6 +30,7 @@ let package = Package(
     targets: [
         .target(name: "Clocks", swiftSettings: v5),
         .target(name: "OpenAIWire", swiftSettings: v5),
+        .target(name: "Audio", swiftSettings: v5),
         .target(name: "Catalog", dependencies: [
             "OpenAIWire", .product(name: "Yams", package: "Yams"),
         ], swiftSettings: v5),
@@ -65,7 +66,7 @@ let package = Package(
         ], swiftSettings: v5),
         .target(name: "Gateway", dependencies: [
             "Clocks", "OpenAIWire", "Catalog", "Storage", "Tenancy", "Quotas", "Shield", "Metering",
-            "Observability", "Fleet",
+            "Observability", "Fleet", "Audio",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -85,6 +86,7 @@ let package = Package(
         .target(name: "TestSupport", path: "Tests/TestSupport", swiftSettings: v5),
         .testTarget(name: "OpenAIWireTests", dependencies: ["OpenAIWire", "TestSupport"], swiftSettings: v5),
         .testTarget(name: "CatalogTests", dependencies: ["Catalog"], swiftSettings: v5),
+        .testTarget(name: "AudioTests", dependencies: ["Audio"], swiftSettings: v5),
         .testTarget(name: "StorageTests", dependencies: ["Storage"], swiftSettings: v5),
         .testTarget(name: "TenancyTests", dependencies: ["Tenancy", "Storage", "TestSupport"], swiftSettings: v5),
         .testTarget(name: "ObservabilityTests", dependencies: ["Observability", "Storage", "Clocks"], swiftSettings: v5),
