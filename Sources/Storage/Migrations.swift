@@ -259,5 +259,10 @@ enum Schema {
             // Rows rolled up before this migration lack the count: every minute of the ledger is rolled up again.
             try await markLedgerForRollup(db)
         },
+        Migration(version: 9, name: "ledger units of rerank and audio transcription") { db in
+            // Their own units (issue 17): tokens read by a rerank, milliseconds of transcribed audio.
+            try await db.alter(table: "requests").column("reranked_tokens", type: .bigint).run()
+            try await db.alter(table: "requests").column("audio_ms", type: .bigint).run()
+        },
     ]
 }

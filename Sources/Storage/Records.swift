@@ -115,6 +115,10 @@ public struct RequestRecord: Codable, Sendable, Equatable {
     public var energyMicroWh: Int64?
     /// 1 when the token counts are an estimate (the engine gave none).
     public var estimated: Int?
+    /// Tokens read by a rerank request (query and documents), billed at the rerank price (issue 17).
+    public var rerankedTokens: Int?
+    /// Duration of a transcribed audio file in milliseconds, billed per started minute (issue 17).
+    public var audioMs: Int?
 
     public init(id: String, createdAt: Int64, tenantID: String?, keyID: String?, model: String, endpoint: String,
                 status: Int, outcome: String, errorCode: String? = nil, promptTokens: Int = 0, completionTokens: Int = 0,
@@ -144,6 +148,8 @@ public struct RequestRecord: Codable, Sendable, Equatable {
         case costNano = "cost_nano"
         case energyMicroWh = "energy_uwh"
         case estimated
+        case rerankedTokens = "reranked_tokens"
+        case audioMs = "audio_ms"
     }
 }
 
