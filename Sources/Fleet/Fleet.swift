@@ -90,8 +90,9 @@ public final class Fleet: Sendable {
     /// breaker at once. When every eligible backend is full the request waits in the gateway
     /// until `queueDeadlineMs`; the waiters with the lowest `priority` rank (the caller's billing
     /// tier's, from the configuration: 0 before 1) are served first, then by arrival.
+    /// `file`: the uploaded file of a multipart endpoint (audio), sent with the body's fields.
     public func send(model: String, endpoint: Endpoint, body: JSONValue, stream: Bool,
-                     priority tierPriority: Int = 0) async throws(EngineError) -> (Engine, UpstreamResponse) {
+                     priority tierPriority: Int = 0, file: Multipart.Part? = nil) async throws(EngineError) -> (Engine, UpstreamResponse) {
         let routingKey = endpoint.spec.routingKey(body)
         let hashes = routingKey.isEmpty ? [] : PrefixIndex(blockChars: options.prefixBlockChars).blockHashes(routingKey)
         let priority = tierPriority  // a rank: the wait queue serves the lowest first
@@ -143,7 +144,7 @@ public final class Fleet: Sendable {
             upstreamBody.set("model", .string(served))
             let response: UpstreamResponse
             do {
-                response = try await engine.send(UpstreamRequest(endpoint: endpoint, body: upstreamBody, stream: stream)) { [self] end in
+                response = try await engine.send(UpstreamRequest(endpoint: endpoint, body: upstreamBody, stream: stream, file: file)) { [self] end in
                     switch end {
                     case .completed: finish(index, failure: nil)
                     case .cancelled: finish(index, failure: nil, neutral: true)
