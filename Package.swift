@@ -33,6 +33,7 @@ let package = Package(
     targets: [
         .target(name: "Clocks", swiftSettings: v5),
         .target(name: "OpenAIWire", swiftSettings: v5),
+        .target(name: "Audio", swiftSettings: v5),
         .target(name: "Catalog", dependencies: [
             "OpenAIWire", .product(name: "Yams", package: "Yams"),
         ], swiftSettings: v5),
@@ -66,14 +67,14 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: v5),
         .target(name: "EngineSim", dependencies: [
-            "OpenAIWire",
+            "OpenAIWire", "Audio",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
         ], swiftSettings: v5),
         .target(name: "Gateway", dependencies: [
             "Clocks", "OpenAIWire", "Catalog", "Storage", "Tenancy", "Quotas", "Shield", "Metering",
-            "Observability", "Fleet", "Sealing",
+            "Observability", "Fleet", "Sealing", "Audio",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HummingbirdCore", package: "hummingbird"),
             .product(name: "HummingbirdTLS", package: "hummingbird"),
@@ -102,6 +103,7 @@ let package = Package(
         .testTarget(name: "TenancyTests", dependencies: ["Tenancy", "Storage", "Sealing", "TestSupport", "StorageTesting"], swiftSettings: v5),
         .testTarget(name: "ObservabilityTests", dependencies: ["Observability", "Storage", "Clocks", "Sealing", "StorageTesting"], swiftSettings: v5),
         .testTarget(name: "SealingTests", dependencies: ["Sealing", "Storage", "Clocks"], swiftSettings: v5),
+        .testTarget(name: "AudioTests", dependencies: ["Audio"], swiftSettings: v5),
         .testTarget(name: "ShieldTests", dependencies: ["Shield"], swiftSettings: v5),
         .testTarget(name: "MeteringTests", dependencies: ["Metering", "Catalog", "OpenAIWire", "TestSupport"], swiftSettings: v5),
         .testTarget(name: "QuotasTests", dependencies: ["Quotas", "Catalog"], swiftSettings: v5),

@@ -21,7 +21,13 @@ public enum CapabilityCheck {
     public static func check(_ request: InferenceRequest, model entry: CatalogEntry,
                              limits: CapabilityLimits = .standard) throws(APIError) {
         let needed = request.endpoint.spec.capability
-        if !entry.capabilities.contains(where: { $0.rawValue == needed }) {
+        // An embedding model reranks too: the gateway ranks by the cosine of its embeddings.
+        let ranksByEmbeddings = needed == Capability.rerank.rawValue && entry.capabilities.contains(.embeddings)
+        if needed == Capability.rerank.rawValue && !entry.capabilities.contains(.rerank) && !ranksByEmbeddings {
+            throw mismatch("Model '\(entry.id)' cannot rerank: it has neither the 'rerank' capability (a reranker) nor 'embeddings' (ranked by the gateway from its embeddings); it has: \(list(entry.capabilities)). Choose a reranker or an embedding model from GET /v1/models.",
+                           param: "model")
+        }
+        if !entry.capabilities.contains(where: { $0.rawValue == needed }) && !ranksByEmbeddings {
             throw mismatch("Model '\(entry.id)' cannot serve \(request.endpoint.path): it lacks the '\(needed)' capability (it has: \(list(entry.capabilities))). Choose a model with '\(needed)' from GET /v1/models.",
                            param: "model")
         }

@@ -4,6 +4,10 @@ import OpenAIWire
 /// engine is called.
 public enum Capability: String, Sendable, CaseIterable, Codable {
     case chat, completions, embeddings, vision, tools, reasoning
+    /// Scores documents against a query itself (a cross-encoder served on an engine's rerank route).
+    case rerank
+    /// Turns speech into text (`/v1/audio/transcriptions`).
+    case transcription
 }
 
 public enum Phase: String, Sendable, Codable {
@@ -57,13 +61,21 @@ public struct Prices: Sendable, Equatable {
     public var inputNanoPerToken: Int
     public var outputNanoPerToken: Int
     public var reasoningNanoPerToken: Int
+    /// Per reranked token (query and documents read by a rerank request); default 4 €/M.
+    public var rerankNanoPerToken: Int
+    /// Per started minute of transcribed audio; default 0.01 €/min.
+    public var audioNanoPerMinute: Int
 
-    /// SPEC S3: input 0.9 €/M, output 4 €/M, reasoning output 21 €/M.
+    /// SPEC S3: input 0.9 €/M, output 4 €/M, reasoning output 21 €/M; issue 17: rerank 4 €/M
+    /// reranked tokens, audio 0.01 € per started minute.
     public static let reference = Prices(inputNanoPerToken: 900, outputNanoPerToken: 4000, reasoningNanoPerToken: 21000)
+    public static let defaultRerankNanoPerToken = 4000
+    public static let defaultAudioNanoPerMinute = 10_000_000
 
     /// Half of each price, rounded down: the default batch price (issue 17).
     public var halved: Prices {
-        Prices(inputNanoPerToken: inputNanoPerToken / 2, outputNanoPerToken: outputNanoPerToken / 2, reasoningNanoPerToken: reasoningNanoPerToken / 2)
+        Prices(inputNanoPerToken: inputNanoPerToken / 2, outputNanoPerToken: outputNanoPerToken / 2, reasoningNanoPerToken: reasoningNanoPerToken / 2,
+               rerankNanoPerToken: rerankNanoPerToken / 2, audioNanoPerMinute: audioNanoPerMinute / 2)
     }
 
     /// The catalog's names of the three prices.
@@ -84,10 +96,13 @@ public struct Prices: Sendable, Equatable {
         }
     }
 
-    public init(inputNanoPerToken: Int, outputNanoPerToken: Int, reasoningNanoPerToken: Int) {
+    public init(inputNanoPerToken: Int, outputNanoPerToken: Int, reasoningNanoPerToken: Int,
+                rerankNanoPerToken: Int = Prices.defaultRerankNanoPerToken, audioNanoPerMinute: Int = Prices.defaultAudioNanoPerMinute) {
         self.inputNanoPerToken = inputNanoPerToken
         self.outputNanoPerToken = outputNanoPerToken
         self.reasoningNanoPerToken = reasoningNanoPerToken
+        self.rerankNanoPerToken = rerankNanoPerToken
+        self.audioNanoPerMinute = audioNanoPerMinute
     }
 }
 
@@ -106,6 +121,8 @@ public struct CatalogEntry: Sendable, Equatable {
     public var energyKWhPerMTok: Double?
     /// The batch price (catalog `batch_prices`); nil: half the interactive price in force.
     public var batchPrices: Prices?
+    /// Energy per minute of transcribed audio, in Wh (catalog `energy_wh_per_audio_minute`).
+    public var energyWhPerAudioMinute: Double?
     /// Operator-granted extended support (SPEC S7): tenant name → the last day before removal
     /// for that tenant only. Other tenants keep the standard dates.
     public var extendedSupport: [String: Day]

@@ -27,7 +27,7 @@ public enum CatalogFile {
             let p = "models[\(i)]"
             guard let m = raw as? [String: Any] else { throw CatalogError(path: p, message: "each model must be a mapping") }
             let known: Set<String> = ["id", "developer", "phase", "in_production", "end_of_support", "successor", "aliases",
-                                      "capabilities", "context_length", "prices", "batch_prices", "energy_kwh_per_mtok", "extended_support"]
+                                      "capabilities", "context_length", "prices", "batch_prices", "energy_kwh_per_mtok", "energy_wh_per_audio_minute", "extended_support"]
             if let unknown = m.keys.first(where: { !known.contains($0) }) {
                 throw CatalogError(path: "\(p).\(unknown)", message: "unknown field (known: \(known.sorted().joined(separator: ", ")))")
             }
@@ -76,6 +76,12 @@ public enum CatalogFile {
                 }
                 entry.energyKWhPerMTok = x
             }
+            if let e = m["energy_wh_per_audio_minute"] {
+                guard let x = (e as? Double) ?? (e as? Int).map(Double.init), x >= 0 else {
+                    throw CatalogError(path: "\(p).energy_wh_per_audio_minute", message: "must be a non-negative number")
+                }
+                entry.energyWhPerAudioMinute = x
+            }
             if let pr = m["prices"] {
                 guard let prices = pr as? [String: Any] else { throw CatalogError(path: "\(p).prices", message: "must be a mapping") }
                 entry.prices = try parsePrices(prices, "\(p).prices")
@@ -117,6 +123,13 @@ public enum CatalogFile {
         var prices = Prices.reference
         for (key, raw) in m {
             let text = "\(raw)"
+            if key == "audio_eur_per_minute" {
+                guard let perMinute = nanoEuros(fromEuros: text) else {
+                    throw CatalogError(path: "\(path).\(key)", message: "must be a non-negative decimal number of euros per started minute, at most 9 decimals")
+                }
+                prices.audioNanoPerMinute = perMinute
+                continue
+            }
             guard let nano = nanoPerToken(fromEurPerMTok: text) else {
                 throw CatalogError(path: "\(path).\(key)", message: "must be a non-negative decimal number of €/M tokens, at most 3 decimals (1 €/M tokens = 1000 n€ per token)")
             }
@@ -124,11 +137,27 @@ public enum CatalogFile {
             case "input_eur_per_mtok": prices.inputNanoPerToken = nano
             case "output_eur_per_mtok": prices.outputNanoPerToken = nano
             case "reasoning_eur_per_mtok": prices.reasoningNanoPerToken = nano
-            default: throw CatalogError(path: "\(path).\(key)", message: "unknown price (use input_eur_per_mtok, output_eur_per_mtok, reasoning_eur_per_mtok)")
+            case "rerank_eur_per_mtok": prices.rerankNanoPerToken = nano
+            default: throw CatalogError(path: "\(path).\(key)", message: "unknown price (use input_eur_per_mtok, output_eur_per_mtok, reasoning_eur_per_mtok, rerank_eur_per_mtok, audio_eur_per_minute)")
             }
         }
         return prices
     }
+
+    /// "0.01" € → 10 000 000 n€, exactly (decimal text, at most 9 decimals).
+    public static func nanoEuros(fromEuros text: String) -> Int? {
+        let parts = text.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count <= 2, let whole = Int(parts[0]), whole >= 0, whole < 1_000_000 else { return nil }
+        var fraction = 0
+        if parts.count == 2 {
+            let f = parts[1]
+            guard !f.isEmpty, f.count <= 9, f.allSatisfy(\.isNumber), let v = Int(f) else { return nil }
+            fraction = v * Int(pow10(9 - f.count))
+        }
+        return whole * 1_000_000_000 + fraction
+    }
+
+    static func pow10(_ n: Int) -> Int { (0..<n).reduce(1) { acc, _ in acc * 10 } }
 
     /// "0.9" €/M tokens → 900 n€/token, exactly (decimal text, no floating point).
     public static func nanoPerToken(fromEurPerMTok text: String) -> Int? {

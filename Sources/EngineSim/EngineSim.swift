@@ -1,3 +1,4 @@
+import Audio
 import Foundation
 import NIOCore
 import NIOHTTP1
@@ -58,7 +59,8 @@ struct SimRequest {
 
 /// EngineSim: a SIMULATED inference engine (NOT a model) on SwiftNIO. Every answer is
 /// deterministic pseudo-text and every latency is a sleep computed from the configuration.
-/// Speaks `/v1/chat/completions`, `/v1/completions`, `/v1/embeddings`, `/v1/models`, `/health`;
+/// Speaks `/v1/chat/completions`, `/v1/completions`, `/v1/embeddings`, `/v1/models`, `/health`,
+/// `/v1/rerank` (scores by shared words) and `/v1/audio/transcriptions` (fixed simulated text);
 /// in vLLM mode `/metrics`; in Ollama mode `/api/chat`, `/api/generate`, `/api/embed`,
 /// `/api/tags`, `/api/ps`; plus `/sim/fault` and `/sim/stats` for tests.
 public final class EngineSim: Sendable {
@@ -209,6 +211,10 @@ public final class EngineSim: Sendable {
             return try await inference(.completions, native: false, body, out, channel)
         case (.POST, "/v1/embeddings"):
             return try await inference(.embeddings, native: false, body, out, channel)
+        case (.POST, "/v1/rerank") where !ollama:
+            return try await simulatedRerank(body, out)
+        case (.POST, "/v1/audio/transcriptions") where !ollama:
+            return try await simulatedTranscription(body, contentType: head.headers["content-type"].first, out)
         case (.POST, "/api/chat") where ollama:
             return try await inference(.chat, native: true, body, out, channel)
         case (.POST, "/api/generate") where ollama:
@@ -217,6 +223,78 @@ public final class EngineSim: Sendable {
             return try await inference(.embeddings, native: true, body, out, channel)
         default:
             try await sendJSON(out, APIError.notFound("no route \(head.method) \(path)").json, status: .notFound)
+        }
+        return true
+    }
+
+    /// SIMULATED rerank, in vLLM's shape: each document's score is the share of the query's
+    /// distinct words it contains (deterministic; no model). Usage counts the words read.
+    func simulatedRerank(_ body: [UInt8], _ out: Outbound) async throws -> Bool {
+        guard let json = try? JSONValue.parse(body), let query = json["query"]?.stringValue,
+              let documents = json["documents"]?.arrayValue?.compactMap(\.stringValue) else {
+            try await sendJSON(out, APIError.invalidRequest("send {model, query, documents: [strings]}").json, status: .badRequest)
+            return true
+        }
+        let model = json["model"]?.stringValue ?? ""
+        guard config.models.contains(model) else {
+            try await sendJSON(out, APIError.modelNotFound(model).json, status: .notFound)
+            return true
+        }
+        stats.withLock { $0.requests += 1; $0.lastRequest = json }
+        try await sleep(config.ttftMs)
+        func words(_ t: String) -> Set<String> {
+            Set(t.lowercased().split(whereSeparator: { !$0.isLetter && !$0.isNumber }).map(String.init))
+        }
+        let q = words(query)
+        let scored = documents.enumerated().map { i, d -> (Int, Double) in
+            (i, q.isEmpty ? 0 : Double(q.intersection(words(d)).count) / Double(q.count))
+        }.sorted { $0.1 != $1.1 ? $0.1 > $1.1 : $0.0 < $1.0 }
+        let tokens = ([query] + documents).reduce(0) { $0 + SimText.countTokens($1) }
+        let results: [JSONValue] = scored.map { .object([("index", .int($0.0)), ("document", .object([("text", .string(documents[$0.0]))])), ("relevance_score", .double($0.1))]) }
+        stats.withLock { $0.completed += 1; $0.promptTokens += tokens }
+        try await sendJSON(out, .object([("id", .string("sim-rerank")), ("model", .string(model)), ("usage", .object([("total_tokens", .int(tokens))])),
+                                         ("results", .array(results)), ("simulated", true)]))
+        return true
+    }
+
+    /// SIMULATED transcription: no speech recognition; a fixed sentence naming the file's
+    /// container and duration (read from its header), in the asked response format.
+    func simulatedTranscription(_ body: [UInt8], contentType: String?, _ out: Outbound) async throws -> Bool {
+        let parts: [Multipart.Part]
+        do { parts = try Multipart.parse(body, contentType: contentType) } catch {
+            try await sendJSON(out, error.json, status: .badRequest)
+            return true
+        }
+        func field(_ name: String) -> String? { parts.first { $0.name == name && $0.filename == nil }?.text }
+        let model = field("model") ?? ""
+        guard config.models.contains(model) else {
+            try await sendJSON(out, APIError.modelNotFound(model).json, status: .notFound)
+            return true
+        }
+        guard let file = parts.first(where: { $0.name == "file" }), let info = try? AudioDuration.read(file.data) else {
+            try await sendJSON(out, APIError.invalidRequest("the simulated engine could not read the audio file", param: "file").json, status: .badRequest)
+            return true
+        }
+        stats.withLock { $0.requests += 1; $0.lastRequest = .object(parts.filter { $0.filename == nil }.map { ($0.name, .string($0.text)) }) }
+        try await sleep(config.ttftMs)
+        let seconds = Double(info.durationMs) / 1000
+        let text = "Simulated transcription (EngineSim, no speech recognition) of \(info.durationMs) ms of \(info.container.uppercased()) audio."
+        func stamp(_ ms: Int, _ sep: String) -> String {
+            String(format: "%02d:%02d:%02d%@%03d", ms / 3_600_000, ms / 60_000 % 60, ms / 1000 % 60, sep, ms % 1000)
+        }
+        stats.withLock { $0.completed += 1 }
+        switch field("response_format") ?? "json" {
+        case "text": try await sendText(out, text + "\n", contentType: "text/plain; charset=utf-8")
+        case "srt": try await sendText(out, "1\n\(stamp(0, ",")) --> \(stamp(info.durationMs, ","))\n\(text)\n\n", contentType: "text/plain; charset=utf-8")
+        case "vtt": try await sendText(out, "WEBVTT\n\n\(stamp(0, ".")) --> \(stamp(info.durationMs, "."))\n\(text)\n\n", contentType: "text/vtt; charset=utf-8")
+        case "verbose_json":
+            let segment: JSONValue = .object([("id", 0), ("seek", 0), ("start", .double(0)), ("end", .double(seconds)), ("text", .string(text)), ("tokens", .array([])),
+                                              ("temperature", .double(Double(field("temperature") ?? "0") ?? 0)), ("avg_logprob", .double(0)),
+                                              ("compression_ratio", .double(1)), ("no_speech_prob", .double(0))])
+            try await sendJSON(out, .object([("task", "transcribe"), ("language", .string(field("language") ?? "english")), ("duration", .double(seconds)),
+                                             ("text", .string(text)), ("segments", .array([segment])), ("simulated", true)]))
+        default:
+            try await sendJSON(out, .object([("text", .string(text)), ("simulated", true)]))
         }
         return true
     }

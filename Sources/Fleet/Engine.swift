@@ -13,11 +13,14 @@ public struct UpstreamRequest: Sendable {
     public var endpoint: Endpoint
     public var body: JSONValue
     public var stream: Bool
+    /// The uploaded file of a multipart endpoint (audio); `body` then holds the other form fields.
+    public var file: Multipart.Part?
 
-    public init(endpoint: Endpoint, body: JSONValue, stream: Bool) {
+    public init(endpoint: Endpoint, body: JSONValue, stream: Bool, file: Multipart.Part? = nil) {
         self.endpoint = endpoint
         self.body = body
         self.stream = stream
+        self.file = file
     }
 }
 
@@ -133,6 +136,7 @@ public final class Engine: Sendable {
             throw .rejected(backend: name, error: .invalidRequest("This model cannot shorten its embeddings: remove 'dimensions' (its vectors have a fixed size).",
                                                                  param: "dimensions", code: "invalid_value"))
         }
+        if request.endpoint.spec.bodyFormat == .multipart { return try await sendMultipart(request, path: path) }
         var request = request
         var tokenIDCount: Int?  // embeddings of token ids: the usage counts the ids sent
         if request.endpoint == .embeddings, let ids = InferenceRequest.tokenInputs(request.body["input"] ?? .null) {
@@ -154,6 +158,37 @@ public final class Engine: Sendable {
         if let tokenIDCount { usage = Usage(promptTokens: tokenIDCount, completionTokens: 0) } else { usage = await completeUsage(json, request: request) }
         json.set("usage", usage.json)
         return .complete(json, usage)
+    }
+
+    /// A multipart request (an audio file and its form fields), answered as JSON for the JSON
+    /// response formats and as text (a JSON string) for the others.
+    func sendMultipart(_ request: UpstreamRequest, path: String) async throws(EngineError) -> UpstreamResponse {
+        var parts: [Multipart.Part] = (request.body.objectValue ?? []).compactMap { name, value in
+            value.stringValue.map { Multipart.Part(name: name, data: Array($0.utf8)) }
+        }
+        if let file = request.file { parts.append(file) }
+        let boundary = "llmaas-" + String(UInt64.random(in: 0...UInt64.max), radix: 36)
+        let httpResponse = try await post(path, body: Multipart.encode(parts, boundary: boundary), timeoutMs: config.timeouts.firstByteMs,
+                                          streaming: false, contentType: "multipart/form-data; boundary=\(boundary)")
+        if httpResponse.status.code >= 400 {
+            let bytes = await collect(httpResponse, limit: 1 << 20)
+            throw .rejected(backend: name, error: mapEngineError(status: Int(httpResponse.status.code), body: bytes, endpoint: request.endpoint))
+        }
+        let usage = Usage(promptTokens: 0, completionTokens: 0)
+        let format = TranscriptionEndpoint.format(request.body)
+        if format == "json" || format == "verbose_json" { return .complete(try await readJSON(httpResponse), usage) }
+        let bytes: [UInt8]
+        do {
+            bytes = try await withTimeout(config.timeouts.firstByteMs) { [httpResponse] in
+                var buffer = try await httpResponse.body.collect(upTo: 64 << 20)
+                return buffer.readBytes(length: buffer.readableBytes) ?? []
+            }
+        } catch let e as EngineError {
+            throw e
+        } catch {
+            throw .unreachable(backend: name, detail: "connection lost while reading the answer: \(error)")
+        }
+        return .complete(.string(String(decoding: bytes, as: UTF8.self)), usage)
     }
 
     /// A non-streamed request answered through a stream (see ``StreamCollector``). Cancelling the
@@ -215,11 +250,12 @@ public final class Engine: Sendable {
     func wantsBase64(_ body: JSONValue) -> Bool { body["encoding_format"]?.stringValue == "base64" }
 
     /// POSTs and waits for the response head, bounded by the connect and first-byte timeouts.
-    func post(_ path: String, body: [UInt8], timeoutMs: Int, streaming: Bool) async throws(EngineError) -> HTTPClientResponse {
+    func post(_ path: String, body: [UInt8], timeoutMs: Int, streaming: Bool,
+              contentType: String = "application/json") async throws(EngineError) -> HTTPClientResponse {
         var request = HTTPClientRequest(url: config.url + path)
         request.tlsConfiguration = tls
         request.method = .POST
-        request.headers.add(name: "content-type", value: "application/json")
+        request.headers.add(name: "content-type", value: contentType)
         request.headers.add(name: "accept", value: streaming ? "text/event-stream" : "application/json")
         request.body = .bytes(ByteBuffer(bytes: body))
         let prepared = request
@@ -334,6 +370,10 @@ public final class Engine: Sendable {
         if var usage = Usage(json: json["usage"]) {
             if !request.endpoint.spec.generates { usage.completionTokens = 0 }
             return usage
+        }
+        // vLLM's rerank usage has only `total_tokens` (everything it read).
+        if !request.endpoint.spec.generates, let total = json["usage"]?["total_tokens"]?.intValue {
+            return Usage(promptTokens: total, completionTokens: 0)
         }
         return await countUsage(request: request, output: request.endpoint.spec.answerText(json).content, reasoning: "")
     }

@@ -95,8 +95,9 @@ public final class Fleet: Sendable {
     /// batch runs only on capacity interactive traffic leaves free.
     public static let batchPriority = Int.max
 
+    /// `file`: the uploaded file of a multipart endpoint (audio), sent with the body's fields.
     public func send(model: String, endpoint: Endpoint, body: JSONValue, stream: Bool,
-                     priority tierPriority: Int = 0) async throws(EngineError) -> (Engine, UpstreamResponse) {
+                     priority tierPriority: Int = 0, file: Multipart.Part? = nil) async throws(EngineError) -> (Engine, UpstreamResponse) {
         let routingKey = endpoint.spec.routingKey(body)
         let hashes = routingKey.isEmpty ? [] : PrefixIndex(blockChars: options.prefixBlockChars).blockHashes(routingKey)
         let priority = tierPriority  // a rank: the wait queue serves the lowest first
@@ -151,7 +152,7 @@ public final class Fleet: Sendable {
             upstreamBody.set("model", .string(served))
             let response: UpstreamResponse
             do {
-                response = try await engine.send(UpstreamRequest(endpoint: endpoint, body: upstreamBody, stream: stream)) { [self] end in
+                response = try await engine.send(UpstreamRequest(endpoint: endpoint, body: upstreamBody, stream: stream, file: file)) { [self] end in
                     switch end {
                     case .completed: finish(index, failure: nil)
                     case .cancelled: finish(index, failure: nil, neutral: true)

@@ -128,13 +128,18 @@ public final class Billing: Sendable {
     /// return what the ledger row records. Crossing 80 % or 100 % of the month's cap is returned
     /// for a webhook.
     func settle(_ a: Admission, account: TokenAccount, model: CatalogEntry) async -> (cost: Int64, energy: Int64?, crossed: [Int]) {
-        if limiter.settle(a.reservation, actualOutput: account.outputTokens), let ticket = a.ticket {
-            cluster?.settle(ticket, actualOutput: account.outputTokens)
+        await settle(a, work: .tokens(account), model: model)
+    }
+
+    /// As ``settle(_:account:model:)`` for work in any unit (reranked tokens, audio).
+    func settle(_ a: Admission, work: MeteredWork, model: CatalogEntry) async -> (cost: Int64, energy: Int64?, crossed: [Int]) {
+        if limiter.settle(a.reservation, actualOutput: work.outputTokens), let ticket = a.ticket {
+            cluster?.settle(ticket, actualOutput: work.outputTokens)
         }
         let t = now()
         let prices = a.reservation.batch ? batchPrices(model, at: t) : priceBook.price(model: model.id, at: t, default: model.prices)
-        let cost = (try? Cost.of(account, at: prices).nanoEuros) ?? Int64.max
-        let energy = Energy.of(account, model: model)?.microWattHours
+        let cost = (try? work.cost(at: prices).nanoEuros) ?? Int64.max
+        let energy = work.energy(model: model)?.microWattHours
         _ = await budget(a.tenant)  // loaded (admission did it already, unless the month just turned)
         let crossed = budgets.withLock { b -> [Int] in
             guard var s = b[a.tenant] else { return [] }
@@ -227,6 +232,40 @@ struct Settler: Sendable {
         record.costNano = cost
         record.energyMicroWh = energy
         record.estimated = account.estimated ? 1 : 0
+        notify(crossed)
+        return account.usage
+    }
+
+    /// Settles a request billed in its endpoint's own unit: a rerank by the tokens it read
+    /// (the engine's count, else the 4-characters estimate, marked), a transcription by its
+    /// audio's duration. Returns the usage the client sees (the reranked tokens as prompt tokens).
+    func settle(_ record: inout RequestRecord, unit: BilledUnit, engineUsage: Usage?, audioMs: Int?) async -> Usage {
+        let work: MeteredWork
+        var usage = Usage(promptTokens: 0, completionTokens: 0)
+        switch unit {
+        case .audioSeconds:
+            let ms = audioMs ?? 0
+            work = .audio(durationMs: ms)
+            record.audioMs = ms
+        case .rerankedTokens, .tokens:
+            if let engineUsage, !engineUsage.estimated || engineUsage.promptTokens > 0 {
+                usage = Usage(promptTokens: engineUsage.promptTokens, completionTokens: 0, estimated: engineUsage.estimated)
+            } else {
+                usage = Usage(promptTokens: Usage.estimateTokens(inference.promptTexts.joined(separator: "\n")), completionTokens: 0, estimated: true)
+            }
+            work = .rerankedTokens(usage.promptTokens)
+            record.rerankedTokens = usage.promptTokens
+        }
+        let (cost, energy, crossed) = await platform.billing.settle(admission, work: work, model: entry)
+        record.costNano = cost
+        record.energyMicroWh = energy
+        record.estimated = usage.estimated ? 1 : 0
+        notify(crossed)
+        return usage
+    }
+
+    /// Budget thresholds crossed by this request: one webhook each (once per month and threshold).
+    func notify(_ crossed: [Int]) {
         for threshold in crossed {
             let tenant = admission.tenant, month = UTCMonth.monthKey(ms: platform.now())
             let platform = self.platform
@@ -239,6 +278,5 @@ struct Settler: Sendable {
                 }
             }
         }
-        return account.usage
     }
 }

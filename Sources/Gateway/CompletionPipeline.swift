@@ -1,3 +1,4 @@
+import Audio
 import Catalog
 import Fleet
 import Foundation
@@ -35,8 +36,17 @@ struct CompletionPipeline: Sendable {
             guard principal.grants.allows(endpoint: endpoint.grantName) else {
                 throw APIError.permissionDenied("API key \(principal.keyID) may not use \(endpoint.path). Ask your administrator to grant the '\(endpoint.grantName)' endpoint.")
             }
-            let bytes = try await readBody(request, limit: context.maxBodyBytes)
-            let inference = try InferenceRequest(endpoint: endpoint, bytes: bytes, limits: platform.config.requestLimits)
+            let bytes = try await readBody(request, limit: endpoint.spec.maxBodyBytes ?? context.maxBodyBytes)
+            // A multipart endpoint (audio): the form's fields are the body, the file travels beside it.
+            var file: Multipart.Part?
+            let inference: InferenceRequest
+            if endpoint.spec.bodyFormat == .multipart {
+                let form = try TranscriptionEndpoint.body(of: Multipart.parse(bytes, contentType: request.headers[.contentType]))
+                file = form.file
+                inference = try InferenceRequest(endpoint: endpoint, body: form.body, limits: platform.config.requestLimits)
+            } else {
+                inference = try InferenceRequest(endpoint: endpoint, bytes: bytes, limits: platform.config.requestLimits)
+            }
             if !platform.config.allowSimulatorFields, let field = inference.body.objectValue?.first(where: { $0.0.hasPrefix("sim_") })?.0 {
                 throw APIError.invalidRequest("Unknown parameter '\(field.prefix(64))': fields starting with 'sim_' are reserved for the engine simulator and are not accepted from clients.",
                                               param: String(field.prefix(64)), code: "unknown_parameter")
@@ -54,6 +64,8 @@ struct CompletionPipeline: Sendable {
                                                        today: platform.clock.today,
                                                        baseURL: platform.baseURL(for: request))
             try CapabilityCheck.check(inference, model: entry)
+            // Audio is billed by its duration, read from the file's header before any engine works on it.
+            let audio = try file.map { try Self.audioInfo($0) }
 
             // 4. Inspect the prompt (structure, patterns, behavior): block before any engine sees it.
             try await inspect(inference, principal, recorder)
@@ -68,12 +80,12 @@ struct CompletionPipeline: Sendable {
             engineStart = ContinuousClock.now
             do {
                 if inference.stream {
-                    (engine, upstream) = try await forward(inference, entry: entry, tier: principal.tier)
+                    (engine, upstream) = try await forward(inference, entry: entry, tier: principal.tier, file: file)
                 } else {
                     // A client that goes away stops the engine's work for it (a stream notices
                     // through its writes; a non-streamed answer through the connection guard).
                     (engine, upstream) = try await Self.untilHangUp(platform.hangUps.hook(for: context.channel)) { [self] in
-                        try await forward(inference, entry: entry, tier: principal.tier)
+                        try await forward(inference, entry: entry, tier: principal.tier, file: file)
                     }
                 }
             } catch {
@@ -90,16 +102,32 @@ struct CompletionPipeline: Sendable {
             switch upstream {
             case .complete(var json, let usage):
                 // 7. Settle: real counts → cost and energy → the ledger row, committed before the answer goes out.
-                let (output, reasoning) = endpoint.spec.answerText(json)
-                let clientUsage = await settler.settle(&record, engineUsage: usage, output: output, reasoning: reasoning)
-                json.set("id", .string(context.requestID))
-                json.set("model", .string(entry.id))
-                json.set("backend", backend.json)
-                json.set("usage", endpoint.spec.clientUsage(clientUsage))
+                let clientUsage: Usage
+                if endpoint.spec.billedUnit == .tokens {
+                    let (output, reasoning) = endpoint.spec.answerText(json)
+                    clientUsage = await settler.settle(&record, engineUsage: usage, output: output, reasoning: reasoning)
+                } else {
+                    clientUsage = await settler.settle(&record, unit: endpoint.spec.billedUnit, engineUsage: usage, audioMs: audio?.durationMs)
+                }
+                json = endpoint.spec.clientAnswer(json, request: inference.body, usage: clientUsage)
+                if case .object = json {
+                    if let audio {
+                        json.set("usage", TranscriptionEndpoint.usage(durationMs: audio.durationMs))
+                    } else {
+                        json.set("id", .string(context.requestID))
+                        json.set("model", .string(entry.id))
+                        json.set("backend", backend.json)
+                    }
+                }
                 record.status = 200
                 record.latencyMs = Self.ms(since: started)
                 await recorder.finish(record, durable: platform.config.durableLedger, engine: engineTime)
                 headers[.xBackend] = backend.header
+                if case .string(let text) = json {
+                    // A transcription in a text format (text, srt, vtt): the engine's text as it is.
+                    headers[.contentType] = TranscriptionEndpoint.format(inference.body) == "vtt" ? "text/vtt; charset=utf-8" : "text/plain; charset=utf-8"
+                    return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(bytes: Array(text.utf8))))
+                }
                 let answer = json.serialized()
                 // Request store: only for tenants that opted in; queued, encrypted off the request path.
                 if principal.storeBodies {
@@ -205,9 +233,23 @@ struct CompletionPipeline: Sendable {
     }
 
     /// Route and forward; when the fleet is full, the tier's configured priority orders the queue.
-    func forward(_ inference: InferenceRequest, entry: CatalogEntry, tier: String) async throws(EngineError) -> (Engine, UpstreamResponse) {
-        try await platform.fleet.send(model: entry.id, endpoint: inference.endpoint, body: inference.body, stream: inference.stream,
-                                      priority: platform.config.tiers[tier]?.priority ?? 0)
+    func forward(_ inference: InferenceRequest, entry: CatalogEntry, tier: String, file: Multipart.Part? = nil) async throws(EngineError) -> (Engine, UpstreamResponse) {
+        let priority = platform.config.tiers[tier]?.priority ?? 0
+        if inference.endpoint.spec.billedUnit == .rerankedTokens {
+            return try await RerankRouting(fleet: platform.fleet).rank(inference, entry: entry, priority: priority)
+        }
+        return try await platform.fleet.send(model: entry.id, endpoint: inference.endpoint, body: inference.body, stream: inference.stream,
+                                             priority: priority, file: file)
+    }
+
+    /// The duration of an uploaded audio file (400 naming the problem when its header cannot be read).
+    static func audioInfo(_ file: Multipart.Part) throws(APIError) -> AudioDuration.Info {
+        do {
+            return try AudioDuration.read(file.data)
+        } catch {
+            throw APIError.invalidRequest("Could not read the duration of the audio file '\(String((file.filename ?? "file").prefix(100)))': \(error.description). Send WAV, MP3, FLAC, OGG (Vorbis or Opus) or M4A audio.",
+                                          param: "file", code: "invalid_audio")
+        }
     }
 
     /// Runs `body` in a task that the connection's hang-up hook cancels.
@@ -280,7 +322,7 @@ struct RequestRecorder: Sendable {
         let event = AuditEvent(time: record.createdAt, actor: "key:\(principal.keyID)", tenantID: principal.tenantID,
                                action: "inference.\(record.endpoint)", target: record.backend, outcome: record.outcome,
                                requestID: requestID, clientIP: clientIP, userAgent: userAgent, model: record.model,
-                               status: record.status, tokens: record.promptTokens + record.completionTokens)
+                               status: record.status, tokens: record.promptTokens + record.completionTokens + (record.rerankedTokens ?? 0))
         platform.audit.record(event)  // queued first: the ledger's group commit writes it too
         if durable { await platform.requestLog.appendAndWait(record) } else { platform.requestLog.append(record) }
         platform.metrics.request(record, timing: GatewayMetrics.Timing(total: ContinuousClock.now - started, engine: engine))

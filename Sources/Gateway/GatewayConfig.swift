@@ -265,12 +265,18 @@ public struct GatewayConfig: Sendable {
                 }
                 var prices = Prices.reference
                 for (key, path) in [("input_eur_per_mtok", \Prices.inputNanoPerToken), ("output_eur_per_mtok", \Prices.outputNanoPerToken),
-                                    ("reasoning_eur_per_mtok", \Prices.reasoningNanoPerToken)] {
+                                    ("reasoning_eur_per_mtok", \Prices.reasoningNanoPerToken), ("rerank_eur_per_mtok", \Prices.rerankNanoPerToken)] {
                     guard let text = try e.string(key) else { continue }
                     guard let nano = CatalogFile.nanoPerToken(fromEurPerMTok: text) else {
                         throw ConfigError(field: p + "." + key, message: "a non-negative decimal of €/M tokens, at most 3 decimals")
                     }
                     prices[keyPath: path] = nano
+                }
+                if let text = try e.string("audio_eur_per_minute") {
+                    guard let nano = CatalogFile.nanoEuros(fromEuros: text) else {
+                        throw ConfigError(field: p + ".audio_eur_per_minute", message: "a non-negative decimal of euros per started minute of audio, at most 9 decimals")
+                    }
+                    prices.audioNanoPerMinute = nano
                 }
                 try e.finish()
                 config.priceChanges.append(PriceBook.Entry(model: model, effectiveFromMs: Int64(day.unixTime) * 1000, prices: prices))

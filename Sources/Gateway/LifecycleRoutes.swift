@@ -65,8 +65,13 @@ extension Platform {
     /// capabilities) and the key is granted.
     static func permission(_ entry: CatalogEntry, _ principal: Principal) -> JSONValue {
         let endpoints = Endpoint.all.filter { e in
-            entry.capabilities.contains { $0.rawValue == e.spec.capability } && principal.grants.allows(endpoint: e.grantName)
+            // An embedding model reranks too (the gateway ranks by cosine, issue 17).
+            let serves = entry.capabilities.contains { $0.rawValue == e.spec.capability }
+                || (e.spec.capability == Capability.rerank.rawValue && entry.capabilities.contains(.embeddings))
+            return serves && principal.grants.allows(endpoint: e.grantName)
         }
+        var seen = Set<String>()
+        let grantNames = endpoints.map(\.grantName).filter { seen.insert($0).inserted }  // rerank v1 and v2: one grant
         let samples = endpoints.contains { $0.spec.generates }
         return .array([.object([
             ("id", .string("modelperm-\(principal.keyID)-\(entry.id)")),
@@ -81,7 +86,7 @@ extension Platform {
             ("organization", .string(principal.tenantName)),
             ("group", .null),
             ("is_blocking", false),
-            ("endpoints", .array(endpoints.map { .string($0.grantName) })),
+            ("endpoints", .array(grantNames.map { .string($0) })),
         ])])
     }
 

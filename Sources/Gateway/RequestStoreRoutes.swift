@@ -140,6 +140,7 @@ public struct RequestBrowser: Sendable {
             ("system_tokens", int(r.systemTokens)), ("reasoning_tokens", int(r.reasoningTokens)),
             ("latency_ms", .int(r.latencyMs)), ("ttft_ms", int(r.ttftMs)), ("backend", str(r.backend)),
             ("cost_nano_eur", int64(r.costNano)), ("energy_uwh", int64(r.energyMicroWh)), ("estimated", .bool((r.estimated ?? 0) != 0)),
+            ("reranked_tokens", int(r.rerankedTokens)), ("audio_ms", int(r.audioMs)),
             ("body_stored", .bool(bodyStored)),
         ])
     }

@@ -32,6 +32,8 @@ public enum UsageReport {
         /// The part of `input` from system/developer messages (the console shows it; the JSON does not).
         public var system = 0
         public var cost: Int64 = 0, energy: Int64 = 0
+        /// Their own units (issue 17): tokens read by rerank requests, milliseconds of transcribed audio.
+        public var rerankedTokens = 0, audioMs = 0
 
         public init() {}
 
@@ -43,6 +45,8 @@ public enum UsageReport {
             system += r.systemTokens ?? 0
             cost += r.costNano ?? 0
             energy += r.energyMicroWh ?? 0
+            rerankedTokens += r.rerankedTokens ?? 0
+            audioMs += r.audioMs ?? 0
         }
 
         func json(group: (String, String)? = nil) -> JSONValue {
@@ -51,8 +55,15 @@ public enum UsageReport {
             m += [("requests", .int(requests)), ("rejected_requests", .int(rejected)), ("input_tokens", .int(input)), ("output_tokens", .int(output)),
                   ("reasoning_tokens", .int(reasoning)), ("cost_nano_eur", .number(String(cost))),
                   ("cost_eur", .string(Metering.Cost.euroString(cost))),
-                  ("energy_wh", .number(Energy(microWattHours: energy).wattHoursString))]
+                  ("energy_wh", .number(Energy(microWattHours: energy).wattHoursString)),
+                  ("reranked_tokens", .int(rerankedTokens)), ("audio_seconds", .number(Self.seconds(audioMs)))]
             return .object(m)
+        }
+
+        /// Milliseconds as exact decimal seconds: 61 500 → "61.500".
+        static func seconds(_ ms: Int) -> String {
+            let f = String(ms % 1000)
+            return String(ms / 1000) + "." + String(repeating: "0", count: 3 - f.count) + f
         }
     }
 

@@ -40,6 +40,10 @@ public final class GatewayMetrics: Sendable {
         public static let energy = "llmaas_energy_microwatthours_total"
         public static let batchLines = "llmaas_batch_lines_total"
         public static let batches = "llmaas_batches_total"
+        /// Tokens read by rerank requests (their billed unit), per model, tenant and endpoint.
+        public static let rerankedTokens = "llmaas_reranked_tokens_total"
+        /// Transcribed audio (its billed unit), in milliseconds, per model, tenant and endpoint.
+        public static let audio = "llmaas_audio_milliseconds_total"
     }
 
     /// Where a request spent its time, beyond what its ledger row says.
@@ -89,6 +93,8 @@ public final class GatewayMetrics: Sendable {
         let overhead: CoreMetrics.Timer
         let cost: CoreMetrics.Counter
         let energy: CoreMetrics.Counter
+        let rerankedTokens: CoreMetrics.Counter
+        let audioMs: CoreMetrics.Counter
     }
 
     struct State {
@@ -187,6 +193,8 @@ public final class GatewayMetrics: Sendable {
         }
         if let c = r.costNano, c > 0 { h.cost.increment(by: c) }
         if let e = r.energyMicroWh, e > 0 { h.energy.increment(by: e) }
+        if let n = r.rerankedTokens, n > 0 { h.rerankedTokens.increment(by: n) }
+        if let ms = r.audioMs, ms > 0 { h.audioMs.increment(by: ms) }
     }
 
     private func makeHandles(_ k: RequestKey) -> RequestHandles {
@@ -201,7 +209,9 @@ public final class GatewayMetrics: Sendable {
             input: tokens("input"), output: tokens("output"), reasoning: tokens("reasoning"),
             overhead: CoreMetrics.Timer(label: Name.overhead, dimensions: [("model", k.model), ("endpoint", k.endpoint)], factory: factory),
             cost: CoreMetrics.Counter(label: Name.cost, dimensions: [("model", k.model), ("tenant", k.tenant)], factory: factory),
-            energy: CoreMetrics.Counter(label: Name.energy, dimensions: [("model", k.model), ("backend", k.backend)], factory: factory))
+            energy: CoreMetrics.Counter(label: Name.energy, dimensions: [("model", k.model), ("backend", k.backend)], factory: factory),
+            rerankedTokens: CoreMetrics.Counter(label: Name.rerankedTokens, dimensions: [("model", k.model), ("tenant", k.tenant), ("endpoint", k.endpoint)], factory: factory),
+            audioMs: CoreMetrics.Counter(label: Name.audio, dimensions: [("model", k.model), ("tenant", k.tenant), ("endpoint", k.endpoint)], factory: factory))
     }
 
     /// A request refused by a rate limit or the budget; `reason` is the limit's name

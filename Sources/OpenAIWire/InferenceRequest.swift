@@ -7,6 +7,8 @@ public struct RequestLimits: Sendable, Equatable {
     public var maxMessages = 2048
     /// Characters of prompt text (all messages, prompts or inputs together).
     public var maxInputCharacters = 2_000_000
+    /// Documents in one rerank request (Cohere's recommended maximum).
+    public var maxRerankDocuments = 1000
 
     public init() {}
 }

@@ -288,14 +288,6 @@ enum Schema {
                 .column("last_seen", type: .bigint, .notNull)
                 .run()
         },
-        Migration(version: 10, name: "one key hierarchy: data keys get a purpose and the id of their master key") { db in
-            // request_data_keys becomes the table of every data key (request bodies, sealed secrets,
-            // batch files), each wrapped by the master key. Existing rows are the request store's.
-            // Values sealed the old way (with the server secret) are re-sealed at start-up, where the
-            // keys are (a migration has none); until then they still open.
-            try await db.alter(table: "request_data_keys").column("purpose", type: .text, .notNull, .default(SQLLiteral.string("request_body"))).run()
-            try await db.alter(table: "request_data_keys").column("master_id", type: .text).run()
-            try await db.create(index: "request_data_keys_purpose_owner").on("request_data_keys").column("purpose").column("tenant_id").column("period").run()
         Migration(version: 8, name: "batch API: files, batches, batch lines, ledger batch flag") { db in
             // 1 on the ledger rows of batch lines (billed at the batch price); NULL otherwise.
             try await db.alter(table: "requests").column("batch", type: .int).run()
@@ -355,6 +347,20 @@ enum Schema {
                 .primaryKey("batch_id", "line")
                 .run()
             try await db.create(index: "batch_lines_state").on("batch_lines").column("batch_id").column("state").run()
+        },
+        Migration(version: 9, name: "ledger units of rerank and audio transcription") { db in
+            // Their own units (issue 17): tokens read by a rerank, milliseconds of transcribed audio.
+            try await db.alter(table: "requests").column("reranked_tokens", type: .bigint).run()
+            try await db.alter(table: "requests").column("audio_ms", type: .bigint).run()
+        },
+        Migration(version: 10, name: "one key hierarchy: data keys get a purpose and the id of their master key") { db in
+            // request_data_keys becomes the table of every data key (request bodies, sealed secrets,
+            // batch files), each wrapped by the master key. Existing rows are the request store's.
+            // Values sealed the old way (with the server secret) are re-sealed at start-up, where the
+            // keys are (a migration has none); until then they still open.
+            try await db.alter(table: "request_data_keys").column("purpose", type: .text, .notNull, .default(SQLLiteral.string("request_body"))).run()
+            try await db.alter(table: "request_data_keys").column("master_id", type: .text).run()
+            try await db.create(index: "request_data_keys_purpose_owner").on("request_data_keys").column("purpose").column("tenant_id").column("period").run()
         },
     ]
 }

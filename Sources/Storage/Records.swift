@@ -117,6 +117,10 @@ public struct RequestRecord: Codable, Sendable, Equatable {
     public var estimated: Int?
     /// 1 for a line of a batch (issue 17: billed at the batch price); nil for interactive requests.
     public var batch: Int?
+    /// Tokens read by a rerank request (query and documents), billed at the rerank price (issue 17).
+    public var rerankedTokens: Int?
+    /// Duration of a transcribed audio file in milliseconds, billed per started minute (issue 17).
+    public var audioMs: Int?
 
     public init(id: String, createdAt: Int64, tenantID: String?, keyID: String?, model: String, endpoint: String,
                 status: Int, outcome: String, errorCode: String? = nil, promptTokens: Int = 0, completionTokens: Int = 0,
@@ -147,6 +151,8 @@ public struct RequestRecord: Codable, Sendable, Equatable {
         case costNano = "cost_nano"
         case energyMicroWh = "energy_uwh"
         case estimated, batch
+        case rerankedTokens = "reranked_tokens"
+        case audioMs = "audio_ms"
     }
 
     /// As the synthesized encoding, except that `batch` is left out when nil: a row of an
@@ -176,6 +182,8 @@ public struct RequestRecord: Codable, Sendable, Equatable {
         try c.encodeIfPresent(energyMicroWh, forKey: .energyMicroWh)
         try c.encodeIfPresent(estimated, forKey: .estimated)
         if let batch { try c.encode(batch, forKey: .batch) }
+        if let rerankedTokens { try c.encode(rerankedTokens, forKey: .rerankedTokens) }
+        if let audioMs { try c.encode(audioMs, forKey: .audioMs) }
     }
 }
 

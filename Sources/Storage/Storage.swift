@@ -253,8 +253,10 @@ public final class Storage: Sendable {
     public func insertRequests(_ rows: [RequestRecord]) async throws {
         guard !rows.isEmpty else { return }
         // SQLite allows 32766 bound variables per statement; 14 columns per row.
-        // Batch lines' rows have one column more (`batch`, issue 17): one statement per shape.
-        for shape in [rows.filter { $0.batch == nil }, rows.filter { $0.batch != nil }] where !shape.isEmpty {
+        // Rows leave out the later optional columns they do not use (`batch`, `reranked_tokens`,
+        // `audio_ms`, issue 17; see RequestRecord.encode): one statement per shape.
+        let shapes = Dictionary(grouping: rows) { [$0.batch != nil, $0.rerankedTokens != nil, $0.audioMs != nil] }
+        for shape in shapes.keys.sorted(by: { $0.map { $0 ? "1" : "0" }.joined() < $1.map { $0 ? "1" : "0" }.joined() }).compactMap({ shapes[$0] }) {
             for chunk in stride(from: 0, to: shape.count, by: 1000).map({ Array(shape[$0..<min($0 + 1000, shape.count)]) }) {
                 try await db.insert(into: "requests").models(chunk, nilEncodingStrategy: .asNil).run()
             }

@@ -33,7 +33,7 @@ public struct Grants: Codable, Sendable, Equatable {
     }
 
     /// The grant names of the endpoints the gateway serves (``Endpoint/all``).
-    public static let endpointNames: [String] = Endpoint.all.map(\.grantName)
+    public static let endpointNames: [String] = Endpoint.grantNames
 
     /// Checks the values an operator gave; the message says what to fix.
     public func validate() throws(TenancyError) {

@@ -94,7 +94,7 @@ struct TenantCommand: AsyncParsableCommand {
 struct GrantOptions: ParsableArguments {
     @Option(name: .customLong("models"), help: "Allowed model glob (repeatable; '!glob' denies).") var models: [String] = []
     @Option(name: .customLong("deny-models"), help: "Denied model glob (repeatable).") var denyModels: [String] = []
-    @Option(name: .customLong("endpoints"), help: "Allowed endpoints, comma-separated: chat,completions,embeddings.") var endpoints: String?
+    @Option(name: .customLong("endpoints"), help: "Allowed endpoints, comma-separated: chat,completions,embeddings,rerank,audio.") var endpoints: String?
     @Option(name: .customLong("allow-ip"), help: "Allowed client CIDR (repeatable).") var allowIPs: [String] = []
     @Option(name: .customLong("requests-per-minute"), help: "This key's own limit (under its tenant's tier).") var rpm: Int?
     @Option(name: .customLong("output-tokens-per-hour"), help: "This key's own limit.") var tph: Int?

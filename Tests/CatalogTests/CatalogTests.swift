@@ -83,7 +83,12 @@ import Testing
     @Test func shippedCatalogLoads() throws {
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         let catalog = try CatalogFile.load(path: root.appendingPathComponent("deploy/catalog.yaml").path)
-        #expect(catalog.entries.count == 48)
+        #expect(catalog.entries.count == 50)  // the reference's 47, smollm2, a reranker and a Whisper (issue 17)
+        #expect(catalog.resolve("bge-reranker")?.capabilities == [.rerank])
+        #expect(catalog.resolve("bge-reranker-v2-m3")?.prices.rerankNanoPerToken == 4000)
+        #expect(catalog.resolve("whisper-1")?.id == "whisper-large-v3-turbo")
+        #expect(catalog.resolve("whisper-1")?.prices.audioNanoPerMinute == 10_000_000)
+        #expect(catalog.resolve("whisper-1")?.energyWhPerAudioMinute == 0.05)
         #expect(catalog.resolve("smollm2")?.id == "smollm2:135m")
         #expect(catalog.resolve("granite3.3")?.id == "granite3.3:8b")
         #expect(catalog.resolve("llama3.3:70b")?.energyKWhPerMTok == 11.75)

@@ -32,6 +32,25 @@ import Testing
         #expect(b["max_completion_tokens"]?.intValue == 5)
     }
 
+    /// Issue 17: which engine kinds rerank and transcribe, and where.
+    @Test func rerankAndTranscriptionPaths() {
+        for kind in [EngineKind.vllm, .openai, .sim, .llamacpp] {
+            #expect(engine(kind).adapter.path(for: .rerank) == "/v1/rerank", "\(kind)")
+        }
+        for kind in [EngineKind.vllm, .openai, .sim] {
+            #expect(engine(kind).adapter.path(for: .transcriptions) == "/v1/audio/transcriptions", "\(kind)")
+        }
+        #expect(engine(.llamacpp).adapter.path(for: .transcriptions) == nil)
+        #expect(engine(.ollama).adapter.path(for: .rerank) == nil)
+        #expect(engine(.ollama).adapter.path(for: .transcriptions) == nil)
+    }
+
+    @Test func vllmRerankUsageIsItsTotalTokens() async {
+        let request = UpstreamRequest(endpoint: .rerank, body: ["model": "m", "query": "q", "documents": ["a"]], stream: false)
+        let usage = await engine(.vllm).completeUsage(["usage": ["total_tokens": 17]], request: request)
+        #expect(usage == Usage(promptTokens: 17, completionTokens: 0))
+    }
+
     @Test func tracebackGivesItsExceptionLine() {
         let traceback = """
         Traceback (most recent call last):

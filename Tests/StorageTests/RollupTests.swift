@@ -208,7 +208,8 @@ import StorageTesting
         try await s.db.insert(into: "tenants").columns("id", "name", "tier", "created_at")
             .values(SQLBind("t1"), SQLBind("acme"), SQLBind("tier-1"), SQLBind(Int64(1))).run()
         for (i, at) in [Self.t0 + 5, Self.t0 + 50, Self.t0 + 3 * Self.minute].enumerated() {
-            try await s.db.insert(into: "requests").model(Self.row("old\(i)", at: at), nilEncodingStrategy: .asNil).run()
+            // Nil fields left out: the columns of later migrations (reranked_tokens, audio_ms) do not exist yet.
+            try await s.db.insert(into: "requests").model(Self.row("old\(i)", at: at), nilEncodingStrategy: .default).run()
         }
         #expect(try await s.migrate(at: 2).first == 4)  // then the later ones
         #expect(try await s.rollupBacklog() == 2)

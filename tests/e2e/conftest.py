@@ -290,6 +290,26 @@ def write_catalog(path: Path) -> None:
             "capabilities": ["chat", "completions"],
             "context_length": 8192,
         },
+        # Issue 17: a reranker and a transcription model, both SIMULATED by EngineSim sim-1.
+        {
+            "id": "sim-rerank",
+            "developer": "LLMaaS EngineSim",
+            "phase": "production",
+            "in_production": "2025-01-01",
+            "end_of_support": "2030-12-31",
+            "capabilities": ["rerank"],
+            "context_length": 8192,
+        },
+        {
+            "id": "sim-whisper",
+            "developer": "LLMaaS EngineSim",
+            "phase": "production",
+            "in_production": "2025-01-01",
+            "end_of_support": "2030-12-31",
+            "capabilities": ["transcription"],
+            "context_length": 448,
+            "energy_wh_per_audio_minute": 0.05,
+        },
         {
             "id": "down-model",
             "developer": "Nobody",
@@ -363,7 +383,7 @@ backends:
     url: {q(f"http://127.0.0.1:{sim_port}")}
     # hang-model is served by the same simulated model; tests make it hang per request
     # with "sim_fault": "hang", which this test config lets through (testing.allow_simulator_fields).
-    models: {{ "sim-chat": "sim-chat", "hang-model": "sim-chat" }}
+    models: {{ "sim-chat": "sim-chat", "hang-model": "sim-chat", "sim-rerank": "sim-chat", "sim-whisper": "sim-chat" }}
     timeouts: {{ first_byte_ms: 1500 }}
   - name: sim-2
     kind: sim

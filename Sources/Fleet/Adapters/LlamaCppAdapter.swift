@@ -7,6 +7,12 @@ struct LlamaCppAdapter: EngineAdapter {
     /// How the engine renders chat messages into its prompt (to count prompt tokens in streams).
     let template: ChatTemplate
 
+    /// llama.cpp's server ranks on `/v1/rerank` (a reranker model started with `--reranking`);
+    /// it does not transcribe.
+    func path(for endpoint: Endpoint) -> String? {
+        endpoint.spec.billedUnit == .audioSeconds ? nil : endpoint.path
+    }
+
     func prepare(_ body: JSONValue, _ request: UpstreamRequest) -> JSONValue {
         var body = body
         // llama.cpp ignores stream_options (it never sends usage in a stream); we count instead.

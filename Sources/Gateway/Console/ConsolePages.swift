@@ -181,7 +181,7 @@ public enum ConsolePages {
                 if let s = k.successorID { row["successor"] = s }  // absent, not "": an empty string is truthy in Mustache
                 return row
             },
-            "endpoint_choices": Endpoint.all.map { ["name": $0.grantName] },
+            "endpoint_choices": Endpoint.grantNames.map { ["name": $0] },
             "model_choices": r.platform.catalog.current.entries.map { ["id": $0.id] },
         ]
     }

@@ -7,6 +7,24 @@ public struct RoledText: Sendable, Equatable {
     public init(role: String, text: String) { self.role = role; self.text = text }
 }
 
+/// What one request of an endpoint is billed by (the ledger's unit).
+public enum BilledUnit: String, Sendable {
+    /// Input, output and reasoning tokens at the model's token prices.
+    case tokens
+    /// Every token the model read to rank the documents (query and documents), at the rerank price.
+    case rerankedTokens = "reranked_tokens"
+    /// The audio's duration, billed per started minute at the audio price.
+    case audioSeconds = "audio_seconds"
+}
+
+/// How a request body is written.
+public enum BodyFormat: Sendable {
+    case json
+    /// `multipart/form-data` with one uploaded `file` (the other form fields are read as a JSON
+    /// object of strings, then validated like a JSON body).
+    case multipart
+}
+
 /// What the platform needs to know to serve one OpenAI inference endpoint: its wire shape and
 /// validation, its grant name, the catalog capability it needs, the text the shield inspects,
 /// how its usage is counted and shown, and how it routes. Each endpoint is one value of this
@@ -55,6 +73,15 @@ public protocol EndpointSpec: Sendable {
     var lengthFinishChoice: JSONValue { get }
     /// The `usage` object the client sees.
     func clientUsage(_ usage: Usage) -> JSONValue
+    /// What one request is billed by (default: tokens).
+    var billedUnit: BilledUnit { get }
+    /// How its body is written (default: JSON).
+    var bodyFormat: BodyFormat { get }
+    /// Its own body limit, when it differs from the gateway's `max_body_bytes` (audio uploads).
+    var maxBodyBytes: Int? { get }
+    /// The answer the client sees, from the engine's (or the gateway's) complete answer, the
+    /// request body and the settled usage (default: the answer with ``clientUsage(_:)``).
+    func clientAnswer(_ answer: JSONValue, request: JSONValue, usage: Usage) -> JSONValue
 }
 
 extension EndpointSpec {
@@ -73,6 +100,12 @@ extension EndpointSpec {
     }
     public var lengthFinishChoice: JSONValue { .object([("index", 0), ("text", ""), ("logprobs", .null), ("finish_reason", "length")]) }
     public func clientUsage(_ usage: Usage) -> JSONValue { usage.json }
+    public var billedUnit: BilledUnit { .tokens }
+    public var bodyFormat: BodyFormat { .json }
+    public var maxBodyBytes: Int? { nil }
+    public func clientAnswer(_ answer: JSONValue, request: JSONValue, usage: Usage) -> JSONValue {
+        answer.setting("usage", clientUsage(usage))
+    }
 }
 
 /// An inference endpoint the gateway serves (see ``EndpointSpec``). Two endpoints are the same
@@ -85,9 +118,19 @@ public struct Endpoint: Sendable, Hashable, CustomStringConvertible {
     public static let chat = Endpoint(ChatEndpoint())
     public static let completions = Endpoint(CompletionsEndpoint())
     public static let embeddings = Endpoint(EmbeddingsEndpoint())
+    /// Cohere's rerank, v1 and v2 (one grant, `rerank`).
+    public static let rerank = Endpoint(RerankEndpoint(version: 1))
+    public static let rerankV2 = Endpoint(RerankEndpoint(version: 2))
+    public static let transcriptions = Endpoint(TranscriptionEndpoint())
 
     /// Every endpoint the gateway serves. Adding one: its spec file and a line here.
-    public static let all: [Endpoint] = [.chat, .completions, .embeddings]
+    public static let all: [Endpoint] = [.chat, .completions, .embeddings, .rerank, .rerankV2, .transcriptions]
+
+    /// The grant names of ``all``, each once (both rerank versions are the grant `rerank`).
+    public static var grantNames: [String] {
+        var seen = Set<String>()
+        return all.map(\.grantName).filter { seen.insert($0).inserted }
+    }
 
     /// The endpoint with this id (`chat.completions`), if the gateway serves it.
     public init?(id: String) {
