@@ -50,7 +50,7 @@ extension CompletionPipeline {
             _ = try platform.lifecycleGate(entry, requested: inference.model, principal: principal, today: platform.clock.today,
                                            baseURL: "http://\(platform.config.host):\(platform.config.port)")
             try CapabilityCheck.check(inference, model: entry)
-            try inspect(inference, principal, recorder)
+            try await inspect(inference, principal, recorder)
             let admission: Billing.Admission
             do {
                 admission = try await platform.billing.admit(principal, expectedOutput: inference.maxTokens, batch: true)

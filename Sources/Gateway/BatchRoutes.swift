@@ -49,7 +49,7 @@ func addBatchRoutes(to router: Hummingbird.Router<GatewayContext>, platform: Pla
 
     router.post("/v1/files") { request, context in
         let p = try await platform.authenticate(request, context)
-        guard let type = request.headers[.contentType], let boundary = Multipart.boundary(type) else {
+        guard let type = request.headers[.contentType], Multipart.boundary(contentType: type) != nil else {
             throw APIError.invalidRequest("Upload the file as multipart/form-data with the fields 'purpose' (batch) and 'file'.",
                                           code: "invalid_content_type")
         }
@@ -59,18 +59,18 @@ func addBatchRoutes(to router: Hummingbird.Router<GatewayContext>, platform: Pla
         } catch let e as APIError where e.status == 413 {
             throw Batches.tooLarge(cfg.maxFileBytes)
         }
-        let parts = try Multipart.parse(bytes, boundary: boundary)
-        guard let purpose = parts.first(where: { $0.name == "purpose" }).map({ String(decoding: $0.body, as: UTF8.self) }) else {
+        let parts = try Multipart.parse(bytes, contentType: type)
+        guard let purpose = parts.first(where: { $0.name == "purpose" }).map(\.text) else {
             throw APIError.missingParameter("purpose")
         }
         guard purpose == "batch" else {
             throw APIError.invalidValue("purpose", "'\(purpose.prefix(64))' is not supported here; the only purpose accepted is 'batch'.")
         }
         guard let file = parts.first(where: { $0.name == "file" }) else { throw APIError.missingParameter("file") }
-        guard file.body.count <= cfg.maxFileBytes else { throw Batches.tooLarge(cfg.maxFileBytes) }
-        let input = try BatchInput(jsonl: file.body, maxRequests: cfg.maxRequests, limits: platform.config.requestLimits)
+        guard file.data.count <= cfg.maxFileBytes else { throw Batches.tooLarge(cfg.maxFileBytes) }
+        let input = try BatchInput(jsonl: file.data, maxRequests: cfg.maxRequests, limits: platform.config.requestLimits)
         let name = String((file.filename ?? "batch.jsonl").prefix(255))
-        let record = try await batches.storeFile(tenantID: p.tenantID, purpose: "batch", filename: name, content: file.body, expiresAt: nil,
+        let record = try await batches.storeFile(tenantID: p.tenantID, purpose: "batch", filename: name, content: file.data, expiresAt: nil,
                                                  lineCount: input.lines.count, endpoint: input.endpoint.path)
         audit(p, context, "file.upload", record.id, "purpose=batch bytes=\(record.bytes) requests=\(input.lines.count)")
         return jsonResponse(Batches.fileJSON(record))
@@ -200,80 +200,5 @@ extension Batches {
     static func tooLarge(_ limit: Int) -> APIError {
         APIError(status: 413, message: "The file is too large: a batch input file may hold at most \(limit) bytes (\(limit >> 20) MB). Split it into several files.",
                  type: "invalid_request_error", param: "file", code: "file_too_large")
-    }
-}
-
-/// A minimal `multipart/form-data` reader (RFC 7578): the parts' names, filenames and bytes.
-enum Multipart {
-    struct Part {
-        let name: String
-        let filename: String?
-        let body: [UInt8]
-    }
-
-    /// The boundary of a `multipart/form-data; boundary=…` content type.
-    static func boundary(_ contentType: String) -> String? {
-        let fields = contentType.split(separator: ";").map { $0.trimmingCharacters(in: .whitespaces) }
-        guard fields.first?.lowercased() == "multipart/form-data" else { return nil }
-        for f in fields.dropFirst() where f.lowercased().hasPrefix("boundary=") {
-            var b = String(f.dropFirst("boundary=".count))
-            if b.hasPrefix("\""), b.hasSuffix("\""), b.count >= 2 { b = String(b.dropFirst().dropLast()) }
-            return b.isEmpty || b.count > 200 ? nil : b
-        }
-        return nil
-    }
-
-    static func parse(_ bytes: [UInt8], boundary: String) throws(APIError) -> [Part] {
-        let bad = APIError.invalidRequest("The multipart/form-data body is malformed. Send the fields 'purpose' and 'file' as a standard form upload.",
-                                          code: "invalid_multipart")
-        let delimiter = Array("--\(boundary)".utf8)
-        var parts: [Part] = []
-        guard var pos = find(delimiter, in: bytes, from: 0) else { throw bad }
-        pos += delimiter.count
-        while true {
-            // After a delimiter: "--" ends the body, else CRLF then the part.
-            if pos + 1 < bytes.count, bytes[pos] == 0x2D, bytes[pos + 1] == 0x2D { break }
-            guard pos + 1 < bytes.count, bytes[pos] == 0x0D, bytes[pos + 1] == 0x0A else { throw bad }
-            pos += 2
-            guard let headerEnd = find([0x0D, 0x0A, 0x0D, 0x0A], in: bytes, from: pos) else { throw bad }
-            let headers = String(decoding: bytes[pos..<headerEnd], as: UTF8.self)
-            let bodyStart = headerEnd + 4
-            guard let next = find([0x0D, 0x0A] + delimiter, in: bytes, from: bodyStart) else { throw bad }
-            var name: String?, filename: String?
-            for line in headers.components(separatedBy: "\r\n") where line.lowercased().hasPrefix("content-disposition:") {
-                name = param("name", line)
-                filename = param("filename", line)
-            }
-            guard let name else { throw bad }
-            parts.append(Part(name: name, filename: filename, body: Array(bytes[bodyStart..<next])))
-            pos = next + 2 + delimiter.count
-        }
-        return parts
-    }
-
-    /// `name="value"` of a Content-Disposition line.
-    static func param(_ key: String, _ line: String) -> String? {
-        for piece in line.split(separator: ";").map({ $0.trimmingCharacters(in: .whitespaces) }) where piece.hasPrefix(key + "=") {
-            var v = String(piece.dropFirst(key.count + 1))
-            if v.hasPrefix("\""), v.hasSuffix("\""), v.count >= 2 { v = String(v.dropFirst().dropLast()) }
-            return v
-        }
-        return nil
-    }
-
-    static func find(_ needle: [UInt8], in hay: [UInt8], from start: Int) -> Int? {
-        guard !needle.isEmpty, hay.count >= needle.count, start <= hay.count - needle.count else { return nil }
-        let first = needle[0]
-        var i = start
-        let last = hay.count - needle.count
-        return hay.withUnsafeBufferPointer { h in
-            needle.withUnsafeBufferPointer { n in
-                while i <= last {
-                    if h[i] == first && memcmp(h.baseAddress! + i, n.baseAddress!, n.count) == 0 { return i }
-                    i += 1
-                }
-                return nil
-            }
-        }
     }
 }
