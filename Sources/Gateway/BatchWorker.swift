@@ -91,6 +91,17 @@ struct BatchWorker: Service {
         do {
             for var b in try await platform.storage.batches(inStatus: [BatchStatus.validating.rawValue, BatchStatus.inProgress.rawValue]) {
                 if b.status == BatchStatus.validating.rawValue {
+                    // The input must still open (its key may have been destroyed since the upload): else the batch fails.
+                    if try await loadInput(b) == nil {
+                        b.errors = JSONValue.array([.object([("code", "invalid_file"), ("line", .null), ("param", "input_file_id"),
+                            ("message", .string("The input file \(b.inputFileID) can no longer be read (deleted or its key destroyed). Upload it again and create a new batch."))])]).jsonString
+                        b.status = BatchStatus.failed.rawValue
+                        b.failedAt = platform.now()
+                        try await platform.storage.updateBatch(b)
+                        audit(b, action: "batch.failed", outcome: "input unreadable")
+                        platform.metrics.batchFinished(status: "failed")
+                        continue
+                    }
                     guard try await platform.storage.transitionBatch(id: b.id, from: [b.status], to: BatchStatus.inProgress.rawValue,
                                                                      timeColumn: "in_progress_at", at: platform.now()) else { continue }
                     b.status = BatchStatus.inProgress.rawValue
@@ -167,13 +178,19 @@ struct BatchWorker: Service {
 
     /// The line's endpoint and body, from the batch's input file (decrypted once per process).
     func input(_ b: BatchRecord, line: Int) async throws -> (Endpoint, JSONValue)? {
-        if let hit = inputs.value.withLock({ $0[b.id] }) { return hit.bodies[line].map { (hit.endpoint, $0) } }
+        guard let loaded = try await loadInput(b) else { return nil }
+        return loaded.bodies[line].map { (loaded.endpoint, $0) }
+    }
+
+    /// The batch's input lines by line number, cached; nil when the file no longer opens.
+    func loadInput(_ b: BatchRecord) async throws -> (endpoint: Endpoint, bodies: [Int: JSONValue])? {
+        if let hit = inputs.value.withLock({ $0[b.id] }) { return hit }
         guard let f = try await platform.storage.file(id: b.inputFileID, tenantID: b.tenantID),
               let bytes = try await batches.content(of: f),
               let parsed = try? BatchInput(jsonl: bytes, maxRequests: Int.max, limits: platform.config.requestLimits) else { return nil }
-        let entry = (parsed.endpoint, Dictionary(uniqueKeysWithValues: parsed.lines.map { ($0.number, $0.body) }))
+        let entry = (endpoint: parsed.endpoint, bodies: Dictionary(uniqueKeysWithValues: parsed.lines.map { ($0.number, $0.body) }))
         inputs.value.withLock { $0[b.id] = entry }
-        return entry.1[line].map { (parsed.endpoint, $0) }
+        return entry
     }
 
     // MARK: States

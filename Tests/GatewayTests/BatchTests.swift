@@ -271,6 +271,20 @@ import Testing
         }
     }
 
+    @Test func aBatchWhoseInputNoLongerOpensFails() async throws {
+        try await withGateway { client, h in
+            let b = try await h.batch(2)
+            // The ciphertext is gone (as after its data key was destroyed): nothing can run.
+            try FileManager.default.removeItem(atPath: (h.batches.filesDir as NSString).appendingPathComponent(b.inputFileID))
+            #expect(await BatchWorker(platform: h.platform).claim(limit: 2).isEmpty)
+            try await client.execute(uri: "/v1/batches/\(b.id)", method: .get, headers: h.auth) { r in
+                let j = Self.j(r)
+                #expect(j["status"]?.stringValue == "failed" && j["failed_at"]?.isNull == false)
+                #expect(j["errors"]?["data"]?.arrayValue?.first?["code"]?.stringValue == "invalid_file")
+            }
+        }
+    }
+
     @Test func cancelEndsUnrunLinesAsCancelled() async throws {
         try await withGateway { client, h in
             let b = try await h.batch(3)
