@@ -72,10 +72,11 @@ public struct Prices: Sendable, Equatable {
     public static let defaultRerankNanoPerToken = 4000
     public static let defaultAudioNanoPerMinute = 10_000_000
 
-    /// Half of each price, rounded down: the default batch price (issue 17).
+    /// Half of each token price, rounded down: the default batch price (issue 17; batch runs chat,
+    /// completions and embeddings only, so the rerank and audio prices stay).
     public var halved: Prices {
         Prices(inputNanoPerToken: inputNanoPerToken / 2, outputNanoPerToken: outputNanoPerToken / 2, reasoningNanoPerToken: reasoningNanoPerToken / 2,
-               rerankNanoPerToken: rerankNanoPerToken / 2, audioNanoPerMinute: audioNanoPerMinute / 2)
+               rerankNanoPerToken: rerankNanoPerToken, audioNanoPerMinute: audioNanoPerMinute)
     }
 
     /// The catalog's names of the three prices.
