@@ -56,8 +56,9 @@ public struct StoredBodies: Sendable, Equatable {
 
 /// The request store's bodies (SPEC S8): prompt and answer of opted-in tenants, encrypted with
 /// AES-256-GCM under a random data key per tenant and UTC day (scope `request_body/<tenant>/<day>`
-/// of the ``KeyHierarchy``); each data key is stored only wrapped by the master key. The associated data binds a body to its tenant, request id and
-/// part (prompt or answer), so ciphertext moved to another row does not open. Destroying a data
+/// of the ``KeyHierarchy``); each data key is stored only wrapped by the master key. The
+/// associated data binds a body to its tenant, request id and part (prompt or answer), so
+/// ciphertext moved to another row does not open. Destroying a data
 /// key (retention, shred) makes every body under it unreadable: crypto-shredding.
 ///
 /// Capture is off the request path: ``capture(…)`` only queues; the batch writer encrypts and

@@ -90,6 +90,31 @@ public final class KeyHierarchy: Sendable {
         return plain
     }
 
+    /// Binary form of ``seal(_:scope:aad:)`` for large payloads kept as bytes (batch files on disk
+    /// or in a blob column): `LLS2` ‖ key id length (1 byte) ‖ key id ‖ nonce ‖ ciphertext ‖ tag.
+    public func sealBinary(_ plaintext: [UInt8], scope: SealScope, aad: [UInt8] = []) async throws -> [UInt8] {
+        let key = try await writingKey(scope: scope)
+        let box = try AES.GCM.seal(plaintext, using: key.symmetricKey, authenticating: Self.valueAAD(scope: scope, aad: aad))
+        let id = Array(key.id.utf8)
+        return Self.binaryMagic + [UInt8(id.count)] + id + Array(box.combined!)
+    }
+
+    /// Opens what ``sealBinary(_:scope:aad:)`` made; the same errors as ``open(_:scope:aad:)``.
+    public func openBinary(_ sealed: [UInt8], scope: SealScope, aad: [UInt8] = []) async throws -> [UInt8] {
+        guard sealed.count > 5, Array(sealed.prefix(4)) == Self.binaryMagic else { throw SealingError.unreadable("not a sealed value of this gateway") }
+        let idLength = Int(sealed[4])
+        guard sealed.count > 5 + idLength else { throw SealingError.unreadable("malformed sealed value") }
+        let keyID = String(decoding: sealed[5..<(5 + idLength)], as: UTF8.self)
+        let key = try await readingKey(id: keyID, scope: scope)
+        guard let box = try? AES.GCM.SealedBox(combined: sealed[(5 + idLength)...]),
+              let plain = try? AES.GCM.open(box, using: key.symmetricKey, authenticating: Self.valueAAD(scope: scope, aad: aad)) else {
+            throw SealingError.unreadable("a sealed \(scope.purpose) value does not authenticate (tampered, or moved from another row)")
+        }
+        return Array(plain)
+    }
+
+    static let binaryMagic: [UInt8] = Array("LLS2".utf8)
+
     /// Whether a stored value is in this hierarchy's format (older values are re-sealed at start-up).
     public static func isSealed(_ value: String) -> Bool { value.hasPrefix(envelopePrefix) }
 

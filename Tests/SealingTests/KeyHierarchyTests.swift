@@ -122,6 +122,22 @@ import Testing
         #expect(try await storage.dataKey(id: "dk_legacy")?.masterID == newMaster.id)
     }}
 
+    @Test func binaryEnvelopesForLargePayloads() async throws { try await withStorage { storage, clock in
+        let keys = hierarchy(storage, clock, oldMaster)
+        let scope = SealScope.batchFile(tenantID: "ten_a")
+        let payload = (0..<200_000).map { UInt8(truncatingIfNeeded: $0 &* 31) }
+        let sealed = try await keys.sealBinary(payload, scope: scope, aad: Array("file_9".utf8))
+        #expect(sealed.count == payload.count + 4 + 1 + 39 + 12 + 16)
+        #expect(try await keys.openBinary(sealed, scope: scope, aad: Array("file_9".utf8)) == payload)
+        await #expect(throws: SealingError.self) { try await keys.openBinary(sealed, scope: scope, aad: Array("file_8".utf8)) }
+        var tampered = sealed
+        tampered[tampered.count / 2] ^= 1
+        await #expect(throws: SealingError.self) { try await keys.openBinary(tampered, scope: scope, aad: Array("file_9".utf8)) }
+        // Re-wrapped by a rotation, still opens under the new master.
+        _ = try await hierarchy(storage, clock, newMaster, previous: [oldMaster]).rewrap()
+        #expect(try await hierarchy(storage, clock, newMaster).openBinary(sealed, scope: scope, aad: Array("file_9".utf8)) == payload)
+    }}
+
     @Test func masterKeyIdsAreStableAndDistinct() throws {
         #expect(oldMaster.id.count == 16)
         #expect(oldMaster.id == (try MasterKey(bytes: Array(repeating: 1, count: 32))).id)
