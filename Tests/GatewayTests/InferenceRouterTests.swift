@@ -269,7 +269,8 @@ import Testing
             let (_, embeddingsOnly) = try await h.platform.authority.createKey(tenantName: "acme", name: "emb", grants: .init(endpoints: ["embeddings"]))
             var embAuth = h.auth
             embAuth[.authorization] = "Bearer \(embeddingsOnly.text)"
-            for (auth, endpoints, sampling) in [(h.auth, ["chat", "completions", "embeddings"], true), (embAuth, ["embeddings"], false)] {
+            // An embedding model also serves rerank (ranked by the gateway from its embeddings, issue 17).
+            for (auth, endpoints, sampling) in [(h.auth, ["chat", "completions", "embeddings", "rerank"], true), (embAuth, ["embeddings"], false)] {
                 try await client.execute(uri: "/v1/models", method: .get, headers: auth) { r in
                     #expect(r.status == .ok)
                     let list = try JSONValue.parse(Array(r.body.readableBytesView))
