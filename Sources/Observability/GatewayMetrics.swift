@@ -93,8 +93,6 @@ public final class GatewayMetrics: Sendable {
         let overhead: CoreMetrics.Timer
         let cost: CoreMetrics.Counter
         let energy: CoreMetrics.Counter
-        let rerankedTokens: CoreMetrics.Counter
-        let audioMs: CoreMetrics.Counter
     }
 
     struct State {
@@ -167,13 +165,17 @@ public final class GatewayMetrics: Sendable {
         guard enabled else { return }
         let model = modelLabel(r.model), backend = backendLabel(r.backend), endpoint = endpointLabel(r.endpoint)
         let status = StatusClass(r.status)
-        let h = state.withLock { s -> RequestHandles in
+        let (h, units) = state.withLock { s -> (RequestHandles, CoreMetrics.Counter?) in
             let tenant = Self.tenantLabel(r.tenantID, limit: tenantLabelLimit, &s)
+            // The endpoints' own billed units: a series only for requests that have them (no zero series for chat).
+            let unitLabels = [("model", model), ("tenant", tenant), ("endpoint", endpoint)]
+            let units = (r.rerankedTokens ?? 0) > 0 ? counter(Name.rerankedTokens, unitLabels, &s)
+                : (r.audioMs ?? 0) > 0 ? counter(Name.audio, unitLabels, &s) : nil
             let key = RequestKey(model: model, tenant: tenant, backend: backend, endpoint: endpoint, status: status)
-            if let h = s.requests[key] { return h }
+            if let h = s.requests[key] { return (h, units) }
             let h = makeHandles(key)
             s.requests[key] = h
-            return h
+            return (h, units)
         }
         h.duration.recordNanoseconds(Self.nanos(timing.total))
         if r.promptTokens > 0 || r.completionTokens > 0 {
@@ -193,8 +195,7 @@ public final class GatewayMetrics: Sendable {
         }
         if let c = r.costNano, c > 0 { h.cost.increment(by: c) }
         if let e = r.energyMicroWh, e > 0 { h.energy.increment(by: e) }
-        if let n = r.rerankedTokens, n > 0 { h.rerankedTokens.increment(by: n) }
-        if let ms = r.audioMs, ms > 0 { h.audioMs.increment(by: ms) }
+        units?.increment(by: max(r.rerankedTokens ?? 0, r.audioMs ?? 0))
     }
 
     private func makeHandles(_ k: RequestKey) -> RequestHandles {
@@ -209,9 +210,7 @@ public final class GatewayMetrics: Sendable {
             input: tokens("input"), output: tokens("output"), reasoning: tokens("reasoning"),
             overhead: CoreMetrics.Timer(label: Name.overhead, dimensions: [("model", k.model), ("endpoint", k.endpoint)], factory: factory),
             cost: CoreMetrics.Counter(label: Name.cost, dimensions: [("model", k.model), ("tenant", k.tenant)], factory: factory),
-            energy: CoreMetrics.Counter(label: Name.energy, dimensions: [("model", k.model), ("backend", k.backend)], factory: factory),
-            rerankedTokens: CoreMetrics.Counter(label: Name.rerankedTokens, dimensions: [("model", k.model), ("tenant", k.tenant), ("endpoint", k.endpoint)], factory: factory),
-            audioMs: CoreMetrics.Counter(label: Name.audio, dimensions: [("model", k.model), ("tenant", k.tenant), ("endpoint", k.endpoint)], factory: factory))
+            energy: CoreMetrics.Counter(label: Name.energy, dimensions: [("model", k.model), ("backend", k.backend)], factory: factory))
     }
 
     /// A request refused by a rate limit or the budget; `reason` is the limit's name

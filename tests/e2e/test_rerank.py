@@ -167,6 +167,9 @@ def test_usage_metrics_and_audit_show_reranked_tokens(gw, api, tenant):
 
     token = json.loads(run_cli(gw.bin, ["admin", "token", "create", "--config", str(gw.config_path), "--json"], gw.data_dir).stdout)["token"]
     text = httpx.get(f"{gw.url}/admin/v1/metrics", headers={"Authorization": f"Bearer {token}"}, timeout=30).text
-    lines = [l for l in text.splitlines() if l.startswith("llmaas_reranked_tokens_total{") and 'endpoint="rerank.v2"' in l]
-    assert lines and float(lines[0].rsplit(" ", 1)[1]) > 0, text[:2000]
+    lines = [l for l in text.splitlines() if l.startswith("llmaas_reranked_tokens_total{")]
+    assert all(float(l.rsplit(" ", 1)[1]) > 0 for l in lines), lines  # a series only for requests that reranked
+    v2 = sum(float(l.rsplit(" ", 1)[1]) for l in lines if 'endpoint="rerank.v2"' in l)  # every tenant's; ours is part of it
+    assert v2 >= ledger["rerank.v2"] > 0, lines
+    assert not any('endpoint="chat.completions"' in l for l in text.splitlines() if l.startswith("llmaas_audio_milliseconds_total"))
     assert rows[0]["reranked_tokens"] > 0
