@@ -130,8 +130,10 @@ extension Storage {
     /// slots), and empty lease rows. Returns how many.
     @discardableResult
     public func purgeSlices(now: Int64) async throws -> Int {
-        try await db.delete(from: "cluster_slices").where("expires_at", .lessThanOrEqual, now).returning("subject")
-            .all().count
+        // A row at zero counts nothing: dropping it is safe even while a grant or a return for it
+        // runs (that one re-inserts its own amount).
+        try await db.delete(from: "cluster_slices").where("expires_at", .lessThanOrEqual, now).orWhere("amount", .equal, 0)
+            .returning("subject").all().count
     }
 
     /// Removes a replica's lease rows (a drained replica holds nothing).
