@@ -252,11 +252,14 @@ public final class Storage: Sendable {
     /// Inserts a batch of request rows in one statement (one commit for the whole batch).
     public func insertRequests(_ rows: [RequestRecord]) async throws {
         guard !rows.isEmpty else { return }
-        // SQLite allows 32766 bound variables per statement; 14 columns per row.
-        for chunk in stride(from: 0, to: rows.count, by: 1000).map({ Array(rows[$0..<min($0 + 1000, rows.count)]) }) {
-            try await db.insert(into: "requests").models(chunk, nilEncodingStrategy: .asNil).run()
+        // PostgreSQL: the rows and their dirty minutes in one transaction (one commit per batch).
+        try await transaction { db in
+            // SQLite allows 32766 bound variables per statement; 20 columns per row.
+            for chunk in stride(from: 0, to: rows.count, by: 1000).map({ Array(rows[$0..<min($0 + 1000, rows.count)]) }) {
+                try await db.insert(into: "requests").models(chunk, nilEncodingStrategy: .asNil).run()
+            }
+            try await Self.markRollupDirty(rows, in: db)
         }
-        try await markRollupDirty(rows)
     }
 
     /// Ledger rows of a tenant in a time range (all tenants when nil), oldest first.
