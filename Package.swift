@@ -109,6 +109,7 @@ let package = Package(
         .testTarget(name: "QuotasTests", dependencies: ["Quotas", "Catalog"], swiftSettings: v5),
         .executableTarget(name: "quota-bench", dependencies: ["Quotas", "Metering", "Catalog", "OpenAIWire"], path: "bench/quota-bench", swiftSettings: v5),
         .executableTarget(name: "shield-bench", dependencies: ["Shield"], path: "bench/shield-bench", swiftSettings: v5),
+        .executableTarget(name: "storage-bench", dependencies: ["Storage"], path: "bench/storage-bench", swiftSettings: v5),
         .testTarget(name: "FleetTests", dependencies: ["Clocks", "Fleet", "EngineSim"], swiftSettings: v5),
         .testTarget(name: "GatewayTests", dependencies: [
             "Clocks", "Gateway", "EngineSim", "Catalog", "Tenancy", "Storage", "Quotas", "Fleet", "OpenAIWire", "TestSupport", "StorageTesting",

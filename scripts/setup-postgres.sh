@@ -10,6 +10,7 @@
 #   LLMAAS_PG_DIR       cluster folder (default /tmp/llmaas-pg-<port>)
 #   LLMAAS_PG_ENV_FILE  env file to write (default <cluster folder>.env)
 #   scripts/setup-postgres.sh stop   stops the server of LLMAAS_PG_PORT
+# Also installs psycopg into the project's venv (.venv, made by setup-engine.sh) for the e2e suite.
 #
 # A test cluster only: fsync and synchronous commit are off (the tests create many databases),
 # password (SCRAM) authentication over TCP on loopback, trust on its own Unix socket.
@@ -69,6 +70,14 @@ fi
 
 if ! as_pg "$BIN/psql" -h "$DIR" -p "$PORT" -U postgres -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname = 'llmaas'" | grep -q 1; then
   as_pg "$BIN/createdb" -h "$DIR" -p "$PORT" -U postgres llmaas
+fi
+
+# The e2e suite reads the gateway's PostgreSQL database with psycopg (into the project's venv).
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+VENV=${LLMAAS_VENV:-$REPO/.venv}
+if [ -x "$VENV/bin/python" ] && ! "$VENV/bin/python" -c 'import psycopg' >/dev/null 2>&1; then
+  echo "setup-postgres: installing psycopg into $VENV" >&2
+  "$VENV/bin/pip" install -q 'psycopg[binary]==3.2.13' >&2
 fi
 
 url="postgres://postgres:$password@127.0.0.1:$PORT/llmaas"

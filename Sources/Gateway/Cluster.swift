@@ -77,6 +77,7 @@ public final class ClusterCoordinator: Sendable {
     /// Store trips and local admissions, for the scale-out benchmark and metrics.
     private let counters = Mutex<(local: Int, trips: Int, returns: Int)>((0, 0, 0))
     static let leaseKinds: Set<String> = [SharedKind.concurrent.rawValue]
+    private let gates = SubjectGates()
 
     public init(config: ClusterConfig, storage: Storage, now: @escaping @Sendable () -> Int64, logger: Logger) {
         self.config = config
@@ -98,6 +99,28 @@ public final class ClusterCoordinator: Sendable {
     func admit(_ subjects: [(subject: String, limits: Limits)], expectedOutput: Int) async throws -> Result<ClusterTicket, Refusal> {
         let t = now()
         let expected = Int64(max(0, expectedOutput))
+        let ticket = ClusterTicket(subjects: subjects, admittedAt: t, reserved: expected)
+        if book.withLock({ $0.admitLocally(subjects, expectedOutput: expected, now: t) }) {
+            counters.withLock { $0.local += 1 }
+            return .success(ticket)
+        }
+        // One store trip at a time per tenant on this replica: requests that arrive meanwhile
+        // (e.g. all of them at the start of a bucket) wait for it and spend its spare units.
+        let gate = subjects.first?.subject ?? ""
+        await gates.lock(gate)
+        do {
+            let r = try await admitThroughStore(subjects, expected: expected)
+            await gates.unlock(gate)
+            return r
+        } catch {
+            await gates.unlock(gate)
+            throw error
+        }
+    }
+
+    private func admitThroughStore(_ subjects: [(subject: String, limits: Limits)], expected: Int64) async throws -> Result<ClusterTicket, Refusal> {
+        // The time after the wait: what is charged must be in the bucket the request is admitted in.
+        let t = now()
         let ticket = ClusterTicket(subjects: subjects, admittedAt: t, reserved: expected)
         if book.withLock({ $0.admitLocally(subjects, expectedOutput: expected, now: t) }) {
             counters.withLock { $0.local += 1 }
@@ -220,6 +243,24 @@ public final class ClusterCoordinator: Sendable {
     func repetitions(keyID: String, digest: UInt64, maxAgeMs: Int64) async -> Int? {
         guard config.sharedBehavior else { return nil }
         return try? await storage.observeRepetition(keyID: keyID, digest: String(digest, radix: 16), now: now(), maxAgeMs: maxAgeMs)
+    }
+}
+
+/// Serializes the store trips of one subject within this replica (FIFO).
+actor SubjectGates {
+    private var busy: Set<String> = []
+    private var waiters: [String: [CheckedContinuation<Void, Never>]] = [:]
+
+    func lock(_ key: String) async {
+        if busy.insert(key).inserted { return }
+        await withCheckedContinuation { waiters[key, default: []].append($0) }
+    }
+
+    func unlock(_ key: String) {
+        guard var queue = waiters[key], !queue.isEmpty else { busy.remove(key); return }
+        let next = queue.removeFirst()
+        waiters[key] = queue.isEmpty ? nil : queue
+        next.resume()  // the lock passes to it: `busy` keeps the key
     }
 }
 

@@ -130,8 +130,10 @@ extension Storage {
     /// slots), and empty lease rows. Returns how many.
     @discardableResult
     public func purgeSlices(now: Int64) async throws -> Int {
-        try await db.delete(from: "cluster_slices").where("expires_at", .lessThanOrEqual, now).returning("subject")
-            .all().count
+        // A row at zero counts nothing: dropping it is safe even while a grant or a return for it
+        // runs (that one re-inserts its own amount).
+        try await db.delete(from: "cluster_slices").where("expires_at", .lessThanOrEqual, now).orWhere("amount", .equal, 0)
+            .returning("subject").all().count
     }
 
     /// Removes a replica's lease rows (a drained replica holds nothing).
@@ -145,21 +147,12 @@ extension Storage {
         try await Self.charged(db, subject: subject, kind: kind, firstBucket: firstBucket, now: now)
     }
 
-    /// The sum as a BIGINT on both drivers (PostgreSQL's SUM of bigint is numeric).
+    /// The sum as a 64-bit integer on both drivers (PortableSQL.integerSum).
     static func charged(_ db: any SQLDatabase, subject: String, kind: String, firstBucket: Int64?, now: Int64) async throws -> Int64 {
-        let row: (any SQLRow)?
-        if let firstBucket {
-            row = try await db.raw("""
-                SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) AS n FROM cluster_slices
-                WHERE subject = \(bind: subject) AND kind = \(bind: kind) AND bucket >= \(bind: firstBucket)
-                """).first()
-        } else {
-            row = try await db.raw("""
-                SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) AS n FROM cluster_slices
-                WHERE subject = \(bind: subject) AND kind = \(bind: kind) AND expires_at > \(bind: now)
-                """).first()
-        }
-        return try row?.decode(column: "n", as: Int64.self) ?? 0
+        let q = db.select().column(PortableSQL.integerSum("amount"), as: "n")
+            .from("cluster_slices").where("subject", .equal, subject).where("kind", .equal, kind)
+        if let firstBucket { q.where("bucket", .greaterThanOrEqual, firstBucket) } else { q.where("expires_at", .greaterThan, now) }
+        return try await q.first(decodingColumn: "n", as: Int64.self) ?? 0
     }
 
     // MARK: Replicas

@@ -137,6 +137,23 @@ extension Storage {
         return "\(error)"
     }
 
+    /// Runs `body` in one transaction on one connection (PostgreSQL: one commit, so one WAL flush,
+    /// for several statements); on SQLite `body` runs as is.
+    func transaction<T: Sendable>(_ body: @escaping @Sendable (any SQLDatabase) async throws -> T) async throws -> T {
+        guard driver == .postgres else { return try await body(db) }
+        return try await db.withSession { session in
+            try await session.raw("BEGIN").run()
+            do {
+                let result = try await body(session)
+                try await session.raw("COMMIT").run()
+                return result
+            } catch {
+                try? await session.raw("ROLLBACK").run()
+                throw error
+            }
+        }
+    }
+
     /// Runs `body` in one transaction on one connection, holding `lock` until it commits (PostgreSQL).
     /// On SQLite (one connection shared by every caller) `body` runs as is, without a transaction.
     func serialized<T: Sendable>(_ lock: AdvisoryLock, _ body: @escaping @Sendable (any SQLDatabase) async throws -> T) async throws -> T {

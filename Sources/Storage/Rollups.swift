@@ -214,7 +214,13 @@ extension Storage {
     /// Every batch of ledger rows marks its minutes dirty (same statement sequence as the insert):
     /// the rollup pass recomputes exactly those, however late a row arrives.
     func markRollupDirty(_ rows: [RequestRecord]) async throws {
-        for minute in Set(rows.map { RollupResolution.minute.bucket($0.createdAt) }) {
+        try await Self.markRollupDirty(rows, in: db)
+    }
+
+    /// In ascending order: concurrent ledger transactions (replicas on PostgreSQL) lock the rows
+    /// they mark in the same order, so they cannot deadlock.
+    static func markRollupDirty(_ rows: [RequestRecord], in db: any SQLDatabase) async throws {
+        for minute in Set(rows.map { RollupResolution.minute.bucket($0.createdAt) }).sorted() {
             try await db.insert(into: "rollup_dirty").columns("bucket_start", "version").values(SQLBind(minute), SQLBind(1))
                 .onConflict(with: ["bucket_start"]) {
                     $0.set(SQLColumn("version"), to: SQLBinaryExpression(SQLColumn("version", table: "rollup_dirty"), .add, SQLLiteral.numeric("1")))

@@ -252,16 +252,19 @@ public final class Storage: Sendable {
     /// Inserts a batch of request rows in one statement (one commit for the whole batch).
     public func insertRequests(_ rows: [RequestRecord]) async throws {
         guard !rows.isEmpty else { return }
-        // SQLite allows 32766 bound variables per statement; 14 columns per row.
-        // Rows leave out the later optional columns they do not use (`batch`, `reranked_tokens`,
-        // `audio_ms`, issue 17; see RequestRecord.encode): one statement per shape.
-        let shapes = Dictionary(grouping: rows) { [$0.batch != nil, $0.rerankedTokens != nil, $0.audioMs != nil] }
-        for shape in shapes.keys.sorted(by: { $0.map { $0 ? "1" : "0" }.joined() < $1.map { $0 ? "1" : "0" }.joined() }).compactMap({ shapes[$0] }) {
-            for chunk in stride(from: 0, to: shape.count, by: 1000).map({ Array(shape[$0..<min($0 + 1000, shape.count)]) }) {
-                try await db.insert(into: "requests").models(chunk, nilEncodingStrategy: .asNil).run()
+        // PostgreSQL: the rows and their dirty minutes in one transaction (one commit per batch).
+        try await transaction { db in
+            // SQLite allows 32766 bound variables per statement; ≤ 23 columns per row.
+            // Rows leave out the later optional columns they do not use (`batch`, `reranked_tokens`,
+            // `audio_ms`, issue 17; see RequestRecord.encode): one statement per shape.
+            let shapes = Dictionary(grouping: rows) { [$0.batch != nil, $0.rerankedTokens != nil, $0.audioMs != nil] }
+            for shape in shapes.keys.sorted(by: { $0.map { $0 ? "1" : "0" }.joined() < $1.map { $0 ? "1" : "0" }.joined() }).compactMap({ shapes[$0] }) {
+                for chunk in stride(from: 0, to: shape.count, by: 1000).map({ Array(shape[$0..<min($0 + 1000, shape.count)]) }) {
+                    try await db.insert(into: "requests").models(chunk, nilEncodingStrategy: .asNil).run()
+                }
             }
+            try await Self.markRollupDirty(rows, in: db)
         }
-        try await markRollupDirty(rows)
     }
 
     /// Ledger rows of a tenant in a time range (all tenants when nil), oldest first.

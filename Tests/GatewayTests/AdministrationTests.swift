@@ -4,6 +4,7 @@ import Logging
 import Quotas
 import Storage
 import Tenancy
+import StorageTesting
 import Testing
 @testable import Gateway
 
@@ -14,14 +15,14 @@ import Testing
     /// A fixed instant far from the wall clock: a time written from Date() cannot equal it.
     static let t0: Int64 = 1_900_000_000_000
 
-    func withPlatform(_ body: (Platform) async throws -> Void) async throws {
+    func withPlatform(_ driver: TestDatabase, _ body: (Platform) async throws -> Void) async throws {
         var config = GatewayConfig()
         config.dataDir = NSTemporaryDirectory() + "llmaas-admin-\(UUID().uuidString)"
         config.catalogPath = Self.repo + "/deploy/catalog.yaml"
         config.tiers["gold"] = Tier(name: "gold", outputTokensPerHour: 1_000, outputTokensPerDay: 10_000, monthlyCapNano: nil, priority: 5,
                                     upfrontCreditNano: 7 * Tier.euro)
         try FileManager.default.createDirectory(atPath: config.dataDir, withIntermediateDirectories: true)
-        let storage = try await Storage.inMemory()
+        let storage = try await driver.open()
         try await storage.migrate(at: 1_764_000_000_000)
         let platform = try Platform(config: config, storage: storage, logger: Logger(label: "administration-test"), clock: ManualClock(nowMs: Self.t0))
         do {
@@ -34,8 +35,8 @@ import Testing
         try? FileManager.default.removeItem(atPath: config.dataDir)
     }
 
-    @Test func newTenantGetsItsTiersCreditAtThePlatformsTime() async throws {
-        try await withPlatform { platform in
+    @Test(arguments: TestDatabase.all) func newTenantGetsItsTiersCreditAtThePlatformsTime(_ driver: TestDatabase) async throws {
+        try await withPlatform(driver) { platform in
             let admin = platform.administration
             #expect(admin.tierNames.contains("gold") && admin.tierNames.contains("monthly"))
             let gold = try await admin.createTenant(name: "acme", tier: "gold")
@@ -54,8 +55,8 @@ import Testing
         }
     }
 
-    @Test func addedCreditReachesTheBudgetAtOnce() async throws {
-        try await withPlatform { platform in
+    @Test(arguments: TestDatabase.all) func addedCreditReachesTheBudgetAtOnce(_ driver: TestDatabase) async throws {
+        try await withPlatform(driver) { platform in
             let t = try await platform.administration.createTenant(name: "acme", tier: "gold")
             #expect(await platform.billing.budget(t.id).balance == 7 * Tier.euro)  // cached from here on
             let balance = try await platform.administration.addCredit(tenantID: t.id, amountNano: Tier.euro, note: "top-up")

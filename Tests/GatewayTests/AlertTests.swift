@@ -10,6 +10,7 @@ import Quotas
 import Storage
 import Synchronization
 import Tenancy
+import StorageTesting
 import Testing
 @testable import Gateway
 
@@ -27,12 +28,12 @@ import Testing
         func add(_ n: AlertNotification) { list.withLock { $0.append(n) } }
     }
 
-    func withPlatform(_ yaml: String = "", _ body: (Platform, ManualClock) async throws -> Void) async throws {
+    func withPlatform(_ driver: TestDatabase, _ yaml: String = "", _ body: (Platform, ManualClock) async throws -> Void) async throws {
         var config = try GatewayConfig.parse(yaml.isEmpty ? "{}" : yaml)
         config.dataDir = NSTemporaryDirectory() + "llmaas-alerts-\(UUID().uuidString)"
         config.catalogPath = Self.repo + "/deploy/catalog.yaml"
         try FileManager.default.createDirectory(atPath: config.dataDir, withIntermediateDirectories: true)
-        let storage = try await Storage.inMemory()
+        let storage = try await driver.open()
         try await storage.migrate(at: Self.t0)
         let clock = ManualClock(nowMs: Self.t0)
         let platform = try Platform(config: config, storage: storage, logger: Logger(label: "alert-test"), clock: clock)
@@ -106,8 +107,8 @@ import Testing
         - { name: slow-m1, kind: latency_p95, model: m1, threshold: 400, resolve_threshold: 300, for_periods: 2 }
     """
 
-    @Test func aSlowModelFiresOnceThenResolvesOnce() async throws {
-        try await withPlatform(Self.slowRule) { platform, clock in
+    @Test(arguments: TestDatabase.all) func aSlowModelFiresOnceThenResolvesOnce(_ driver: TestDatabase) async throws {
+        try await withPlatform(driver, Self.slowRule) { platform, clock in
             let inbox = Inbox()
             let evaluator = AlertEvaluator(platform: platform) { inbox.add($0) }
             // Fast: nothing.
@@ -160,8 +161,8 @@ import Testing
         }
     }
 
-    @Test func anActiveIncidentSurvivesARestartWithoutFiringAgain() async throws {
-        try await withPlatform(Self.slowRule) { platform, clock in
+    @Test(arguments: TestDatabase.all) func anActiveIncidentSurvivesARestartWithoutFiringAgain(_ driver: TestDatabase) async throws {
+        try await withPlatform(driver, Self.slowRule) { platform, clock in
             let first = AlertEvaluator(platform: platform) { _ in }
             for _ in 0..<2 {
                 clock.advance(byMs: 60_000)
@@ -188,8 +189,8 @@ import Testing
         }
     }
 
-    @Test func tenantRulesSeeOnlyTheirTenantAndDeletedRulesResolve() async throws {
-        try await withPlatform { platform, clock in
+    @Test(arguments: TestDatabase.all) func tenantRulesSeeOnlyTheirTenantAndDeletedRulesResolve(_ driver: TestDatabase) async throws {
+        try await withPlatform(driver) { platform, clock in
             let a = try await platform.administration.createTenant(name: "acme")
             let b = try await platform.administration.createTenant(name: "beta")
             let alerting = Alerting(platform: platform)
@@ -216,8 +217,8 @@ import Testing
         }
     }
 
-    @Test func aTenantMayCreateAtMostItsShareOfRules() async throws {
-        try await withPlatform { platform, _ in
+    @Test(arguments: TestDatabase.all) func aTenantMayCreateAtMostItsShareOfRules(_ driver: TestDatabase) async throws {
+        try await withPlatform(driver) { platform, _ in
             let a = try await platform.administration.createTenant(name: "acme")
             let alerting = Alerting(platform: platform)
             for i in 0..<Alerting.maxRulesPerTenant {
@@ -235,7 +236,7 @@ import Testing
         }
     }
 
-    @Test func budgetAndCreditRulesWatchEachTenant() async throws {
+    @Test(arguments: TestDatabase.all) func budgetAndCreditRulesWatchEachTenant(_ driver: TestDatabase) async throws {
         let yaml = """
         tiers:
           capped: { monthly_cap_eur: "1" }
@@ -245,7 +246,7 @@ import Testing
             - { name: budget80, kind: budget, threshold: 80 }
             - { name: credit, kind: credit_low, threshold: 0.5 }
         """
-        try await withPlatform(yaml) { platform, clock in
+        try await withPlatform(driver, yaml) { platform, clock in
             let capped = try await platform.administration.createTenant(name: "capped", tier: "capped")
             let prepaid = try await platform.administration.createTenant(name: "prepaid", tier: "prepaid")
             let evaluator = AlertEvaluator(platform: platform) { _ in }
@@ -289,8 +290,8 @@ import Testing
         #expect(WebhookSignature.generateSecret() != WebhookSignature.generateSecret())
     }
 
-    @Test func tenantSigningSecretIsSealedCreatedOnceAndRotated() async throws {
-        try await withPlatform { platform, _ in
+    @Test(arguments: TestDatabase.all) func tenantSigningSecretIsSealedCreatedOnceAndRotated(_ driver: TestDatabase) async throws {
+        try await withPlatform(driver) { platform, _ in
             let t = try await platform.administration.createTenant(name: "acme")
             let first = try await Webhooks.tenantSecret(platform, tenantID: t.id)
             #expect(try await Webhooks.tenantSecret(platform, tenantID: t.id) == first)
@@ -302,12 +303,12 @@ import Testing
         }
     }
 
-    @Test func deliveryRetriesWithBackoffOnThePlatformClock() async throws {
+    @Test(arguments: TestDatabase.all) func deliveryRetriesWithBackoffOnThePlatformClock(_ driver: TestDatabase) async throws {
         // A real HTTP receiver that refuses the notice (EngineSim answers 404 to a chat body without
         // a known model, and counts every request it received).
         let sims = SimFleet(configs: [SimConfig(port: 0)])
         let port = try await sims.start()[0]
-        try await withPlatform("alerts: { webhook_attempts: 3 }") { platform, clock in
+        try await withPlatform(driver, "alerts: { webhook_attempts: 3 }") { platform, clock in
             let start = platform.now()
             let delivery = Task {
                 await Webhooks.deliver(platform, target: "http://127.0.0.1:\(port)/v1/chat/completions", host: nil,
@@ -327,7 +328,7 @@ import Testing
         await sims.stopAndWait(0)
     }
 
-    @Test func aBackendWhoseBreakerIsOpenFiresBackendDown() async throws {
+    @Test(arguments: TestDatabase.all) func aBackendWhoseBreakerIsOpenFiresBackendDown(_ driver: TestDatabase) async throws {
         let yaml = """
         routing: { breaker_threshold: 1 }
         backends:
@@ -336,7 +337,7 @@ import Testing
           rules:
             - { name: down, kind: backend_down }
         """
-        try await withPlatform(yaml) { platform, clock in
+        try await withPlatform(driver, yaml) { platform, clock in
             let inbox = Inbox()
             let evaluator = AlertEvaluator(platform: platform) { inbox.add($0) }
             #expect(await evaluator.step().isEmpty)  // not probed yet: healthy

@@ -14,11 +14,20 @@ Tests talk to the gateway with the official ``openai`` SDK (fixture ``client``) 
 ``httpx`` (fixture ``http``). The fixture ``gw`` carries every URL, port, key and path.
 
 Nothing is skipped: a missing binary, model file or venv fails the session loudly.
+
+Database driver: SQLite in each gateway's data dir by default. With
+``LLMAAS_E2E_DATABASE_URL=postgres://user:pw@host:port/db`` (scripts/test.sh sets it for the
+suite's second run) every gateway and CLI call gets a fresh PostgreSQL database of its own on
+that server instead (``LLMAAS_DATABASE_URL`` in ``cli_env``), dropped at the end of the
+session. Tests read or change the database with ``connect_db`` (either driver, ``?``
+placeholders), never with sqlite3 directly.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import decimal
+import hashlib
 import json
 import os
 import re
@@ -47,6 +56,157 @@ WAIT_S = 60.0
 LOG_TAIL_LINES = 60
 
 KEY_RE = re.compile(r"API key \(tenant default, shown once\):\s*(sk-llm-\S+)")
+
+# --------------------------------------------------------------------------------------
+# the database: SQLite (default) or PostgreSQL (LLMAAS_E2E_DATABASE_URL)
+
+E2E_DATABASE_URL = os.environ.get("LLMAAS_E2E_DATABASE_URL", "").strip() or None
+ON_POSTGRES = E2E_DATABASE_URL is not None
+if ON_POSTGRES:
+    import psycopg  # installed by scripts/setup-postgres.sh
+
+    DB_ERRORS: tuple = (sqlite3.OperationalError, psycopg.Error)
+else:
+    DB_ERRORS = (sqlite3.OperationalError,)
+
+_created_databases: set[str] = set()
+
+
+def _pg_url(database: str) -> str:
+    from urllib.parse import urlsplit, urlunsplit
+    parts = urlsplit(E2E_DATABASE_URL)
+    return urlunsplit((parts.scheme, parts.netloc, "/" + database, parts.query, ""))
+
+
+def _data_dir_of(target: Path | str) -> Path:
+    """A gateway's data dir, from the dir itself or from the path of its llmaas.sqlite."""
+    p = Path(target)
+    return p.parent if p.name == "llmaas.sqlite" or p.suffix == ".sqlite" else p
+
+
+def pg_database_url(data_dir: Path | str) -> str:
+    """The PostgreSQL database of one data dir (created on first use): one fresh database per
+    gateway, as one SQLite file per data dir."""
+    name = "e2e_" + hashlib.sha1(str(Path(data_dir).resolve()).encode()).hexdigest()[:20]
+    if name not in _created_databases:
+        with psycopg.connect(E2E_DATABASE_URL, autocommit=True) as admin:
+            if admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is None:
+                admin.execute(f'CREATE DATABASE "{name}"')
+        _created_databases.add(name)
+    return _pg_url(name)
+
+
+class DbRow(tuple):
+    """A row readable by index and by column name (like sqlite3.Row)."""
+
+    def __new__(cls, names, values):
+        row = super().__new__(cls, values)
+        row._names = names
+        return row
+
+    def __getitem__(self, key):
+        if isinstance(key, str):
+            return tuple.__getitem__(self, self._names.index(key))
+        return tuple.__getitem__(self, key)
+
+    def keys(self):
+        return list(self._names)
+
+
+class PgConnection:
+    """The slice of sqlite3.Connection the tests use, on PostgreSQL (autocommit; `?` placeholders)."""
+
+    def __init__(self, url: str):
+        self._conn = psycopg.connect(url, autocommit=True)
+        self.row_factory = None
+
+    def execute(self, sql: str, args: tuple | list = ()):
+        cur = self._conn.cursor()
+        named = self.row_factory is not None
+
+        def factory(cursor):
+            names = [d.name for d in cursor.description or []]
+
+            def make(values):
+                # SUM() of integers is NUMERIC on PostgreSQL: give ints back, as SQLite does.
+                values = tuple(int(v) if isinstance(v, decimal.Decimal) and v == v.to_integral_value() else v for v in values)
+                return DbRow(names, values) if named else values
+            return make
+        cur.row_factory = factory
+        if args:
+            cur.execute(sql.replace("%", "%%").replace("?", "%s"), tuple(args))
+        else:
+            cur.execute(sql)
+        return cur
+
+    def commit(self):
+        pass
+
+    def close(self):
+        self._conn.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def connect_db(target: Path | str, *, read_only: bool = False, timeout: float = 5.0):
+    """A connection to the database of a gateway (its data dir, or its llmaas.sqlite path)."""
+    data_dir = _data_dir_of(target)
+    if ON_POSTGRES:
+        return PgConnection(pg_database_url(data_dir))
+    path = data_dir / "llmaas.sqlite"
+    if read_only:
+        return sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=timeout)
+    return sqlite3.connect(str(path), timeout=timeout)
+
+
+def database_exists(target: Path | str) -> bool:
+    """Whether the gateway's database holds a migrated schema."""
+    try:
+        with connect_db(target) as db:
+            return db.execute("SELECT COUNT(*) FROM schema_migrations").fetchone()[0] > 0
+    except DB_ERRORS:
+        return False
+
+
+def database_contents(target: Path | str) -> bytes:
+    """Everything the database stores, as bytes (a test searches it for clear text): the SQLite
+    file with its WAL, or every row of every table of the PostgreSQL database."""
+    data_dir = _data_dir_of(target)
+    if not ON_POSTGRES:
+        out = b""
+        for suffix in ("", "-wal", "-shm"):
+            p = data_dir / ("llmaas.sqlite" + suffix)
+            if p.exists():
+                out += p.read_bytes()
+        return out
+    out = []
+    with psycopg.connect(pg_database_url(data_dir), autocommit=True) as db:
+        tables = [r[0] for r in db.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()").fetchall()]
+        for t in tables:
+            for (text,) in db.execute(f'SELECT row_to_json(t)::text FROM "{t}" t').fetchall():
+                out.append(text)
+    return "\n".join(out).encode()
+
+
+def drop_e2e_databases() -> None:
+    if not ON_POSTGRES or not _created_databases:
+        return
+    with psycopg.connect(E2E_DATABASE_URL, autocommit=True) as admin:
+        for name in sorted(_created_databases):
+            try:
+                admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            except psycopg.Error:
+                pass
+    _created_databases.clear()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    drop_e2e_databases()
 
 
 # --------------------------------------------------------------------------------------
@@ -225,13 +385,13 @@ class Gateway:
     # -- database ----------------------------------------------------------------------
 
     def request_rows(self, where: str, args: tuple = ()) -> list[dict]:
-        if not self.db_path.exists():
+        if not ON_POSTGRES and not self.db_path.exists():
             return []
-        conn = sqlite3.connect(str(self.db_path), timeout=5.0)
+        conn = connect_db(self.data_dir)
         conn.row_factory = sqlite3.Row
         try:
             rows = conn.execute(f"SELECT * FROM requests WHERE {where}", args).fetchall()
-        except sqlite3.OperationalError:  # table not created yet / locked: caller polls again
+        except DB_ERRORS:  # table not created yet / locked: caller polls again
             return []
         finally:
             conn.close()
@@ -246,7 +406,7 @@ class Gateway:
                 return rows[0]
             if time.monotonic() > deadline:
                 pytest.fail(
-                    f"no row in {self.db_path} table requests for id {request_id!r} "
+                    f"no row in {'the database' if ON_POSTGRES else self.db_path} table requests for id {request_id!r} "
                     f"after {timeout} s\n{self.log_tail(20)}"
                 )
             time.sleep(0.2)
@@ -256,6 +416,9 @@ def cli_env(data_dir: Path) -> dict[str, str]:
     env = dict(os.environ)
     env["LLMAAS_DATA_DIR"] = str(data_dir)
     env.pop("LLMAAS_LISTEN", None)  # the config file decides
+    env.pop("LLMAAS_DATABASE_URL", None)
+    if ON_POSTGRES:
+        env["LLMAAS_DATABASE_URL"] = pg_database_url(data_dir)
     return env
 
 

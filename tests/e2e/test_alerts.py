@@ -13,7 +13,6 @@ import hashlib
 import hmac
 import http.server
 import json
-import sqlite3
 import threading
 import time
 
@@ -21,7 +20,7 @@ import httpx
 import openai
 import pytest
 
-from conftest import ManagedProcess, cli_env, free_ports, start_own_gateway, wait_http_ok, wait_until
+from conftest import WAIT_S, ManagedProcess, cli_env, free_ports, start_own_gateway, wait_http_ok, wait_until, DB_ERRORS, connect_db
 
 OPERATOR_SECRET = "operator-secret-0123456789"
 SLOW_MS = 1200
@@ -139,10 +138,10 @@ class Traffic:
 
 
 def audit_actions(db, prefix: str) -> list[tuple]:
-    conn = sqlite3.connect(str(db), timeout=5)
+    conn = connect_db(str(db))
     try:
         return conn.execute("SELECT action, target, tenant_id FROM audit_log WHERE action LIKE ? ORDER BY seq", (prefix + "%",)).fetchall()
-    except sqlite3.OperationalError:
+    except DB_ERRORS:
         return []
     finally:
         conn.close()
@@ -227,7 +226,7 @@ def test_slow_model_fires_once_and_resolves_once_with_signed_webhooks(alert_gw):
 
 
 def _outcomes(db) -> list[tuple]:
-    conn = sqlite3.connect(str(db), timeout=5)
+    conn = connect_db(str(db))
     try:
         return conn.execute("SELECT outcome FROM audit_log WHERE action LIKE 'webhook.alert.%'").fetchall()
     finally:
@@ -241,22 +240,27 @@ def test_rollups_and_status_page_match_the_ledger(alert_gw):
         assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
     client.close()
 
+    seen = {}
+
     def ledger_and_rollups():
-        conn = sqlite3.connect(str(alert_gw["db"]), timeout=5)
+        conn = connect_db(str(alert_gw["db"]))
         try:
-            ledger = conn.execute("SELECT COUNT(*), SUM(completion_tokens), SUM(status >= 500) FROM requests WHERE model = 'sim-chat'").fetchone()
+            ledger = conn.execute("SELECT COUNT(*), SUM(completion_tokens), SUM(CASE WHEN status >= 500 THEN 1 ELSE 0 END) FROM requests WHERE model = 'sim-chat'").fetchone()
             minutes = conn.execute("SELECT SUM(requests), SUM(output_tokens), SUM(errors_5xx) FROM rollups "
                                    "WHERE resolution = 60000 AND model = 'sim-chat'").fetchone()
             hours = conn.execute("SELECT SUM(requests) FROM rollups WHERE resolution = 3600000 AND model = 'sim-chat'").fetchone()
             backlog = conn.execute("SELECT COUNT(*) FROM rollup_dirty").fetchone()[0]
-        except sqlite3.OperationalError:
+        except DB_ERRORS:
             return None
         finally:
             conn.close()
         # Settled once every minute with ledger rows has been rolled up (lag 0, a pass per second).
+        seen["last"] = (tuple(ledger), tuple(minutes), tuple(hours), backlog)
         return (ledger, minutes, hours) if backlog == 0 and ledger[0] == minutes[0] == hours[0] else None
 
-    ledger, minutes, _ = wait_until(ledger_and_rollups, message="rollups equal to the ledger")
+    # Only completed minutes are rolled up: the last request's minute ends up to 60 s after it was
+    # sent, then the next pass (every second) rolls it up, so the bound is a minute more than usual.
+    ledger, minutes, _ = wait_until(ledger_and_rollups, timeout=WAIT_S + 60, message=lambda: f"rollups equal to the ledger (last seen: ledger, minutes, hours, backlog = {seen.get('last')})")
     assert tuple(ledger) == tuple(minutes)
 
     page = httpx.get(f"{alert_gw['url']}/status", timeout=10)

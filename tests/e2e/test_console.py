@@ -10,7 +10,6 @@ from __future__ import annotations
 import calendar
 import json
 import os
-import sqlite3
 import time
 import uuid
 from pathlib import Path
@@ -25,7 +24,7 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
-from conftest import REPO, WAIT_S, run_cli, wait_until
+from conftest import REPO, WAIT_S, run_cli, wait_until, connect_db
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -263,7 +262,7 @@ def test_usage_page_per_model_and_per_key_equal_v1_usage(gw, world, tenant_brows
 
 def rolled_up(gw, tenant_id: str, model: str) -> int:
     """Requests of a tenant's model in the minute rollups (what the rollup pass wrote)."""
-    with sqlite3.connect(f"file:{gw.db_path}?mode=ro", uri=True, timeout=30) as conn:
+    with connect_db(gw.data_dir, read_only=True, timeout=30) as conn:
         return conn.execute("SELECT COALESCE(SUM(requests), 0) FROM rollups WHERE resolution = 60000 AND tenant_id = ? AND model = ?",
                             (tenant_id, model)).fetchone()[0]
 

@@ -11,7 +11,6 @@ condition with a generous bound; nothing asserts on elapsed time.
 from __future__ import annotations
 
 import itertools
-import sqlite3
 import threading
 import time
 
@@ -19,7 +18,7 @@ import httpx
 import openai
 import pytest
 
-from conftest import ENGINE_PYTHON, MODEL_FILE, WAIT_S, ManagedProcess, free_ports, start_own_gateway, wait_http_ok, wait_until, write_catalog
+from conftest import ENGINE_PYTHON, MODEL_FILE, WAIT_S, ManagedProcess, free_ports, start_own_gateway, wait_http_ok, wait_until, write_catalog, connect_db
 
 MODEL = "smollm2:135m"
 LONG = [{"role": "user", "content": "Count from 1 to 300, one number per line."}]
@@ -127,7 +126,7 @@ def test_max_completion_tokens_caps_generation_and_bill(engine_gw):
     request_id = raw.headers["x-request-id"]
 
     def ledger_row():
-        with sqlite3.connect(engine_gw["db"]) as db:
+        with connect_db(engine_gw["db"]) as db:
             return db.execute("SELECT completion_tokens FROM requests WHERE id = ?", (request_id,)).fetchone()
 
     row = wait_until(ledger_row, interval=0.2, message=f"the ledger row of {request_id}")
@@ -158,7 +157,7 @@ def test_client_hang_up_stops_a_non_streamed_generation(engine_gw):
     deadline = time.monotonic() + WAIT_S
     row = None
     while time.monotonic() < deadline and row is None:
-        with sqlite3.connect(engine_gw["db"]) as db:
+        with connect_db(engine_gw["db"]) as db:
             row = db.execute("SELECT status, outcome, completion_tokens, estimated FROM requests WHERE outcome = 'client_closed' "
                              "ORDER BY created_at DESC LIMIT 1").fetchone()
         time.sleep(0.2)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import signal
-import sqlite3
 import threading
 import time
 
@@ -14,7 +13,7 @@ import httpx
 import openai
 import pytest
 
-from conftest import REPO, WAIT_S, ManagedProcess, cli_env, free_ports, start_own_gateway, wait_until
+from conftest import REPO, WAIT_S, ManagedProcess, cli_env, free_ports, start_own_gateway, wait_until, connect_db
 
 
 @pytest.fixture(scope="module")
@@ -145,7 +144,7 @@ def test_failure_drill_through_the_gateway(fleet):
     assert all(r[3].rstrip().endswith("data: [DONE]") for r in whole)
     for status, _, rid, text in cut:
         assert '"error"' in text and "upstream_stream_error" in text and "[DONE]" not in text
-        row = wait_until(lambda: sqlite3.connect(fleet["db"]).execute("SELECT outcome, completion_tokens FROM requests WHERE id = ?",
+        row = wait_until(lambda: connect_db(fleet["db"]).execute("SELECT outcome, completion_tokens FROM requests WHERE id = ?",
                                                                       (rid,)).fetchone(),
                          message=f"the ledger row of {rid}")
         assert row and row[0] == "upstream_error" and row[1] > 0

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import socket
-import sqlite3
 import subprocess
 import threading
 import time
@@ -22,7 +21,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import httpx
 import pytest
 
-from conftest import ManagedProcess, free_ports, run_cli, start_own_gateway, wait_http_ok, write_catalog
+from conftest import ManagedProcess, free_ports, run_cli, start_own_gateway, wait_http_ok, write_catalog, DB_ERRORS, connect_db
 
 BODY_LIMIT = 1 << 20  # 1 MiB
 BOUND_S = 30.0  # generous bound for every wait
@@ -107,10 +106,10 @@ def tenant_admin(env, name):
 
 
 def audit_rows(env, where, args=()):
-    conn = sqlite3.connect(str(env["db"]), timeout=5)
+    conn = connect_db(str(env["db"]))
     try:
         return conn.execute(f"SELECT action, outcome, client_ip FROM audit_log WHERE {where}", args).fetchall()
-    except sqlite3.OperationalError:
+    except DB_ERRORS:
         return []
     finally:
         conn.close()

@@ -19,7 +19,7 @@ import httpx
 import openai
 import pytest
 
-from conftest import KEY_RE, WAIT_S, ManagedProcess, cli_env, free_ports, run_cli, start_own_gateway, wait_until
+from conftest import KEY_RE, WAIT_S, ManagedProcess, cli_env, free_ports, run_cli, start_own_gateway, wait_until, DB_ERRORS, connect_db
 
 IN, OUT, REASON = 900, 4000, 21000  # reference prices, n€ per token
 
@@ -90,11 +90,11 @@ def client(g, key=None):
 def row(g, request_id, timeout=WAIT_S):
     """The ledger row of one request; rows are written in batches, so poll."""
     def fetch():
-        db = sqlite3.connect(g["db"], timeout=5)
+        db = connect_db(g["db"])
         db.row_factory = sqlite3.Row
         try:
             r = db.execute("SELECT * FROM requests WHERE id = ?", (request_id,)).fetchone()
-        except sqlite3.OperationalError:  # locked: poll again
+        except DB_ERRORS:  # locked: poll again
             r = None
         finally:
             db.close()
@@ -277,7 +277,7 @@ def test_usage_api_totals_equal_the_ledger_and_tenants_see_only_their_own(billin
         model="sim-chat", messages=[{"role": "user", "content": "x"}], max_tokens=4)
     for rid in ids + [other.headers["x-request-id"]]:
         row(billing_gw, rid)  # every ledger row has landed (rows are written in batches)
-    db = sqlite3.connect(billing_gw["db"])
+    db = connect_db(billing_gw["db"])
     n, inp, out, cost = db.execute("SELECT COUNT(*), SUM(prompt_tokens), SUM(completion_tokens), SUM(cost_nano) FROM requests WHERE tenant_id = ?",
                                    (t["id"],)).fetchone()
     for group_by in ["model", "day", "key"]:
@@ -367,7 +367,7 @@ def test_drill_every_delivered_answer_has_its_ledger_row(billing_gw, llmaas_bin,
     for t in threads:
         t.join(timeout=15)
     assert len(delivered) > 50
-    db = sqlite3.connect(data / "llmaas.sqlite")
+    db = connect_db(data / "llmaas.sqlite")
     rows = {r for (r,) in db.execute("SELECT id FROM requests")}
     missing = [r for r in delivered if r not in rows]
     assert not missing, f"{len(missing)} of {len(delivered)} delivered answers have no ledger row after {sig.name}"
@@ -427,7 +427,7 @@ def test_usage_buckets_from_the_rollups_sum_to_the_ledger_totals(gw):
     wait_until(lambda: len(gw.request_rows("tenant_id = ?", (t["id"],))) == 6, message="the tenant's 6 ledger rows")
 
     def rolled_up():
-        with sqlite3.connect(f"file:{gw.db_path}?mode=ro", uri=True, timeout=30) as conn:
+        with connect_db(gw.data_dir, read_only=True, timeout=30) as conn:
             return conn.execute("SELECT COALESCE(SUM(requests), 0) FROM rollups WHERE resolution = 60000 AND tenant_id = ?",
                                 (t["id"],)).fetchone()[0]
     wait_until(lambda: rolled_up() == 6, timeout=150, message=lambda: f"the minute rollups to hold the 6 rows (have {rolled_up()})")

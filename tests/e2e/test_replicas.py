@@ -26,8 +26,8 @@ import httpx
 import openai
 import pytest
 
-from conftest import (READY_TIMEOUT_S, WAIT_S, ManagedProcess, cli_env, free_ports, run_cli, start_own_gateway,
-                      wait_http_ok, wait_until)
+from conftest import (ON_POSTGRES, READY_TIMEOUT_S, WAIT_S, ManagedProcess, cli_env, free_ports, pg_database_url,
+                      start_own_gateway, wait_http_ok, wait_until)
 
 LEASE_MS = 2000
 
@@ -103,7 +103,10 @@ class Cluster:
 def cluster(llmaas_bin, tmp_path_factory):
     server_url = postgres_url()
     tmp = tmp_path_factory.mktemp("replicas")
-    db_url = fresh_database(server_url)
+    data = tmp / "data"
+    # The suite's PostgreSQL pass gives every data dir its own database (LLMAAS_DATABASE_URL in
+    # cli_env): the replicas share one data dir, hence that database; otherwise a fresh one here.
+    db_url = pg_database_url(data) if ON_POSTGRES else fresh_database(server_url)
     p_sim, p_long, p1, p2, p3 = free_ports(5)
     sim = ManagedProcess("sim", [str(llmaas_bin), "sim", "--listen", f"127.0.0.1:{p_sim}", "--model", "sim-chat",
                                  "--ttft-ms", "2", "--itl-ms", "5", "--tokens", "8"], tmp, cli_env(tmp / "simdata"))
@@ -112,7 +115,6 @@ def cluster(llmaas_bin, tmp_path_factory):
                                            "--ttft-ms", "2", "--itl-ms", "10", "--tokens", "200"], tmp, cli_env(tmp / "simdata"))
     cat = tmp / "catalog.yaml"
     write_catalog(cat)
-    data = tmp / "data"
     config = tmp / "gw.yaml"
     config.write_text(f"""listen: 127.0.0.1:{p1}
 data_dir: {data}

@@ -9,7 +9,6 @@ tenant's own admin only (another tenant's admin gets 404 for the ids and the ten
 
 import json
 import os
-import sqlite3
 import stat
 import uuid
 
@@ -17,7 +16,7 @@ import httpx
 import openai
 import pytest
 
-from conftest import run_cli, wait_until
+from conftest import run_cli, wait_until, connect_db, database_contents
 
 
 def cli_json(gw, *args):
@@ -66,12 +65,7 @@ def chat(client, text, stream=False):
 
 
 def database_bytes(gw) -> bytes:
-    out = b""
-    for suffix in ("", "-wal", "-shm"):
-        p = gw.db_path.with_name(gw.db_path.name + suffix)
-        if p.exists():
-            out += p.read_bytes()
-    return out
+    return database_contents(gw.data_dir)
 
 
 def test_opted_in_bodies_are_encrypted_readable_scoped_and_shreddable(gw, admin):
@@ -125,7 +119,7 @@ def test_opted_in_bodies_are_encrypted_readable_scoped_and_shreddable(gw, admin)
     assert peer_admin.post(f"/tenants/{vault['id']}/request-store/shred").status_code == 404
 
     # (a) not in clear text: the database file, its WAL, the gateway's logs.
-    wait_until(lambda: sqlite3.connect(gw.db_path, timeout=5).execute(
+    wait_until(lambda: connect_db(gw.db_path).execute(
         "SELECT COUNT(*) FROM request_bodies WHERE tenant_id = ?", (vault["id"],)).fetchone()[0] == 2,
         message="two body rows of the opted-in tenant")
     raw = database_bytes(gw)
@@ -143,7 +137,7 @@ def test_opted_in_bodies_are_encrypted_readable_scoped_and_shreddable(gw, admin)
     assert key_file.read_bytes() not in raw
 
     # (c) crypto-shred: every data key of the tenant destroyed, bodies deleted, ledger rows kept.
-    db = sqlite3.connect(gw.db_path, timeout=5)
+    db = connect_db(gw.db_path)
     before = db.execute("SELECT request_id, prompt FROM request_bodies WHERE tenant_id = ?", (vault["id"],)).fetchall()
     assert len(before) == 2 and all(p for _, p in before)
     shred = vault_admin.post(f"/tenants/{vault['id']}/request-store/shred")
@@ -172,7 +166,7 @@ def test_shredded_ciphertext_stays_unreadable_and_settings_are_checked(gw, admin
     assert admin.get(f"/requests/{rid}").json()["bodies"]["state"] == "available"
     # Save the ciphertext, shred, then put the ciphertext back: with its data key destroyed it
     # never opens again (crypto-shredding does not rely on deleting rows).
-    db = sqlite3.connect(gw.db_path, timeout=5)
+    db = connect_db(gw.db_path)
     saved = db.execute("SELECT * FROM request_bodies WHERE request_id = ?", (rid,)).fetchone()
     columns = [d[0] for d in db.execute("SELECT * FROM request_bodies LIMIT 0").description]
     assert saved is not None

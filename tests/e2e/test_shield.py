@@ -2,13 +2,12 @@
 repetition, monitor mode, the error's shape, the audit entry."""
 
 import json
-import sqlite3
 
 import httpx
 import openai
 import pytest
 
-from conftest import run_cli, wait_until
+from conftest import run_cli, wait_until, DB_ERRORS, connect_db
 
 
 @pytest.fixture(scope="module")
@@ -26,10 +25,10 @@ def tenant_client(gw, admin, name, **settings):
 
 def audit_count(gw, where, args=()) -> int:
     """Audit entries matching `where` so far (they are written in batches: callers poll)."""
-    db = sqlite3.connect(gw.db_path, timeout=5)
+    db = connect_db(gw.db_path)
     try:
         return db.execute(f"SELECT COUNT(*) FROM audit_log WHERE {where}", args).fetchone()[0]
-    except sqlite3.OperationalError:  # locked: poll again
+    except DB_ERRORS:  # locked: poll again
         return 0
     finally:
         db.close()

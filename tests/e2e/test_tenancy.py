@@ -1,8 +1,8 @@
 """Tenants, keys, grants, rotation, revocation, admin API, audit log, isolation (issue 3).
 
 Everything goes through the real gateway: the openai SDK for inference, httpx for the admin API,
-the `llmaas` CLI for operator commands, and Python's sqlite3 for tampering with a copy of the
-database."""
+the `llmaas` CLI for operator commands, and SQL (conftest's connect_db: SQLite or PostgreSQL) for
+tampering with a copy of the database."""
 
 import http.server
 import json
@@ -18,7 +18,7 @@ import httpx
 import openai
 import pytest
 
-from conftest import REPO, WAIT_S, cli_env, free_port, run_cli, wait_until
+from conftest import DB_ERRORS, ON_POSTGRES, REPO, WAIT_S, cli_env, connect_db, database_contents, free_port, run_cli, wait_until
 
 MSG = [{"role": "user", "content": "hello"}]
 
@@ -53,10 +53,10 @@ def sdk(gw, key, **kw):
 
 def audit_request_ids(db_path) -> set:
     """The request ids that have an audit entry so far (audit entries are written in batches)."""
-    db = sqlite3.connect(db_path, timeout=5)
+    db = connect_db(db_path)
     try:
-        return {r for (r,) in db.execute("SELECT request_id FROM audit_log WHERE request_id IS NOT NULL")}
-    except sqlite3.OperationalError:  # locked: the caller polls again
+        return {r for (r,) in db.execute("SELECT request_id FROM audit_log WHERE request_id IS NOT NULL").fetchall()}
+    except DB_ERRORS:  # locked: the caller polls again
         return set()
     finally:
         db.close()
@@ -90,8 +90,8 @@ def test_key_list_json_shows_state_times_and_grants_never_secrets(gw, admin):
     for k in keys.values():
         assert isinstance(k["created_at"], int) and "expires_at" in k and "last_used_at" in k
         assert not any("secret" in field or "hash" in field for field in k), k
-    db = sqlite3.connect(gw.db_path)
-    hashes = [h for (h,) in db.execute("SELECT secret_hash FROM api_keys WHERE tenant_id = ?", (t["id"],))]
+    db = connect_db(gw.data_dir)
+    hashes = [h for (h,) in db.execute("SELECT secret_hash FROM api_keys WHERE tenant_id = ?", (t["id"],)).fetchall()]
     db.close()
     assert len(hashes) == 2
     for secret in [live["key"], gone["key"], live["key"].rsplit("-", 1)[1], *hashes]:
@@ -108,9 +108,11 @@ def test_only_hashes_are_stored_and_logged(gw, admin):
     for path in gw.data_dir.iterdir():
         if path.is_file():
             assert secret.encode() not in path.read_bytes(), f"the key's secret is in {path}"
+    assert secret.encode() not in database_contents(gw.data_dir), "the key's secret is in the database"
     for log in (gw.process.stdout_path, gw.process.stderr_path):
         assert secret not in log.read_text(errors="replace")
-    rows = sqlite3.connect(gw.db_path).execute("SELECT secret_hash FROM api_keys").fetchall()
+    with connect_db(gw.data_dir) as db:
+        rows = db.execute("SELECT secret_hash FROM api_keys").fetchall()
     assert all(len(h) == 64 for (h,) in rows)
 
 
@@ -353,14 +355,29 @@ def copy_data(gw, dest, request_ids=()):
     dest.mkdir()
     wait_until(lambda: set(request_ids) <= audit_request_ids(gw.db_path), message="the requests' audit entries")
 
+    if ON_POSTGRES:  # a database of the copy's own, migrated by the CLI; its audit rows copied below
+        done = run_cli(gw.bin, ["migrate", "--config", str(gw.config_path)], dest)
+        assert done.returncode == 0, done.stderr
+
     def copy_once():
-        (dest / "llmaas.sqlite").unlink(missing_ok=True)
-        src = sqlite3.connect(gw.db_path)
-        dst = sqlite3.connect(dest / "llmaas.sqlite")
-        src.backup(dst)
-        src.close()
-        last = dst.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
-        dst.close()
+        if ON_POSTGRES:
+            with connect_db(gw.data_dir) as src, connect_db(dest) as dst:
+                dst.execute("DELETE FROM audit_log")
+                dst.execute("DELETE FROM audit_anchor")
+                for table in ("audit_anchor", "audit_log"):
+                    cur = src.execute(f"SELECT * FROM {table}")
+                    columns = [d.name for d in cur.description]
+                    for row in cur.fetchall():
+                        dst.execute(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})", row)
+                last = dst.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
+        else:
+            (dest / "llmaas.sqlite").unlink(missing_ok=True)
+            src = sqlite3.connect(gw.db_path)
+            dst = sqlite3.connect(dest / "llmaas.sqlite")
+            src.backup(dst)
+            src.close()
+            last = dst.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
+            dst.close()
         shutil.copy(gw.data_dir / "audit.head", dest / "audit.head")
         seq, _, head_hash = (dest / "audit.head").read_text().strip().partition(" ")
         return last is not None and (int(seq), head_hash) == (last[0], last[1])
@@ -392,10 +409,14 @@ def test_audit_verify_catches_tampering(gw, client, tmp_path, tamper, expect):
     assert ok.returncode == 0, ok.stdout + ok.stderr
     tampered = tmp_path / "tampered"
     copy_data(gw, tampered, ids)
-    db = sqlite3.connect(tampered / "llmaas.sqlite")
-    db.executescript(tamper)
-    db.commit()
-    db.close()
+    if ON_POSTGRES:
+        with connect_db(tampered) as db:
+            db.execute(tamper)
+    else:
+        db = sqlite3.connect(tampered / "llmaas.sqlite")
+        db.executescript(tamper)
+        db.commit()
+        db.close()
     broken = verify(gw, tampered)
     assert broken.returncode != 0
     assert expect in broken.stdout, broken.stdout
@@ -405,7 +426,7 @@ def test_audit_entries_never_hold_prompt_text_and_export_formats(gw, client, adm
     marker = "zebra-marker-7781"
     raw = client.chat.completions.with_raw_response.create(model="sim-chat", messages=[{"role": "user", "content": marker}], max_tokens=1)
     wait_landed(gw, [raw.headers["x-request-id"]])  # the batched writes of this request have landed
-    assert marker.encode() not in (gw.data_dir / "llmaas.sqlite").read_bytes()
+    assert marker.encode() not in database_contents(gw.data_dir)
     csv = admin.get("/audit", params={"format": "csv"})
     assert csv.status_code == 200 and csv.text.startswith("seq,time,actor")
     jsonl = admin.get("/audit")
@@ -461,8 +482,8 @@ def test_sigterm_under_load_loses_no_audit_entry(llmaas_bin, tmp_path, gw):
     for t in threads:
         t.join(timeout=15)
     assert len(answered) > 50
-    db = sqlite3.connect(data / "llmaas.sqlite")
-    logged = {r for (r,) in db.execute("SELECT request_id FROM audit_log WHERE action LIKE 'inference.%'")}
+    db = connect_db(data)
+    logged = {r for (r,) in db.execute("SELECT request_id FROM audit_log WHERE action LIKE 'inference.%'").fetchall()}
     missing = [r for r in answered if r not in logged]
     assert not missing, f"{len(missing)} of {len(answered)} answered requests have no audit entry"
     rows = db.execute("SELECT COUNT(*) FROM requests").fetchone()[0]

@@ -1,0 +1,83 @@
+// Ledger insert throughput, SQLite vs PostgreSQL, in one run (issue 14).
+//
+//   swift build --product storage-bench
+//   .build/debug/storage-bench --postgres postgres://user:pw@127.0.0.1:55432/llmaas [--rows 20000] [--batch 100]
+//
+// Each driver gets a fresh database (a temporary SQLite file with the gateway's WAL settings; a
+// scratch schema on PostgreSQL, dropped afterwards), migrated, then `rows` ledger rows are written
+// with Storage.insertRequests in batches of `batch` (the ledger's group commit writes such batches),
+// by 1 writer and by 4 concurrent writers (PostgreSQL: its pool; SQLite: one connection). Prints a
+// markdown table: rows/s and the median and p99 time of one batch.
+import Foundation
+import Storage
+
+func argument(_ name: String) -> String? {
+    let args = CommandLine.arguments
+    guard let i = args.firstIndex(of: name), i + 1 < args.count else { return nil }
+    return args[i + 1]
+}
+
+let rows = Int(argument("--rows") ?? "") ?? 20_000
+let batch = Int(argument("--batch") ?? "") ?? 100
+let postgresURL = argument("--postgres") ?? ProcessInfo.processInfo.environment["LLMAAS_TEST_POSTGRES_URL"]
+
+func record(_ i: Int, writer: Int) -> RequestRecord {
+    RequestRecord(id: "req_\(writer)_\(i)", createdAt: 1_900_000_000_000 + Int64(i) * 7, tenantID: "t1", keyID: "k1", model: "sim-chat",
+                  endpoint: "chat.completions", status: 200, outcome: "ok", promptTokens: 40 + i % 50, completionTokens: 100 + i % 300,
+                  latencyMs: 120 + i % 80, ttftMs: 15 + i % 10, backend: "sim-1", systemTokens: 10, reasoningTokens: 0,
+                  costNano: 12_345 + Int64(i % 1000), energyMicroWh: 77, estimated: 0)
+}
+
+struct Result { let label: String; let writers: Int; let rowsPerSecond: Double; let p50: Double; let p99: Double }
+
+func measure(_ label: String, writers: Int, open: () async throws -> Storage) async throws -> Result {
+    let storage = try await open()
+    try await storage.migrate(at: 1)
+    try await storage.insertTenant(TenantRecord(id: "t1", name: "bench", createdAt: 1))
+    // Warm-up: one batch.
+    try await storage.insertRequests((0..<batch).map { record($0, writer: 99) })
+    let perWriter = rows / writers
+    let start = ContinuousClock.now
+    let times = try await withThrowingTaskGroup(of: [Double].self) { group in
+        for w in 0..<writers {
+            group.addTask {
+                var times: [Double] = []
+                for b in stride(from: 0, to: perWriter, by: batch) {
+                    let chunk = (b..<min(b + batch, perWriter)).map { record($0, writer: w) }
+                    let t0 = ContinuousClock.now
+                    try await storage.insertRequests(chunk)
+                    let d = ContinuousClock.now - t0
+                    times.append(Double(d.components.seconds) * 1000 + Double(d.components.attoseconds) / 1e15)
+                }
+                return times
+            }
+        }
+        return try await group.reduce(into: [Double]()) { $0 += $1 }
+    }.sorted()
+    let elapsed = ContinuousClock.now - start
+    let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+    await storage.shutdown()
+    return Result(label: label, writers: writers, rowsPerSecond: Double(perWriter * writers) / seconds,
+                  p50: times[times.count / 2], p99: times[min(times.count - 1, times.count * 99 / 100)])
+}
+
+var results: [Result] = []
+for writers in [1, 4] {
+    let dir = NSTemporaryDirectory() + "storage-bench-\(UUID().uuidString)"
+    results.append(try await measure("SQLite (file, WAL, synchronous=NORMAL)", writers: writers) {
+        try await Storage.openSQLite(path: dir + "/llmaas.sqlite")
+    })
+    try? FileManager.default.removeItem(atPath: dir)
+    if let postgresURL {
+        results.append(try await measure("PostgreSQL (loopback, pool 8)", writers: writers) {
+            let schema = "bench_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").prefix(12).lowercased()
+            return try await Storage.openPostgres(PostgresSettings(url: postgresURL, poolSize: 8, schema: schema, dropSchemaAtShutdown: true))
+        })
+    }
+}
+print("rows: \(rows), batch: \(batch)\n")
+print("| driver | writers | rows/s | batch p50 ms | batch p99 ms |")
+print("|---|---:|---:|---:|---:|")
+for r in results {
+    print("| \(r.label) | \(r.writers) | \(Int(r.rowsPerSecond)) | \(String(format: "%.2f", r.p50)) | \(String(format: "%.2f", r.p99)) |")
+}
