@@ -2,7 +2,8 @@
 # Retrain the shield's semantic layer (docs/SHIELD.md, "Semantic layer") with one command:
 #   scripts/train-shield.sh            (from the repository root)
 # Trains on the public dev set (SHIELD_DEV, default ../shared/data/shield/dev.jsonl) plus our
-# own train split (tests/data/shield/own/train-*.jsonl) — never on the held-out split — writes
+# own train split (tests/data/shield/own/train-*.jsonl) and short benign probes
+# (tests/data/shield/probes/train-probes.jsonl) — never on the held-out split — writes
 # Sources/Shield/Resources/semantic-v1.bin and Tests/ShieldTests/semantic-parity.json, rebuilds
 # and prints the evaluation (dev, train, heldout). Only training needs Python: numpy, scipy and
 # scikit-learn go into .venv-shield (git-ignored); the gateway only loads the weights.
@@ -17,7 +18,7 @@ fi
 swift build --product llmaas 2>&1 | tail -1
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-.build/debug/llmaas shield features "$DEV" tests/data/shield/own/train-*.jsonl > "$tmp/features.jsonl"
+.build/debug/llmaas shield features "$DEV" tests/data/shield/own/train-*.jsonl tests/data/shield/probes/train-*.jsonl > "$tmp/features.jsonl"
 "$VENV/bin/python" scripts/train_shield.py "$tmp/features.jsonl" "$@"
 swift build --product llmaas 2>&1 | tail -1
 .build/debug/llmaas shield eval "$DEV" tests/data/shield/own/train-*.jsonl tests/data/shield/own/heldout-*.jsonl

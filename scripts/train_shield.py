@@ -11,7 +11,8 @@ Model: logistic regression (scikit-learn, liblinear) over
   - hashed byte n-grams (3, 4, 5) of " " + view + " " and hashed words and word pairs,
     each occurrence worth 1/sqrt(feature count) (so z does not grow with length);
   - one binary feature per rule finding "rule:severity".
-Hashing: 32-bit FNV-1a seeded with a tag byte (n for n-grams, 0x11 words, 0x12 word pairs),
+Hashing: 32-bit FNV-1a seeded with a tag byte (1 for byte n-grams, which continue their prefix's
+hash, in order of start then length; 0x11 words; 0x12 word pairs),
 bucket = (h ^ h >> 16) & (2^bits - 1). The threshold is chosen on out-of-fold scores
 (5-fold) so that the false-positive rate stays at or under --fp-budget; never on held-out rows
 (the script refuses rows whose split is "heldout").
@@ -25,6 +26,7 @@ import sys
 
 import numpy as np
 from scipy import sparse
+from scipy.optimize import minimize
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 
@@ -47,13 +49,16 @@ def mix(h):
 def buckets(view: bytes, ngrams, words, mask):
     out = []
     padded = b" " + view + b" "
-    for g in ngrams:
-        h0 = ((FNV_BASIS ^ g) * FNV_PRIME) & MASK32
-        for i in range(0, len(padded) - g + 1):
-            h = h0
-            for b in padded[i:i + g]:
-                h = ((h ^ b) * FNV_PRIME) & MASK32
-            out.append(mix(h) & mask)
+    want = set(ngrams)
+    top = max(ngrams)
+    h0 = ((FNV_BASIS ^ 1) * FNV_PRIME) & MASK32
+    n = len(padded)
+    for i in range(n):
+        h = h0
+        for k in range(i, min(i + top, n)):
+            h = ((h ^ padded[k]) * FNV_PRIME) & MASK32
+            if k + 1 - i in want:
+                out.append(mix(h) & mask)
     if words:
         toks = [t for t in view.split(b" ") if t]
         prev = None
@@ -73,6 +78,7 @@ def main():
     ap.add_argument("--bits", type=int, default=18)
     ap.add_argument("--ngrams", default="3,4,5")
     ap.add_argument("--C", default="4,8,16", help="regularisation grid (best out-of-fold detection at the FP budget)")
+    ap.add_argument("--norm-floor", type=int, default=100, help="n-gram sum divided by sqrt(max(count, floor))")
     ap.add_argument("--fp-budget", type=float, default=0.015)
     ap.add_argument("--own-weight", type=float, default=4.0, help="sample weight of our own rows (source llmaas-own)")
     args = ap.parse_args()
@@ -88,7 +94,7 @@ def main():
     data, ind, ptr = [], [], [0]
     for r in rows:
         bs = buckets(r["view"].encode("utf-8"), ngrams, True, mask)
-        v = 1.0 / math.sqrt(len(bs)) if bs else 0.0
+        v = 1.0 / math.sqrt(max(len(bs), args.norm_floor)) if bs else 0.0
         counts = {}
         for b in bs:
             counts[b] = counts.get(b, 0) + v
@@ -101,7 +107,7 @@ def main():
         for k in r["rules"]:
             R[i, rule_index[k]] = 1.0
     y = np.array([1 if r["label"] == "attack" else 0 for r in rows])
-    w = np.array([args.own_weight if r["source"] == "llmaas-own" else 1.0 for r in rows])
+    w = np.array([args.own_weight if r["source"] in ("llmaas-own", "llmaas-probes") else 1.0 for r in rows])
     own = np.array([r["source"] == "llmaas-own" for r in rows])
     print(f"{len(rows)} rows ({y.sum()} attacks), {len(rule_names)} rule features", file=sys.stderr)
 
@@ -112,6 +118,38 @@ def main():
         m = LogisticRegression(C=C, solver="liblinear", max_iter=2000)
         m.fit(Xt, yt, sample_weight=wt)
         return m
+
+    # Stage 2 is fitted with bounds: the semantic logit and every medium/high/critical rule
+    # finding may only push towards blocking (weight >= 0), so a rule keeps its evidence in
+    # languages and phrasings the n-grams have not seen; low/info findings (often context-
+    # downgraded) may learn a negative weight.
+    lower = [0.0] + [0.0 if k.rsplit(":", 1)[1] in ("medium", "high", "critical") else None for k in rule_names]
+
+    class Stage2:
+        def __init__(self, coef, intercept):
+            self.coef_ = np.array([coef])
+            self.intercept_ = np.array([intercept])
+
+        def predict_proba(self, S):
+            z = S @ self.coef_[0] + self.intercept_[0]
+            p = 1 / (1 + np.exp(-z))
+            return np.column_stack([1 - p, p])
+
+    def fit2(S, yt, wt, l2=1.0):
+        d = S.shape[1]
+
+        def f(theta):
+            wv, b = theta[:d], theta[d]
+            z = S @ wv + b
+            p = 1 / (1 + np.exp(-z))
+            eps = 1e-12
+            loss = -np.sum(wt * (yt * np.log(p + eps) + (1 - yt) * np.log(1 - p + eps))) + 0.5 * l2 * np.dot(wv, wv)
+            g = wt * (p - yt)
+            return loss, np.concatenate([S.T @ g + l2 * wv, [g.sum()]])
+
+        bounds = [(lo, None) for lo in lower] + [(None, None)]
+        r = minimize(f, np.zeros(d + 1), jac=True, method="L-BFGS-B", bounds=bounds)
+        return Stage2(r.x[:d], r.x[d])
 
     def threshold_for(scores, labels, budget):
         ben = np.sort(scores[labels == 0])[::-1]
@@ -129,7 +167,7 @@ def main():
         S = np.column_stack([oof, R])
         oof2 = np.zeros(len(rows))
         for tr, te in skf.split(S, y):
-            m2 = fit(1.0, S[tr], y[tr], w[tr])
+            m2 = fit2(S[tr], y[tr], w[tr])
             oof2[te] = m2.predict_proba(S[te])[:, 1]
         t = threshold_for(oof2, y, args.fp_budget)
         det = float((oof2[y == 1] > t).mean())
@@ -147,7 +185,7 @@ def main():
         sa = np.array([r["lang"] == lang and r["source"] == "llmaas-own" for r in rows])
         print(f"  own {lang}: detection {float((oof2[sa & (y == 1)] > t).mean()):.2f} FP {float((oof2[sa & (y == 0)] > t).mean()):.3f}", file=sys.stderr)
     m1 = fit(C, X, y, w)
-    m2 = fit(1.0, np.column_stack([oof, R]), y, w)
+    m2 = fit2(np.column_stack([oof, R]), y, w)
     a = float(m2.coef_[0][0])
     ng = m1.coef_[0] * a
     scale = float(np.abs(ng).max() / 127.0) or 1.0
@@ -155,7 +193,7 @@ def main():
     rules = {k: round(float(m2.coef_[0][1 + i]), 4) for k, i in rule_index.items() if abs(m2.coef_[0][1 + i]) > 1e-6}
     bias = float(m2.intercept_[0] + a * m1.intercept_[0])
     header = {
-        "version": 1, "bucket_bits": args.bits, "ngrams": ngrams, "words": True,
+        "version": 1, "norm_floor": args.norm_floor, "bucket_bits": args.bits, "ngrams": ngrams, "words": True,
         "scale": scale, "bias": bias, "rules": rules, "threshold": round(min(max(t, 0.05), 0.95), 4),
         "trained_on": f"{len(rows)} rows ({int(y.sum())} attacks) from {sorted({r['split'] for r in rows})}, "
                       f"C={C}, semantic weight {a:.3f}, own-weight={args.own_weight}, out-of-fold detection {det:.3f} "
@@ -178,7 +216,7 @@ def main():
     for r in picks[:12]:
         vb = r["view"].encode("utf-8")
         bs = buckets(vb, ngrams, True, mask)
-        z = scale * float(sum(int(q[b]) for b in bs)) / math.sqrt(len(bs)) if bs else 0.0
+        z = scale * float(sum(int(q[b]) for b in bs)) / math.sqrt(max(len(bs), args.norm_floor)) if bs else 0.0
         samples.append({"view": r["view"], "buckets": bs, "ngram_logit": z})
     with open(args.parity, "w", encoding="utf-8") as f:
         json.dump({"model_header": header, "samples": samples}, f, ensure_ascii=False, indent=0)

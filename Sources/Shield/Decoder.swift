@@ -38,10 +38,15 @@ enum Decoder {
         var total = 0
         let n = raw.count
         let b64t = b64, hext = hexv
+        var hexPairs = 0          // two-hex-digit tokens ("69 67", "\x69"): the pair scan runs only if ≥ 8
+        var percent = 0           // "%69": URL-encoding is decoded when there are ≥ 8
         var i = 0
         while i < n && out.count < maxPayloads && total < maxDecodedBytes {
             let c = raw[i]
-            if b64t[Int(c)] == 0xFF { i += 1; continue }
+            if b64t[Int(c)] == 0xFF {
+                if c == 0x25 && i + 2 < n && hext[Int(raw[i + 1])] != 0xFF && hext[Int(raw[i + 2])] != 0xFF { percent += 1 }
+                i += 1; continue
+            }
             // A run of base64 characters.
             let lo = i
             var upper = false, lower = false, digit = false, allHex = true
@@ -54,7 +59,11 @@ enum Decoder {
             var hi = i
             while hi < n && raw[hi] == 0x3D && hi - i < 2 { hi += 1 }   // '=' padding
             let len = i - lo
-            if len < 16 { i = hi; continue }
+            if len < 16 {
+                if (len == 2 && allHex) || (len == 3 && (raw[lo] == 0x78 || raw[lo] == 0x58)
+                                             && hext[Int(raw[lo + 1])] != 0xFF && hext[Int(raw[lo + 2])] != 0xFF) { hexPairs += 1 }
+                i = hi; continue
+            }
             if allHex && len % 2 == 0, let text = decodeHex(UnsafeBufferPointer(rebasing: raw[lo..<i])), readable(text) {
                 out.append(Payload(span: lo..<i, bytes: text, kind: "hex")); total += text.count
             } else if upper && lower || (digit && (upper || lower)),
@@ -65,8 +74,19 @@ enum Decoder {
             }
             i = hi
         }
+        if percent >= 8 && out.count < maxPayloads {
+            var bytes: [UInt8] = []
+            bytes.reserveCapacity(n)
+            var k = 0
+            while k < n {
+                if raw[k] == 0x25 && k + 2 < n && hext[Int(raw[k + 1])] != 0xFF && hext[Int(raw[k + 2])] != 0xFF {
+                    bytes.append(hext[Int(raw[k + 1])] << 4 | hext[Int(raw[k + 2])]); k += 3
+                } else { bytes.append(raw[k] == 0x2B ? 0x20 : raw[k]); k += 1 }
+            }
+            if String(validating: bytes, as: UTF8.self) != nil { out.append(Payload(span: 0..<n, bytes: bytes, kind: "url")) }
+        }
         // Separated hex pairs: "69 67 6e …", "69:67:6e", "\x69\x67".
-        if out.count < maxPayloads {
+        if out.count < maxPayloads && hexPairs >= 8 {
             var j = 0
             while j + 2 < n {
                 var k = j, pairs = 0
@@ -146,10 +166,22 @@ enum Decoder {
     static let rot13Markers: [UInt64] = ["gur", "lbh", "lbhe", "naq", "vtaber", "cerivbhf", "flfgrz", "cebzcg", "nyy",
                                           "sbetrg", "cnffjbeq", "erirny", "ehyrf", "jvgu", "guvf", "gung", "abj", "ner"].map(pack)
 
+    // Reversed text: the same idea with reversed words ("erongi", "snoitcurtsni" is too long,
+    // so its first 8 letters are not used; "suoiverp", "eht", "uoy", "ruoy", "dna", "lla").
+    static let reversedMarkers: [UInt64] = ["erongi", "suoiverp", "eht", "uoy", "ruoy", "dna", "lla", "tegrof", "laever",
+                                            "tpmorp", "metsys", "selur", "drowssap", "siht", "taht", "won", "era"].map(pack)
+
     static func pack(_ s: String) -> UInt64 {
         var v: UInt64 = 0
         for c in s.utf8.prefix(8) { v = v << 8 | UInt64(c) }
         return v
+    }
+
+    /// The words of a normalized text in reverse order, each reversed ("snoitcurtsni erongi" -> "ignore instructions").
+    static func reversed(_ b: [UInt8]) -> [UInt8] {
+        var out = b
+        out.reverse()
+        return out
     }
 
     static func rot13(_ b: [UInt8]) -> [UInt8] {

@@ -11,9 +11,9 @@
 // from `llmaas shield features` and only hashes it, so Swift and Python see the same bytes.
 //
 // Features (each hashed with 32-bit FNV-1a, seeded by a tag byte, bucket = (h ^ h >> 16) & mask):
-//   tag n (3, 4, 5): every byte n-gram of " " + view + " "
+//   tag 1: every byte n-gram (n = 3, 4, 5) of " " + view + " ", in order of start, then length
 //   tag 0x11: every word (space-separated token), tag 0x12: every pair of adjacent words
-// The score is z = bias + scale * Σ q[bucket] / sqrt(feature count) + Σ rule weights, and
+// The score is z = bias + scale * Σ q[bucket] / sqrt(max(feature count, norm floor)) + Σ rule weights, and
 // p = 1 / (1 + e^-z). The verdict blocks when p ≥ threshold (the model's, or the config's).
 
 import Foundation
@@ -31,6 +31,9 @@ public struct SemanticModel: Sendable {
     public var threshold: Double
     /// Free-form description from the trainer (rows, date, cross-validated figures).
     public var trainedOn: String
+    /// The n-gram sum is divided by sqrt(max(feature count, normFloor)), so that a very short
+    /// text ("Say hello") does not get the weight of a few n-grams at full strength.
+    public var normFloor: Int
     let quantized: [Int8]
     let mask: UInt32
 
@@ -47,6 +50,7 @@ public struct SemanticModel: Sendable {
         var rules: [String: Double]
         var threshold: Double
         var trained_on: String
+        var norm_floor: Int?
     }
 
     public enum LoadError: Error, CustomStringConvertible {
@@ -71,6 +75,7 @@ public struct SemanticModel: Sendable {
         guard h.ngrams.allSatisfy({ (1...8).contains($0) }), (0...1).contains(h.threshold) else { throw LoadError.badFormat("ngrams/threshold") }
         version = h.version; bucketBits = h.bucket_bits; ngrams = h.ngrams; words = h.words
         scale = h.scale; bias = h.bias; ruleWeights = h.rules; threshold = h.threshold; trainedOn = h.trained_on
+        normFloor = max(h.norm_floor ?? 1, 1)
         quantized = b[(8 + hl)...].map { Int8(bitPattern: $0) }
         mask = UInt32((1 << h.bucket_bits) - 1)
     }
@@ -97,24 +102,31 @@ public struct SemanticModel: Sendable {
     static func forEachFeature(_ view: UnsafeBufferPointer<UInt8>, ngrams: [Int], words: Bool, mask: UInt32,
                                _ sink: (UInt32) -> Void) {
         let n = view.count
-        // Byte n-grams over " " + view + " " (virtual padding).
+        // Byte n-grams over " " + view + " " (virtual padding): from each start, one FNV pass
+        // emits the n-grams of every wanted length (tag 1, so an n-gram's hash continues the
+        // hash of its prefix).
         @inline(__always) func at(_ i: Int) -> UInt8 { i == 0 || i == n + 1 ? 0x20 : view[i - 1] }
         let padded = n + 2
-        for g in ngrams where g <= padded {
-            var h0 = fnvBasis
-            h0 = (h0 ^ UInt32(g)) &* fnvPrime
-            var i = 0
-            while i + g <= padded {
-                var h = h0
-                for k in i..<(i + g) { h = (h ^ UInt32(at(k))) &* fnvPrime }
-                sink(mix(h) & mask)
-                i += 1
+        var want: UInt16 = 0
+        var maxG = 0
+        for g in ngrams { want |= 1 << UInt16(g); maxG = max(maxG, g) }
+        let h0 = (fnvBasis ^ 1) &* fnvPrime
+        var i = 0
+        while i < padded {
+            var h = h0
+            let end = min(i + maxG, padded)
+            var k = i
+            while k < end {
+                h = (h ^ UInt32(at(k))) &* fnvPrime
+                k += 1
+                if want & (1 << UInt16(k - i)) != 0 { sink(mix(h) & mask) }
             }
+            i += 1
         }
         guard words else { return }
         // Words and word pairs.
         var prevLo = -1, prevHi = -1
-        var i = 0
+        i = 0
         while i < n {
             while i < n && view[i] == 0x20 { i += 1 }
             guard i < n else { break }
@@ -141,15 +153,60 @@ public struct SemanticModel: Sendable {
         return out
     }
 
-    /// The n-gram part of the logit: scale * Σ q / sqrt(count).
+    /// The n-gram part of the logit: scale * Σ q / sqrt(count). The same features as
+    /// `forEachFeature`, written out as plain loops (this is the hot path).
     public func ngramLogit(view: UnsafeBufferPointer<UInt8>) -> Double {
+        let n = view.count
+        var padded = [UInt8](repeating: 0x20, count: n + 2)
+        padded.withUnsafeMutableBufferPointer { p in
+            if n > 0 { UnsafeMutableRawPointer(p.baseAddress! + 1).copyMemory(from: view.baseAddress!, byteCount: n) }
+        }
+        var want: UInt16 = 0
+        var maxG = 0
+        for g in ngrams { want |= 1 << UInt16(g); maxG = max(maxG, g) }
+        let m = mask, prime = Self.fnvPrime
         var sum = 0, count = 0
         quantized.withUnsafeBufferPointer { q in
-            Self.forEachFeature(view, ngrams: ngrams, words: words, mask: mask) { b in
-                sum += Int(q[Int(b)]); count += 1
+            padded.withUnsafeBufferPointer { p in
+                let total = p.count
+                let h0 = (Self.fnvBasis ^ 1) &* prime
+                var i = 0
+                while i < total {
+                    var h = h0
+                    let end = min(i + maxG, total)
+                    var k = i
+                    while k < end {
+                        h = (h ^ UInt32(p[k])) &* prime
+                        k += 1
+                        if want & (1 << UInt16(truncatingIfNeeded: k - i)) != 0 {
+                            sum &+= Int(q[Int((h ^ (h >> 16)) & m)]); count += 1
+                        }
+                    }
+                    i += 1
+                }
+            }
+            guard words else { return }
+            var prevLo = -1, prevHi = -1
+            var i = 0
+            while i < n {
+                while i < n && view[i] == 0x20 { i += 1 }
+                guard i < n else { break }
+                let lo = i
+                while i < n && view[i] != 0x20 { i += 1 }
+                var h = (Self.fnvBasis ^ 0x11) &* prime
+                for k in lo..<i { h = (h ^ UInt32(view[k])) &* prime }
+                sum &+= Int(q[Int((h ^ (h >> 16)) & m)]); count += 1
+                if prevLo >= 0 {
+                    var p = (Self.fnvBasis ^ 0x12) &* prime
+                    for k in prevLo..<prevHi { p = (p ^ UInt32(view[k])) &* prime }
+                    p = (p ^ 0x20) &* prime
+                    for k in lo..<i { p = (p ^ UInt32(view[k])) &* prime }
+                    sum &+= Int(q[Int((p ^ (p >> 16)) & m)]); count += 1
+                }
+                prevLo = lo; prevHi = i
             }
         }
-        return count == 0 ? 0 : scale * Double(sum) / Double(count).squareRoot()
+        return count == 0 ? 0 : scale * Double(sum) / Double(max(count, normFloor)).squareRoot()
     }
 
     public func ruleWeight(_ ruleID: String, _ severity: ShieldSeverity) -> Double {
@@ -166,14 +223,15 @@ enum SemanticView {
     static let leetTable: [UInt8] = (0..<256).map { b in leet[UInt8(b)] ?? UInt8(b) }
 
     /// Append the semantic view of normalized bytes to `out` (leet folded in mixed words).
-    /// Returns how many words are ROT13 markers (Decoder.rot13Markers).
+    /// Returns how many words are ROT13 markers and how many are reversed-text markers
+    /// (Decoder.rot13Markers, Decoder.reversedMarkers).
     @discardableResult
-    static func append(_ nb: UnsafeBufferPointer<UInt8>, to out: inout [UInt8]) -> Int {
+    static func append(_ nb: UnsafeBufferPointer<UInt8>, to out: inout [UInt8]) -> (rot13: Int, reversed: Int) {
         let n = nb.count
         var i = 0
-        var rot = 0
+        var rot = 0, rev = 0
         let table = leetTable
-        let markers = Decoder.rot13Markers
+        let markers = Decoder.rot13Markers, rmarkers = Decoder.reversedMarkers
         while i < n {
             if nb[i] == 0x20 {
                 if let l = out.last, l != 0x20 { out.append(0x20) }
@@ -195,10 +253,11 @@ enum SemanticView {
                     var ascii = true
                     for k in lo..<i { let c = nb[k]; if c >= 0x80 { ascii = false }; v = v << 8 | UInt64(c) }
                     if ascii && markers.contains(v) { rot += 1 }
+                    if ascii && rmarkers.contains(v) { rev += 1 }
                 }
             }
         }
-        return rot
+        return (rot, rev)
     }
 
     /// Trim to the model's budget: head and tail, cut on UTF-8 scalar boundaries, no edge spaces.

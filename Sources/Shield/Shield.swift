@@ -123,13 +123,14 @@ public struct ShieldVerdict: Sendable, Equatable {
     public var scored: Bool = false
 
     /// The findings that decided the verdict: when it blocks, those that pushed it towards
-    /// blocking (positive weight when scored, severity ≥ medium otherwise, and blocking
+    /// blocking (positive weight, or a medium-or-higher rule with no learned weight, when
+    /// scored; severity ≥ medium otherwise; and blocking
     /// behavior findings); all findings otherwise.
     public var decisive: [ShieldFinding] {
         guard wouldBlock else { return findings }
         let d = findings.filter { f in
             if f.layer == .behavior { return f.severity >= .high }
-            return scored ? f.weight > 0 : f.severity >= .medium
+            return scored ? f.weight > 0 || (f.weight == 0 && f.severity >= .medium) : f.severity >= .medium
         }
         return d.isEmpty ? findings.filter { $0.severity >= .medium } : d
     }
@@ -336,9 +337,10 @@ public final class PromptShield: Sendable {
         // decoded, matched by the pattern layer and appended to the view.
         var view: [UInt8] = []
         view.reserveCapacity(min(norm.bytes.count, SemanticModel.maxViewBytes * 2) + 16)
-        let rotMarkers = norm.bytes.withUnsafeBufferPointer { SemanticView.append($0, to: &view) }
+        let markers = norm.bytes.withUnsafeBufferPointer { SemanticView.append($0, to: &view) }
         var payloads = Decoder.find(raw)
-        if rotMarkers >= 3 { payloads.append(Decoder.Payload(span: 0..<raw.count, bytes: Decoder.rot13(norm.bytes), kind: "rot13")) }
+        if markers.rot13 >= 3 { payloads.append(Decoder.Payload(span: 0..<raw.count, bytes: Decoder.rot13(norm.bytes), kind: "rot13")) }
+        if markers.reversed >= 3 { payloads.append(Decoder.Payload(span: 0..<raw.count, bytes: Decoder.reversed(norm.bytes), kind: "reversed")) }
         for p in payloads {
             let dn = p.bytes.withUnsafeBufferPointer { Normalizer.normalize($0) }
             let inner = p.bytes.withUnsafeBufferPointer { engine.analyze(raw: $0, norm: dn, index: index, config: config) }
