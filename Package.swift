@@ -50,7 +50,7 @@ let package = Package(
             "Storage", "Sealing", "OpenAIWire", .product(name: "Crypto", package: "swift-crypto"),
         ], swiftSettings: v5),
         .target(name: "Quotas", dependencies: ["Catalog"], swiftSettings: v5),
-        .target(name: "Shield", dependencies: ["OpenAIWire"], swiftSettings: v5),
+        .target(name: "Shield", dependencies: ["OpenAIWire"], resources: [.copy("Resources")], swiftSettings: v5),
         .target(name: "Metering", dependencies: ["Catalog"], swiftSettings: v5),
         .target(name: "Observability", dependencies: [
             "Storage", "Sealing", .product(name: "Logging", package: "swift-log"),

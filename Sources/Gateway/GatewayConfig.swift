@@ -291,6 +291,20 @@ public struct GatewayConfig: Sendable {
             if let n = try shield.int("window_size", min: 1) { config.shield.windowSize = n }
             if let n = try shield.int("window_max_age_seconds", min: 1) { config.shield.windowMaxAge = TimeInterval(n) }
             if let n = try shield.int("repetition_threshold", min: 2) { config.shield.repetitionThreshold = n }
+            if let b = try shield.bool("semantic") { config.shield.semanticEnabled = b }
+            if let t = try shield.string("threshold") {
+                guard let x = Double(t), x > 0, x <= 1 else {
+                    throw ConfigError(field: "shield.threshold", message: "must be a probability in (0, 1] (the score at which a prompt is blocked; leave it out for the model's own)")
+                }
+                config.shield.threshold = x
+            }
+            if let file = try shield.string("semantic_model") {
+                let path = resolve(file)
+                do { _ = try SemanticModel.load(path: path) } catch {
+                    throw ConfigError(field: "shield.semantic_model", message: "\(error) (leave it out for the bundled model)")
+                }
+                config.shield.semanticModelPath = path
+            }
             try shield.finish()
         }
         if var store = try r.mapping("request_store") {

@@ -75,7 +75,7 @@ final class BehaviorWindow: Sendable {
         let boundary = joined.count
         joined += current
         let hits = joined.withUnsafeBufferPointer { engine.atomHits($0) }
-        let (raws, _) = engine.rules(hits)
+        let raws = engine.rules(hits).hits
         for h in raws where h.lo < boundary && h.hi > boundary && h.severity >= .medium {
             // Only report what the current prompt alone does not already contain.
             let local = h.lo - boundary

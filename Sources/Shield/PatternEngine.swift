@@ -75,9 +75,9 @@ final class PatternEngine: Sendable {
     static let forwardGap = 48, reverseGap = 30
 
     /// Combination rules over atom hits (normalized coordinates). Linear in the number of hits.
-    func rules(_ hits: [AtomHit]) -> (hits: [RawHit], meta: Bool) {
+    func rules(_ hits: [AtomHit]) -> (hits: [RawHit], meta: Bool, webdev: Bool) {
         var out: [RawHit] = []
-        var meta = false
+        var meta = false, webdev = false
         // Last seen occurrence per category (lo, hi, verbFinal, negated).
         var last = [AtomCategory: AtomHit]()
         var lastNegationEnd = -10
@@ -99,6 +99,7 @@ final class PatternEngine: Sendable {
             let a = atoms[h.atom]
             switch a.category {
             case .meta: meta = true
+            case .webdev: webdev = true
             case .negation: lastNegationEnd = h.hi
             case .jailbreak:
                 out.append(RawHit(rule: "patterns.jailbreak_phrase", severity: .high, lo: h.lo, hi: h.hi, downgradable: true))
@@ -121,12 +122,18 @@ final class PatternEngine: Sendable {
                     out.append(RawHit(rule: "patterns.role_override", severity: .high, lo: r.lo, hi: h.hi, downgradable: true))
                 }
             case .roleIntro: break
+            case .overrideParaphrase:
+                out.append(RawHit(rule: "patterns.paraphrased_override", severity: .medium, lo: h.lo, hi: h.hi, downgradable: true))
+            case .aiAddressed:
+                out.append(RawHit(rule: "patterns.ai_addressed", severity: .medium, lo: h.lo, hi: h.hi, downgradable: true))
+            case .extraction:
+                out.append(RawHit(rule: "patterns.prompt_extraction", severity: .medium, lo: h.lo, hi: h.hi, downgradable: true))
             case .roleReassign:
                 out.append(RawHit(rule: "patterns.role_reassignment", severity: .medium, lo: h.lo, hi: h.hi, downgradable: true))
             }
             last[a.category] = h
         }
-        return (out, meta)
+        return (out, meta, webdev)
     }
 
     static let attackCategories: Set<AtomCategory> = [.ignoreVerb, .instrObject, .revealVerb, .secretStrong,
@@ -134,9 +141,11 @@ final class PatternEngine: Sendable {
 
     func analyze(raw: UnsafeBufferPointer<UInt8>, norm: Normalized, index: Int, config: ShieldConfig) -> [ShieldFinding] {
         var findings: [ShieldFinding] = []
+        var isWebdev = false
         norm.bytes.withUnsafeBufferPointer { nb in
             let hits = atomHits(nb)
-            let (raws, meta) = rules(hits)
+            let (raws, meta, webdev) = rules(hits)
+            isWebdev = webdev
             for h in raws {
                 let span = norm.originalSpan(h.lo, h.hi, raw: raw)
                 var sev = h.severity
@@ -167,7 +176,17 @@ final class PatternEngine: Sendable {
             }
             findings += repetition(nb, hits: hits, norm: norm, raw: raw, index: index, threshold: config.wordRepetitionThreshold)
         }
-        findings += MarkupScanner.scan(raw, index: index)
+        // Context: markup inside a fenced code block, or in a text about web development, is
+        // what the user is working on, not something hidden from them.
+        var markup = MarkupScanner.scan(raw, index: index)
+        if !markup.isEmpty {
+            let fences = Self.fenceStarts(raw)
+            for i in markup.indices where markup[i].severity > .low {
+                let before = fences.filter { $0 < markup[i].span.lowerBound }.count
+                if before % 2 == 1 || isWebdev { markup[i].severity = .low }
+            }
+        }
+        findings += markup
         if !norm.mixedScriptWords.isEmpty {
             findings.append(ShieldFinding(ruleID: "patterns.mixed_script_word", layer: .patterns,
                                           severity: norm.mixedScriptWords.count >= 2 ? .medium : .low,
@@ -222,6 +241,16 @@ final class PatternEngine: Sendable {
                 }
             } else if curLo < 0 { curLo = i }
             i += 1
+        }
+        return out
+    }
+
+    /// Offsets of "```" fences.
+    static func fenceStarts(_ raw: UnsafeBufferPointer<UInt8>) -> [Int] {
+        var out: [Int] = []
+        var i = 0
+        while i + 2 < raw.count {
+            if raw[i] == 0x60 && raw[i + 1] == 0x60 && raw[i + 2] == 0x60 { out.append(i); i += 3 } else { i += 1 }
         }
         return out
     }

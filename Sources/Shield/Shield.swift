@@ -26,7 +26,7 @@ public enum ShieldMode: String, Sendable, Codable, CaseIterable {
 
 /// Which analyzer produced a finding.
 public enum ShieldLayer: String, Sendable, Codable, CaseIterable, Comparable {
-    case structure, patterns, behavior
+    case structure, patterns, behavior, semantic
     public static func < (a: ShieldLayer, b: ShieldLayer) -> Bool {
         allCases.firstIndex(of: a)! < allCases.firstIndex(of: b)!
     }
@@ -94,16 +94,21 @@ public struct ShieldFinding: Sendable, Equatable, CustomStringConvertible {
     public var textIndex: Int
     /// UTF-8 byte range in `texts[textIndex].text`. Never echo the matched text to the caller.
     public var span: Range<Int>
+    /// Evidence this finding adds to the verdict's logit (the semantic model's learned weight
+    /// for the rule at this severity; for `semantic.classifier`, the n-gram part). 0 when the
+    /// shield runs without a model.
+    public var weight: Double
 
-    public init(ruleID: String, layer: ShieldLayer, severity: ShieldSeverity, textIndex: Int, span: Range<Int>) {
+    public init(ruleID: String, layer: ShieldLayer, severity: ShieldSeverity, textIndex: Int, span: Range<Int>, weight: Double = 0) {
         self.ruleID = ruleID
         self.layer = layer
         self.severity = severity
         self.textIndex = textIndex
         self.span = span
+        self.weight = weight
     }
 
-    public var description: String { "\(ruleID) [\(layer.rawValue), \(severity)] text \(textIndex) bytes \(span.lowerBound)..<\(span.upperBound)" }
+    public var description: String { "\(ruleID) [\(layer.rawValue), \(severity)\(weight != 0 ? String(format: ", %+.2f", weight) : "")] text \(textIndex) bytes \(span.lowerBound)..<\(span.upperBound)" }
 }
 
 public struct ShieldVerdict: Sendable, Equatable {
@@ -113,18 +118,31 @@ public struct ShieldVerdict: Sendable, Equatable {
     public var wouldBlock: Bool
     public var mode: ShieldMode
     public var findings: [ShieldFinding]
+    /// Probability that the most suspicious inspected text is an attack (semantic model with
+    /// the rule findings as evidence); 0 without a model.
+    public var score: Double = 0
+    /// The probability threshold in force (1 without a model).
+    public var threshold: Double = 1
+    /// True when the verdict came from the score (a model is loaded).
+    public var scored: Bool = false
 
-    /// Distinct rule ids of the findings that decided the verdict (blocking ones when it
-    /// blocks, all otherwise), sorted. For the error message and metrics.
-    public var ruleIDs: [String] {
-        let decisive = wouldBlock ? findings.filter { $0.severity >= .medium } : findings
-        return Array(Set(decisive.map(\.ruleID))).sorted()
+    /// The findings that decided the verdict: when it blocks, those that pushed it towards
+    /// blocking (positive weight, or a medium-or-higher rule with no learned weight, when
+    /// scored; severity ≥ medium otherwise; and blocking
+    /// behavior findings); all findings otherwise.
+    public var decisive: [ShieldFinding] {
+        guard wouldBlock else { return findings }
+        let d = findings.filter { f in
+            if f.layer == .behavior { return f.severity >= .high }
+            return scored ? f.weight > 0 || (f.weight == 0 && f.severity >= .medium) : f.severity >= .medium
+        }
+        return d.isEmpty ? findings.filter { $0.severity >= .medium } : d
     }
+
+    /// Distinct rule ids of the decisive findings, sorted. For the error message and metrics.
+    public var ruleIDs: [String] { Array(Set(decisive.map(\.ruleID))).sorted() }
     /// Distinct layers of those findings, in layer order.
-    public var layers: [ShieldLayer] {
-        let decisive = wouldBlock ? findings.filter { $0.severity >= .medium } : findings
-        return Array(Set(decisive.map(\.layer))).sorted()
-    }
+    public var layers: [ShieldLayer] { Array(Set(decisive.map(\.layer))).sorted() }
 
     public static let allow = ShieldVerdict(blocked: false, wouldBlock: false, mode: .enforce, findings: [])
 
@@ -151,6 +169,13 @@ public struct ShieldConfig: Sendable, Equatable {
     public var behaviorEnabled: Bool = true
     /// A consecutive repetition of one word this many times is suspicious.
     public var wordRepetitionThreshold: Int = 8
+    /// Use the semantic model (scores); without it the severity rule decides (high blocks,
+    /// two medium rules block).
+    public var semanticEnabled: Bool = true
+    /// Probability threshold for blocking; nil = the model's own (chosen by the trainer).
+    public var threshold: Double? = nil
+    /// A model file other than the bundled Resources/semantic-v1.bin.
+    public var semanticModelPath: String? = nil
 
     public init() {}
     public init(windowSize: Int = 8, windowMaxAge: TimeInterval = 600, repetitionThreshold: Int = 30,
@@ -168,11 +193,19 @@ public final class PromptShield: Sendable {
     public let config: ShieldConfig
     let engine: PatternEngine
     let behavior: BehaviorWindow
+    /// The semantic model (nil when disabled or missing: the severity rule decides).
+    public let model: SemanticModel?
 
+    /// Loads the model from `config.semanticModelPath` (or the bundled one). A path that does
+    /// not load leaves the shield without a model; the gateway validates the path at start-up
+    /// with `SemanticModel.load(path:)`.
     public init(config: ShieldConfig = ShieldConfig()) {
         self.config = config
         self.engine = PatternEngine.shared
         self.behavior = BehaviorWindow(config: config)
+        if !config.semanticEnabled { self.model = nil }
+        else if let p = config.semanticModelPath { self.model = try? SemanticModel.load(path: p) }
+        else { self.model = SemanticModel.bundled }
     }
 
     /// The digest the repetition rule compares (the inspected texts and their roles), or nil
@@ -195,34 +228,87 @@ public final class PromptShield: Sendable {
         return any ? h : nil
     }
 
+    public init(config: ShieldConfig, model: SemanticModel?) {
+        self.config = config
+        self.engine = PatternEngine.shared
+        self.behavior = BehaviorWindow(config: config)
+        self.model = model
+    }
+
+    /// The probability threshold in force.
+    public var threshold: Double { model.map { config.threshold ?? $0.threshold } ?? 1 }
+
     /// Inspect a request. `mode == .off` returns an empty allow verdict without looking.
     public func inspect(_ input: ShieldInput, mode: ShieldMode = .enforce) -> ShieldVerdict {
         guard mode != .off else { return ShieldVerdict(blocked: false, wouldBlock: false, mode: .off, findings: []) }
         var findings: [ShieldFinding] = []
         var heads: [[UInt8]] = []
         var hasher = FNV64()
+        var score = 0.0
         for (i, item) in input.texts.enumerated() where item.role.isInspected {
-            let analysis = analyzeText(item.text, index: i)
+            var analysis = analyzeText(item.text, index: i)
+            score = max(score, self.score(&analysis))
             findings += analysis.findings
             heads.append(analysis.head)
             hasher.add(item.role.rawValue)
             hasher.add(item.text)
         }
+        var behaviorBlocks = false
         if config.behaviorEnabled && !heads.isEmpty {
-            findings += behavior.observe(key: input.keyID, now: input.now, heads: heads,
-                                         indices: input.texts.indices.filter { input.texts[$0].role.isInspected },
-                                         digest: hasher.value, engine: engine, sharedRepeats: input.sharedRepeats)
+            let b = behavior.observe(key: input.keyID, now: input.now, heads: heads,
+                                     indices: input.texts.indices.filter { input.texts[$0].role.isInspected },
+                                     digest: hasher.value, engine: engine, sharedRepeats: input.sharedRepeats)
+            behaviorBlocks = Self.decide(b)
+            findings += b
         }
         findings.sort { ($0.textIndex, $0.span.lowerBound, $0.ruleID) < ($1.textIndex, $1.span.lowerBound, $1.ruleID) }
-        let wouldBlock = Self.decide(findings)
-        return ShieldVerdict(blocked: wouldBlock && mode == .enforce, wouldBlock: wouldBlock, mode: mode, findings: findings)
+        return verdict(findings, score: score, extraBlock: behaviorBlocks, mode: mode)
     }
 
-    /// Static checks only (structure + patterns), no behavior window.
+    func verdict(_ findings: [ShieldFinding], score: Double, extraBlock: Bool, mode: ShieldMode) -> ShieldVerdict {
+        let wouldBlock: Bool
+        if model != nil { wouldBlock = extraBlock || score >= threshold } else { wouldBlock = Self.decide(findings) }
+        var v = ShieldVerdict(blocked: wouldBlock && mode == .enforce, wouldBlock: wouldBlock, mode: mode, findings: findings)
+        v.score = score; v.threshold = threshold; v.scored = model != nil
+        return v
+    }
+
+    /// Static checks only (structure, patterns, semantic), no behavior window.
     public func inspectStatic(_ text: String) -> ShieldVerdict {
-        let findings = analyzeText(text, index: 0).findings
-        let wouldBlock = Self.decide(findings)
-        return ShieldVerdict(blocked: wouldBlock, wouldBlock: wouldBlock, mode: .enforce, findings: findings)
+        var analysis = analyzeText(text, index: 0)
+        let score = self.score(&analysis)
+        return verdict(analysis.findings, score: score, extraBlock: false, mode: .enforce)
+    }
+
+    /// The semantic view and the rule features of one text, exactly as the model sees them
+    /// (for the trainer: `llmaas shield features`).
+    public func features(_ text: String) -> (view: [UInt8], rules: [String]) {
+        let a = analyzeText(text, index: 0)
+        return (a.view, Array(Set(a.findings.map { "\($0.ruleID):\($0.severity)" })).sorted())
+    }
+
+    /// Score one analysed text: sets each finding's weight, appends `semantic.classifier`
+    /// when the text would block (or comes close), returns the probability.
+    func score(_ a: inout TextAnalysis) -> Double {
+        guard let model else { return 0 }
+        var z = model.bias
+        var seen = Set<String>()
+        for i in a.findings.indices {
+            let key = "\(a.findings[i].ruleID):\(a.findings[i].severity)"
+            let w = model.ruleWeights[key] ?? 0
+            a.findings[i].weight = w
+            if seen.insert(key).inserted { z += w }
+        }
+        let ng = a.view.withUnsafeBufferPointer { model.ngramLogit(view: $0) }
+        z += ng
+        let p = SemanticModel.sigmoid(z)
+        let t = threshold
+        if p >= t * 0.5 && (ng > 0 || p >= t) {
+            a.findings.append(ShieldFinding(ruleID: "semantic.classifier", layer: .semantic,
+                                            severity: p >= t ? .high : .low, textIndex: a.index,
+                                            span: 0..<a.length, weight: ng))
+        }
+        return p
     }
 
     /// The combination rule: any high/critical finding blocks; two medium findings with
@@ -237,6 +323,10 @@ public final class PromptShield: Sendable {
         var findings: [ShieldFinding]
         /// Head and tail of the normalized form, for the behavior window.
         var head: [UInt8]
+        /// The semantic view (normalized, leet folded, decoded payloads appended).
+        var view: [UInt8] = []
+        var index = 0
+        var length = 0
     }
 
     func analyzeText(_ text: String, index: Int) -> TextAnalysis {
@@ -254,9 +344,12 @@ public final class PromptShield: Sendable {
                 findings = a.findings + b.findings
                 findings.append(ShieldFinding(ruleID: "structure.truncated_inspection", layer: .structure,
                                               severity: .info, textIndex: index, span: headEnd..<tailStart))
-                return TextAnalysis(findings: findings, head: a.head)
+                return TextAnalysis(findings: findings, head: a.head, view: SemanticView.finish(a.view + [0x20] + b.view),
+                                    index: index, length: raw.count)
             }
-            return analyzeSlice(raw, base: 0, index: index)
+            var t = analyzeSlice(raw, base: 0, index: index)
+            t.view = SemanticView.finish(t.view)
+            return t
         }
     }
 
@@ -264,6 +357,24 @@ public final class PromptShield: Sendable {
         let norm = Normalizer.normalize(raw)
         var findings = StructureAnalyzer.analyze(raw: raw, norm: norm, index: index)
         findings += engine.analyze(raw: raw, norm: norm, index: index, config: config)
+        // The semantic view, and decoding before matching: base64/hex/ROT13 payloads are
+        // decoded, matched by the pattern layer and appended to the view.
+        var view: [UInt8] = []
+        view.reserveCapacity(min(norm.bytes.count, SemanticModel.maxViewBytes * 2) + 16)
+        let markers = norm.bytes.withUnsafeBufferPointer { SemanticView.append($0, to: &view) }
+        var payloads = Decoder.find(raw)
+        if markers.rot13 >= 3 { payloads.append(Decoder.Payload(span: 0..<raw.count, bytes: Decoder.rot13(norm.bytes), kind: "rot13")) }
+        if markers.reversed >= 3 { payloads.append(Decoder.Payload(span: 0..<raw.count, bytes: Decoder.reversed(norm.bytes), kind: "reversed")) }
+        for p in payloads {
+            let dn = p.bytes.withUnsafeBufferPointer { Normalizer.normalize($0) }
+            let inner = p.bytes.withUnsafeBufferPointer { engine.analyze(raw: $0, norm: dn, index: index, config: config) }
+            let attack = inner.filter { $0.severity >= .medium && $0.ruleID != "patterns.word_repetition" }
+            findings.append(ShieldFinding(ruleID: "structure.encoded_payload", layer: .structure,
+                                          severity: attack.isEmpty ? .low : .high, textIndex: index, span: p.span))
+            for var f in attack { f.span = p.span; findings.append(f) }
+            view.append(0x20)
+            dn.bytes.withUnsafeBufferPointer { _ = SemanticView.append($0, to: &view) }
+        }
         if base != 0 {
             for i in findings.indices {
                 findings[i].span = (findings[i].span.lowerBound + base)..<(findings[i].span.upperBound + base)
@@ -274,7 +385,7 @@ public final class PromptShield: Sendable {
         if norm.bytes.count <= keep { head = norm.bytes } else {
             head = Array(norm.bytes[0..<(keep / 2)]) + [0x20] + Array(norm.bytes[(norm.bytes.count - keep / 2)...])
         }
-        return TextAnalysis(findings: findings, head: head)
+        return TextAnalysis(findings: findings, head: head, view: view, index: index, length: base + raw.count)
     }
 
     /// A human-readable explanation of the static verdict for one text (for `llmaas shield check`).
@@ -282,6 +393,7 @@ public final class PromptShield: Sendable {
     public func explain(_ text: String) -> String {
         let verdict = inspectStatic(text)
         var out = "verdict: \(verdict.wouldBlock ? "BLOCK" : "allow")"
+        if verdict.scored { out += String(format: " (score %.3f, threshold %.3f)", verdict.score, verdict.threshold) }
         if verdict.findings.isEmpty { return out + " (no findings)\n" }
         out += verdict.wouldBlock ? " — rules: \(verdict.ruleIDs.joined(separator: ", "))\n" : "\n"
         let bytes = Array(text.utf8)
@@ -291,7 +403,8 @@ public final class PromptShield: Sendable {
             if excerpt.count > 80 { excerpt = String(excerpt.prefix(77)) + "..." }
             excerpt = excerpt.replacingOccurrences(of: "\n", with: "\\n")
             let pad = { (s: String, n: Int) in s.count >= n ? s : s + String(repeating: " ", count: n - s.count) }
-            out += "  \(pad(f.severity.description, 8)) \(pad(f.layer.rawValue, 9)) \(pad(f.ruleID, 34)) bytes \(lo)..<\(hi)  \"\(excerpt)\"\n"
+            let w = verdict.scored ? String(format: "%+6.2f ", f.weight) : ""
+            out += "  \(pad(f.severity.description, 8)) \(pad(f.layer.rawValue, 9)) \(pad(f.ruleID, 34)) \(w)bytes \(lo)..<\(hi)  \"\(excerpt)\"\n"
         }
         let norm = text.utf8.withContiguousStorageIfAvailable { Normalizer.normalize($0) } ?? Normalizer.normalize(Array(text.utf8).withUnsafeBufferPointer { $0 })
         var shown = String(decoding: norm.bytes.prefix(200), as: UTF8.self)

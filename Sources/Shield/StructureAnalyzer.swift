@@ -100,10 +100,15 @@ enum StructureAnalyzer {
             }
         }
         walk(object, key: nil)
+        // Context: an ordinary API payload or chat log (a "messages" list, a "model" key,
+        // sampling parameters) carries system roles by design.
+        let apiKeys: Set<String> = ["model", "messages", "temperature", "max_tokens", "stream", "top_p", "choices", "usage"]
+        let ordinaryPayload = (object as? [String: Any]).map { !Set($0.keys.map { $0.lowercased() }).isDisjoint(with: apiKeys) } ?? false
+            || object is [Any]
         if forgedRole {
-            out.append(ShieldFinding(ruleID: "structure.json_forged_role", layer: .structure, severity: .high, textIndex: index, span: start..<end))
+            out.append(ShieldFinding(ruleID: "structure.json_forged_role", layer: .structure, severity: ordinaryPayload ? .low : .high, textIndex: index, span: start..<end))
         } else if hits > 0 {
-            out.append(ShieldFinding(ruleID: "structure.json_suspicious_keys", layer: .structure, severity: .medium, textIndex: index, span: start..<end))
+            out.append(ShieldFinding(ruleID: "structure.json_suspicious_keys", layer: .structure, severity: ordinaryPayload ? .low : .medium, textIndex: index, span: start..<end))
         }
         // Text after the object.
         var k = end

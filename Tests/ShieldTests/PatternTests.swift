@@ -2,7 +2,7 @@ import Foundation
 import Testing
 @testable import Shield
 
-let shield = PromptShield(config: ShieldConfig(behaviorEnabled: false))
+let shield = PromptShield(config: rulesOnly(ShieldConfig(behaviorEnabled: false)))
 
 func rules(_ text: String) -> Set<String> { Set(shield.inspectStatic(text).findings.map(\.ruleID)) }
 func blocks(_ text: String) -> Bool { shield.inspectStatic(text).wouldBlock }

@@ -41,7 +41,10 @@ case "check":
 case "speed":
     var iterations = 0
     if let i = args.firstIndex(of: "--iterations"), i + 1 < args.count { iterations = Int(args[i + 1]) ?? 0 }
-    let shield = PromptShield(config: ShieldConfig())
+    // `--rules-only`: without the semantic layer (the severity rule), for a side-by-side row.
+    var config = ShieldConfig()
+    if args.contains("--rules-only") { config.semanticEnabled = false }
+    let shield = PromptShield(config: config)
     // A realistic mixed prompt: English prose with code, a little French and Japanese, no attack.
     let base = """
     Please review the following function and explain why the tests fail on Linux. \
@@ -57,6 +60,7 @@ case "speed":
         if let last = b.last, last >= 0xC0 { b.removeLast() }
         return String(decoding: b, as: UTF8.self)
     }
+    print("layers: structure, patterns, behavior\(shield.model != nil ? ", semantic" : " (rules only)")")
     print("| prompt | iterations | p50 µs | p99 µs | mean µs | MB/s (one core) |")
     print("|---|---:|---:|---:|---:|---:|")
     for (label, size) in [("200 B", 200), ("2 KB", 2048), ("32 KB", 32 * 1024), ("1 MB", 1 << 20)] {
@@ -82,6 +86,24 @@ case "speed":
         let mbs = Double(text.utf8.count) / 1e6 / (total / Double(n))
         print(String(format: "| %@ (%d B) | %d | %.1f | %.1f | %.1f | %.1f |", label, text.utf8.count, n, p50, p99, mean, mbs))
     }
+case "profile":
+    // Where the time of a 2 KB prompt goes: the whole static analysis (`features`: structure,
+    // patterns, decoding, semantic view) and the n-gram scoring of the view, p50 of 20000 runs.
+    let shield = PromptShield(config: ShieldConfig(behaviorEnabled: false))
+    var s = ""
+    while s.utf8.count < 2048 { s += "Please review the following function and explain why the tests fail on Linux. def parse(x):  # type: ignore\n    return json.loads(x)\n Merci de répondre en français si possible. 日本語の説明も歓迎します。 {\"id\": 42, \"items\": [1, 2, 3]} " }
+    let text = String(s.prefix(2000))
+    func p50(_ body: () -> Void) -> Double {
+        var xs: [Double] = []
+        for _ in 0..<20000 { let t0 = monotonicSeconds(); body(); xs.append(monotonicSeconds() - t0) }
+        xs.sort(); return xs[xs.count / 2] * 1e6
+    }
+    let view = shield.features(text).view
+    print(String(format: "features (structure+patterns+decoding+view): %.1f µs", p50 { _ = shield.features(text) }))
+    if let m = shield.model {
+        print(String(format: "n-gram scoring of the view (%d B): %.1f µs", view.count, p50 { _ = view.withUnsafeBufferPointer { m.ngramLogit(view: $0) } }))
+    }
+    print(String(format: "inspectStatic (all): %.1f µs", p50 { _ = shield.inspectStatic(text) }))
 default:
     print("unknown command \(command)"); exit(2)
 }

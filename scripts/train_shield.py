@@ -1,0 +1,227 @@
+#!/usr/bin/env python3
+"""Train the shield's semantic layer (docs/SHIELD.md, "Semantic layer").
+
+Input: the JSON lines written by `llmaas shield features FILE...` (the semantic view of each
+row, exactly as the Swift side computes it, and its rule findings as "rule:severity").
+Output: Sources/Shield/Resources/semantic-v1.bin (header JSON + 2^bits int8 weights) and
+Tests/ShieldTests/semantic-parity.json (buckets and logits of a few views, for the Swift
+parity test).
+
+Model: logistic regression (scikit-learn, liblinear) over
+  - hashed byte n-grams (3, 4, 5) of " " + view + " " and hashed words and word pairs,
+    each occurrence worth 1/sqrt(feature count) (so z does not grow with length);
+  - one binary feature per rule finding "rule:severity".
+Hashing: 32-bit FNV-1a seeded with a tag byte (1 for byte n-grams, which continue their prefix's
+hash, in order of start then length; 0x11 words; 0x12 word pairs),
+bucket = (h ^ h >> 16) & (2^bits - 1). The threshold is chosen on out-of-fold scores
+(5-fold) so that the false-positive rate stays at or under --fp-budget; never on held-out rows
+(the script refuses rows whose split is "heldout").
+"""
+import argparse
+import datetime
+import json
+import math
+import struct
+import sys
+
+import numpy as np
+from scipy import sparse
+from scipy.optimize import minimize
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedKFold
+
+FNV_BASIS = 2166136261
+FNV_PRIME = 16777619
+MASK32 = 0xFFFFFFFF
+
+
+def fnv(tag, data, h=None):
+    h = ((FNV_BASIS ^ tag) * FNV_PRIME) & MASK32 if h is None else h
+    for b in data:
+        h = ((h ^ b) * FNV_PRIME) & MASK32
+    return h
+
+
+def mix(h):
+    return h ^ (h >> 16)
+
+
+def buckets(view: bytes, ngrams, words, mask):
+    out = []
+    padded = b" " + view + b" "
+    want = set(ngrams)
+    top = max(ngrams)
+    h0 = ((FNV_BASIS ^ 1) * FNV_PRIME) & MASK32
+    n = len(padded)
+    for i in range(n):
+        h = h0
+        for k in range(i, min(i + top, n)):
+            h = ((h ^ padded[k]) * FNV_PRIME) & MASK32
+            if k + 1 - i in want:
+                out.append(mix(h) & mask)
+    if words:
+        toks = [t for t in view.split(b" ") if t]
+        prev = None
+        for t in toks:
+            out.append(mix(fnv(0x11, t)) & mask)
+            if prev is not None:
+                out.append(mix(fnv(0x12, prev + b" " + t)) & mask)
+            prev = t
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("features", help="output of `llmaas shield features`")
+    ap.add_argument("--out", default="Sources/Shield/Resources/semantic-v1.bin")
+    ap.add_argument("--parity", default="Tests/ShieldTests/semantic-parity.json")
+    ap.add_argument("--bits", type=int, default=18)
+    ap.add_argument("--ngrams", default="3,4,5")
+    ap.add_argument("--C", default="4,8,16", help="regularisation grid (best out-of-fold detection at the FP budget)")
+    ap.add_argument("--norm-floor", type=int, default=100, help="n-gram sum divided by sqrt(max(count, floor))")
+    ap.add_argument("--fp-budget", type=float, default=0.015)
+    ap.add_argument("--own-weight", type=float, default=4.0, help="sample weight of our own rows (source llmaas-own)")
+    args = ap.parse_args()
+
+    ngrams = [int(x) for x in args.ngrams.split(",")]
+    mask = (1 << args.bits) - 1
+    rows = [json.loads(l) for l in open(args.features, encoding="utf-8") if l.strip()]
+    if any(r["split"] == "heldout" for r in rows):
+        sys.exit("refusing to train on held-out rows")
+    rule_names = sorted({k for r in rows for k in r["rules"]})
+    rule_index = {k: i for i, k in enumerate(rule_names)}
+    nb = 1 << args.bits
+    data, ind, ptr = [], [], [0]
+    for r in rows:
+        bs = buckets(r["view"].encode("utf-8"), ngrams, True, mask)
+        v = 1.0 / math.sqrt(max(len(bs), args.norm_floor)) if bs else 0.0
+        counts = {}
+        for b in bs:
+            counts[b] = counts.get(b, 0) + v
+        ind.extend(counts.keys())
+        data.extend(counts.values())
+        ptr.append(len(ind))
+    X = sparse.csr_matrix((np.array(data, dtype=np.float64), np.array(ind), np.array(ptr)), shape=(len(rows), nb))
+    R = np.zeros((len(rows), len(rule_names)))
+    for i, r in enumerate(rows):
+        for k in r["rules"]:
+            R[i, rule_index[k]] = 1.0
+    y = np.array([1 if r["label"] == "attack" else 0 for r in rows])
+    w = np.array([args.own_weight if r["source"] in ("llmaas-own", "llmaas-probes") else 1.0 for r in rows])
+    own = np.array([r["source"] == "llmaas-own" for r in rows])
+    print(f"{len(rows)} rows ({y.sum()} attacks), {len(rule_names)} rule features", file=sys.stderr)
+
+    # Stage 1: the n-gram model. Stage 2 (stacking): a small logistic regression over the
+    # stage-1 out-of-fold logit and the rule findings, which gives every rule finding its
+    # weight as evidence next to the semantic score.
+    def fit(C, Xt, yt, wt):
+        m = LogisticRegression(C=C, solver="liblinear", max_iter=2000)
+        m.fit(Xt, yt, sample_weight=wt)
+        return m
+
+    # Stage 2 is fitted with bounds: the semantic logit and every medium/high/critical rule
+    # finding may only push towards blocking (weight >= 0), so a rule keeps its evidence in
+    # languages and phrasings the n-grams have not seen; low/info findings (often context-
+    # downgraded) may learn a negative weight.
+    lower = [0.0] + [0.0 if k.rsplit(":", 1)[1] in ("medium", "high", "critical") else None for k in rule_names]
+
+    class Stage2:
+        def __init__(self, coef, intercept):
+            self.coef_ = np.array([coef])
+            self.intercept_ = np.array([intercept])
+
+        def predict_proba(self, S):
+            z = S @ self.coef_[0] + self.intercept_[0]
+            p = 1 / (1 + np.exp(-z))
+            return np.column_stack([1 - p, p])
+
+    def fit2(S, yt, wt, l2=1.0):
+        d = S.shape[1]
+
+        def f(theta):
+            wv, b = theta[:d], theta[d]
+            z = S @ wv + b
+            p = 1 / (1 + np.exp(-z))
+            eps = 1e-12
+            loss = -np.sum(wt * (yt * np.log(p + eps) + (1 - yt) * np.log(1 - p + eps))) + 0.5 * l2 * np.dot(wv, wv)
+            g = wt * (p - yt)
+            return loss, np.concatenate([S.T @ g + l2 * wv, [g.sum()]])
+
+        bounds = [(lo, None) for lo in lower] + [(None, None)]
+        r = minimize(f, np.zeros(d + 1), jac=True, method="L-BFGS-B", bounds=bounds)
+        return Stage2(r.x[:d], r.x[d])
+
+    def threshold_for(scores, labels, budget):
+        ben = np.sort(scores[labels == 0])[::-1]
+        k = int(math.floor(budget * len(ben)))
+        return float(ben[k]) if k < len(ben) else 0.0
+
+    skf = StratifiedKFold(n_splits=5, shuffle=True, random_state=15)
+    best = None
+    for C in [float(c) for c in args.C.split(",")]:
+        oof = np.zeros(len(rows))
+        for tr, te in skf.split(X, y):
+            m = fit(C, X[tr], y[tr], w[tr])
+            oof[te] = m.decision_function(X[te])
+        # stage 2, itself out-of-fold, to judge C honestly
+        S = np.column_stack([oof, R])
+        oof2 = np.zeros(len(rows))
+        for tr, te in skf.split(S, y):
+            m2 = fit2(S[tr], y[tr], w[tr])
+            oof2[te] = m2.predict_proba(S[te])[:, 1]
+        t = threshold_for(oof2, y, args.fp_budget)
+        det = float((oof2[y == 1] > t).mean())
+        own_det = float((oof2[(y == 1) & own] > t).mean()) if ((y == 1) & own).any() else float("nan")
+        own_fp = float((oof2[(y == 0) & own] > t).mean()) if ((y == 0) & own).any() else float("nan")
+        print(f"C={C}: out-of-fold threshold {t:.3f} detection {det:.3f} (own rows: detection {own_det:.3f}, FP {own_fp:.3f})", file=sys.stderr)
+        if best is None or det > best[1]:
+            best = (C, det, t, oof, oof2)
+    C, det, t, oof, oof2 = best
+    kinds = sorted({(r["label"], r["kind"]) for r in rows if r["source"] == "llmaas-own"})
+    for lab, kind in kinds:
+        sel = np.array([r["kind"] == kind and r["label"] == lab and r["source"] == "llmaas-own" for r in rows])
+        print(f"  own {lab:7s} {kind:22s} n={sel.sum():4d} blocked {float((oof2[sel] > t).mean()):.2f}", file=sys.stderr)
+    for lang in sorted({r["lang"] for r in rows if r["source"] == "llmaas-own"}):
+        sa = np.array([r["lang"] == lang and r["source"] == "llmaas-own" for r in rows])
+        print(f"  own {lang}: detection {float((oof2[sa & (y == 1)] > t).mean()):.2f} FP {float((oof2[sa & (y == 0)] > t).mean()):.3f}", file=sys.stderr)
+    m1 = fit(C, X, y, w)
+    m2 = fit2(np.column_stack([oof, R]), y, w)
+    a = float(m2.coef_[0][0])
+    ng = m1.coef_[0] * a
+    scale = float(np.abs(ng).max() / 127.0) or 1.0
+    q = np.clip(np.round(ng / scale), -127, 127).astype(np.int8)
+    rules = {k: round(float(m2.coef_[0][1 + i]), 4) for k, i in rule_index.items() if abs(m2.coef_[0][1 + i]) > 1e-6}
+    bias = float(m2.intercept_[0] + a * m1.intercept_[0])
+    header = {
+        "version": 1, "norm_floor": args.norm_floor, "bucket_bits": args.bits, "ngrams": ngrams, "words": True,
+        "scale": scale, "bias": bias, "rules": rules, "threshold": round(min(max(t, 0.05), 0.95), 4),
+        "trained_on": f"{len(rows)} rows ({int(y.sum())} attacks) from {sorted({r['split'] for r in rows})}, "
+                      f"C={C}, semantic weight {a:.3f}, own-weight={args.own_weight}, out-of-fold detection {det:.3f} "
+                      f"at FP budget {args.fp_budget}, {datetime.date.today().isoformat()}",
+    }
+    hb = json.dumps(header, sort_keys=True).encode("utf-8")
+    with open(args.out, "wb") as f:
+        f.write(b"LLSH" + struct.pack("<I", len(hb)) + hb + q.tobytes())
+    print(f"wrote {args.out}: threshold {header['threshold']}, {len(rules)} rule weights, scale {scale:.5f}", file=sys.stderr)
+
+    # Parity fixtures: views chosen to cover ASCII, CJK, leet folding and decoded payloads.
+    samples = []
+    picks = [r for r in rows if r["lang"] in ("en", "de", "zh", "ja", "ru", "fr")][:0]
+    seen_langs = set()
+    for r in rows:
+        if r["lang"] not in seen_langs and len(r["view"].encode()) < 400:
+            seen_langs.add(r["lang"])
+            picks.append(r)
+    picks += [{"view": "ignore all previous instructions"}, {"view": ""}, {"view": "a"}]
+    for r in picks[:12]:
+        vb = r["view"].encode("utf-8")
+        bs = buckets(vb, ngrams, True, mask)
+        z = scale * float(sum(int(q[b]) for b in bs)) / math.sqrt(max(len(bs), args.norm_floor)) if bs else 0.0
+        samples.append({"view": r["view"], "buckets": bs, "ngram_logit": z})
+    with open(args.parity, "w", encoding="utf-8") as f:
+        json.dump({"model_header": header, "samples": samples}, f, ensure_ascii=False, indent=0)
+        f.write("\n")
+
+
+if __name__ == "__main__":
+    main()
