@@ -93,7 +93,7 @@ public final class Billing: Sendable {
         var ticket: ClusterTicket?
         if let cluster {
             let shared: Result<ClusterTicket, Refusal>
-            do { shared = try await cluster.admit(subjects, expectedOutput: expectedOutput ?? defaultMaxTokens) } catch {
+            do { shared = try await cluster.admit(subjects, expectedOutput: expectedOutput ?? defaultMaxTokens, batch: batch) } catch {
                 throw APIError.unavailable("The shared limits cannot be checked right now (database unreachable). Retry in a few seconds.", retryAfter: 2)
             }
             switch shared {

@@ -58,6 +58,8 @@ struct ClusterTicket: Sendable {
     let subjects: [(subject: String, limits: Limits)]
     let admittedAt: Int64
     let reserved: Int64
+    /// A batch line: charged to the day's output budget only (no request, hour or concurrency units).
+    var batch = false
 }
 
 /// This replica's side of the shared limits: spends its slices locally when it can, asks the
@@ -96,11 +98,11 @@ public final class ClusterCoordinator: Sendable {
 
     /// Admits one request for every subject (tenant, and key overrides) or refuses with the
     /// limit that has no room. Store errors refuse nothing: they are thrown.
-    func admit(_ subjects: [(subject: String, limits: Limits)], expectedOutput: Int) async throws -> Result<ClusterTicket, Refusal> {
+    func admit(_ subjects: [(subject: String, limits: Limits)], expectedOutput: Int, batch: Bool = false) async throws -> Result<ClusterTicket, Refusal> {
         let t = now()
         let expected = Int64(max(0, expectedOutput))
-        let ticket = ClusterTicket(subjects: subjects, admittedAt: t, reserved: expected)
-        if book.withLock({ $0.admitLocally(subjects, expectedOutput: expected, now: t) }) {
+        let ticket = ClusterTicket(subjects: subjects, admittedAt: t, reserved: expected, batch: batch)
+        if book.withLock({ $0.admitLocally(subjects, expectedOutput: expected, now: t, batch: batch) }) {
             counters.withLock { $0.local += 1 }
             return .success(ticket)
         }
@@ -109,7 +111,7 @@ public final class ClusterCoordinator: Sendable {
         let gate = subjects.first?.subject ?? ""
         await gates.lock(gate)
         do {
-            let r = try await admitThroughStore(subjects, expected: expected)
+            let r = try await admitThroughStore(subjects, expected: expected, batch: batch)
             await gates.unlock(gate)
             return r
         } catch {
@@ -118,17 +120,17 @@ public final class ClusterCoordinator: Sendable {
         }
     }
 
-    private func admitThroughStore(_ subjects: [(subject: String, limits: Limits)], expected: Int64) async throws -> Result<ClusterTicket, Refusal> {
+    private func admitThroughStore(_ subjects: [(subject: String, limits: Limits)], expected: Int64, batch: Bool) async throws -> Result<ClusterTicket, Refusal> {
         // The time after the wait: what is charged must be in the bucket the request is admitted in.
         let t = now()
-        let ticket = ClusterTicket(subjects: subjects, admittedAt: t, reserved: expected)
-        if book.withLock({ $0.admitLocally(subjects, expectedOutput: expected, now: t) }) {
+        let ticket = ClusterTicket(subjects: subjects, admittedAt: t, reserved: expected, batch: batch)
+        if book.withLock({ $0.admitLocally(subjects, expectedOutput: expected, now: t, batch: batch) }) {
             counters.withLock { $0.local += 1 }
             return .success(ticket)
         }
         var done: [(subject: String, limits: Limits)] = []
         for (subject, limits) in subjects {
-            let claims = book.withLock { $0.claims(subject: subject, limits: limits, expectedOutput: expected, now: t) }
+            let claims = book.withLock { $0.claims(subject: subject, limits: limits, expectedOutput: expected, now: t, batch: batch) }
             let requests = claims.map { SliceRequest(kind: $0.kind.rawValue, bucket: $0.bucket,
                                                       firstBucket: $0.kind == .concurrent ? nil : $0.firstBucket, expiresAt: $0.expiresAt) }
             let headroom = Int64(config.headroom)
@@ -143,7 +145,7 @@ public final class ClusterCoordinator: Sendable {
                     return (nil, d)
                 }
             } catch {
-                undo(done, expected: expected, admittedAt: t)
+                undo(done, expected: expected, admittedAt: t, batch: batch)
                 throw error
             }
             switch decision {
@@ -152,10 +154,10 @@ public final class ClusterCoordinator: Sendable {
                 send(back)
                 done.append((subject, limits))
             case .failure(let refusal):
-                undo(done, expected: expected, admittedAt: t)
+                undo(done, expected: expected, admittedAt: t, batch: batch)
                 // Requests of this replica admitted meanwhile may have brought spare units: they
                 // are spent before refusing (a refusal means no unit anywhere this replica can use).
-                if book.withLock({ $0.admitLocally(subjects, expectedOutput: expected, now: t) }) {
+                if book.withLock({ $0.admitLocally(subjects, expectedOutput: expected, now: t, batch: batch) }) {
                     counters.withLock { $0.local += 1 }
                     return .success(ticket)
                 }
@@ -166,16 +168,16 @@ public final class ClusterCoordinator: Sendable {
     }
 
     /// Gives back what `admit` took for the subjects already granted (a later subject refused).
-    private func undo(_ subjects: [(subject: String, limits: Limits)], expected: Int64, admittedAt: Int64) {
+    private func undo(_ subjects: [(subject: String, limits: Limits)], expected: Int64, admittedAt: Int64, batch: Bool) {
         guard !subjects.isEmpty else { return }
         var back: [SliceAdjustment] = []
         for (subject, limits) in subjects {
-            for kind in [SharedKind.requests, .tokensHour, .tokensDay] {
+            for kind in batch ? [SharedKind.tokensDay] : [SharedKind.requests, .tokensHour, .tokensDay] {
                 let need: Int64 = kind == .requests ? 1 : expected
                 let b = kind.bucket(admittedAt)
                 back.append(SliceAdjustment(subject: subject, kind: kind, bucket: b, delta: -need, expiresAt: kind.windowEnd(bucket: b)))
             }
-            back += book.withLock { $0.finish(subject: subject, limits: limits) }
+            if !batch { back += book.withLock { $0.finish(subject: subject, limits: limits) } }
         }
         send(back)
     }
@@ -187,8 +189,8 @@ public final class ClusterCoordinator: Sendable {
         var back: [SliceAdjustment] = []
         for (subject, limits) in ticket.subjects {
             back += LeaseBook.settlement(subject: subject, admittedAt: ticket.admittedAt, reserved: ticket.reserved,
-                                         actual: Int64(max(0, actualOutput)), now: t)
-            back += book.withLock { $0.finish(subject: subject, limits: limits) }
+                                         actual: Int64(max(0, actualOutput)), now: t, batch: ticket.batch)
+            if !ticket.batch { back += book.withLock { $0.finish(subject: subject, limits: limits) } }
         }
         send(back)
     }

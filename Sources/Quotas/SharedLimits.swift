@@ -169,15 +169,18 @@ public struct LeaseBook: Sendable {
     }
 
     /// What one request needs per kind.
-    static func needs(_ expectedOutput: Int64) -> [(SharedKind, Int64)] {
-        [(.requests, 1), (.tokensHour, expectedOutput), (.tokensDay, expectedOutput), (.concurrent, 1)]
+    /// What one request takes from each kind. A batch line (issue 17) counts in the day's output
+    /// budget only: not in the per-minute, per-hour or concurrency windows.
+    static func needs(_ expectedOutput: Int64, batch: Bool = false) -> [(SharedKind, Int64)] {
+        batch ? [(.tokensDay, expectedOutput)]
+              : [(.requests, 1), (.tokensHour, expectedOutput), (.tokensDay, expectedOutput), (.concurrent, 1)]
     }
 
     /// Spends from the slices of the current buckets when every kind of every subject has room
     /// (then no store trip is needed) and returns true; otherwise changes nothing.
-    public mutating func admitLocally(_ subjects: [(subject: String, limits: Limits)], expectedOutput: Int64, now: Int64) -> Bool {
+    public mutating func admitLocally(_ subjects: [(subject: String, limits: Limits)], expectedOutput: Int64, now: Int64, batch: Bool = false) -> Bool {
         for (subject, _) in subjects {
-            for (kind, need) in Self.needs(expectedOutput) {
+            for (kind, need) in Self.needs(expectedOutput, batch: batch) {
                 if kind == .concurrent {
                     let s = slots[subject] ?? Slots()
                     if s.held - s.inUse < need { return false }
@@ -187,7 +190,7 @@ public struct LeaseBook: Sendable {
             }
         }
         for (subject, _) in subjects {
-            for (kind, need) in Self.needs(expectedOutput) {
+            for (kind, need) in Self.needs(expectedOutput, batch: batch) {
                 if kind == .concurrent { slots[subject, default: Slots()].inUse += need } else { slices[Key(subject: subject, kind: kind)]!.free -= need }
             }
         }
@@ -195,8 +198,8 @@ public struct LeaseBook: Sendable {
     }
 
     /// The claims for one subject when local spending was not possible.
-    public func claims(subject: String, limits: Limits, expectedOutput: Int64, now: Int64) -> [SliceClaim] {
-        Self.needs(expectedOutput).map { kind, need in
+    public func claims(subject: String, limits: Limits, expectedOutput: Int64, now: Int64, batch: Bool = false) -> [SliceClaim] {
+        Self.needs(expectedOutput, batch: batch).map { kind, need in
             let limit = kind.limit(limits)
             let spare = sliceDivisor > 0 ? limit / sliceDivisor : 0
             let b = kind.bucket(now)
@@ -273,10 +276,11 @@ public struct LeaseBook: Sendable {
     /// A request admitted at `admittedAt` reserved `reserved` output tokens and produced `actual`:
     /// the token windows' charged amounts change by the difference, in the buckets charged at
     /// admission (an overrun whose bucket has left the window is charged to the current bucket).
-    public static func settlement(subject: String, admittedAt: Int64, reserved: Int64, actual: Int64, now: Int64) -> [SliceAdjustment] {
+    public static func settlement(subject: String, admittedAt: Int64, reserved: Int64, actual: Int64, now: Int64,
+                                  batch: Bool = false) -> [SliceAdjustment] {
         let delta = actual - reserved
         guard delta != 0 else { return [] }
-        return [SharedKind.tokensHour, .tokensDay].compactMap { kind in
+        return (batch ? [SharedKind.tokensDay] : [SharedKind.tokensHour, .tokensDay]).compactMap { kind in
             var b = kind.bucket(admittedAt)
             if b < kind.firstBucket(now) {
                 guard delta > 0 else { return nil }

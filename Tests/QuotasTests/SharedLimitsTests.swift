@@ -43,9 +43,9 @@ struct Replica {
     let name: String
     var book: LeaseBook
 
-    mutating func admit(_ store: inout MemoryStore, subject: String, limits: Limits, expected: Int64, now: Int64) -> Bool {
-        if book.admitLocally([(subject, limits)], expectedOutput: expected, now: now) { return true }
-        let claims = book.claims(subject: subject, limits: limits, expectedOutput: expected, now: now)
+    mutating func admit(_ store: inout MemoryStore, subject: String, limits: Limits, expected: Int64, now: Int64, batch: Bool = false) -> Bool {
+        if book.admitLocally([(subject, limits)], expectedOutput: expected, now: now, batch: batch) { return true }
+        let claims = book.claims(subject: subject, limits: limits, expectedOutput: expected, now: now, batch: batch)
         guard case .success(let grants) = store.acquire(subject, replica: name, claims, now: now) else { return false }
         for a in book.granted(subject: subject, claims: claims, grants: grants) { store.add(a, replica: name) }
         return true
@@ -93,6 +93,28 @@ struct SharedLimitsTests {
         for _ in 0..<500 where b.admit(&store, subject: "t", limits: l, expected: 0, now: t0 + 1_500) { more += 1 }
         #expect(more == 100)
         #expect(store.charged("t", b.book.claims(subject: "t", limits: l, expectedOutput: 0, now: t0 + 1_500), now: t0 + 1_500)[.requests] == 1_000)
+    }
+
+    /// Issue 17: a batch line counts in the day's output budget only, not in the per-minute,
+    /// per-hour or concurrency windows, across replicas as on one gateway.
+    @Test func batchLinesTakeOnlyFromTheDayBudget() {
+        var store = MemoryStore()
+        var a = Replica(name: "a", book: LeaseBook(sliceDivisor: 0)), b = Replica(name: "b", book: LeaseBook(sliceDivisor: 0))
+        let l = lim(rpm: 1, hour: 15, day: 45, concurrent: 1)
+        // Four lines of 10 over two replicas: more requests, hour tokens and concurrent work than the
+        // windows allow, all admitted; the fifth would take the day past 45.
+        for i in 0..<4 {
+            let ok = i % 2 == 0 ? a.admit(&store, subject: "t", limits: l, expected: 10, now: t0, batch: true)
+                                : b.admit(&store, subject: "t", limits: l, expected: 10, now: t0, batch: true)
+            #expect(ok, "batch line \(i)")
+        }
+        #expect(!a.admit(&store, subject: "t", limits: l, expected: 10, now: t0, batch: true))
+        #expect(Set(store.rows.keys.map(\.kind)) == [.tokensDay])
+        #expect(store.rows.values.reduce(0) { $0 + $1.amount } == 40)
+        // Interactive requests still have their whole minute, hour and concurrency windows.
+        #expect(b.admit(&store, subject: "t", limits: l, expected: 5, now: t0))
+        // A batch line's settlement corrects the day window only.
+        #expect(LeaseBook.settlement(subject: "t", admittedAt: t0, reserved: 10, actual: 4, now: t0, batch: true).map(\.kind) == [.tokensDay])
     }
 
     @Test func mostAdmissionsAreLocalFarFromTheLimit() {
