@@ -101,6 +101,8 @@ public final class Engine: Sendable {
     let adapter: any EngineAdapter
     /// The platform's clock: `created` of answers the engine did not date, a stream's silence.
     let clock: any PlatformClock
+    /// The silence watchdog of this engine's open streams.
+    let idleWatch = IdleWatch()
 
     public init(config: BackendConfig, http: HTTPClient, logger: Logger, template: ChatTemplate = .smolLM2,
                 clock: any PlatformClock = SystemClock()) {
