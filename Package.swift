@@ -91,6 +91,7 @@ let package = Package(
         .executableTarget(name: "llmaas", dependencies: [
             "Clocks", "Gateway", "EngineSim", "Catalog", "Storage", "Tenancy", "OpenAIWire", "Observability", "Shield", "Metering", "Quotas", "Sealing",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
         ], swiftSettings: v5),
         .executableTarget(name: "routing-bench", dependencies: [
             "Fleet", "EngineSim", "OpenAIWire", .product(name: "Logging", package: "swift-log"),

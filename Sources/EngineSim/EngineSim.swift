@@ -137,15 +137,17 @@ public final class EngineSim: Sendable {
     }
 
     func serve(_ connection: NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>) async {
+        // Closing through executeThenClose finishes the channel's writer first (dropping an
+        // unfinished NIOAsyncWriter is a fatal error in debug builds).
         if fault.withLock({ $0 }) == .refuse || isDown {
-            try? await connection.channel.close()
+            try? await connection.executeThenClose { _, _ in }
             return
         }
         let key = ObjectIdentifier(connection.channel)
         open.withLock { $0[key] = connection.channel }
         defer { open.withLock { _ = $0.removeValue(forKey: key) } }
         if isDown {  // stopped between the first check and the registration: stop() missed it
-            try? await connection.channel.close()
+            try? await connection.executeThenClose { _, _ in }
             return
         }
         do {

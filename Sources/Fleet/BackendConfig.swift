@@ -62,9 +62,20 @@ public struct BackendConfig: Sendable, Equatable {
     public var discoverModels: Bool
     /// CA and client certificate for an `https://` engine (nil: the system's trust roots, no client certificate).
     public var tls: BackendTLS?
+    /// Connections the gateway keeps open to this engine at most (its HTTP pool). Every request
+    /// in flight holds one (a stream for its whole life), and token counting, probes and metrics
+    /// scrapes use more, so it must be at least `capacity`; a request past the limit waits for a
+    /// free connection.
+    public var maxConnections: Int
+
+    /// The pool size when the configuration does not set one: twice the capacity (a llama.cpp
+    /// stream counts its tokens over a second connection while it holds the first) plus room for
+    /// probes, scrapes and connections being closed.
+    public static func defaultMaxConnections(capacity: Int) -> Int { 2 * max(1, capacity) + 16 }
 
     public init(name: String, kind: EngineKind, url: String, models: [String: String], timeouts: Timeouts = Timeouts(),
-                managed: ManagedEngineConfig? = nil, capacity: Int = 8, probeIntervalMs: Int = 2000, discoverModels: Bool = false) {
+                managed: ManagedEngineConfig? = nil, capacity: Int = 8, probeIntervalMs: Int = 2000, discoverModels: Bool = false,
+                maxConnections: Int? = nil) {
         self.name = name
         self.kind = kind
         self.url = url.hasSuffix("/") ? String(url.dropLast()) : url
@@ -74,6 +85,7 @@ public struct BackendConfig: Sendable, Equatable {
         self.capacity = max(1, capacity)
         self.probeIntervalMs = max(50, probeIntervalMs)
         self.discoverModels = discoverModels
+        self.maxConnections = max(self.capacity, maxConnections ?? Self.defaultMaxConnections(capacity: self.capacity))
     }
 }
 

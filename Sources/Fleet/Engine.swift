@@ -108,6 +108,8 @@ public final class Engine: Sendable {
     /// TLS to this engine when it has a `tls:` section (CA, client certificate), built once; the
     /// files were checked at start-up. nil: the client's default (system roots) for https.
     let tls: TLSConfiguration?
+    /// The silence watchdog of this engine's open streams.
+    let idleWatch = IdleWatch()
 
     public init(config: BackendConfig, http: HTTPClient, logger: Logger, template: ChatTemplate = .smolLM2,
                 clock: any PlatformClock = SystemClock()) {
@@ -258,13 +260,13 @@ public final class Engine: Sendable {
         request.headers.add(name: "content-type", value: contentType)
         request.headers.add(name: "accept", value: streaming ? "text/event-stream" : "application/json")
         request.body = .bytes(ByteBuffer(bytes: body))
-        let prepared = request
         do {
-            return try await withTimeout(timeoutMs) { [http] in
-                try await http.execute(prepared, deadline: .distantFuture)
-            }
-        } catch let e as EngineError {
-            throw e
+            // AsyncHTTPClient's deadline bounds the wait for the response head only (it is
+            // cancelled once the head is in), which is what the first-byte timeout means; no
+            // timeout task group (two tasks and a timer per engine call).
+            return try await http.execute(request, deadline: .now() + .milliseconds(Int64(timeoutMs)))
+        } catch let e as HTTPClientError where e == .deadlineExceeded {
+            throw .timeout(backend: name, afterMs: timeoutMs, streaming: false)
         } catch {
             let detail = describe(error)
             if Self.unsent.contains(detail) { throw .refused(backend: name, detail: detail) }

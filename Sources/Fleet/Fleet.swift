@@ -20,25 +20,40 @@ public final class Fleet: Sendable {
     /// or cancelled): its model and how long it waited.
     let onQueueWait: (@Sendable (String, Duration) -> Void)?
 
-    /// The one pooled HTTP client for all engines. A refused connection fails at once (no silent
-    /// retry loop), so failover to another engine is immediate.
-    public static func makeHTTPClient(connectTimeoutMs: Int) -> HTTPClient {
+    /// A pooled HTTP client for engines. A refused connection fails at once (no silent retry
+    /// loop), so failover to another engine is immediate. `maxConnections` bounds the open
+    /// connections per engine host (a request past it waits for a free one, then fails).
+    public static func makeHTTPClient(connectTimeoutMs: Int, maxConnections: Int = 512) -> HTTPClient {
         var config = HTTPClient.Configuration()
         config.timeout.connect = .milliseconds(Int64(connectTimeoutMs))
-        config.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = 512
+        config.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = max(1, maxConnections)
         config.connectionPool.retryConnectionEstablishment = false
         config.decompression = .disabled
         return HTTPClient(eventLoopGroupProvider: .singleton, configuration: config)
+    }
+
+    /// One client per backend, pooled to its `max_connections` and its connect timeout (the
+    /// caller shuts them down).
+    public static func makeHTTPClients(for configs: [BackendConfig]) -> [HTTPClient] {
+        configs.map { makeHTTPClient(connectTimeoutMs: $0.timeouts.connectMs, maxConnections: $0.maxConnections) }
     }
 
     /// The platform's clock: breakers (failures, cooldowns, probes), queue deadlines, the times
     /// the report shows. Tests inject a ``ManualClock`` and step through a cooldown or a deadline.
     let clock: any PlatformClock
 
-    public init(configs: [BackendConfig], http: HTTPClient, logger: Logger, options: FleetOptions = FleetOptions(),
+    public convenience init(configs: [BackendConfig], http: HTTPClient, logger: Logger, options: FleetOptions = FleetOptions(),
+                            clock: any PlatformClock = SystemClock(), onQueueWait: (@Sendable (String, Duration) -> Void)? = nil) {
+        self.init(configs: configs, clients: configs.map { _ in http }, logger: logger, options: options, clock: clock, onQueueWait: onQueueWait)
+    }
+
+    /// One HTTP client per backend (`clients[i]` for `configs[i]`), each pooled to that
+    /// backend's `max_connections` (see ``makeHTTPClients(for:)``).
+    public init(configs: [BackendConfig], clients: [HTTPClient], logger: Logger, options: FleetOptions = FleetOptions(),
                 clock: any PlatformClock = SystemClock(), onQueueWait: (@Sendable (String, Duration) -> Void)? = nil) {
+        precondition(clients.count == configs.count, "one HTTP client per backend")
         self.onQueueWait = onQueueWait
-        self.engines = configs.map { Engine(config: $0, http: http, logger: logger, clock: clock) }
+        self.engines = zip(configs, clients).map { Engine(config: $0, http: $1, logger: logger, clock: clock) }
         self.logger = logger
         self.options = options
         self.clock = clock

@@ -52,6 +52,64 @@ enum StreamFormat: Sendable {
 /// was produced.
 final class StreamProgress: Sendable {
     let summary = Mutex(StreamSummary())
+    /// Set by the engine's ``IdleWatch`` when it cancelled the reader for silence.
+    let silent = Atomic<Bool>(false)
+    /// The stream's registration with the engine's ``IdleWatch`` (0: none).
+    let watchID = Atomic<Int>(0)
+}
+
+/// One watchdog per engine for the silence of all its open streams: every `idle_ms / 4` it
+/// cancels the readers of the streams silent for longer than `idle_ms`. (A sleeping watchdog
+/// task and a task group per stream cost ~8 KB of memory per open stream; issue 16.) It runs
+/// only while streams are open.
+final class IdleWatch: Sendable {
+    struct Entry: Sendable {
+        let activity: Activity
+        let idleMs: Int
+        let onSilence: @Sendable () -> Void
+    }
+    private struct State {
+        var nextID = 0
+        var entries: [Int: Entry] = [:]
+        var running = false
+    }
+    private let state = Mutex(State())
+
+    /// Watches a stream; `onSilence` runs once if it stays silent longer than `idleMs`.
+    func watch(_ activity: Activity, idleMs: Int, onSilence: @escaping @Sendable () -> Void) -> Int {
+        let (id, start) = state.withLock { s -> (Int, Bool) in
+            s.nextID += 1
+            s.entries[s.nextID] = Entry(activity: activity, idleMs: idleMs, onSilence: onSilence)
+            defer { s.running = true }
+            return (s.nextID, !s.running)
+        }
+        if start { Task { await self.loop(periodMs: max(50, idleMs / 4)) } }
+        return id
+    }
+
+    func unwatch(_ id: Int) {
+        guard id != 0 else { return }
+        state.withLock { _ = $0.entries.removeValue(forKey: id) }
+    }
+
+    var watching: Int { state.withLock { $0.entries.count } }
+
+    private func loop(periodMs: Int) async {
+        while true {
+            try? await Task.sleep(for: .milliseconds(periodMs))
+            let silent: [Entry]? = state.withLock { s in
+                if s.entries.isEmpty { s.running = false; return nil }
+                var out: [Entry] = []
+                for (id, e) in s.entries where e.activity.silentMs > Int64(e.idleMs) {
+                    out.append(e)
+                    s.entries[id] = nil
+                }
+                return out
+            }
+            guard let silent else { return }
+            for e in silent { e.onSilence() }
+        }
+    }
 }
 
 extension Engine {
@@ -65,9 +123,12 @@ extension Engine {
                onEnd: (@Sendable (StreamEnd) -> Void)? = nil) -> EngineStream {
         let (stream, continuation) = AsyncThrowingStream.makeStream(of: StreamEvent.self)
         let progress = StreamProgress()
+        let activity = Activity(clock: clock)
+        let idleMs = config.timeouts.idleMs
         let task = Task {
+            defer { self.idleWatch.unwatch(progress.watchID.load(ordering: .relaxed)) }
             do {
-                let summary = try await self.pump(response, request: request, format: format, progress: progress, continuation)
+                let summary = try await self.read(response, request: request, format: format, activity: activity, progress: progress, continuation)
                 if !summary.sawDone {
                     throw EngineError.streamCut(backend: self.name, detail: format == .sse
                         ? "the connection closed before 'data: [DONE]'" : "the connection closed before the final message")
@@ -85,11 +146,12 @@ extension Engine {
                 continuation.yield(.usage(usage))
                 continuation.finish()
                 onEnd?(.completed)
-            } catch is CancellationError {
-                continuation.finish(throwing: CancellationError())
-                onEnd?(.cancelled)
             } catch {
-                if Task.isCancelled && !(error is EngineError) {
+                // The engine's silence (the idle watch cancelled the reader) is a timeout, whatever
+                // the interrupted read threw.
+                let error: any Error = progress.silent.load(ordering: .relaxed)
+                    ? EngineError.timeout(backend: self.name, afterMs: idleMs, streaming: true) : error
+                if error is CancellationError || (Task.isCancelled && !(error is EngineError)) {
                     continuation.finish(throwing: CancellationError())
                     onEnd?(.cancelled)
                     return
@@ -101,7 +163,15 @@ extension Engine {
                 onEnd?(.failed(engineError))
             }
         }
-        continuation.onTermination = { _ in task.cancel() }
+        let watchID = idleWatch.watch(activity, idleMs: idleMs) {
+            progress.silent.store(true, ordering: .relaxed)
+            task.cancel()
+        }
+        progress.watchID.store(watchID, ordering: .relaxed)
+        continuation.onTermination = { [idleWatch] _ in
+            task.cancel()
+            idleWatch.unwatch(watchID)
+        }
         return EngineStream(events: stream, reader: task)
     }
 
@@ -119,29 +189,6 @@ extension Engine {
         var last = chunk
         last.set("choices", .array([endpoint.spec.lengthFinishChoice]))
         return last
-    }
-
-    /// Reads the body under a watchdog that fails the stream after `idle_ms` of silence.
-    private func pump(_ response: HTTPClientResponse, request: UpstreamRequest, format: StreamFormat, progress: StreamProgress,
-                      _ continuation: AsyncThrowingStream<StreamEvent, any Error>.Continuation) async throws -> StreamSummary {
-        let activity = Activity(clock: clock)
-        let idleMs = config.timeouts.idleMs
-        return try await withThrowingTaskGroup(of: StreamSummary?.self) { group in
-            group.addTask {
-                try await self.read(response, request: request, format: format, activity: activity, progress: progress, continuation)
-            }
-            group.addTask { [name] in
-                while true {
-                    try await Task.sleep(for: .milliseconds(max(50, idleMs / 4)))
-                    if activity.silentMs > idleMs { throw EngineError.timeout(backend: name, afterMs: idleMs, streaming: true) }
-                }
-            }
-            defer { group.cancelAll() }
-            while let result = try await group.next() {
-                if let summary = result { return summary }
-            }
-            throw CancellationError()
-        }
     }
 
     private func read(_ response: HTTPClientResponse, request: UpstreamRequest, format: StreamFormat, activity: Activity,

@@ -17,6 +17,18 @@ struct CompletionPipeline: Sendable {
     let platform: Platform
 
     func handle(_ endpoint: Endpoint, _ request: Request, _ context: GatewayContext) async throws -> Response {
+        // The pipeline runs in a child task of a task group: its deep async frames (auth, parse,
+        // shield, admission, the engine call) are freed with that task when it ends. Run in the
+        // connection's own task, they stayed allocated (a task's allocator keeps its high-water
+        // mark) for as long as the connection lived, i.e. for a whole stream (issue 16). Not
+        // `async let`: its child allocates from the parent's allocator.
+        try await withThrowingTaskGroup(of: Response.self) { group in
+            group.addTask { try await run(endpoint, request, context) }
+            return try await group.next()!
+        }
+    }
+
+    func run(_ endpoint: Endpoint, _ request: Request, _ context: GatewayContext) async throws -> Response {
         let started = ContinuousClock.now
         let createdAt = platform.now()  // the platform's clock (injectable), like every other time the request records
 

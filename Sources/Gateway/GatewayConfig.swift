@@ -386,6 +386,10 @@ public struct GatewayConfig: Sendable {
                 }
                 if served.isEmpty && !discover { throw ConfigError(field: p + ".models", message: "must name at least one model (or set discover_models: true)") }
                 let capacity = try b.int("capacity", min: 1) ?? 8
+                let maxConnections = try b.int("max_connections", min: 1)
+                if let maxConnections, maxConnections < capacity {
+                    throw ConfigError(field: p + ".max_connections", message: "\(maxConnections) is below capacity (\(capacity)): every request in flight holds a connection; set it to at least \(capacity), or leave it out (default \(BackendConfig.defaultMaxConnections(capacity: capacity)))")
+                }
                 let probeInterval = try b.int("probe_interval_ms", min: 50) ?? 2000
                 var timeouts = Timeouts()
                 if var t = try b.mapping("timeouts") {
@@ -420,7 +424,8 @@ public struct GatewayConfig: Sendable {
                 }
                 try b.finish()
                 var backend = BackendConfig(name: name, kind: kind, url: url, models: served, timeouts: timeouts, managed: managed,
-                                            capacity: capacity, probeIntervalMs: probeInterval, discoverModels: discover)
+                                            capacity: capacity, probeIntervalMs: probeInterval, discoverModels: discover,
+                                            maxConnections: maxConnections)
                 backend.tls = backendTLS
                 config.backends.append(backend)
             }

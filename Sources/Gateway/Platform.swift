@@ -36,6 +36,8 @@ public final class Platform: Sendable {
     public let requestLog: BatchWriter<RequestRecord>
     public let managedEngines: [ManagedEngine]
     public let http: HTTPClient
+    /// The fleet's engine clients, one per backend, each pooled to its `max_connections`.
+    public let engineHTTP: [HTTPClient]
     /// For tenants' webhooks only: never follows a redirect (it could lead inside the network).
     public let webhookHTTP: HTTPClient
     public let logger: Logger
@@ -116,7 +118,8 @@ public final class Platform: Sendable {
         var webhookConfig = HTTPClient.Configuration(redirectConfiguration: .disallow)
         webhookConfig.timeout.connect = .seconds(3)
         self.webhookHTTP = HTTPClient(eventLoopGroupProvider: .singleton, configuration: webhookConfig)
-        self.fleet = Fleet(configs: config.backends, http: http, logger: logger, options: config.fleet, clock: clock,
+        self.engineHTTP = Fleet.makeHTTPClients(for: config.backends)
+        self.fleet = Fleet(configs: config.backends, clients: engineHTTP, logger: logger, options: config.fleet, clock: clock,
                            onQueueWait: { metrics.queueWait(model: $0, waited: $1) })
         // One group commit for both: every audit entry queued before a ledger batch is written with
         // it, before the requests waiting on that batch are answered.
@@ -167,6 +170,7 @@ public final class Platform: Sendable {
         await cluster?.leave()
         try? await storage.touchKeys(authority.drainLastUsed())
         try? await http.shutdown()
+        for client in engineHTTP { try? await client.shutdown() }
         try? await webhookHTTP.shutdown()
         await storage.shutdown()
     }
