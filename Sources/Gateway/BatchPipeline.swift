@@ -30,23 +30,15 @@ extension CompletionPipeline {
                                    model: "", endpoint: endpoint.id, status: 0, outcome: "ok", latencyMs: 0)
         record.batch = 1
         do {
-            guard principal.grants.allows(endpoint: endpoint.grantName) else {
-                throw APIError.permissionDenied("API key \(principal.keyID) may not use \(endpoint.path). Ask your administrator to grant the '\(endpoint.grantName)' endpoint.")
-            }
+            try Self.checkEndpointGrant(principal, endpoint)
             var body = body
             body.remove("stream")
             let inference = try InferenceRequest(endpoint: endpoint, body: body, limits: platform.config.requestLimits)
-            if !platform.config.allowSimulatorFields, let field = inference.body.objectValue?.first(where: { $0.0.hasPrefix("sim_") })?.0 {
-                throw APIError.invalidRequest("Unknown parameter '\(field.prefix(64))': fields starting with 'sim_' are reserved for the engine simulator and are not accepted from clients.",
-                                              param: String(field.prefix(64)), code: "unknown_parameter")
-            }
+            try checkNoSimulatorFields(inference)
             record.model = inference.model
             let entry = try resolve(inference)
             record.model = entry.id
-            guard principal.grants.allows(model: [entry.id]) else {
-                throw APIError.permissionDenied("API key \(principal.keyID) is not allowed to use model '\(entry.id)'. Ask your administrator to grant it, or use a model listed by GET /v1/models.",
-                                                code: "model_not_allowed")
-            }
+            try Self.checkModelGrant(principal, entry)
             _ = try platform.lifecycleGate(entry, requested: inference.model, principal: principal, today: platform.clock.today,
                                            baseURL: "http://\(platform.config.host):\(platform.config.port)")
             try CapabilityCheck.check(inference, model: entry)

@@ -45,9 +45,7 @@ struct CompletionPipeline: Sendable {
         // gateway overhead is the rest).
         var engineStart: ContinuousClock.Instant?
         do {
-            guard principal.grants.allows(endpoint: endpoint.grantName) else {
-                throw APIError.permissionDenied("API key \(principal.keyID) may not use \(endpoint.path). Ask your administrator to grant the '\(endpoint.grantName)' endpoint.")
-            }
+            try Self.checkEndpointGrant(principal, endpoint)
             let bytes = try await readBody(request, limit: endpoint.spec.maxBodyBytes ?? context.maxBodyBytes)
             // A multipart endpoint (audio): the form's fields are the body, the file travels beside it.
             var file: Multipart.Part?
@@ -59,19 +57,13 @@ struct CompletionPipeline: Sendable {
             } else {
                 inference = try InferenceRequest(endpoint: endpoint, bytes: bytes, limits: platform.config.requestLimits)
             }
-            if !platform.config.allowSimulatorFields, let field = inference.body.objectValue?.first(where: { $0.0.hasPrefix("sim_") })?.0 {
-                throw APIError.invalidRequest("Unknown parameter '\(field.prefix(64))': fields starting with 'sim_' are reserved for the engine simulator and are not accepted from clients.",
-                                              param: String(field.prefix(64)), code: "unknown_parameter")
-            }
+            try checkNoSimulatorFields(inference)
             record.model = inference.model
 
             // 3. Resolve the model, check the key may use it and the model can do this.
             let entry = try resolve(inference)
             record.model = entry.id
-            guard principal.grants.allows(model: [entry.id]) else {
-                throw APIError.permissionDenied("API key \(principal.keyID) is not allowed to use model '\(entry.id)'. Ask your administrator to grant it, or use a model listed by GET /v1/models.",
-                                                code: "model_not_allowed")
-            }
+            try Self.checkModelGrant(principal, entry)
             let lifecycle = try platform.lifecycleGate(entry, requested: inference.model, principal: principal,
                                                        today: platform.clock.today,
                                                        baseURL: platform.baseURL(for: request))
@@ -236,6 +228,29 @@ struct CompletionPipeline: Sendable {
     }
 
     /// Catalog lookup (aliases included) and capability check, before any engine is called.
+    /// The key may use this endpoint (403 naming the grant to ask for).
+    static func checkEndpointGrant(_ principal: Principal, _ endpoint: Endpoint) throws(APIError) {
+        guard principal.grants.allows(endpoint: endpoint.grantName) else {
+            throw APIError.permissionDenied("API key \(principal.keyID) may not use \(endpoint.path). Ask your administrator to grant the '\(endpoint.grantName)' endpoint.")
+        }
+    }
+
+    /// `sim_` fields steer the engine simulator: refused from clients unless the operator allows them.
+    func checkNoSimulatorFields(_ inference: InferenceRequest) throws(APIError) {
+        if !platform.config.allowSimulatorFields, let field = inference.body.objectValue?.first(where: { $0.0.hasPrefix("sim_") })?.0 {
+            throw APIError.invalidRequest("Unknown parameter '\(field.prefix(64))': fields starting with 'sim_' are reserved for the engine simulator and are not accepted from clients.",
+                                          param: String(field.prefix(64)), code: "unknown_parameter")
+        }
+    }
+
+    /// The key may use this model (403 `model_not_allowed`).
+    static func checkModelGrant(_ principal: Principal, _ entry: CatalogEntry) throws(APIError) {
+        guard principal.grants.allows(model: [entry.id]) else {
+            throw APIError.permissionDenied("API key \(principal.keyID) is not allowed to use model '\(entry.id)'. Ask your administrator to grant it, or use a model listed by GET /v1/models.",
+                                            code: "model_not_allowed")
+        }
+    }
+
     func resolve(_ inference: InferenceRequest) throws(APIError) -> CatalogEntry {
         guard let entry = platform.catalog.current.resolve(inference.model),
               platform.fleet.servedModels.contains(entry.id) else {
