@@ -195,7 +195,8 @@ public final class ClusterCoordinator: Sendable {
             subject: subject, tenantID: tenantID, replica: config.replicaID, prepaid: prepaid, cap: cap,
             monthStart: UTCMonth.monthStartMs(containing: t), now: t, expiresAt: t + Int64(config.leaseMs)) { budget in
             let spare = MoneyBook(sliceDivisor: divisor).spare(left: budget.left == .max ? 0 : budget.left)
-            guard let g = SharedLimits.decideMoney(need: need, spare: spare, left: budget.left, held: budget.held, headroom: headroom) else {
+            guard let g = SharedLimits.decideMoney(need: need, spare: spare, creditLeft: budget.creditLeft, capLeft: budget.capLeft,
+                                                      held: budget.held, headroom: headroom) else {
                 return (nil, .failure(budget))
             }
             return (g, .success(g))

@@ -66,13 +66,12 @@ public enum BudgetGuard {
            case .refused(let r) = check(spentThisMonthNano: 0, creditBalanceNano: creditLeft, tier: uncapped, nowMs: nowMs) {
             return r
         }
-        if let cap = tier.monthlyCapNano, let capLeft, capLeft - held < need {
+        if let cap = tier.monthlyCapNano, let capLeft, capLeft - held <= 0 {
             let reset = UTCMonth.nextMonthStartMs(after: nowMs)
             return BudgetRefusal(
                 code: .monthlyBudgetExceeded, resetsAtMs: reset,
-                message: "The monthly budget of \(euros(cap)) € of tier \(tier.name) leaves \(euros(max(0, capLeft - held))) € "
-                    + "after the requests in flight, less than this request's worst-case cost of \(euros(need)) € "
-                    + "(max_tokens at the model's output price plus the prompt). Lower max_tokens or retry shortly; "
+                message: "The monthly budget of \(euros(cap)) € of tier \(tier.name) is held in full by requests in flight "
+                    + "on this tenant's gateways (spent \(euros(cap - capLeft)) €). Retry shortly; "
                     + "the budget resets on \(UTCMonth.dayString(ms: reset)) 00:00 UTC.")
         }
         let left = (creditLeft ?? 0) - held

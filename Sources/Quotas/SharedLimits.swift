@@ -344,15 +344,21 @@ public struct MoneyBook: Sendable {
 }
 
 extension SharedLimits {
-    /// The store's decision for money under its lock: `left` is what the credit and the cap leave
-    /// (the smaller), `held` what every replica holds. The grant (need, plus the spare rounded down
-    /// to a multiple of need when the room allows `headroom` spares), or nil when the need does not fit.
-    public static func decideMoney(need: Int64, spare: Int64, left: Int64, held: Int64, headroom: Int64) -> Int64? {
-        let room = left - held
-        guard need >= 0, room >= need else { return nil }
+    /// The store's decision for money under its lock. `creditLeft`: credits − all committed spend
+    /// (nil: not prepaid); `capLeft`: the month's cap − its committed spend (nil: no cap); `held`:
+    /// what every replica holds. The credit must cover the whole worst case `need` (the balance
+    /// never goes below zero); the cap, as on one gateway, admits while some of it is left (spend
+    /// overruns it by at most one request). The grant: need, plus the spare (rounded down to a
+    /// multiple of need) when the room allows `headroom` spares; nil when the request does not fit.
+    public static func decideMoney(need: Int64, spare: Int64, creditLeft: Int64?, capLeft: Int64?, held: Int64, headroom: Int64) -> Int64? {
+        guard need >= 0 else { return nil }
+        let creditRoom = creditLeft.map { $0 - held } ?? .max
+        let capRoom = capLeft.map { $0 - held } ?? .max
+        guard creditRoom >= need, capRoom > 0 else { return nil }
         // Spare in whole multiples of this request's need: requests alike never strand a remainder
         // on one replica that another needed.
         let spare = need > 0 ? max(0, spare) - max(0, spare) % need : 0
+        let room = min(creditRoom, capRoom)
         return room - need >= spare * max(1, headroom) ? need + spare : need
     }
 }

@@ -248,7 +248,7 @@ struct SharedLimitsTests {
                 } else {
                     let left = credit - committed
                     let held = holds.values.reduce(0, +)
-                    if let g = SharedLimits.decideMoney(need: need, spare: books[r].spare(left: left), left: left, held: held, headroom: 4) {
+                    if let g = SharedLimits.decideMoney(need: need, spare: books[r].spare(left: left), creditLeft: left, capLeft: nil, held: held, headroom: 4) {
                         holds[name, default: 0] += g
                         books[r].granted("t", need: need, grant: g)
                         admitted += 1; inFlight.append((r, need))
@@ -266,10 +266,15 @@ struct SharedLimitsTests {
     }
 
     @Test func moneyGrantsAreExactNearTheLimit() {
-        #expect(SharedLimits.decideMoney(need: 10, spare: 100, left: 1_000, held: 0, headroom: 4) == 110)
-        #expect(SharedLimits.decideMoney(need: 10, spare: 100, left: 300, held: 0, headroom: 4) == 10)
-        #expect(SharedLimits.decideMoney(need: 10, spare: 100, left: 300, held: 295, headroom: 4) == nil)
-        #expect(SharedLimits.decideMoney(need: 5, spare: 0, left: 300, held: 295, headroom: 4) == 5)
+        #expect(SharedLimits.decideMoney(need: 10, spare: 100, creditLeft: 1_000, capLeft: nil, held: 0, headroom: 4) == 110)
+        #expect(SharedLimits.decideMoney(need: 10, spare: 105, creditLeft: 1_000, capLeft: nil, held: 0, headroom: 4) == 110)
+        #expect(SharedLimits.decideMoney(need: 10, spare: 100, creditLeft: 300, capLeft: nil, held: 0, headroom: 4) == 10)
+        #expect(SharedLimits.decideMoney(need: 10, spare: 100, creditLeft: 300, capLeft: nil, held: 295, headroom: 4) == nil)
+        #expect(SharedLimits.decideMoney(need: 5, spare: 0, creditLeft: 300, capLeft: nil, held: 295, headroom: 4) == 5)
+        // The cap admits while some of it is left (as on one gateway); the credit needs the whole worst case.
+        #expect(SharedLimits.decideMoney(need: 50, spare: 0, creditLeft: nil, capLeft: 300, held: 290, headroom: 4) == 50)
+        #expect(SharedLimits.decideMoney(need: 50, spare: 0, creditLeft: nil, capLeft: 300, held: 300, headroom: 4) == nil)
+        #expect(SharedLimits.decideMoney(need: 50, spare: 0, creditLeft: 1_000, capLeft: 300, held: 290, headroom: 4) == 50)
     }
 }
 

@@ -128,6 +128,7 @@ tiers:
   tier-2: {{ monthly_cap_eur: "0.0001", requests_per_minute: 100000, concurrent_requests: 500 }}
   tier-3: {{ output_tokens_per_hour: 400, requests_per_minute: 100000, concurrent_requests: 500 }}
   tier-4: {{ requests_per_minute: 100000, output_tokens_per_hour: 100000000, output_tokens_per_day: 1000000000, concurrent_requests: 500 }}
+  tier-5: {{ upfront_credit_eur: "0.0005", prepaid: true, requests_per_minute: 100000, concurrent_requests: 500 }}
 prices:
   - {{ model: sim-chat, effective_from: "2020-01-01", input_eur_per_mtok: "1", output_eur_per_mtok: "5" }}
 backends:
@@ -253,6 +254,35 @@ def test_monthly_cap_notices_fire_once_for_the_tenant(cluster):
         assert thresholds == [80, 100], received
     finally:
         server.shutdown()
+
+
+def test_prepaid_credit_never_goes_below_zero_across_replicas(cluster):
+    """tier-5 here: a prepaid credit of 0.0005 € (500 000 n€); a request costs about 50 000 n€ and
+    its worst case (8 output tokens at 5 €/M plus a bound on its prompt at 1 €/M) about 130 000.
+    60 concurrent requests over the 3 replicas: each admission holds its worst case of the
+    tenant's credit in the shared store, so the ledger's sum never exceeds the credit; the
+    others are refused with the single gateway's `insufficient_credit`."""
+    t, k = cluster.new_tenant("prepaid-small", tier="tier-5")
+    clients = [cluster.client(i, k["key"]) for i in range(3)]
+    with ThreadPoolExecutor(max_workers=30) as pool:
+        results = list(pool.map(lambda i: outcome(lambda: ask(clients[i % 3], f"credit {i}", max_tokens=8)), range(60)))
+    ok = [r for s, r in results if s == "ok"]
+    refused = [r for s, r in results if s == 429]
+    assert all(s in ("ok", 429) for s, _ in results), [r for s, r in results if s not in ("ok", 429)][:3]
+    assert ok, "no request admitted"
+    assert refused and all(e.code == "insufficient_credit" for e in refused), [e.code for e in refused][:5]
+    (spent,), = psql(cluster.db_url, f"SELECT COALESCE(SUM(cost_nano), 0) FROM requests WHERE tenant_id = '{t['id']}'")
+    (credit,), = psql(cluster.db_url, f"SELECT SUM(amount_nano) FROM credits WHERE tenant_id = '{t['id']}'")
+    assert int(credit) == 500_000
+    assert 0 < int(spent) <= int(credit), f"spent {spent} n€ of a credit of {credit} n€"
+    # Settled requests released their holds: later, sequential requests spend what is left.
+    for i in range(12):
+        if outcome(lambda: ask(clients[i % 3], f"rest {i}", max_tokens=8))[0] != "ok":
+            break
+    (final,), = psql(cluster.db_url, f"SELECT COALESCE(SUM(cost_nano), 0) FROM requests WHERE tenant_id = '{t['id']}'")
+    assert int(final) <= int(credit), f"spent {final} n€ of a credit of {credit} n€"
+    s, e = outcome(lambda: ask(clients[1], "once more", max_tokens=8))
+    assert s == 429 and e.code == "insufficient_credit", (s, e)
 
 
 # ---------------------------------------------------------------------------------------------
