@@ -180,9 +180,20 @@ public final class ClusterCoordinator: Sendable {
             counters.withLock { $0.local += 1 }
             return .success(())
         }
+        // One store trip at a time per tenant on this replica (as for the windows).
         let gate = "money:" + subject
         await gates.lock(gate)
-        defer { Task { await gates.unlock(gate) } }
+        do {
+            let r = try await holdThroughStore(subject: subject, tenantID: tenantID, need: need, prepaid: prepaid, cap: cap)
+            await gates.unlock(gate)
+            return r
+        } catch {
+            await gates.unlock(gate)
+            throw error
+        }
+    }
+
+    private func holdThroughStore(subject: String, tenantID: String, need: Int64, prepaid: Bool, cap: Int64?) async throws -> Result<Void, Storage.MoneyBudget> {
         // Another request of this replica may have brought spare meanwhile.
         if money.withLock({ $0.spendLocally(subject, need: need) }) {
             counters.withLock { $0.local += 1 }

@@ -275,6 +275,7 @@ def test_prepaid_credit_never_goes_below_zero_across_replicas(cluster):
     (credit,), = psql(cluster.db_url, f"SELECT SUM(amount_nano) FROM credits WHERE tenant_id = '{t['id']}'")
     assert int(credit) == 500_000
     assert 0 < int(spent) <= int(credit), f"spent {spent} n€ of a credit of {credit} n€"
+    print(f"prepaid 500 000 n€ over 3 replicas: {len(ok)} of 60 concurrent admitted, {len(refused)} refused, spent {spent} n€")
     # Settled requests released their holds: later, sequential requests spend what is left.
     for i in range(12):
         if outcome(lambda: ask(clients[i % 3], f"rest {i}", max_tokens=8))[0] != "ok":
