@@ -144,6 +144,25 @@ struct ClusterTests {
         await storage.shutdown()
     }
 
+    @Test func farFromTheCreditMostHoldsNeedNoStoreTripAndAKilledReplicasHoldsExpire() async throws {
+        let storage = try await open()
+        try await storage.insertTenant(TenantRecord(id: "t1", name: "acme", createdAt: 1))
+        try await storage.addCredit(id: "c1", tenantID: "t1", amountNano: 100_000_000, at: Self.t0, note: nil)
+        let clock = ManualClock(nowMs: Self.t0)
+        let rs = coordinators(2, storage: storage, clock: clock) { $0.leaseMs = 3_000 }
+        for _ in 0..<200 {
+            guard case .success = try await rs[0].holdMoney(tenantID: "t1", need: 1_000, prepaid: true, cap: nil) else { Issue.record("refused"); return }
+        }
+        #expect(rs[0].stats.trips <= 10, "\(rs[0].stats.trips) store trips for 200 holds")
+        // r1 goes silent (killed) holding 200 requests' worst cases and its spare: r2 beats on;
+        // after the lease r1's holds no longer count.
+        let heldBefore = try await storage.chargedSlices(subject: "tenant:t1", kind: "money", firstBucket: nil, now: clock.now())
+        #expect(heldBefore >= 200_000)
+        clock.advance(byMs: 3_001); await rs[1].beat()
+        #expect(try await storage.chargedSlices(subject: "tenant:t1", kind: "money", firstBucket: nil, now: clock.now()) == 0)
+        await storage.shutdown()
+    }
+
     /// Returns are sent off the request path: poll (no clock involved, a bounded number of yields).
     func waitFor(_ condition: () async throws -> Bool) async throws {
         for _ in 0..<10_000 {
