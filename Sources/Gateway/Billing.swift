@@ -64,12 +64,34 @@ public final class Billing: Sendable {
         let tier: Tier
         /// The claim on the limits shared with other replicas (nil: one gateway).
         var ticket: ClusterTicket? = nil
+        /// n€ held of the tenant's credit and cap across replicas, released once its ledger row
+        /// is committed (0: nothing held — one gateway, or neither a credit nor a cap applies).
+        var moneyHeld: Int64 = 0
+    }
+
+    /// Replicas: money held by requests settled but whose ledger row is not committed yet, by
+    /// request id (released by ``ledgerCommitted(_:)``).
+    private let awaitingLedger = Mutex<[String: (tenant: String, amount: Int64)]>([:])
+
+    /// The most a request can cost (n€) before it is sent: its `max_tokens` (or the default) at
+    /// the dearer of the output and reasoning prices, plus a bound on its prompt tokens (one per
+    /// byte of its texts, plus the chat template's) at the input price. Only with replicas and for
+    /// token-billed endpoints (nil otherwise: nothing is held).
+    func worstCaseCost(_ inference: InferenceRequest, model: CatalogEntry) -> Int64? {
+        guard cluster != nil, inference.endpoint.spec.billedUnit == .tokens else { return nil }
+        let output = max(0, inference.maxTokens ?? defaultMaxTokens)
+        let prompt = inference.promptTexts.reduce(64) { $0 + $1.utf8.count + 16 }
+        let prices = priceBook.price(model: model.id, at: now(), default: model.prices)
+        let plain = (try? Cost.compute(input: prompt, output: output, reasoning: 0, prices: prices).total.nanoEuros) ?? .max
+        let thinking = (try? Cost.compute(input: prompt, output: output, reasoning: output, prices: prices).total.nanoEuros) ?? .max
+        return max(plain, thinking)
     }
 
     /// Budget first (a month over its cap, or a prepaid balance spent, refuses everything), then
     /// the rate windows, reserving `max_tokens` (or the default) of output.
     /// `batch`: a batch line (issue 17), charged to the day window only (``RateLimiter/admitBatch``).
-    func admit(_ p: Principal, expectedOutput: Int?, batch: Bool = false) async throws(APIError) -> Admission {
+    /// `worstCase`: with replicas, the n€ to hold of the tenant's credit and cap (``worstCaseCost``).
+    func admit(_ p: Principal, expectedOutput: Int?, batch: Bool = false, worstCase: Int64? = nil) async throws(APIError) -> Admission {
         let tier = self.tier(p.tier)
         let t = now()
         let state = await budget(p.tenantID)
@@ -109,7 +131,11 @@ public final class Billing: Sendable {
                              : limiter.admit(subjects, expectedOutput: expectedOutput ?? defaultMaxTokens, now: t)
         switch decision {
         case .success(let r):
-            return Admission(reservation: r, tenant: p.tenantID, tier: tier, ticket: ticket)
+            var admission = Admission(reservation: r, tenant: p.tenantID, tier: tier, ticket: ticket)
+            if let cluster, let worstCase, tier.prepaid || tier.monthlyCapNano != nil {
+                try await holdMoney(cluster, &admission, p, need: worstCase)
+            }
+            return admission
         case .failure(let refusal):
             if let ticket { cluster?.settle(ticket, actualOutput: 0) }
             var e = APIError.rateLimited(refusal.message, retryAfter: refusal.retryAfterSeconds)
@@ -119,8 +145,49 @@ public final class Billing: Sendable {
         }
     }
 
+    /// Replicas: holds the request's worst-case cost of the tenant's credit and cap as a whole,
+    /// or refuses with the single gateway's codes (its message when the balance or the cap is used
+    /// up; otherwise one that says the worst case does not fit in what is left).
+    private func holdMoney(_ cluster: ClusterCoordinator, _ admission: inout Admission, _ p: Principal, need: Int64) async throws(APIError) {
+        let tier = admission.tier
+        let held: Result<Void, Storage.MoneyBudget>
+        do { held = try await cluster.holdMoney(tenantID: p.tenantID, need: need, prepaid: tier.prepaid, cap: tier.monthlyCapNano) } catch {
+            release(admission)
+            throw APIError.unavailable("The shared limits cannot be checked right now (database unreachable). Retry in a few seconds.", retryAfter: 2)
+        }
+        switch held {
+        case .success:
+            admission.moneyHeld = need
+        case .failure(let budget):
+            release(admission)
+            let t = now()
+            let refusal = BudgetGuard.reservationRefused(creditLeft: budget.creditLeft, capLeft: budget.capLeft, held: budget.held,
+                                                         need: need, tier: tier, nowMs: t)
+            var e = APIError.rateLimited(refusal.message, retryAfter: Int(((refusal.resetsAtMs ?? t + 3_600_000) - t + 999) / 1000),
+                                         code: refusal.code.rawValue)
+            e.headers += rateHeaders(p)
+            onRefusal(refusal.code.rawValue, p.tenantID)
+            throw e
+        }
+    }
+
+    /// Replicas: the request `requestID` was settled; its hold is released once its ledger row
+    /// is committed (then its real cost is in the spend every replica reads).
+    func holdUntilLedger(requestID: String, _ a: Admission) {
+        guard a.moneyHeld > 0 else { return }
+        awaitingLedger.withLock { $0[requestID] = (a.tenant, a.moneyHeld) }
+    }
+
+    /// Ledger rows were committed: the holds of their requests are released.
+    func ledgerCommitted(_ requestIDs: [String]) {
+        guard let cluster else { return }
+        let done = awaitingLedger.withLock { pending in requestIDs.compactMap { pending.removeValue(forKey: $0) } }
+        for d in done { cluster.releaseMoney(tenantID: d.tenant, amount: d.amount) }
+    }
+
     /// The request failed before producing anything: give back its reservation.
     func release(_ a: Admission) {
+        if a.moneyHeld > 0 { cluster?.releaseMoney(tenantID: a.tenant, amount: a.moneyHeld) }
         if limiter.release(a.reservation), let ticket = a.ticket { cluster?.settle(ticket, actualOutput: 0) }
     }
 
@@ -225,6 +292,7 @@ struct Settler: Sendable {
                                outputTokens: min(account.outputTokens, cap), reasoningTokens: min(account.reasoningTokens, cap),
                                estimated: account.estimated)
         let (cost, energy, crossed) = await platform.billing.settle(admission, account: account, model: entry)
+        platform.billing.holdUntilLedger(requestID: record.id, admission)
         record.promptTokens = account.inputTokens
         record.completionTokens = account.outputTokens
         record.reasoningTokens = account.reasoningTokens
@@ -257,6 +325,7 @@ struct Settler: Sendable {
             record.rerankedTokens = usage.promptTokens
         }
         let (cost, energy, crossed) = await platform.billing.settle(admission, work: work, model: entry)
+        platform.billing.holdUntilLedger(requestID: record.id, admission)
         record.costNano = cost
         record.energyMicroWh = energy
         record.estimated = usage.estimated ? 1 : 0

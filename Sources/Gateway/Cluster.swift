@@ -78,7 +78,10 @@ public final class ClusterCoordinator: Sendable {
     private let joined = Atomic<Bool>(false)
     /// Store trips and local admissions, for the scale-out benchmark and metrics.
     private let counters = Mutex<(local: Int, trips: Int, returns: Int)>((0, 0, 0))
-    static let leaseKinds: Set<String> = [SharedKind.concurrent.rawValue]
+    static let leaseKinds: Set<String> = [SharedKind.concurrent.rawValue, moneyKind]
+    /// Money held for requests not yet in the ledger (credit and monthly cap), a lease kind.
+    static let moneyKind = "money"
+    private let money: Mutex<MoneyBook>
     private let gates = SubjectGates()
 
     public init(config: ClusterConfig, storage: Storage, now: @escaping @Sendable () -> Int64, logger: Logger) {
@@ -87,6 +90,7 @@ public final class ClusterCoordinator: Sendable {
         self.now = now
         self.logger = logger
         self.book = Mutex(LeaseBook(sliceDivisor: Int64(config.sliceDivisor), leaseMs: Int64(config.leaseMs)))
+        self.money = Mutex(MoneyBook(sliceDivisor: Int64(config.sliceDivisor)))
         self.startedAt = now()
     }
 
@@ -167,6 +171,64 @@ public final class ClusterCoordinator: Sendable {
         return .success(ticket)
     }
 
+    /// Holds `need` n€ (a request's worst-case cost) of the tenant's prepaid credit and monthly
+    /// cap, from this replica's spare when it has enough, else through the store. Refused: the
+    /// budget the store saw (nil: the refusal came from this replica's own view, never).
+    func holdMoney(tenantID: String, need: Int64, prepaid: Bool, cap: Int64?) async throws -> Result<Void, Storage.MoneyBudget> {
+        let subject = "tenant:\(tenantID)"
+        if money.withLock({ $0.spendLocally(subject, need: need) }) {
+            counters.withLock { $0.local += 1 }
+            return .success(())
+        }
+        // One store trip at a time per tenant on this replica (as for the windows).
+        let gate = "money:" + subject
+        await gates.lock(gate)
+        do {
+            let r = try await holdThroughStore(subject: subject, tenantID: tenantID, need: need, prepaid: prepaid, cap: cap)
+            await gates.unlock(gate)
+            return r
+        } catch {
+            await gates.unlock(gate)
+            throw error
+        }
+    }
+
+    private func holdThroughStore(subject: String, tenantID: String, need: Int64, prepaid: Bool, cap: Int64?) async throws -> Result<Void, Storage.MoneyBudget> {
+        // Another request of this replica may have brought spare meanwhile.
+        if money.withLock({ $0.spendLocally(subject, need: need) }) {
+            counters.withLock { $0.local += 1 }
+            return .success(())
+        }
+        let t = now()
+        let headroom = Int64(config.headroom), divisor = Int64(config.sliceDivisor)
+        counters.withLock { $0.trips += 1 }
+        let grant: Result<Int64, Storage.MoneyBudget> = try await storage.acquireMoney(
+            subject: subject, tenantID: tenantID, replica: config.replicaID, prepaid: prepaid, cap: cap,
+            monthStart: UTCMonth.monthStartMs(containing: t), now: t, expiresAt: t + Int64(config.leaseMs)) { budget in
+            let spare = MoneyBook(sliceDivisor: divisor).spare(left: budget.left == .max ? 0 : budget.left)
+            guard let g = SharedLimits.decideMoney(need: need, spare: spare, creditLeft: budget.creditLeft, capLeft: budget.capLeft,
+                                                      held: budget.held, headroom: headroom) else {
+                return (nil, .failure(budget))
+            }
+            return (g, .success(g))
+        }
+        switch grant {
+        case .success(let g):
+            money.withLock { $0.granted(subject, need: need, grant: g) }
+            return .success(())
+        case .failure(let budget):
+            return .failure(budget)
+        }
+    }
+
+    /// A hold is over (the request's ledger row is committed, or it failed before costing
+    /// anything): the store's hold shrinks by `amount`.
+    func releaseMoney(tenantID: String, amount: Int64) {
+        guard amount > 0 else { return }
+        send([SliceAdjustment(subject: "tenant:\(tenantID)", kind: .concurrent, bucket: 0, delta: -amount, expiresAt: .max)],
+             kind: Self.moneyKind)
+    }
+
     /// Gives back what `admit` took for the subjects already granted (a later subject refused).
     private func undo(_ subjects: [(subject: String, limits: Limits)], expected: Int64, admittedAt: Int64, batch: Bool) {
         guard !subjects.isEmpty else { return }
@@ -196,11 +258,12 @@ public final class ClusterCoordinator: Sendable {
     }
 
     /// Sends adjustments to the store off the request path (in order, one task per batch).
-    private func send(_ back: [SliceAdjustment]) {
+    /// `kind`: the store's kind for every adjustment instead of theirs (money).
+    private func send(_ back: [SliceAdjustment], kind: String? = nil) {
         guard !back.isEmpty else { return }
         counters.withLock { $0.returns += 1 }
         let storage = self.storage, replica = config.replicaID, logger = self.logger
-        let deltas = back.map { SliceDelta(subject: $0.subject, kind: $0.kind.rawValue, bucket: $0.bucket, delta: $0.delta, expiresAt: $0.expiresAt) }
+        let deltas = back.map { SliceDelta(subject: $0.subject, kind: kind ?? $0.kind.rawValue, bucket: $0.bucket, delta: $0.delta, expiresAt: $0.expiresAt) }
         Task {
             do { try await storage.adjustSlices(replica: replica, deltas, leaseKinds: Self.leaseKinds) } catch {
                 // Not returned: the units stay charged until their window passes (conservative).
@@ -221,8 +284,9 @@ public final class ClusterCoordinator: Sendable {
             logger.warning("cluster: heartbeat failed: \(error)")
         }
         let back = book.withLock { $0.expire(now: t) }
-        if !back.isEmpty {
-            let deltas = back.map { SliceDelta(subject: $0.subject, kind: $0.kind.rawValue, bucket: $0.bucket, delta: $0.delta, expiresAt: $0.expiresAt) }
+        let spare = moneyReturns()
+        if !back.isEmpty || !spare.isEmpty {
+            let deltas = back.map { SliceDelta(subject: $0.subject, kind: $0.kind.rawValue, bucket: $0.bucket, delta: $0.delta, expiresAt: $0.expiresAt) } + spare
             try? await storage.adjustSlices(replica: config.replicaID, deltas, leaseKinds: Self.leaseKinds)
         }
     }
@@ -234,10 +298,15 @@ public final class ClusterCoordinator: Sendable {
         let s = stats
         logger.info("cluster: replica \(config.replicaID) admitted \(s.local) locally, \(s.trips) store trips, \(s.returns) return batches")
         let back = book.withLock { $0.expire(now: t, all: true) }
-        let deltas = back.map { SliceDelta(subject: $0.subject, kind: $0.kind.rawValue, bucket: $0.bucket, delta: $0.delta, expiresAt: $0.expiresAt) }
+        let deltas = back.map { SliceDelta(subject: $0.subject, kind: $0.kind.rawValue, bucket: $0.bucket, delta: $0.delta, expiresAt: $0.expiresAt) } + moneyReturns()
         try? await storage.adjustSlices(replica: config.replicaID, deltas, leaseKinds: Self.leaseKinds)
         try? await storage.dropLeases(replica: config.replicaID, kinds: Array(Self.leaseKinds))
         try? await storage.heartbeat(replica: config.replicaID, startedAt: startedAt, now: t, until: t, state: "gone")
+    }
+
+    /// Unspent spare money, to give back (heartbeat, leaving).
+    private func moneyReturns() -> [SliceDelta] {
+        money.withLock { $0.takeAll() }.map { SliceDelta(subject: $0.subject, kind: Self.moneyKind, bucket: 0, delta: -$0.amount, expiresAt: .max) }
     }
 
     /// The shared count of consecutive identical prompts of a key (behavior window), or nil when

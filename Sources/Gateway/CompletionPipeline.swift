@@ -75,7 +75,8 @@ struct CompletionPipeline: Sendable {
             try await inspect(inference, principal, recorder)
 
             // Admit: the month's budget, the tier's rate windows (reserving max_tokens of output).
-            let admission = try await platform.billing.admit(principal, expectedOutput: inference.maxTokens)
+            let admission = try await platform.billing.admit(principal, expectedOutput: inference.maxTokens,
+                                                             worstCase: platform.billing.worstCaseCost(inference, model: entry))
             let settler = Settler(platform: platform, admission: admission, inference: inference, entry: entry)
             record.modelRequested = inference.model == entry.id ? nil : inference.model
 

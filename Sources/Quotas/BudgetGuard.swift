@@ -51,6 +51,37 @@ public enum BudgetGuard {
         return .ok
     }
 
+    /// With replicas: a request whose worst-case cost `need` does not fit in what the shared
+    /// store saw left (`creditLeft`, `capLeft`: nil when not applying; `held`: money held for
+    /// requests of any replica not yet in the ledger). The same codes as ``check``; its very
+    /// refusal when the cap or the balance is already used up by committed spend.
+    public static func reservationRefused(creditLeft: Int64?, capLeft: Int64?, held: Int64, need: Int64, tier: Tier, nowMs: Int64) -> BudgetRefusal {
+        if let cap = tier.monthlyCapNano, let capLeft,
+           case .refused(let r) = check(spentThisMonthNano: cap - capLeft, creditBalanceNano: creditLeft ?? 1, tier: tier, nowMs: nowMs) {
+            return r
+        }
+        var uncapped = tier
+        uncapped.monthlyCapNano = nil
+        if tier.prepaid, let creditLeft,
+           case .refused(let r) = check(spentThisMonthNano: 0, creditBalanceNano: creditLeft, tier: uncapped, nowMs: nowMs) {
+            return r
+        }
+        if let cap = tier.monthlyCapNano, let capLeft, capLeft - held <= 0 {
+            let reset = UTCMonth.nextMonthStartMs(after: nowMs)
+            return BudgetRefusal(
+                code: .monthlyBudgetExceeded, resetsAtMs: reset,
+                message: "The monthly budget of \(euros(cap)) € of tier \(tier.name) is held in full by requests in flight "
+                    + "on this tenant's gateways (spent \(euros(cap - capLeft)) €). Retry shortly; "
+                    + "the budget resets on \(UTCMonth.dayString(ms: reset)) 00:00 UTC.")
+        }
+        let left = (creditLeft ?? 0) - held
+        return BudgetRefusal(
+            code: .insufficientCredit, resetsAtMs: nil,
+            message: "The prepaid credit left (\(euros(max(0, left))) € after the requests in flight) does not cover this "
+                + "request's worst-case cost of \(euros(need)) € (max_tokens at the model's output price plus the prompt). "
+                + "Lower max_tokens, retry shortly, or ask the operator to add credit.")
+    }
+
     /// Webhook thresholds, in percent of the cap.
     public static let thresholds = [80, 100]
 

@@ -299,3 +299,66 @@ public struct LeaseBook: Sendable {
     /// Concurrency slots in use by this replica for `subject`.
     public func inUse(subject: String) -> Int64 { slots[subject]?.inUse ?? 0 }
 }
+
+/// The prepaid credit and the monthly cap shared by replicas (issue 14 item 2): money is *held*,
+/// not charged. A request is admitted only if its worst-case cost fits in what is left (credit
+/// minus all committed spend; cap minus the month's spend) minus what every replica holds for
+/// requests not yet in the ledger. A hold is released once the request's ledger row is committed
+/// (its real cost is then in the spend), so at any instant committed spend + holds ≤ credit, and
+/// every request costs at most its hold: the balance never goes below zero.
+///
+/// A replica may hold spare money (a slice) and admit from it without a store trip; spare is
+/// granted only with `headroom` spares of room left, so near the limit every grant is exactly
+/// one request's worst case. Unused spare goes back at each heartbeat.
+public struct MoneyBook: Sendable {
+    private var free: [String: Int64] = [:]
+    /// Spare asked for = what is left / sliceDivisor (0: a store trip per request).
+    public var sliceDivisor: Int64
+
+    public init(sliceDivisor: Int64 = 20) { self.sliceDivisor = sliceDivisor }
+
+    /// Takes `need` from this replica's spare for `subject` when it has enough.
+    public mutating func spendLocally(_ subject: String, need: Int64) -> Bool {
+        guard need >= 0, let f = free[subject], f >= need else { return false }
+        free[subject] = f - need
+        return true
+    }
+
+    /// The spare to ask for when `left` is what the limit leaves before holds.
+    public func spare(left: Int64) -> Int64 { sliceDivisor > 0 ? max(0, left) / sliceDivisor : 0 }
+
+    /// The store granted `grant` for a request needing `need`: the rest is spare.
+    public mutating func granted(_ subject: String, need: Int64, grant: Int64) {
+        if grant > need { free[subject, default: 0] += grant - need }
+    }
+
+    /// Every unspent unit, to give back to the store (heartbeat, drain).
+    public mutating func takeAll() -> [(subject: String, amount: Int64)] {
+        let out = free.filter { $0.value > 0 }.map { (subject: $0.key, amount: $0.value) }
+        free = [:]
+        return out
+    }
+
+    /// Unspent spare held for `subject` (tests, metrics).
+    public func free(_ subject: String) -> Int64 { free[subject] ?? 0 }
+}
+
+extension SharedLimits {
+    /// The store's decision for money under its lock. `creditLeft`: credits − all committed spend
+    /// (nil: not prepaid); `capLeft`: the month's cap − its committed spend (nil: no cap); `held`:
+    /// what every replica holds. The credit must cover the whole worst case `need` (the balance
+    /// never goes below zero); the cap, as on one gateway, admits while some of it is left (spend
+    /// overruns it by at most one request). The grant: need, plus the spare (rounded down to a
+    /// multiple of need) when the room allows `headroom` spares; nil when the request does not fit.
+    public static func decideMoney(need: Int64, spare: Int64, creditLeft: Int64?, capLeft: Int64?, held: Int64, headroom: Int64) -> Int64? {
+        guard need >= 0 else { return nil }
+        let creditRoom = creditLeft.map { $0 - held } ?? .max
+        let capRoom = capLeft.map { $0 - held } ?? .max
+        guard creditRoom >= need, capRoom > 0 else { return nil }
+        // Spare in whole multiples of this request's need: requests alike never strand a remainder
+        // on one replica that another needed.
+        let spare = need > 0 ? max(0, spare) - max(0, spare) % need : 0
+        let room = min(creditRoom, capRoom)
+        return room - need >= spare * max(1, headroom) ? need + spare : need
+    }
+}

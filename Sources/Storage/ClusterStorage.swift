@@ -69,6 +69,12 @@ extension Storage {
             }
             return result
         }
+        return try await withSubjectLock(subject, body)
+    }
+
+    /// Runs `body` in one transaction holding the per-subject lock of the shared limits
+    /// (PostgreSQL: an advisory transaction lock on the subject; SQLite: this process's lock).
+    func withSubjectLock<R: Sendable>(_ subject: String, _ body: @escaping @Sendable (any SQLDatabase) async throws -> R) async throws -> R {
         if driver == .postgres {
             return try await db.withSession { conn in
                 try await conn.raw("BEGIN").run()
@@ -91,6 +97,46 @@ extension Storage {
         } catch {
             await Self.sliceLock.unlock()
             throw error
+        }
+    }
+
+    /// What bounds a tenant's money at a grant: the prepaid credit left (credits − all committed
+    /// spend; nil when not prepaid), the monthly cap left (cap − the month's committed spend; nil
+    /// without a cap), and what every replica holds for requests not yet in the ledger.
+    public struct MoneyBudget: Error, Sendable, Hashable {
+        public var creditLeft: Int64?
+        public var capLeft: Int64?
+        public var held: Int64
+        /// The smaller of the two (Int64.max when neither applies).
+        public var left: Int64 { min(creditLeft ?? .max, capLeft ?? .max) }
+    }
+
+    /// Holds money for `replica` (kind `money`, a lease row renewed by the heartbeat): under the
+    /// subject's lock, reads the ledger's committed spend, the credits and every replica's holds,
+    /// lets `decide` choose the amount (nil: refuse, nothing written) and adds it to the hold.
+    public func acquireMoney<R: Sendable>(subject: String, tenantID: String, replica: String, prepaid: Bool, cap: Int64?,
+                                          monthStart: Int64, now: Int64, expiresAt: Int64,
+                                          decide: @escaping @Sendable (MoneyBudget) -> (Int64?, R)) async throws -> R {
+        try await withSubjectLock(subject) { db in
+            let held = try await Self.charged(db, subject: subject, kind: "money", firstBucket: nil, now: now)
+            func spend(from: Int64) async throws -> Int64 {
+                try await db.select().column(PortableSQL.integerSum("cost_nano"), as: "s").from("requests")
+                    .where("tenant_id", .equal, tenantID).where("created_at", .greaterThanOrEqual, from)
+                    .first(decodingColumn: "s", as: Int64.self) ?? 0
+            }
+            var budget = MoneyBudget(creditLeft: nil, capLeft: nil, held: held)
+            if prepaid {
+                let credit = try await db.select().column(PortableSQL.integerSum("amount_nano"), as: "s").from("credits")
+                    .where("tenant_id", .equal, tenantID).first(decodingColumn: "s", as: Int64.self) ?? 0
+                budget.creditLeft = credit - (try await spend(from: .min))
+            }
+            if let cap { budget.capLeft = cap - (try await spend(from: monthStart)) }
+            let (grant, result) = decide(budget)
+            if let grant, grant > 0 {
+                try await Self.addSlice(db, SliceDelta(subject: subject, kind: "money", bucket: 0, delta: grant, expiresAt: expiresAt),
+                                        replica: replica, lease: true)
+            }
+            return result
         }
     }
 

@@ -102,6 +102,67 @@ struct ClusterTests {
         await storage.shutdown()
     }
 
+    @Test(arguments: TestDatabase.all) func threeReplicasNeverHoldMoreThanTheCreditAndReleaseAfterTheLedger(_ driver: TestDatabase) async throws {
+        let storage = try await open(driver)
+        try await storage.insertTenant(TenantRecord(id: "t1", name: "acme", createdAt: 1))
+        try await storage.addCredit(id: "c1", tenantID: "t1", amountNano: 1_000, at: Self.t0, note: nil)
+        let clock = ManualClock(nowMs: Self.t0)
+        let replicas = coordinators(3, storage: storage, clock: clock)
+        // 90 concurrent requests whose worst case is 100 n€ against a credit of 1 000 n€: 10 held.
+        let held = try await withThrowingTaskGroup(of: Bool.self) { group in
+            for i in 0..<90 {
+                group.addTask {
+                    if case .success = try await replicas[i % 3].holdMoney(tenantID: "t1", need: 100, prepaid: true, cap: nil) { return true }
+                    return false
+                }
+            }
+            var n = 0
+            for try await ok in group where ok { n += 1 }
+            return n
+        }
+        #expect(held == 10)
+        #expect(try await storage.chargedSlices(subject: "tenant:t1", kind: "money", firstBucket: nil, now: Self.t0) == 1_000)
+        // Three of them cost 60 n€ each: ledger rows first, then their holds go back; 1 000 − 180
+        // committed − 700 still held leaves 120: one more request of 100, not two.
+        try await storage.insertRequests((0..<3).map {
+            RequestRecord(id: "r\($0)", createdAt: Self.t0, tenantID: "t1", keyID: "k", model: "m", endpoint: "chat.completions",
+                          status: 200, outcome: "ok", latencyMs: 1, costNano: 60)
+        })
+        for i in 0..<3 { replicas[i].releaseMoney(tenantID: "t1", amount: 100) }
+        try await waitFor { try await storage.chargedSlices(subject: "tenant:t1", kind: "money", firstBucket: nil, now: Self.t0) == 700 }
+        guard case .success = try await replicas[1].holdMoney(tenantID: "t1", need: 100, prepaid: true, cap: nil) else { Issue.record("refused"); return }
+        guard case .failure(let budget) = try await replicas[2].holdMoney(tenantID: "t1", need: 100, prepaid: true, cap: nil) else {
+            Issue.record("held beyond the credit"); return
+        }
+        #expect(budget.creditLeft == 820)
+        #expect(budget.held == 800)
+        // A monthly cap bounds the same way (the smaller of the two wins).
+        guard case .failure(let capped) = try await replicas[0].holdMoney(tenantID: "t1", need: 1, prepaid: false, cap: 900) else {
+            Issue.record("held beyond the cap"); return
+        }
+        #expect(capped.capLeft == 720)
+        await storage.shutdown()
+    }
+
+    @Test func farFromTheCreditMostHoldsNeedNoStoreTripAndAKilledReplicasHoldsExpire() async throws {
+        let storage = try await open()
+        try await storage.insertTenant(TenantRecord(id: "t1", name: "acme", createdAt: 1))
+        try await storage.addCredit(id: "c1", tenantID: "t1", amountNano: 100_000_000, at: Self.t0, note: nil)
+        let clock = ManualClock(nowMs: Self.t0)
+        let rs = coordinators(2, storage: storage, clock: clock) { $0.leaseMs = 3_000 }
+        for _ in 0..<200 {
+            guard case .success = try await rs[0].holdMoney(tenantID: "t1", need: 1_000, prepaid: true, cap: nil) else { Issue.record("refused"); return }
+        }
+        #expect(rs[0].stats.trips <= 10, "\(rs[0].stats.trips) store trips for 200 holds")
+        // r1 goes silent (killed) holding 200 requests' worst cases and its spare: r2 beats on;
+        // after the lease r1's holds no longer count.
+        let heldBefore = try await storage.chargedSlices(subject: "tenant:t1", kind: "money", firstBucket: nil, now: clock.now())
+        #expect(heldBefore >= 200_000)
+        clock.advance(byMs: 3_001); await rs[1].beat()
+        #expect(try await storage.chargedSlices(subject: "tenant:t1", kind: "money", firstBucket: nil, now: clock.now()) == 0)
+        await storage.shutdown()
+    }
+
     /// Returns are sent off the request path: poll (no clock involved, a bounded number of yields).
     func waitFor(_ condition: () async throws -> Bool) async throws {
         for _ in 0..<10_000 {

@@ -218,4 +218,75 @@ struct SharedLimitsTests {
         #expect(r.book.free(subject: "t", kind: .requests) == 0)
         #expect(r.book.inUse(subject: "t") == 1)
     }
+
+    @Test func manyAdmissionsOverThreeReplicasNeverHoldMoreThanTheCredit() {
+        // Worst cases of 1..50 n€ against a credit of 2 000 n€, interleaved over 3 replicas with
+        // spare slices; requests settle (ledger row, then hold released) at random moments.
+        for divisor in [Int64(0), 5, 20] {
+            var rng = SplitMix(seed: UInt64(divisor) + 7)
+            let credit: Int64 = 2_000
+            var committed: Int64 = 0
+            var holds: [String: Int64] = [:]  // the store: what each replica holds
+            var books = (0..<3).map { _ in MoneyBook(sliceDivisor: divisor) }
+            var inFlight: [(replica: Int, reserved: Int64)] = []
+            var admitted = 0, refused = 0
+            for i in 0..<3_000 {
+                let r = i % 3, name = "r\(r)"
+                if !inFlight.isEmpty, rng.next() % 3 == 0 {
+                    // One request ends: its real cost ≤ its worst case is committed, then its hold goes back.
+                    let done = inFlight.remove(at: Int(rng.next() % UInt64(inFlight.count)))
+                    committed += Int64(rng.next() % UInt64(done.reserved + 1))
+                    holds["r\(done.replica)", default: 0] -= done.reserved
+                }
+                if rng.next() % 50 == 0 {
+                    // A heartbeat of this replica returns its spare.
+                    for back in books[r].takeAll() { holds[name, default: 0] -= back.amount }
+                }
+                let need = Int64(1 + rng.next() % 50)
+                if books[r].spendLocally("t", need: need) {
+                    admitted += 1; inFlight.append((r, need))
+                } else {
+                    let left = credit - committed
+                    let held = holds.values.reduce(0, +)
+                    if let g = SharedLimits.decideMoney(need: need, spare: books[r].spare(left: left), creditLeft: left, capLeft: nil, held: held, headroom: 4) {
+                        holds[name, default: 0] += g
+                        books[r].granted("t", need: need, grant: g)
+                        admitted += 1; inFlight.append((r, need))
+                    } else {
+                        refused += 1
+                    }
+                }
+                // What could still be spent: committed plus every hold never exceeds the credit.
+                #expect(committed + holds.values.reduce(0, +) <= credit, "divisor \(divisor), step \(i)")
+                #expect(holds.values.allSatisfy { $0 >= 0 })
+            }
+            #expect(committed <= credit)
+            #expect(admitted > 0 && refused > 0, "divisor \(divisor): \(admitted) admitted, \(refused) refused")
+        }
+    }
+
+    @Test func moneyGrantsAreExactNearTheLimit() {
+        #expect(SharedLimits.decideMoney(need: 10, spare: 100, creditLeft: 1_000, capLeft: nil, held: 0, headroom: 4) == 110)
+        #expect(SharedLimits.decideMoney(need: 10, spare: 105, creditLeft: 1_000, capLeft: nil, held: 0, headroom: 4) == 110)
+        #expect(SharedLimits.decideMoney(need: 10, spare: 100, creditLeft: 300, capLeft: nil, held: 0, headroom: 4) == 10)
+        #expect(SharedLimits.decideMoney(need: 10, spare: 100, creditLeft: 300, capLeft: nil, held: 295, headroom: 4) == nil)
+        #expect(SharedLimits.decideMoney(need: 5, spare: 0, creditLeft: 300, capLeft: nil, held: 295, headroom: 4) == 5)
+        // The cap admits while some of it is left (as on one gateway); the credit needs the whole worst case.
+        #expect(SharedLimits.decideMoney(need: 50, spare: 0, creditLeft: nil, capLeft: 300, held: 290, headroom: 4) == 50)
+        #expect(SharedLimits.decideMoney(need: 50, spare: 0, creditLeft: nil, capLeft: 300, held: 300, headroom: 4) == nil)
+        #expect(SharedLimits.decideMoney(need: 50, spare: 0, creditLeft: 1_000, capLeft: 300, held: 290, headroom: 4) == 50)
+    }
+}
+
+/// A small deterministic generator for interleavings.
+struct SplitMix {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE5_E4B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
 }
