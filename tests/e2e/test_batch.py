@@ -16,8 +16,8 @@ import httpx
 import openai
 import pytest
 
-from conftest import (READY_TIMEOUT_S, WAIT_S, KEY_RE, ManagedProcess, cli_env, free_ports, run_cli, start_own_gateway,
-                      wait_http_ok, wait_until)
+from conftest import (DB_ERRORS, READY_TIMEOUT_S, WAIT_S, KEY_RE, ManagedProcess, cli_env, free_ports, run_cli, start_own_gateway,
+                      connect_db, wait_http_ok, wait_until)
 
 # Catalog reference prices (n€/token) and the default batch price: half of each.
 IN, OUT = 900, 4000
@@ -54,7 +54,7 @@ def results(client: openai.OpenAI, file_id) -> list[dict]:
 
 
 def ledger(db_path, where: str, args=()) -> list[dict]:
-    db = sqlite3.connect(str(db_path), timeout=10)
+    db = connect_db(db_path)
     db.row_factory = sqlite3.Row
     try:
         return [dict(r) for r in db.execute(f"SELECT * FROM requests WHERE {where}", args).fetchall()]
@@ -116,11 +116,16 @@ def test_batch_of_200_completes_on_llamacpp_at_half_price(gw, client):
     usage = httpx.get(f"{gw.base_url}/usage", headers={"Authorization": f"Bearer {gw.key}"}, timeout=30).json()
     assert usage["batch"]["requests"] >= n
     assert int(usage["batch"]["cost_nano_eur"]) >= sum(r["cost_nano"] for r in rows)
-    # The audit log has the batch's life.
-    db = sqlite3.connect(str(gw.db_path), timeout=10)
-    actions = {a for (a,) in db.execute("SELECT action FROM audit_log WHERE target IN (?, ?)", (b.id, f.id))}
-    db.close()
-    assert {"file.upload", "batch.create", "batch.in_progress", "batch.completed"} <= actions, actions
+    # The audit log has the batch's life (the audit log is written in batches: the last entry may
+    # land a moment after the batch reads completed).
+    def audited():
+        db = connect_db(gw.db_path)
+        try:
+            return {a for (a,) in db.execute("SELECT action FROM audit_log WHERE target IN (?, ?)", (b.id, f.id))}
+        finally:
+            db.close()
+    want = {"file.upload", "batch.create", "batch.in_progress", "batch.completed"}
+    wait_until(lambda: want <= audited(), message=lambda: f"the batch's audit entries {want} (have {audited()})")
 
     # Output files are the tenant's too; deleting works and then they are gone.
     assert client.files.retrieve(b.output_file_id).purpose == "batch_output"
@@ -252,10 +257,10 @@ def test_sigkill_mid_batch_resumes_without_loss_or_repeat(llmaas_bin, tmp_path):
         db_path = data / "llmaas.sqlite"
 
         def done_lines():
-            db = sqlite3.connect(str(db_path), timeout=10)
+            db = connect_db(db_path)
             try:
                 return db.execute("SELECT COUNT(*) FROM batch_lines WHERE batch_id = ? AND state = 'done'", (b.id,)).fetchone()[0]
-            except sqlite3.OperationalError:
+            except DB_ERRORS:
                 return 0
             finally:
                 db.close()
@@ -280,7 +285,7 @@ def test_sigkill_mid_batch_resumes_without_loss_or_repeat(llmaas_bin, tmp_path):
 
         # The ledger: exactly one batch row per line, and it is the one the output file names.
         request_ids = [o["response"]["request_id"] for o in out]
-        db = sqlite3.connect(str(db_path), timeout=10)
+        db = connect_db(db_path)
         batch_rows = [r for (r,) in db.execute("SELECT id FROM requests WHERE batch = 1")]
         resumed = db.execute("SELECT outcome FROM audit_log WHERE action = 'batch.resumed' AND target = ?", (b.id,)).fetchall()
         db.close()

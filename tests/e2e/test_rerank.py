@@ -9,13 +9,12 @@ capability. Billed per reranked token (4 €/M by default): the ledger, /v1/usag
 
 import json
 import math
-import sqlite3
 
 import httpx
 import openai
 import pytest
 
-from conftest import run_cli, wait_until
+from conftest import connect_db, run_cli, wait_until
 
 MODEL = "smollm2:135m"
 QUERY = "Which animal sat on the mat?"
@@ -158,7 +157,7 @@ def test_usage_metrics_and_audit_show_reranked_tokens(gw, api, tenant):
     assert usage["totals"]["reranked_tokens"] >= ledger["rerank"] + ledger["rerank.v2"]
 
     def audited():
-        db = sqlite3.connect(str(gw.db_path), timeout=5)
+        db = connect_db(gw.db_path)
         try:
             return {r for (r,) in db.execute("SELECT action FROM audit_log WHERE request_id IN (?, ?)", tuple(ids))}
         finally:
