@@ -25,13 +25,6 @@ import Testing
         ("batch: { max_files: 3 }", "batch.max_files"),
     ])
     func errorsNameTheField(_ yaml: String, _ field: String) {
-        do {
-            _ = try GatewayConfig.parse(yaml)
-            Issue.record("should fail: \(yaml)")
-        } catch let e as ConfigError {
-            #expect(e.field == field, "\(e)")
-        } catch {
-            Issue.record("unexpected \(error)")
-        }
+        expectConfigError(yaml, field: field)
     }
 }

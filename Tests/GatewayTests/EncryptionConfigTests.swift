@@ -25,14 +25,7 @@ import Testing
         ("encryption: {master_keys: /a}", "encryption.master_keys"),
     ])
     func errorsNameTheField(_ yaml: String, _ field: String) {
-        do {
-            _ = try GatewayConfig.parse(yaml)
-            Issue.record("should fail: \(yaml)")
-        } catch let e as ConfigError {
-            #expect(e.field == field, "\(e)")
-        } catch {
-            Issue.record("unexpected \(error)")
-        }
+        expectConfigError(yaml, field: field)
     }
 
     @Test func previousKeysFromTheEnvironment() throws {

@@ -35,13 +35,6 @@ import Testing
         ("backends:\n  - { name: a, kind: sim, url: \"https://x:1\", models: {a: b}, tls: { crl: c.pem } }", "backends[0].tls.crl"),
     ])
     func errorsNameTheField(_ yaml: String, _ field: String) {
-        do {
-            _ = try GatewayConfig.parse(yaml)
-            Issue.record("should fail: \(yaml)")
-        } catch let e as ConfigError {
-            #expect(e.field == field, "\(e)")
-        } catch {
-            Issue.record("unexpected \(error)")
-        }
+        expectConfigError(yaml, field: field)
     }
 }
