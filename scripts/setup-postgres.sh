@@ -41,7 +41,20 @@ if [ "${1:-}" = stop ]; then
   exit 0
 fi
 
+# The e2e suite reads the gateway's PostgreSQL database with psycopg (into the project's venv),
+# also when the server is reused.
+install_psycopg() {
+  local repo venv
+  repo=$(cd "$(dirname "$0")/.." && pwd)
+  venv=${LLMAAS_VENV:-$repo/.venv}
+  if [ -x "$venv/bin/python" ] && ! "$venv/bin/python" -c 'import psycopg' >/dev/null 2>&1; then
+    echo "setup-postgres: installing psycopg into $venv" >&2
+    "$venv/bin/pip" install -q 'psycopg[binary]==3.2.13' >&2
+  fi
+}
+
 if "$BIN/pg_isready" -q -h 127.0.0.1 -p "$PORT" && [ -s "$ENV_FILE" ]; then
+  install_psycopg
   cat "$ENV_FILE"
   exit 0
 fi
@@ -72,13 +85,7 @@ if ! as_pg "$BIN/psql" -h "$DIR" -p "$PORT" -U postgres -d postgres -tAc "SELECT
   as_pg "$BIN/createdb" -h "$DIR" -p "$PORT" -U postgres llmaas
 fi
 
-# The e2e suite reads the gateway's PostgreSQL database with psycopg (into the project's venv).
-REPO=$(cd "$(dirname "$0")/.." && pwd)
-VENV=${LLMAAS_VENV:-$REPO/.venv}
-if [ -x "$VENV/bin/python" ] && ! "$VENV/bin/python" -c 'import psycopg' >/dev/null 2>&1; then
-  echo "setup-postgres: installing psycopg into $VENV" >&2
-  "$VENV/bin/pip" install -q 'psycopg[binary]==3.2.13' >&2
-fi
+install_psycopg
 
 url="postgres://postgres:$password@127.0.0.1:$PORT/llmaas"
 printf 'LLMAAS_TEST_POSTGRES_URL=%s\n' "$url" >"$ENV_FILE"
