@@ -88,15 +88,9 @@ extension CompletionPipeline {
             }
         } catch {
             let apiError: APIError
-            switch error {
-            case let e as APIError:
-                apiError = e
-                record.outcome = "rejected"
-            case let e as EngineError:
-                apiError = e.apiError
-                record.outcome = e.outcome
-                if case .rejected(let b, _) = e, b != "-" { record.backend = b }
-            default:
+            if let known = Self.failure(error, record: &record) {
+                apiError = known
+            } else {
                 apiError = .server()
                 record.outcome = "server_error"
             }

@@ -168,19 +168,13 @@ struct CompletionPipeline: Sendable {
             }
         } catch {
             let apiError: APIError
-            switch error {
-            case let e as APIError:
-                apiError = e
-                record.outcome = "rejected"
-            case let e as EngineError:
-                apiError = e.apiError
-                record.outcome = e.outcome
-                if case .rejected(let b, _) = e, b != "-" { record.backend = b }
-            case is CancellationError:
+            if let known = Self.failure(error, record: &record) {
+                apiError = known
+            } else if error is CancellationError {
                 // The client went away before an engine answered (queued, or connecting).
                 apiError = .clientClosed
                 record.outcome = "client_closed"
-            default:
+            } else {
                 throw error
             }
             record.status = apiError.status
@@ -229,6 +223,22 @@ struct CompletionPipeline: Sendable {
     }
 
     /// Catalog lookup (aliases included) and capability check, before any engine is called.
+    /// The client error of a refusal or an engine failure, with the ledger row's outcome (and the
+    /// failing backend) set; nil for any other error. Shared by interactive requests and batch lines.
+    static func failure(_ error: any Error, record: inout RequestRecord) -> APIError? {
+        switch error {
+        case let e as APIError:
+            record.outcome = "rejected"
+            return e
+        case let e as EngineError:
+            record.outcome = e.outcome
+            if case .rejected(let b, _) = e, b != "-" { record.backend = b }
+            return e.apiError
+        default:
+            return nil
+        }
+    }
+
     /// The key may use this endpoint (403 naming the grant to ask for).
     static func checkEndpointGrant(_ principal: Principal, _ endpoint: Endpoint) throws(APIError) {
         guard principal.grants.allows(endpoint: endpoint.grantName) else {
