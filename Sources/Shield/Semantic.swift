@@ -34,6 +34,12 @@ public struct SemanticModel: Sendable {
     /// The n-gram sum is divided by sqrt(max(feature count, normFloor)), so that a very short
     /// text ("Say hello") does not get the weight of a few n-grams at full strength.
     public var normFloor: Int
+    /// Weights of the concept features (Concepts.swift), keyed "ignore" or "ignore+instr".
+    public var conceptWeights: [String: Double]
+    /// The same weights as a K×K table over the lexicon's concepts (a*K+a: concept a alone,
+    /// a*K+b: pair a < b), and whether any is non-zero.
+    let conceptTable: [Double]
+    let hasConcepts: Bool
     let quantized: [Int8]
     let mask: UInt32
 
@@ -51,6 +57,7 @@ public struct SemanticModel: Sendable {
         var threshold: Double
         var trained_on: String
         var norm_floor: Int?
+        var concepts: [String: Double]?
     }
 
     public enum LoadError: Error, CustomStringConvertible {
@@ -76,6 +83,15 @@ public struct SemanticModel: Sendable {
         version = h.version; bucketBits = h.bucket_bits; ngrams = h.ngrams; words = h.words
         scale = h.scale; bias = h.bias; ruleWeights = h.rules; threshold = h.threshold; trainedOn = h.trained_on
         normFloor = max(h.norm_floor ?? 1, 1)
+        conceptWeights = h.concepts ?? [:]
+        let lex = ConceptLexicon.shared
+        var table = [Double](repeating: 0, count: lex.names.count * lex.names.count)
+        for (name, w) in conceptWeights {
+            guard let i = lex.index(of: name) else { throw LoadError.badFormat("unknown concept feature \(name)") }
+            table[i] = w
+        }
+        conceptTable = table
+        hasConcepts = !conceptWeights.isEmpty
         quantized = b[(8 + hl)...].map { Int8(bitPattern: $0) }
         mask = UInt32((1 << h.bucket_bits) - 1)
     }
@@ -207,6 +223,25 @@ public struct SemanticModel: Sendable {
             }
         }
         return count == 0 ? 0 : scale * Double(sum) / Double(max(count, normFloor)).squareRoot()
+    }
+
+    /// The concept part of the logit: the weights of the concepts and close pairs present.
+    public func conceptLogit(view: UnsafeBufferPointer<UInt8>) -> Double {
+        guard hasConcepts else { return 0 }
+        let lex = ConceptLexicon.shared
+        let h = lex.hits(view)
+        let k = lex.names.count
+        var z = 0.0
+        for a in 0..<k {
+            if h.single & (1 << UInt64(a)) != 0 { z += conceptTable[a * k + a] }
+            var row = h.pairs[a]
+            while row != 0 {
+                let b = row.trailingZeroBitCount
+                z += conceptTable[a * k + b]
+                row &= row - 1
+            }
+        }
+        return z
     }
 
     public func ruleWeight(_ ruleID: String, _ severity: ShieldSeverity) -> Double {

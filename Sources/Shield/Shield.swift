@@ -282,9 +282,11 @@ public final class PromptShield: Sendable {
 
     /// The semantic view and the rule features of one text, exactly as the model sees them
     /// (for the trainer: `llmaas shield features`).
-    public func features(_ text: String) -> (view: [UInt8], rules: [String]) {
+    public func features(_ text: String) -> (view: [UInt8], rules: [String], concepts: [String]) {
         let a = analyzeText(text, index: 0)
-        return (a.view, Array(Set(a.findings.map { "\($0.ruleID):\($0.severity)" })).sorted())
+        let lex = ConceptLexicon.shared
+        let concepts = a.view.withUnsafeBufferPointer { lex.featureNames(lex.hits($0)) }
+        return (a.view, Array(Set(a.findings.map { "\($0.ruleID):\($0.severity)" })).sorted(), concepts)
     }
 
     /// Score one analysed text: sets each finding's weight, appends `semantic.classifier`
@@ -299,7 +301,7 @@ public final class PromptShield: Sendable {
             a.findings[i].weight = w
             if seen.insert(key).inserted { z += w }
         }
-        let ng = a.view.withUnsafeBufferPointer { model.ngramLogit(view: $0) }
+        let ng = a.view.withUnsafeBufferPointer { model.ngramLogit(view: $0) + model.conceptLogit(view: $0) }
         z += ng
         let p = SemanticModel.sigmoid(z)
         let t = threshold

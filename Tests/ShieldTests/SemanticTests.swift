@@ -32,6 +32,13 @@ struct SemanticTests {
             #expect(m.buckets(view: Array(v.utf8)) == expected, "buckets of \(v.prefix(40))")
             let z = Array(v.utf8).withUnsafeBufferPointer { m.ngramLogit(view: $0) }
             #expect(abs(z - (s["ngram_logit"] as? Double ?? .nan)) < 1e-6)
+            // Concept features: the names the trainer saw, and the logit of their weights.
+            if let names = s["concepts"] as? [String] {
+                let lex = ConceptLexicon.shared
+                #expect(Array(v.utf8).withUnsafeBufferPointer { lex.featureNames(lex.hits($0)) } == names)
+                let cz = Array(v.utf8).withUnsafeBufferPointer { m.conceptLogit(view: $0) }
+                #expect(abs(cz - (s["concept_logit"] as? Double ?? .nan)) < 1e-6)
+            }
         }
     }
 
