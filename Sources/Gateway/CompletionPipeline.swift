@@ -264,7 +264,7 @@ struct CompletionPipeline: Sendable {
 
     func resolve(_ inference: InferenceRequest) throws(APIError) -> CatalogEntry {
         guard let entry = platform.catalog.current.resolve(inference.model),
-              platform.fleet.servedModels.contains(entry.id) else {
+              platform.fleet.serves(entry.id) else {
             throw APIError.modelNotFound(inference.model)
         }
         return entry
