@@ -28,7 +28,16 @@ public struct Day: Sendable, Hashable, Comparable, CustomStringConvertible {
     }
 
     public var description: String {
-        String(format: "%04d-%02d-%02d", year, month, day)
+        // Not String(format:) (Foundation, locale, CFString): this runs on every request (the
+        // budget's month key, the lifecycle's today).
+        Self.padded(year, 4) + "-" + Self.padded(month, 2) + "-" + Self.padded(day, 2)
+    }
+
+    /// `n` in decimal, zero-padded to `width` characters (the sign counts, as `%0Nd`).
+    public static func padded(_ n: Int, _ width: Int) -> String {
+        if n < 0 { return "-" + padded(-n, width - 1) }
+        let digits = String(n)
+        return digits.utf8.count >= width ? digits : String(repeating: "0", count: width - digits.utf8.count) + digits
     }
 
     public static func < (a: Day, b: Day) -> Bool { (a.year, a.month, a.day) < (b.year, b.month, b.day) }

@@ -298,15 +298,23 @@ public final class Engine: Sendable {
     }
 
     /// Runs `operation`, failing with ``EngineError/timeout`` after `ms` milliseconds.
+    /// The bound is a timer on an event loop that cancels the operation's task (it runs on every
+    /// non-streamed answer: one task and a NIO timer, where a task group with a `Task.sleep`
+    /// child cost two tasks and a timer on Dispatch's threads, issue 16). The operation must
+    /// honour cancellation (AsyncHTTPClient's execute and body reads do).
     func withTimeout<T: Sendable>(_ ms: Int, _ operation: @escaping @Sendable () async throws -> T) async throws -> T {
-        try await withThrowingTaskGroup(of: T.self) { group in
-            group.addTask { try await operation() }
-            group.addTask { [name] in
-                try await Task.sleep(for: .milliseconds(ms))
-                throw EngineError.timeout(backend: name, afterMs: ms, streaming: false)
-            }
-            defer { group.cancelAll() }
-            return try await group.next()!
+        let task = Task { try await operation() }
+        let fired = TimerFlag()
+        let timer = http.eventLoopGroup.any().scheduleTask(in: .milliseconds(Int64(ms))) {
+            fired.set()
+            task.cancel()
+        }
+        defer { timer.cancel() }
+        do {
+            return try await withTaskCancellationHandler { try await task.value } onCancel: { task.cancel() }
+        } catch {
+            if fired.isSet { throw EngineError.timeout(backend: name, afterMs: ms, streaming: false) }
+            throw error
         }
     }
 
@@ -392,4 +400,11 @@ public final class Engine: Sendable {
         return Usage(promptTokens: Usage.estimateTokens(prompt), completionTokens: Usage.estimateTokens(output + reasoning),
                      reasoningTokens: Usage.estimateTokens(reasoning), estimated: true)
     }
+}
+
+/// Set once by a timeout's timer (read by the task it bounded).
+final class TimerFlag: Sendable {
+    private let value = Atomic<Bool>(false)
+    func set() { value.store(true, ordering: .releasing) }
+    var isSet: Bool { value.load(ordering: .acquiring) }
 }

@@ -282,7 +282,8 @@ struct Settler: Sendable {
     let entry: CatalogEntry
 
     func settle(_ record: inout RequestRecord, engineUsage: Usage?, output: String, reasoning: String) async -> Usage {
-        let promptText = inference.promptTexts.joined(separator: "\n")
+        // The prompt's text is only read to estimate its tokens when the engine gave no counts.
+        let promptText = engineUsage == nil ? inference.promptTexts.joined(separator: "\n") : ""
         var account = TokenAccount.resolve(engineUsage: engineUsage, promptText: promptText, outputText: output,
                                            reasoningContent: reasoning.isEmpty ? nil : reasoning)
         // The client's cap is an upper bound on what it pays (admission reserved exactly that),

@@ -264,7 +264,7 @@ struct CompletionPipeline: Sendable {
 
     func resolve(_ inference: InferenceRequest) throws(APIError) -> CatalogEntry {
         guard let entry = platform.catalog.current.resolve(inference.model),
-              platform.fleet.servedModels.contains(entry.id) else {
+              platform.fleet.serves(entry.id) else {
             throw APIError.modelNotFound(inference.model)
         }
         return entry
@@ -310,10 +310,19 @@ struct CompletionPipeline: Sendable {
     static func keyHeaders(_ p: Principal) -> HTTPFields {
         var fields = HTTPFields()
         if let expires = p.expiresAt {
-            fields[.xKeyExpires] = ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: Double(expires) / 1000))
+            fields[.xKeyExpires] = iso8601(ms: expires)
             if let successor = p.successorID { fields[.xKeySuccessor] = successor }
         }
         return fields
+    }
+
+    /// `2026-12-05T19:35:00Z` (what `ISO8601DateFormatter` writes by default: UTC, whole
+    /// seconds) for Unix ms, without building a Foundation formatter on every response.
+    static func iso8601(ms: Int64) -> String {
+        let seconds = Int(ms >= 0 ? ms / 1000 : -((-ms + 999) / 1000))
+        let day = Day(unixTime: seconds)
+        let s = ((seconds % 86_400) + 86_400) % 86_400
+        return day.description + "T" + Day.padded(s / 3600, 2) + ":" + Day.padded(s / 60 % 60, 2) + ":" + Day.padded(s % 60, 2) + "Z"
     }
 
     static func ms(since start: ContinuousClock.Instant) -> Int {

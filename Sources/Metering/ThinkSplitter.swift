@@ -26,7 +26,9 @@ public enum ThinkSplitter {
     public static let close = "</think>"
 
     public static func split(_ text: String) -> ReasoningSplit {
-        guard text.contains("<") else { return ReasoningSplit(reasoning: "", visible: text, unterminated: false) }
+        // A byte scan: `String.contains(String)` is Foundation's `range(of:)` (bridging) once
+        // Foundation is imported anywhere in the module, and this runs on every settled request.
+        guard text.utf8.contains(UInt8(ascii: "<")) else { return ReasoningSplit(reasoning: "", visible: text, unterminated: false) }
         var reasoning: [Substring] = []
         var visible = ""
         var rest = text[...]

@@ -72,6 +72,7 @@ public enum JSONValue: Equatable, Sendable {
     /// Sets `key` (replacing every existing member of that name in place, or appending it).
     public mutating func set(_ key: String, _ value: JSONValue) {
         guard case .object(var members) = self else { return }
+        self = .null  // `members` is now the array's only owner: the edit below does not copy it
         var found = false
         for i in members.indices where members[i].0 == key {
             members[i].1 = value
@@ -82,8 +83,10 @@ public enum JSONValue: Equatable, Sendable {
     }
 
     public mutating func remove(_ key: String) {
-        guard case .object(let members) = self else { return }
-        self = .object(members.filter { $0.0 != key })
+        guard case .object(var members) = self else { return }
+        self = .null  // edited in place (no copy of the array)
+        members.removeAll { $0.0 == key }
+        self = .object(members)
     }
 
     public func setting(_ key: String, _ value: JSONValue) -> JSONValue {

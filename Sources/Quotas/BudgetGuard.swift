@@ -142,6 +142,6 @@ public enum UTCMonth {
     /// "2026-11" for an instant (the month key for "reported once per month").
     public static func monthKey(ms: Int64) -> String {
         let d = day(ms: ms)
-        return String(d.description.prefix(7))
+        return Day.padded(d.year, 4) + "-" + Day.padded(d.month, 2)
     }
 }

@@ -55,8 +55,13 @@ enum Base62 {
 /// (created on first start, mode 0600): a stolen database alone does not allow checking guesses.
 public struct ServerSecret: Sendable {
     let bytes: [UInt8]
+    /// The HMAC key, built once (every authenticated request hashes its secret with it).
+    let hmacKey: SymmetricKey
 
-    public init(bytes: [UInt8]) { self.bytes = bytes }
+    public init(bytes: [UInt8]) {
+        self.bytes = bytes
+        self.hmacKey = SymmetricKey(data: bytes)
+    }
 
     /// Loads the secret file, creating it with 32 random bytes when absent.
     public static func loadOrCreate(path: String) throws -> ServerSecret {
@@ -99,7 +104,7 @@ public struct ServerSecret: Sendable {
 
     /// Hex HMAC-SHA256 of a key secret.
     public func hash(_ secret: String) -> String {
-        let mac = HMAC<SHA256>.authenticationCode(for: Array(secret.utf8), using: SymmetricKey(data: bytes))
+        let mac = HMAC<SHA256>.authenticationCode(for: Array(secret.utf8), using: hmacKey)
         return lowercaseHex(mac)
     }
 }

@@ -58,6 +58,18 @@ public final class KeyAuthority: Sendable {
         let key: APIKeyRecord
         let tenant: TenantRecord
         let loadedAt: Int64
+        /// Built once when the key is loaded (its grants decoded from JSON then), not per request.
+        let principal: Principal
+
+        init(key: APIKeyRecord, tenant: TenantRecord, loadedAt: Int64) {
+            self.key = key
+            self.tenant = tenant
+            self.loadedAt = loadedAt
+            self.principal = Principal(tenantID: tenant.id, tenantName: tenant.name, tier: tenant.tier, keyID: key.id,
+                                       grants: Grants.decode(key.grants), expiresAt: key.expiresAt,
+                                       successorID: key.successorID, shieldMode: tenant.shieldMode ?? "enforce",
+                                       experimentalOptIn: (tenant.experimentalOptIn ?? 0) != 0, storeBodies: (tenant.storeBodies ?? 0) != 0)
+        }
     }
 
     private let lastUsed = Mutex<[String: Int64]>([:])
@@ -134,7 +146,7 @@ public final class KeyAuthority: Sendable {
     }
 
     private func authenticate(authorization: String?) async throws(AuthFailure) -> Principal {
-        guard let header = authorization?.trimmingCharacters(in: .whitespaces), !header.isEmpty else { throw .missing }
+        guard let header = authorization.map(Self.trimmingSpaces), !header.isEmpty else { throw .missing }
         let parts = header.split(separator: " ", maxSplits: 1)
         guard parts.count == 2, parts[0].lowercased() == "bearer" else { throw .malformed }
         guard let token = APIKeyToken(parsing: parts[1].drop(while: { $0 == " " })) else { throw .malformed }
@@ -172,9 +184,16 @@ public final class KeyAuthority: Sendable {
             throw .expired
         }
         if tenant.disabledAt.map({ $0 <= t }) == true { throw .tenantDisabled }
-        return Principal(tenantID: tenant.id, tenantName: tenant.name, tier: tenant.tier, keyID: key.id,
-                         grants: Grants.decode(key.grants), expiresAt: key.expiresAt,
-                         successorID: key.successorID, shieldMode: tenant.shieldMode ?? "enforce",
-                         experimentalOptIn: (tenant.experimentalOptIn ?? 0) != 0, storeBodies: (tenant.storeBodies ?? 0) != 0)
+        return entry.principal
+    }
+
+    /// `text` without leading and trailing spaces and tabs (what `CharacterSet.whitespaces` holds:
+    /// category Zs and U+0009), without Foundation's bridging on every request.
+    static func trimmingSpaces(_ text: String) -> Substring {
+        func isSpace(_ c: Unicode.Scalar) -> Bool { c == "\t" || c.properties.generalCategory == .spaceSeparator }
+        let scalars = text.unicodeScalars
+        guard let first = scalars.firstIndex(where: { !isSpace($0) }) else { return "" }
+        let last = scalars.lastIndex(where: { !isSpace($0) })!
+        return Substring(scalars[first...last])
     }
 }

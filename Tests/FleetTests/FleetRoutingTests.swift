@@ -103,6 +103,7 @@ import Testing
         await fleet.probeAll()
         await fleet.discoverModels(catalogIDs: ["other", "chat-model"])
         #expect(fleet.servedModels == ["chat-model", "other"])
+        #expect(fleet.serves("chat-model") && fleet.serves("other") && !fleet.serves("sim-chat"))
         let report = fleet.backendsReport()
         let rows = report["data"]?.arrayValue ?? []
         #expect(rows.count == 2)

@@ -73,6 +73,12 @@ struct BudgetTests {
         #expect(UTCMonth.day(ms: Int64(Day(year: 2028, month: 2, day: 29).unixTime) * 1_000 + 1) == Day(year: 2028, month: 2, day: 29))
         #expect(UTCMonth.day(ms: 0) == Day(year: 1970, month: 1, day: 1))
         #expect(UTCMonth.day(ms: -1) == Day(year: 1969, month: 12, day: 31))
+        // Month keys and day strings are zero-padded (written without String(format:)).
+        #expect(UTCMonth.monthKey(ms: nov30) == "2026-11")
+        #expect(UTCMonth.monthKey(ms: Int64(Day(year: 812, month: 3, day: 4).unixTime) * 1_000) == "0812-03")
+        #expect(UTCMonth.dayString(ms: dec1) == "2026-12-01")
+        #expect(Day(year: 7, month: 1, day: 9).description == "0007-01-09")
+        #expect(Day.padded(-5, 4) == "-005")
         #expect(UTCMonth.monthKey(ms: nov30) == "2026-11")
         // every day from 1970 to 2100 round-trips
         for days in stride(from: 0, to: 47_482, by: 1) {

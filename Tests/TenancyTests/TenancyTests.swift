@@ -54,6 +54,14 @@ final class TestClock: Sendable {
         await #expect(throws: TenancyError.self) { try await authority.createKey(tenantName: "nobody") }
     }}
 
+    @Test func headerSpacesAreTrimmedLikeCharacterSetWhitespaces() {
+        #expect(KeyAuthority.trimmingSpaces("  Bearer x \t") == "Bearer x")
+        #expect(KeyAuthority.trimmingSpaces("\u{00A0}\u{2003}Bearer x\u{3000}") == "Bearer x")  // Zs spaces
+        #expect(KeyAuthority.trimmingSpaces("Bearer x\n") == "Bearer x\n")  // newlines are not spaces
+        #expect(KeyAuthority.trimmingSpaces(" \t ") == "")
+        #expect(KeyAuthority.trimmingSpaces("") == "")
+    }
+
     @Test func constantTimeEquality() {
         #expect(constantTimeEquals("abc", "abc"))
         #expect(!constantTimeEquals("abc", "abd"))
