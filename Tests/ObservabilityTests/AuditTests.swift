@@ -82,6 +82,16 @@ import Testing
         #expect(try await AuditChain.verify(storage) == (21, nil))
     }}
 
+    /// The hash is SHA-256 over the documented encoding (each field as `<byte count>:<bytes>`, a
+    /// missing one as NUL); values computed independently (Python's hashlib).
+    @Test func hashIsSHA256OfTheLengthPrefixedFields() {
+        let e = AuditEvent(time: 1_764_000_000_123, actor: "key:k1", tenantID: "t1", action: "inference", target: "/v1/chat/completions",
+                           outcome: "ok", requestID: "r-1", clientIP: "10.0.0.1", userAgent: "curl/8 \u{E9}", model: "m", status: 200, tokens: 42)
+        #expect(AuditChain.hash(prev: AuditChain.genesis, seq: 1, e) == "d23a12f104e6911257ebd4667ad590318d9814bf31e071a89053901866f8faad")
+        let bare = AuditEvent(time: 5, actor: "system", action: "x", outcome: "ok")
+        #expect(AuditChain.hash(prev: AuditChain.genesis, seq: 7, bare) == "f4935b8d5c266fe162feb5b653a1965e8808f1441f0175294caeb079a322615c")
+    }
+
     /// A NUL in a field (a client's user agent, a model name) is stored as U+FFFD before hashing,
     /// so the entry verifies on both drivers (PostgreSQL text cannot hold NUL; SQLite reads up to it).
     @Test(arguments: TestDatabase.all) func aNulInAFieldStillVerifies(_ driver: TestDatabase) async throws { try await withLog(driver) { storage, log in
