@@ -247,10 +247,12 @@ public final class AuditLog: Service, Sendable {
             // (on PostgreSQL a transaction under an advisory lock): other writers — the CLI, other
             // replicas — may have appended since. Never from below what this writer wrote itself:
             // entries cut off the end are then a gap that verification reports.
+            // On SQLite the batch is first built from this writer's own tip and inserted only if the
+            // database's tip is still that one (see Storage.appendAuditChain(continuingFrom:_:)).
             let mine = chain.withLock { $0 }
             let records: [AuditRecord]
             do {
-                records = try await storage.appendAuditChain { tip in
+                records = try await storage.appendAuditChain(continuingFrom: mine.seq == 0 ? nil : mine) { tip in
                     var seq = mine.seq, prev = mine.hash
                     if let tip, tip.seq >= seq { (seq, prev) = tip }
                     var records: [AuditRecord] = []
