@@ -35,10 +35,15 @@ public enum AuditChain {
     public static let genesis = String(repeating: "0", count: 64)
 
     public static func hash(prev: String, seq: Int64, _ e: AuditEvent) -> String {
-        var sha = SHA256()
+        // The fields' bytes are gathered in one buffer and hashed at once (same bytes as one update
+        // per field: a buffer per field cost several allocations per entry on the request path).
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(256)
         func field(_ s: String?) {
-            let bytes = Array((s ?? "\u{0}").utf8)
-            sha.update(data: Array(String(bytes.count).utf8) + [0x3A] + bytes)
+            let utf8 = (s ?? "\u{0}").utf8
+            bytes.append(contentsOf: String(utf8.count).utf8)
+            bytes.append(0x3A)
+            bytes.append(contentsOf: utf8)
         }
         field(prev)
         field(String(seq))
@@ -54,7 +59,7 @@ public enum AuditChain {
         field(e.model)
         field(e.status.map(String.init))
         field(e.tokens.map(String.init))
-        return lowercaseHex(sha.finalize())
+        return lowercaseHex(SHA256.hash(data: bytes))
     }
 
     /// The event as it can be stored on every driver: PostgreSQL text cannot hold NUL, so NUL is
@@ -242,10 +247,12 @@ public final class AuditLog: Service, Sendable {
             // (on PostgreSQL a transaction under an advisory lock): other writers — the CLI, other
             // replicas — may have appended since. Never from below what this writer wrote itself:
             // entries cut off the end are then a gap that verification reports.
+            // On SQLite the batch is first built from this writer's own tip and inserted only if the
+            // database's tip is still that one (see Storage.appendAuditChain(continuingFrom:_:)).
             let mine = chain.withLock { $0 }
             let records: [AuditRecord]
             do {
-                records = try await storage.appendAuditChain { tip in
+                records = try await storage.appendAuditChain(continuingFrom: mine.seq == 0 ? nil : mine) { tip in
                     var seq = mine.seq, prev = mine.hash
                     if let tip, tip.seq >= seq { (seq, prev) = tip }
                     var records: [AuditRecord] = []
@@ -304,6 +311,7 @@ public final class AuditLog: Service, Sendable {
 private func lowercaseHex<D: Sequence>(_ bytes: D) -> String where D.Element == UInt8 {
     let digits = Array("0123456789abcdef".utf8)
     var out: [UInt8] = []
+    out.reserveCapacity(64)
     for b in bytes { out.append(digits[Int(b >> 4)]); out.append(digits[Int(b & 0x0F)]) }
     return String(decoding: out, as: UTF8.self)
 }

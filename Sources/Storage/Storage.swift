@@ -10,11 +10,18 @@ public final class Storage: Sendable {
     /// SQLite (embedded, the default) or PostgreSQL (shared by replicas): see Postgres.swift for
     /// how one set of queries and migrations runs on both.
     public let driver: StorageDriver
+    /// SQLite: the connection under `db`, for the write path's inserts that skip SQLKit
+    /// (RowInserts.swift). Nil on PostgreSQL.
+    let sqliteConnection: SQLiteConnection?
+    /// The write path's statement texts, built once per shape (RowInserts.swift).
+    let statementTexts = StatementTexts()
     private let close: @Sendable () async throws -> Void
 
-    init(db: any SQLDatabase, driver: StorageDriver = .sqlite, close: @escaping @Sendable () async throws -> Void) {
+    init(db: any SQLDatabase, driver: StorageDriver = .sqlite, sqliteConnection: SQLiteConnection? = nil,
+         close: @escaping @Sendable () async throws -> Void) {
         self.db = db
         self.driver = driver
+        self.sqliteConnection = sqliteConnection
         self.close = close
     }
 
@@ -47,14 +54,14 @@ public final class Storage: Sendable {
             try? await connection.close()
             throw error
         }
-        return Storage(db: db, close: { try await connection.close() })
+        return Storage(db: db, sqliteConnection: connection, close: { try await connection.close() })
     }
 
     /// An in-memory SQLite database, for tests.
     public static func inMemory() async throws -> Storage {
         let connection = try await SQLiteConnection.open(storage: .memory)
         try await configure(connection.sql())
-        return Storage(db: connection.sql(), close: { try await connection.close() })
+        return Storage(db: connection.sql(), sqliteConnection: connection, close: { try await connection.close() })
     }
 
     /// Settings every SQLite connection needs, file or memory.
@@ -200,11 +207,27 @@ public final class Storage: Sendable {
                 tip = (try row.decode(column: "seq", as: Int64.self), try row.decode(column: "hash", as: String.self))
             }
             let records = build(tip)
-            for start in stride(from: 0, to: records.count, by: 1000) {
-                try await db.insert(into: "audit_log").models(Array(records[start..<min(start + 1000, records.count)]), nilEncodingStrategy: .asNil).run()
-            }
+            try await self.insertAuditRows(records, on: db)
             return records
         }
+    }
+
+    /// As ``appendAuditChain(_:)``, for a writer that knows where the chain ended after its last
+    /// append (`known`, nil for an empty chain). On SQLite the batch is built from `known` and
+    /// inserted by one statement that first checks the database's tip is still `known` (no read of
+    /// the tip beforehand: one statement, one trip to SQLite's thread, per batch); if another
+    /// writer (the CLI, another process on the same file) moved the tip, nothing was inserted and
+    /// the batch is built again from the tip read as in ``appendAuditChain(_:)``. On PostgreSQL
+    /// (several replicas) always ``appendAuditChain(_:)``: the tip is read under the advisory lock.
+    @discardableResult
+    public func appendAuditChain(continuingFrom known: (seq: Int64, hash: String)?,
+                                 _ build: @escaping @Sendable (_ tip: (seq: Int64, hash: String)?) -> [AuditRecord]) async throws -> [AuditRecord] {
+        if driver == .sqlite, sqliteConnection != nil {
+            let records = build(known)
+            if records.isEmpty { return records }
+            if records.count <= 1000, try await insertAuditRowsIfTip(is: known, records) { return records }
+        }
+        return try await appendAuditChain(build)
     }
 
     /// The newest entry (where a new writer continues the chain).
@@ -257,13 +280,16 @@ public final class Storage: Sendable {
             // SQLite allows 32766 bound variables per statement; ≤ 23 columns per row.
             // Rows leave out the later optional columns they do not use (`batch`, `reranked_tokens`,
             // `audio_ms`, issue 17; see RequestRecord.encode): one statement per shape.
-            let shapes = Dictionary(grouping: rows) { [$0.batch != nil, $0.rerankedTokens != nil, $0.audioMs != nil] }
-            for shape in shapes.keys.sorted(by: { $0.map { $0 ? "1" : "0" }.joined() < $1.map { $0 ? "1" : "0" }.joined() }).compactMap({ shapes[$0] }) {
-                for chunk in stride(from: 0, to: shape.count, by: 1000).map({ Array(shape[$0..<min($0 + 1000, shape.count)]) }) {
-                    try await db.insert(into: "requests").models(chunk, nilEncodingStrategy: .asNil).run()
+            // Statements built without SQLKit's builders, their text reused (RowInserts.swift).
+            if rows.allSatisfy({ $0.batch == nil && $0.rerankedTokens == nil && $0.audioMs == nil }) {
+                try await self.insertRequestRows(rows[...], on: db)  // interactive requests: one shape
+            } else {
+                let shapes = Dictionary(grouping: rows) { [$0.batch != nil, $0.rerankedTokens != nil, $0.audioMs != nil] }
+                for shape in shapes.keys.sorted(by: { $0.map { $0 ? "1" : "0" }.joined() < $1.map { $0 ? "1" : "0" }.joined() }).compactMap({ shapes[$0] }) {
+                    try await self.insertRequestRows(shape[...], on: db)
                 }
             }
-            try await Self.markRollupDirty(rows, in: db)
+            try await self.markMinutesDirty(Set(rows.map { RollupResolution.minute.bucket($0.createdAt) }).sorted(), on: db)
         }
     }
 

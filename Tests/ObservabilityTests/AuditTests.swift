@@ -82,6 +82,59 @@ import Testing
         #expect(try await AuditChain.verify(storage) == (21, nil))
     }}
 
+    /// The hash is SHA-256 over the documented encoding (each field as `<byte count>:<bytes>`, a
+    /// missing one as NUL); values computed independently (Python's hashlib).
+    @Test func hashIsSHA256OfTheLengthPrefixedFields() {
+        let e = AuditEvent(time: 1_764_000_000_123, actor: "key:k1", tenantID: "t1", action: "inference", target: "/v1/chat/completions",
+                           outcome: "ok", requestID: "r-1", clientIP: "10.0.0.1", userAgent: "curl/8 \u{E9}", model: "m", status: 200, tokens: 42)
+        #expect(AuditChain.hash(prev: AuditChain.genesis, seq: 1, e) == "d23a12f104e6911257ebd4667ad590318d9814bf31e071a89053901866f8faad")
+        let bare = AuditEvent(time: 5, actor: "system", action: "x", outcome: "ok")
+        #expect(AuditChain.hash(prev: AuditChain.genesis, seq: 7, bare) == "f4935b8d5c266fe162feb5b653a1965e8808f1441f0175294caeb079a322615c")
+    }
+
+    /// Two writers on one SQLite file (a gateway and the CLI, say): each appends from the tip it
+    /// last wrote, checked in the same statement; when the other one moved the tip, the batch is
+    /// rebuilt from the database's tip. The result is one chain without gaps.
+    @Test func twoWritersOnOneSQLiteFileFormOneChain() async throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("audit-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("db.sqlite").path
+        let a = try await Storage.openSQLite(path: path)
+        let b: Storage
+        do { try await a.migrate(at: 1); b = try await Storage.openSQLite(path: path) } catch { await a.shutdown(); throw error }
+        let logA = AuditLog(storage: a, logger: Logger(label: "a")), logB = AuditLog(storage: b, logger: Logger(label: "b"))
+        for round in 0..<6 {
+            for (w, log) in [logA, logB].enumerated() where round % 3 != 2 || w == 0 {
+                for i in 0..<(round + 1) {
+                    log.record(AuditEvent(time: Int64(round * 100 + i), actor: "key:w\(w)", action: "inference", outcome: "ok", requestID: "\(w)-\(round)-\(i)"))
+                }
+                await log.flush()
+            }
+        }
+        let total = logA.writtenCount + logB.writtenCount
+        #expect(total == (1 + 2 + 3 + 4 + 5 + 6) + (1 + 2 + 4 + 5))
+        #expect(try await AuditChain.verify(a) == (total, nil))
+        #expect(try await a.lastAudit()?.seq == Int64(total))
+        await b.shutdown()
+        await a.shutdown()
+    }
+
+    /// Everything purged: the chain continues from the retention anchor (the tip the append
+    /// checks is then the anchor's).
+    @Test(arguments: TestDatabase.all) func afterPurgingEverythingTheChainContinuesFromTheAnchor(_ driver: TestDatabase) async throws {
+        try await withLog(driver) { (storage: Storage, log: AuditLog) async throws in
+            await fill(log, 5)
+            #expect(try await log.purge(before: 1_000_000) == 5)
+            log.record(AuditEvent(time: 2_000_000, actor: "system", action: "x", outcome: "ok"))
+            await log.flush()
+            let again = AuditLog(storage: storage, logger: Logger(label: "t"))  // a writer that did not write the anchor
+            again.record(AuditEvent(time: 2_000_001, actor: "system", action: "y", outcome: "ok"))
+            await again.flush()
+            #expect(try await AuditChain.verify(storage) == (2, nil))
+            #expect(try await storage.lastAudit()?.seq == 7)
+        }
+    }
+
     /// A NUL in a field (a client's user agent, a model name) is stored as U+FFFD before hashing,
     /// so the entry verifies on both drivers (PostgreSQL text cannot hold NUL; SQLite reads up to it).
     @Test(arguments: TestDatabase.all) func aNulInAFieldStillVerifies(_ driver: TestDatabase) async throws { try await withLog(driver) { storage, log in
