@@ -102,6 +102,7 @@ case "profile":
     print(String(format: "features (structure+patterns+decoding+view): %.1f µs", p50 { _ = shield.features(text) }))
     if let m = shield.model {
         print(String(format: "n-gram scoring of the view (%d B): %.1f µs", view.count, p50 { _ = view.withUnsafeBufferPointer { m.ngramLogit(view: $0) } }))
+        print(String(format: "concept scoring of the view (%d concept weights): %.1f µs", m.conceptWeights.count, p50 { _ = view.withUnsafeBufferPointer { m.conceptLogit(view: $0) } }))
     }
     print(String(format: "inspectStatic (all): %.1f µs", p50 { _ = shield.inspectStatic(text) }))
 default:
