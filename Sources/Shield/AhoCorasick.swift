@@ -9,7 +9,7 @@
 struct AhoCorasick: Sendable {
     let classOf: [UInt8]          // 256 entries
     let classCount: Int
-    let delta: [Int32]            // state * classCount + class -> next state
+    let delta: [UInt16]           // state * classCount + class -> next state (≤ 65 535 states: half the cache of Int32)
     let outFirst: [Int32]         // state -> first pattern ending here (-1 none)
     let outNext: [Int32]          // pattern -> next pattern in the same output chain (-1 end)
     let patternLength: [Int32]
@@ -84,7 +84,8 @@ struct AhoCorasick: Sendable {
                 }
             }
         }
-        delta = d
+        precondition(n <= Int(UInt16.max), "too many states for 16-bit transitions")
+        delta = d.map { UInt16(truncatingIfNeeded: $0) }
         outFirst = first
         outNext = nextOut
         patternLength = patterns.map { Int32($0.count) }
@@ -95,6 +96,14 @@ struct AhoCorasick: Sendable {
     /// Every occurrence (end exclusive), in order of end position.
     func matches(_ bytes: UnsafeBufferPointer<UInt8>) -> [Match] {
         var out: [Match] = []
+        forEachMatch(bytes) { out.append($0) }
+        return out
+    }
+
+    /// Calls `body` with every occurrence (end exclusive), in order of end position, without
+    /// collecting them.
+    @inline(__always)
+    func forEachMatch(_ bytes: UnsafeBufferPointer<UInt8>, _ body: (Match) -> Void) {
         classOf.withUnsafeBufferPointer { cls in
             delta.withUnsafeBufferPointer { d in
                 outFirst.withUnsafeBufferPointer { first in
@@ -106,7 +115,7 @@ struct AhoCorasick: Sendable {
                                 s = Int(d[s &* k &+ Int(cls[Int(bytes[i])])])
                                 var p = first[s]
                                 while p >= 0 {
-                                    out.append(Match(lo: Int32(i + 1) - plen[Int(p)], hi: Int32(i + 1), pattern: p))
+                                    body(Match(lo: Int32(i + 1) - plen[Int(p)], hi: Int32(i + 1), pattern: p))
                                     p = next[Int(p)]
                                 }
                             }
@@ -115,7 +124,5 @@ struct AhoCorasick: Sendable {
                 }
             }
         }
-        return out
     }
-
 }

@@ -16,7 +16,8 @@
 // or Cyrillic pattern must start a word (stems: "ignor" matches ignore, ignoring, ignorieren,
 // ignora); a trailing "|" in the lexicon asks for a whole word. CJK patterns match anywhere.
 // Features: each concept present, and each unordered pair of concepts whose occurrences start
-// within `window` bytes of each other. Names are "ignore" and "ignore+instr" (pair names in
+// within `window` bytes of each other
+// (measured between their ends). Names are "ignore" and "ignore+instr" (pair names in
 // lexicon order); the model file holds a weight per name.
 
 struct ConceptLexicon: Sendable {
@@ -95,23 +96,23 @@ struct ConceptLexicon: Sendable {
 
     func hits(_ view: UnsafeBufferPointer<UInt8>) -> Hits {
         var h = Hits(pairs: [UInt64](repeating: 0, count: names.count))
-        var occ: [(pos: Int32, c: UInt8)] = []
-        for m in automaton.matches(view) {
+        // The last end position of each concept (matches come in order of end position): a
+        // new occurrence pairs with every other concept seen within `window` bytes before it.
+        var lastEnd = [Int32](repeating: Int32.min / 2, count: names.count)
+        let w = Int32(Self.window)
+        automaton.forEachMatch(view) { m in
             let p = Int(m.pattern)
-            if needsWordStart[p] && !Self.boundaryBefore(view, Int(m.lo)) { continue }
-            if wholeWord[p] && !Self.boundaryAfter(view, Int(m.hi)) { continue }
-            let c = conceptOf[p]
-            occ.append((m.lo, c))
+            if needsWordStart[p] && !Self.boundaryBefore(view, Int(m.lo)) { return }
+            if wholeWord[p] && !Self.boundaryAfter(view, Int(m.hi)) { return }
+            let c = Int(conceptOf[p])
             h.single |= 1 << UInt64(c)
-        }
-        occ.sort { $0.pos < $1.pos }
-        for i in occ.indices {
-            var j = i + 1
-            while j < occ.count && Int(occ[j].pos - occ[i].pos) <= Self.window {
-                let a = occ[i].c, b = occ[j].c
-                if a != b { h.pairs[Int(min(a, b))] |= 1 << UInt64(max(a, b)) }
-                j += 1
+            var recent = h.single & ~(1 << UInt64(c))
+            while recent != 0 {
+                let o = recent.trailingZeroBitCount
+                recent &= recent - 1
+                if m.hi - lastEnd[o] <= w { h.pairs[min(c, o)] |= 1 << UInt64(max(c, o)) }
             }
+            lastEnd[c] = m.hi
         }
         return h
     }
