@@ -89,7 +89,7 @@ struct ConceptLexicon: Sendable {
 
     /// Which concepts occur (bit c of `single`) and which pairs occur close together
     /// (bit b of `pairs[a]`, a ≤ b in lexicon order).
-    struct Hits: Equatable {
+    struct Hits {
         var single: UInt64 = 0
         var pairs: [UInt64]
     }
@@ -117,13 +117,30 @@ struct ConceptLexicon: Sendable {
         return h
     }
 
+    /// Calls `body(a, b)` for every feature of the hits: each concept present (a == b), then
+    /// each close pair (a < b), in lexicon order.
+    @inline(__always)
+    func forEachFeature(_ h: Hits, _ body: (Int, Int) -> Void) {
+        var single = h.single
+        while single != 0 {
+            let a = single.trailingZeroBitCount
+            single &= single - 1
+            body(a, a)
+        }
+        for a in names.indices {
+            var row = h.pairs[a]
+            while row != 0 {
+                let b = row.trailingZeroBitCount
+                row &= row - 1
+                body(a, b)
+            }
+        }
+    }
+
     /// Feature names of the hits ("ignore", "ignore+instr"), for the trainer.
     func featureNames(_ h: Hits) -> [String] {
         var out: [String] = []
-        for a in names.indices where h.single & (1 << UInt64(a)) != 0 { out.append(names[a]) }
-        for a in names.indices {
-            for b in names.indices where h.pairs[a] & (1 << UInt64(b)) != 0 { out.append(names[a] + "+" + names[b]) }
-        }
+        forEachFeature(h) { a, b in out.append(a == b ? names[a] : names[a] + "+" + names[b]) }
         return out
     }
 

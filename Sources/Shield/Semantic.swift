@@ -37,9 +37,8 @@ public struct SemanticModel: Sendable {
     /// Weights of the concept features (Concepts.swift), keyed "ignore" or "ignore+instr".
     public var conceptWeights: [String: Double]
     /// The same weights as a K×K table over the lexicon's concepts (a*K+a: concept a alone,
-    /// a*K+b: pair a < b), and whether any is non-zero.
+    /// a*K+b: pair a < b).
     let conceptTable: [Double]
-    let hasConcepts: Bool
     let quantized: [Int8]
     let mask: UInt32
 
@@ -91,7 +90,6 @@ public struct SemanticModel: Sendable {
             table[i] = w
         }
         conceptTable = table
-        hasConcepts = !conceptWeights.isEmpty
         quantized = b[(8 + hl)...].map { Int8(bitPattern: $0) }
         mask = UInt32((1 << h.bucket_bits) - 1)
     }
@@ -227,20 +225,11 @@ public struct SemanticModel: Sendable {
 
     /// The concept part of the logit: the weights of the concepts and close pairs present.
     public func conceptLogit(view: UnsafeBufferPointer<UInt8>) -> Double {
-        guard hasConcepts else { return 0 }
+        guard !conceptWeights.isEmpty else { return 0 }
         let lex = ConceptLexicon.shared
-        let h = lex.hits(view)
         let k = lex.names.count
         var z = 0.0
-        for a in 0..<k {
-            if h.single & (1 << UInt64(a)) != 0 { z += conceptTable[a * k + a] }
-            var row = h.pairs[a]
-            while row != 0 {
-                let b = row.trailingZeroBitCount
-                z += conceptTable[a * k + b]
-                row &= row - 1
-            }
-        }
+        lex.forEachFeature(lex.hits(view)) { a, b in z += conceptTable[a * k + b] }
         return z
     }
 

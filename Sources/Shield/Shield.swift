@@ -289,7 +289,7 @@ public final class PromptShield: Sendable {
         let lex = ConceptLexicon.shared
         let concepts = a.view.withUnsafeBufferPointer { lex.featureNames(lex.hits($0)) }
         var rules = Set(a.findings.map { "\($0.ruleID):\($0.severity)" })
-        if Self.overrideAndExtraction(a.findings) { rules.insert(Self.combinedKey) }
+        if Self.overrideAndExtraction(a.findings) { rules.insert(Self.overrideExtractKey) }
         return (a.view, rules.sorted(), concepts)
     }
 
@@ -299,8 +299,8 @@ public final class PromptShield: Sendable {
     /// know. It blocks whatever the score, and is also a rule feature for the model
     /// ("patterns.override_and_extract:high"). On the training rows: 73 of 4 688 attacks,
     /// 1 of 3 757 benign rows (a quoted attack without quotation marks).
-    static let combinedRuleID = "patterns.override_and_extract"
-    static let combinedKey = "patterns.override_and_extract:high"
+    static let overrideExtractRuleID = "patterns.override_and_extract"
+    static let overrideExtractKey = "\(overrideExtractRuleID):\(ShieldSeverity.high)"
     static let overrideRules: Set<String> = ["patterns.ignore_instructions", "patterns.new_instructions",
                                              "patterns.paraphrased_override", "patterns.role_override"]
     static let extractionRules: Set<String> = ["patterns.reveal_prompt", "patterns.prompt_extraction", "patterns.reveal_secret"]
@@ -326,10 +326,10 @@ public final class PromptShield: Sendable {
         }
         // Override and extraction together block whatever the score (see `overrideAndExtraction`).
         if Self.overrideAndExtraction(a.findings) {
-            let w = model.ruleWeights[Self.combinedKey] ?? 0
+            let w = model.ruleWeights[Self.overrideExtractKey] ?? 0
             z += w
             a.decisiveRules = true
-            a.findings.append(ShieldFinding(ruleID: Self.combinedRuleID, layer: .patterns, severity: .high,
+            a.findings.append(ShieldFinding(ruleID: Self.overrideExtractRuleID, layer: .patterns, severity: .high,
                                             textIndex: a.index, span: 0..<a.length, weight: w))
         }
         let ng = a.view.withUnsafeBufferPointer { model.ngramLogit(view: $0) + model.conceptLogit(view: $0) }
