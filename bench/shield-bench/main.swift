@@ -35,6 +35,26 @@ case "eval":
         print("\nmissed (first 50):")
         for t in e.missedSamples { print("- \(t.prefix(160).replacingOccurrences(of: "\n", with: " "))") }
     }
+case "dump":
+    // One line per row of every FILE: verdict, score, findings (rule, severity, span, weight)
+    // and the trainer's features (view digest, rules, concepts), for before/after comparisons
+    // of a speed change (the output must not change).
+    let shield = PromptShield(config: ShieldConfig(behaviorEnabled: false))
+    var out = ""
+    for file in args.dropFirst() {
+        let data = try Data(contentsOf: URL(fileURLWithPath: file))
+        for (i, row) in try Evaluation.parse(jsonl: data).enumerated() {
+            let v = shield.inspectStatic(row.text)
+            let f = shield.features(row.text)
+            var h: UInt64 = 0xcbf2_9ce4_8422_2325
+            for b in f.view { h = (h ^ UInt64(b)) &* 0x0000_0100_0000_01b3 }
+            out += "\(file)#\(i) \(v.wouldBlock ? "BLOCK" : "allow") \(String(format: "%.17g", v.score)) view=\(f.view.count):\(String(h, radix: 16))"
+            out += " rules=\(f.rules.joined(separator: ",")) concepts=\(f.concepts.joined(separator: ","))"
+            for x in v.findings { out += " [\(x.ruleID):\(x.severity):\(x.span.lowerBound)-\(x.span.upperBound):\(String(format: "%.17g", x.weight))]" }
+            out += "\n"
+        }
+    }
+    FileHandle.standardOutput.write(out.data(using: .utf8)!)
 case "check":
     let shield = PromptShield()
     print(shield.explain(args.dropFirst().joined(separator: " ")), terminator: "")
