@@ -234,7 +234,9 @@ enum Normalizer {
     }
 
     /// Mutable state of one normalization pass (a struct with mutating methods, so the hot
-    /// loop has no captured variables and no dynamic exclusivity checks).
+    /// loop has no captured variables and no dynamic exclusivity checks). The three output
+    /// streams are written into one scratch allocation (no per-byte Array append, with its
+    /// uniqueness and capacity checks) and copied into `n` once at the end (`finish`).
     struct Builder {
         var n = Normalized()
         var wordStart = -1
@@ -242,6 +244,43 @@ enum Normalizer {
         var pendingZeroWidth = false, pendingZWOrigin = 0
         var lastLetterEnd = -1
         var singleRun = 0, curTokenLen = 0, curTokenAlpha = true, needJoin = false
+        /// Output: normalized bytes, their origins and flags; `count` written, room for `capacity`.
+        var out: UnsafeMutablePointer<UInt8>
+        var org: UnsafeMutablePointer<Int32>
+        var flg: UnsafeMutablePointer<UInt8>
+        var count = 0, capacity: Int
+
+        init(capacity: Int) {
+            self.capacity = max(capacity, 16)
+            out = .allocate(capacity: self.capacity)
+            org = .allocate(capacity: self.capacity)
+            flg = .allocate(capacity: self.capacity)
+        }
+
+        /// Make room for `extra` more output bytes.
+        @inline(__always) mutating func reserve(_ extra: Int) {
+            if count + extra > capacity { grow(count + extra) }
+        }
+
+        mutating func grow(_ need: Int) {
+            let cap = max(need, capacity * 2)
+            let o = UnsafeMutablePointer<UInt8>.allocate(capacity: cap)
+            let g = UnsafeMutablePointer<Int32>.allocate(capacity: cap)
+            let f = UnsafeMutablePointer<UInt8>.allocate(capacity: cap)
+            o.moveInitialize(from: out, count: count); g.moveInitialize(from: org, count: count); f.moveInitialize(from: flg, count: count)
+            out.deallocate(); org.deallocate(); flg.deallocate()
+            out = o; org = g; flg = f; capacity = cap
+        }
+
+        /// Move the output streams into `n` and free the scratch buffers.
+        mutating func finish() -> Normalized {
+            n.bytes = Array(UnsafeBufferPointer(start: out, count: count))
+            n.origin = Array(UnsafeBufferPointer(start: org, count: count))
+            n.flags = Array(UnsafeBufferPointer(start: flg, count: count))
+            out.deallocate(); org.deallocate(); flg.deallocate()
+            count = 0; capacity = 0
+            return n
+        }
 
         @inline(__always) mutating func endWord(_ end: Int) {
             if wordStart >= 0 && wordHasLatin && wordHasLookalike {
@@ -250,35 +289,41 @@ enum Normalizer {
             }
             wordStart = -1; wordHasLatin = false; wordHasLookalike = false; wordHasConfusable = false
         }
+        /// Room must have been reserved.
         @inline(__always) mutating func emitSeparator(_ at: Int) {
-            if let last = n.bytes.last, last != 0x20 {
+            if count > 0 && out[count - 1] != 0x20 {
                 if curTokenLen == 1 && curTokenAlpha { singleRun += 1; if singleRun >= 3 { needJoin = true } } else { singleRun = 0 }
                 curTokenLen = 0
-                n.bytes.append(0x20); n.origin.append(Int32(truncatingIfNeeded: at)); n.flags.append(0)
+                out[count] = 0x20; org[count] = Int32(truncatingIfNeeded: at); flg[count] = 0; count += 1
             }
             pendingZeroWidth = false
         }
+        /// Room must have been reserved.
         @inline(__always) mutating func emitWordByte(_ c: UInt8, _ at: Int, _ flag: UInt8) {
             var f = flag
             if pendingZeroWidth { f |= Normalized.Flag.zeroWidth; pendingZeroWidth = false }
-            n.bytes.append(c); n.origin.append(Int32(truncatingIfNeeded: at)); n.flags.append(f)
+            out[count] = c; org[count] = Int32(truncatingIfNeeded: at); flg[count] = f; count += 1
             curTokenLen += 1
             curTokenAlpha = c >= 0x61 && c <= 0x7A
         }
     }
 
     static func normalize(_ raw: UnsafeBufferPointer<UInt8>) -> Normalized {
-        var st = Builder()
+        // Room: every input byte yields at most one output byte, except non-ASCII scalars whose
+        // folded form is longer than their UTF-8 (checked where they are emitted), so keeping
+        // capacity ≥ count + bytes not yet read is enough for the ASCII path.
         let count = raw.count
-        st.n.bytes.reserveCapacity(count + 16)
-        st.n.origin.reserveCapacity(count + 16)
-        st.n.flags.reserveCapacity(count + 16)
-        let tbl = table
+        var st = Builder(capacity: count + 16)
+        let amap = asciiMap, tbl = table
+        amap.withUnsafeBufferPointer { amap in
+        tbl.meta.withUnsafeBufferPointer { meta in
+        tbl.outRef.withUnsafeBufferPointer { outRef in
+        tbl.outBytes.withUnsafeBufferPointer { outBytes in
         var i = 0
         while i < count {
             let b = raw[i]
             if b < 0x80 {
-                let c = asciiMap[Int(b)]
+                let c = amap[Int(b)]
                 if c == 0x20 {
                     st.endWord(i); st.emitSeparator(i)
                 } else {
@@ -317,7 +362,7 @@ enum Normalizer {
                 // Unicode tag characters: invisible, they can spell ASCII text.
                 if st.n.tagCharacters.count < 32 { st.n.tagCharacters.append(start..<i) }
                 let a = UInt8(v - 0xE0000)
-                let c = a < 0x80 ? asciiMap[Int(a)] : 0x20
+                let c = a < 0x80 ? amap[Int(a)] : 0x20
                 if c == 0x20 { st.emitSeparator(start) } else { st.emitWordByte(c, start, Normalized.Flag.tag) }
                 continue
             }
@@ -325,24 +370,23 @@ enum Normalizer {
                 st.endWord(start); st.emitSeparator(start); continue
             }
             var kind: UInt8, script: Script, conf = false, ordinary = false, styled = false
-            var outSlice: ArraySlice<UInt8>
-            var slowOut: [UInt8] = []
+            var outSlice = UnsafeBufferPointer<UInt8>(start: nil, count: 0)
+            var slowOut: [UInt8]? = nil
             let idx: Int? = lowRange.contains(v) ? Int(v - lowRange.lowerBound)
                 : highRange.contains(v) ? lowRange.count + Int(v - highRange.lowerBound) : nil
             if let idx {
-                let m = tbl.meta[idx]
+                let m = meta[idx]
                 kind = UInt8(m & 7)
                 script = Script(rawValue: UInt8((m >> 3) & 0x1F)) ?? .other
                 conf = m & (1 << 8) != 0; ordinary = m & (2 << 8) != 0; styled = m & (4 << 8) != 0
-                let ref = tbl.outRef[idx]
+                let ref = outRef[idx]
                 let off = Int(ref >> 8), l = Int(ref & 0xFF)
-                outSlice = tbl.outBytes[off..<(off + l)]
+                outSlice = UnsafeBufferPointer(rebasing: outBytes[off..<(off + l)])
             } else {
                 let info = computeInfo(v)
                 kind = info.kind; script = info.script; conf = info.confusable
                 ordinary = info.compatOrdinary; styled = info.styledLetter
                 slowOut = info.out
-                outSlice = slowOut[...]
             }
             switch kind {
             case kZeroWidth:
@@ -365,31 +409,48 @@ enum Normalizer {
                 continue
             default: break
             }
-            // A letter (possibly several output bytes, possibly with separators inside).
-            if ordinary { st.n.nfkcOrdinary += 1 }
-            if styled, st.n.nfkcStyledLetters.count < 64 { st.n.nfkcStyledLetters.append(start..<i) }
-            if st.pendingZeroWidth && st.lastLetterEnd == start && st.n.zeroWidthInWords.count < 32 {
-                st.n.zeroWidthInWords.append(st.pendingZWOrigin..<start)
+            if let slowOut {
+                slowOut.withUnsafeBufferPointer {
+                    emitLetter(&st, $0, script: script, conf: conf, ordinary: ordinary, styled: styled, start: start, end: i, rawCount: count)
+                }
+            } else {
+                emitLetter(&st, outSlice, script: script, conf: conf, ordinary: ordinary, styled: styled, start: start, end: i, rawCount: count)
             }
-            if script == .han || script == .kana || script == .hangul { st.endWord(start); st.n.cjkLetters += 1 }
-            else {
-                if st.wordStart < 0 { st.wordStart = start }
-                if script == .latin || styled { st.wordHasLatin = true }
-                if script.isLatinLookalikeScript { st.wordHasLookalike = true; if conf { st.wordHasConfusable = true } }
-            }
-            var flag: UInt8 = 0
-            if conf { flag |= Normalized.Flag.confusable }
-            if styled { flag |= Normalized.Flag.styled }
-            for c in outSlice {
-                if c == 0x20 { st.emitSeparator(start) } else { st.emitWordByte(c, start, flag) }
-            }
-            if script == .han || script == .kana || script == .hangul { st.curTokenLen = 2 }
-            st.lastLetterEnd = i
         }
+        } } } }
         st.endWord(count)
         if st.curTokenLen == 1 && st.curTokenAlpha { st.singleRun += 1; if st.singleRun >= 3 { st.needJoin = true } }
-        if st.needJoin { joinSpacedLetters(&st.n) }
-        return st.n
+        var n = st.finish()
+        if st.needJoin { joinSpacedLetters(&n) }
+        return n
+    }
+
+    /// A letter scalar at raw[start..<end]: its folded bytes `outSlice` (possibly several, possibly
+    /// with separators inside), with the word-level bookkeeping (scripts, styled letters,
+    /// zero-width characters inside words).
+    @inline(__always)
+    static func emitLetter(_ st: inout Builder, _ outSlice: UnsafeBufferPointer<UInt8>, script: Script, conf: Bool,
+                           ordinary: Bool, styled: Bool, start: Int, end i: Int, rawCount count: Int) {
+        st.reserve(outSlice.count + (count - start))
+        if ordinary { st.n.nfkcOrdinary += 1 }
+        if styled, st.n.nfkcStyledLetters.count < 64 { st.n.nfkcStyledLetters.append(start..<i) }
+        if st.pendingZeroWidth && st.lastLetterEnd == start && st.n.zeroWidthInWords.count < 32 {
+            st.n.zeroWidthInWords.append(st.pendingZWOrigin..<start)
+        }
+        if script == .han || script == .kana || script == .hangul { st.endWord(start); st.n.cjkLetters += 1 }
+        else {
+            if st.wordStart < 0 { st.wordStart = start }
+            if script == .latin || styled { st.wordHasLatin = true }
+            if script.isLatinLookalikeScript { st.wordHasLookalike = true; if conf { st.wordHasConfusable = true } }
+        }
+        var flag: UInt8 = 0
+        if conf { flag |= Normalized.Flag.confusable }
+        if styled { flag |= Normalized.Flag.styled }
+        for c in outSlice {
+            if c == 0x20 { st.emitSeparator(start) } else { st.emitWordByte(c, start, flag) }
+        }
+        if script == .han || script == .kana || script == .hangul { st.curTokenLen = 2 }
+        st.lastLetterEnd = i
     }
 
     /// Join runs of three or more one-byte tokens ("i g n o r e" -> "ignore").
