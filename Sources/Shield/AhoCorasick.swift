@@ -9,7 +9,11 @@
 struct AhoCorasick: Sendable {
     let classOf: [UInt8]          // 256 entries
     let classCount: Int
-    let delta: [UInt16]           // state * classCount + class -> next state (≤ 65 535 states: half the cache of Int32)
+    /// Rows of the transition table are `1 << classShift` entries wide (classCount rounded up
+    /// to a power of two), so the scan computes a row with a shift instead of a multiply: the
+    /// state-to-state dependency is the critical path of the scan.
+    let classShift: Int
+    let delta: [UInt16]           // state << classShift | class -> next state (≤ 65 535 states: half the cache of Int32)
     let outFirst: [Int32]         // state -> first pattern ending here (-1 none)
     let outNext: [Int32]          // pattern -> next pattern in the same output chain (-1 end)
     let patternLength: [Int32]
@@ -85,7 +89,12 @@ struct AhoCorasick: Sendable {
             }
         }
         precondition(n <= Int(UInt16.max), "too many states for 16-bit transitions")
-        delta = d.map { UInt16(truncatingIfNeeded: $0) }
+        var shift = 0
+        while 1 << shift < k { shift += 1 }
+        classShift = shift
+        var wide = [UInt16](repeating: 0, count: n << shift)
+        for st in 0..<n { for c in 0..<k { wide[st << shift | c] = UInt16(truncatingIfNeeded: d[st * k + c]) } }
+        delta = wide
         outFirst = first
         outNext = nextOut
         patternLength = patterns.map { Int32($0.count) }
@@ -110,9 +119,9 @@ struct AhoCorasick: Sendable {
                     outNext.withUnsafeBufferPointer { next in
                         patternLength.withUnsafeBufferPointer { plen in
                             var s = 0
-                            let k = classCount
+                            let shift = classShift
                             for i in 0..<bytes.count {
-                                s = Int(d[s &* k &+ Int(cls[Int(bytes[i])])])
+                                s = Int(d[s &<< shift | Int(cls[Int(bytes[i])])])
                                 var p = first[s]
                                 while p >= 0 {
                                     body(Match(lo: Int32(i + 1) - plen[Int(p)], hi: Int32(i + 1), pattern: p))
