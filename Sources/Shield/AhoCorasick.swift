@@ -14,7 +14,10 @@ struct AhoCorasick: Sendable {
     /// state-to-state dependency is the critical path of the scan.
     let classShift: Int
     let delta: [UInt16]           // state << classShift | class -> next state (≤ 65 535 states: half the cache of Int32)
-    let outFirst: [Int32]         // state -> first pattern ending here (-1 none)
+    /// States are numbered so that those where some pattern ends come last, from `outStart`
+    /// on: the scan tests `state >= outStart` instead of loading a table entry for every byte.
+    let outStart: Int
+    let outFirst: [Int32]         // state - outStart -> first pattern ending here
     let outNext: [Int32]          // pattern -> next pattern in the same output chain (-1 end)
     let patternLength: [Int32]
     let stateCount: Int
@@ -92,10 +95,20 @@ struct AhoCorasick: Sendable {
         var shift = 0
         while 1 << shift < k { shift += 1 }
         classShift = shift
+        // Renumber: states without output first (in BFS order; the root stays 0), then the others.
+        var newID = [Int](repeating: 0, count: n)
+        var nextID = 0
+        for st in 0..<n where first[st] < 0 { newID[st] = nextID; nextID += 1 }
+        let outputStart = nextID
+        for st in 0..<n where first[st] >= 0 { newID[st] = nextID; nextID += 1 }
+        precondition(newID[0] == 0, "the root has no output")
         var wide = [UInt16](repeating: 0, count: n << shift)
-        for st in 0..<n { for c in 0..<k { wide[st << shift | c] = UInt16(truncatingIfNeeded: d[st * k + c]) } }
+        for st in 0..<n { for c in 0..<k { wide[newID[st] << shift | c] = UInt16(truncatingIfNeeded: newID[Int(d[st * k + c])]) } }
         delta = wide
-        outFirst = first
+        outStart = outputStart
+        var firstOut = [Int32](repeating: -1, count: n - outputStart)
+        for st in 0..<n where first[st] >= 0 { firstOut[newID[st] - outputStart] = first[st] }
+        outFirst = firstOut
         outNext = nextOut
         patternLength = patterns.map { Int32($0.count) }
     }
@@ -119,10 +132,11 @@ struct AhoCorasick: Sendable {
                     outNext.withUnsafeBufferPointer { next in
                         patternLength.withUnsafeBufferPointer { plen in
                             var s = 0
-                            let shift = classShift
+                            let shift = classShift, outputs = outStart
                             for i in 0..<bytes.count {
                                 s = Int(d[s &<< shift | Int(cls[Int(bytes[i])])])
-                                var p = first[s]
+                                guard s >= outputs else { continue }
+                                var p = first[s &- outputs]
                                 while p >= 0 {
                                     body(Match(lo: Int32(i + 1) - plen[Int(p)], hi: Int32(i + 1), pattern: p))
                                     p = next[Int(p)]
