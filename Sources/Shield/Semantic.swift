@@ -168,23 +168,40 @@ public struct SemanticModel: Sendable {
     }
 
     /// The n-gram part of the logit: scale * Σ q / sqrt(count). The same features as
-    /// `forEachFeature`, written out as plain loops (this is the hot path).
+    /// `forEachFeature` (the parity test checks both against the trainer), written out as plain
+    /// loops over buffer pointers because this is the hot path: the byte n-grams of the
+    /// shipped model's lengths (3, 4, 5) are unrolled, the other lengths take the generic loop;
+    /// words and word pairs are hashed in one pass (three independent FNV chains per word: the
+    /// word, the pair it ends, the prefix of the pair it starts). The sum is an integer sum, so
+    /// the order of the features does not change the result.
     public func ngramLogit(view: UnsafeBufferPointer<UInt8>) -> Double {
         let n = view.count
-        var padded = [UInt8](repeating: 0x20, count: n + 2)
-        padded.withUnsafeMutableBufferPointer { p in
-            if n > 0 { UnsafeMutableRawPointer(p.baseAddress! + 1).copyMemory(from: view.baseAddress!, byteCount: n) }
-        }
         var want: UInt16 = 0
         var maxG = 0
         for g in ngrams { want |= 1 << UInt16(g); maxG = max(maxG, g) }
         let m = mask, prime = Self.fnvPrime
         var sum = 0, count = 0
         quantized.withUnsafeBufferPointer { q in
-            padded.withUnsafeBufferPointer { p in
-                let total = p.count
+            // Byte n-grams over " " + view + " ".
+            withUnsafeTemporaryAllocation(of: UInt8.self, capacity: n + 2) { p in
+                p[0] = 0x20; p[n + 1] = 0x20
+                if n > 0 { UnsafeMutableRawPointer(p.baseAddress! + 1).copyMemory(from: view.baseAddress!, byteCount: n) }
+                let total = n + 2
                 let h0 = (Self.fnvBasis ^ 1) &* prime
                 var i = 0
+                if want == 1 << 3 | 1 << 4 | 1 << 5 {
+                    var s = 0
+                    while i + 5 <= total {
+                        let a = (h0 ^ UInt32(p[i])) &* prime
+                        let b = (a ^ UInt32(p[i + 1])) &* prime
+                        let c = (b ^ UInt32(p[i + 2])) &* prime
+                        let d = (c ^ UInt32(p[i + 3])) &* prime
+                        let e = (d ^ UInt32(p[i + 4])) &* prime
+                        s &+= Int(q[Int((c ^ (c >> 16)) & m)]) &+ Int(q[Int((d ^ (d >> 16)) & m)]) &+ Int(q[Int((e ^ (e >> 16)) & m)])
+                        i += 1
+                    }
+                    sum &+= s; count += 3 * i
+                }
                 while i < total {
                     var h = h0
                     let end = min(i + maxG, total)
@@ -200,24 +217,26 @@ public struct SemanticModel: Sendable {
                 }
             }
             guard words else { return }
-            var prevLo = -1, prevHi = -1
+            // Words (tag 0x11) and pairs of adjacent words (tag 0x12: previous word, " ", word).
+            let wordSeed = (Self.fnvBasis ^ 0x11) &* prime, pairSeed = (Self.fnvBasis ^ 0x12) &* prime
+            var pairPrefix: UInt32 = 0   // FNV of tag 0x12, the previous word and " "
+            var havePrev = false
             var i = 0
             while i < n {
                 while i < n && view[i] == 0x20 { i += 1 }
                 guard i < n else { break }
-                let lo = i
-                while i < n && view[i] != 0x20 { i += 1 }
-                var h = (Self.fnvBasis ^ 0x11) &* prime
-                for k in lo..<i { h = (h ^ UInt32(view[k])) &* prime }
-                sum &+= Int(q[Int((h ^ (h >> 16)) & m)]); count += 1
-                if prevLo >= 0 {
-                    var p = (Self.fnvBasis ^ 0x12) &* prime
-                    for k in prevLo..<prevHi { p = (p ^ UInt32(view[k])) &* prime }
-                    p = (p ^ 0x20) &* prime
-                    for k in lo..<i { p = (p ^ UInt32(view[k])) &* prime }
-                    sum &+= Int(q[Int((p ^ (p >> 16)) & m)]); count += 1
+                var hw = wordSeed, hp = pairPrefix, hn = pairSeed
+                while i < n {
+                    let c = view[i]
+                    if c == 0x20 { break }
+                    let x = UInt32(c)
+                    hw = (hw ^ x) &* prime; hp = (hp ^ x) &* prime; hn = (hn ^ x) &* prime
+                    i += 1
                 }
-                prevLo = lo; prevHi = i
+                sum &+= Int(q[Int((hw ^ (hw >> 16)) & m)]); count += 1
+                if havePrev { sum &+= Int(q[Int((hp ^ (hp >> 16)) & m)]); count += 1 }
+                pairPrefix = (hn ^ 0x20) &* prime
+                havePrev = true
             }
         }
         return count == 0 ? 0 : scale * Double(sum) / Double(max(count, normFloor)).squareRoot()
