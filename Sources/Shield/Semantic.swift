@@ -265,41 +265,65 @@ enum SemanticView {
                                        0x40: 0x61, 0x24: 0x73, 0x38: 0x62, 0x39: 0x67]
     static let leetTable: [UInt8] = (0..<256).map { b in leet[UInt8(b)] ?? UInt8(b) }
 
+    /// A 256-bit filter over the ROT13 and reversed-text markers (`markerSlot` of each), so
+    /// that most words skip the exact look-up in the two marker lists.
+    static let markerFilter: [UInt64] = {
+        var f = [UInt64](repeating: 0, count: 4)
+        for v in Decoder.rot13Markers + Decoder.reversedMarkers { let s = markerSlot(v); f[s >> 6] |= 1 << UInt64(s & 63) }
+        return f
+    }()
+    @inline(__always) static func markerSlot(_ v: UInt64) -> Int { Int(truncatingIfNeeded: (v &* 0x9E37_79B9_7F4A_7C15) >> 56) }
+
     /// Append the semantic view of normalized bytes to `out` (leet folded in mixed words).
     /// Returns how many words are ROT13 markers and how many are reversed-text markers
-    /// (Decoder.rot13Markers, Decoder.reversedMarkers).
+    /// (Decoder.rot13Markers, Decoder.reversedMarkers). The view is never longer than `nb`
+    /// (one byte per byte, runs of spaces collapsed), so it is written in place into room
+    /// made once, then trimmed.
     @discardableResult
     static func append(_ nb: UnsafeBufferPointer<UInt8>, to out: inout [UInt8]) -> (rot13: Int, reversed: Int) {
         let n = nb.count
-        var i = 0
+        guard n > 0 else { return (0, 0) }
         var rot = 0, rev = 0
-        let table = leetTable
+        let table = leetTable, filter = markerFilter
         let markers = Decoder.rot13Markers, rmarkers = Decoder.reversedMarkers
-        while i < n {
-            if nb[i] == 0x20 {
-                if let l = out.last, l != 0x20 { out.append(0x20) }
-                i += 1; continue
-            }
-            let lo = i
-            var letters = false, digits = false
-            while i < n && nb[i] != 0x20 {
-                let c = nb[i]
-                if c >= 0x61 && c <= 0x7A { letters = true } else if (c >= 0x30 && c <= 0x39) || c == 0x40 || c == 0x24 { digits = true }
-                i += 1
-            }
-            if letters && digits {
-                for k in lo..<i { out.append(table[Int(nb[k])]) }
-            } else {
-                out.append(contentsOf: UnsafeBufferPointer(rebasing: nb[lo..<i]))
-                if letters && i - lo >= 3 && i - lo <= 8 {
-                    var v: UInt64 = 0
-                    var ascii = true
-                    for k in lo..<i { let c = nb[k]; if c >= 0x80 { ascii = false }; v = v << 8 | UInt64(c) }
-                    if ascii && markers.contains(v) { rot += 1 }
-                    if ascii && rmarkers.contains(v) { rev += 1 }
+        let base = out.count
+        out.append(contentsOf: repeatElement(0, count: n))
+        var w = base
+        table.withUnsafeBufferPointer { table in
+        filter.withUnsafeBufferPointer { filter in
+        out.withUnsafeMutableBufferPointer { o in
+            var i = 0
+            while i < n {
+                if nb[i] == 0x20 {
+                    if w > 0 && o[w - 1] != 0x20 { o[w] = 0x20; w += 1 }
+                    i += 1; continue
+                }
+                let lo = i
+                var letters = false, digits = false
+                while i < n && nb[i] != 0x20 {
+                    let c = nb[i]
+                    if c >= 0x61 && c <= 0x7A { letters = true } else if (c >= 0x30 && c <= 0x39) || c == 0x40 || c == 0x24 { digits = true }
+                    i += 1
+                }
+                if letters && digits {
+                    for k in lo..<i { o[w] = table[Int(nb[k])]; w += 1 }
+                } else {
+                    UnsafeMutableRawPointer(o.baseAddress! + w).copyMemory(from: nb.baseAddress! + lo, byteCount: i - lo)
+                    w += i - lo
+                    if letters && i - lo >= 3 && i - lo <= 8 {
+                        var v: UInt64 = 0
+                        var ascii = true
+                        for k in lo..<i { let c = nb[k]; if c >= 0x80 { ascii = false }; v = v << 8 | UInt64(c) }
+                        let slot = markerSlot(v)
+                        if ascii && filter[slot >> 6] & (1 << UInt64(slot & 63)) != 0 {
+                            if markers.contains(v) { rot += 1 }
+                            if rmarkers.contains(v) { rev += 1 }
+                        }
+                    }
                 }
             }
-        }
+        } } }
+        out.removeLast(out.count - w)
         return (rot, rev)
     }
 
