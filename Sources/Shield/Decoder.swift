@@ -41,6 +41,10 @@ enum Decoder {
         var hexPairs = 0          // two-hex-digit tokens ("69 67", "\x69"): the pair scan runs only if ≥ 8
         var percent = 0           // "%69": URL-encoding is decoded when there are ≥ 8
         var i = 0
+        // Runs of base64 characters: the scan only measures a run (one table look-up per byte);
+        // the letter/digit/hex classification is done for the few runs long enough to decode.
+        b64t.withUnsafeBufferPointer { b64t in
+        hext.withUnsafeBufferPointer { hext in
         while i < n && out.count < maxPayloads && total < maxDecodedBytes {
             let c = raw[i]
             if b64t[Int(c)] == 0xFF {
@@ -49,31 +53,32 @@ enum Decoder {
             }
             // A run of base64 characters.
             let lo = i
-            var upper = false, lower = false, digit = false, allHex = true
-            while i < n && b64t[Int(raw[i])] != 0xFF {
-                let d = raw[i]
-                if d >= 0x41 && d <= 0x5A { upper = true } else if d >= 0x61 && d <= 0x7A { lower = true } else if d >= 0x30 && d <= 0x39 { digit = true }
-                if hext[Int(d)] == 0xFF { allHex = false }
-                i += 1
-            }
+            while i < n && b64t[Int(raw[i])] != 0xFF { i += 1 }
             var hi = i
             while hi < n && raw[hi] == 0x3D && hi - i < 2 { hi += 1 }   // '=' padding
             let len = i - lo
             if len < 16 {
-                if (len == 2 && allHex) || (len == 3 && (raw[lo] == 0x78 || raw[lo] == 0x58)
-                                             && hext[Int(raw[lo + 1])] != 0xFF && hext[Int(raw[lo + 2])] != 0xFF) { hexPairs += 1 }
+                if (len == 2 && hext[Int(raw[lo])] != 0xFF && hext[Int(raw[lo + 1])] != 0xFF)
+                    || (len == 3 && (raw[lo] == 0x78 || raw[lo] == 0x58) && hext[Int(raw[lo + 1])] != 0xFF && hext[Int(raw[lo + 2])] != 0xFF) { hexPairs += 1 }
                 i = hi; continue
+            }
+            var upper = false, lower = false, digit = false, allHex = true
+            for k in lo..<i {
+                let d = raw[k]
+                if d >= 0x41 && d <= 0x5A { upper = true } else if d >= 0x61 && d <= 0x7A { lower = true } else if d >= 0x30 && d <= 0x39 { digit = true }
+                if hext[Int(d)] == 0xFF { allHex = false }
             }
             if allHex && len % 2 == 0, let text = decodeHex(UnsafeBufferPointer(rebasing: raw[lo..<i])), readable(text) {
                 out.append(Payload(span: lo..<i, bytes: text, kind: "hex")); total += text.count
             } else if upper && lower || (digit && (upper || lower)),
                       let text = decodeBase64(UnsafeBufferPointer(rebasing: raw[lo..<i])), readable(text) {
                 out.append(Payload(span: lo..<hi, bytes: text, kind: "base64")); total += text.count
-            } else if allHex {
-                // maybe the start of a separated hex sequence; fall through to the pair scan below
             }
+            // (an all-hex run that decodes to nothing readable may start a separated hex
+            // sequence: the pair scan below looks at those)
             i = hi
         }
+        } }
         if percent >= 8 && out.count < maxPayloads {
             var bytes: [UInt8] = []
             bytes.reserveCapacity(n)
