@@ -46,11 +46,13 @@ enum Decoder {
         b64t.withUnsafeBufferPointer { b64t in
         hext.withUnsafeBufferPointer { hext in
         while i < n && out.count < maxPayloads && total < maxDecodedBytes {
-            let c = raw[i]
-            if b64t[Int(c)] == 0xFF {
-                if c == 0x25 && i + 2 < n && hext[Int(raw[i + 1])] != 0xFF && hext[Int(raw[i + 2])] != 0xFF { percent += 1 }
-                i += 1; continue
+            // Skip the bytes outside the alphabet (counting "%xx" escapes) in a tight loop: the
+            // loop's conditions only change when a payload is added.
+            while i < n && b64t[Int(raw[i])] == 0xFF {
+                if raw[i] == 0x25 && i + 2 < n && hext[Int(raw[i + 1])] != 0xFF && hext[Int(raw[i + 2])] != 0xFF { percent += 1 }
+                i += 1
             }
+            guard i < n else { break }
             // A run of base64 characters.
             let lo = i
             while i < n && b64t[Int(raw[i])] != 0xFF { i += 1 }

@@ -43,6 +43,9 @@ enum MarkupScanner {
         return has("javascript:") || has("vbscript:") || has("data:")
     }
 
+    /// The bytes `scan` looks at when it is not at the start of a line: '<', '[', ']', '\n'.
+    static let interesting: [Bool] = (0..<256).map { $0 == 0x3C || $0 == 0x5B || $0 == 0x5D || $0 == 0x0A }
+
     static func scan(_ raw: UnsafeBufferPointer<UInt8>, index: Int) -> [ShieldFinding] {
         var out: [ShieldFinding] = []
         var seen = Set<String>()
@@ -53,7 +56,13 @@ enum MarkupScanner {
         let n = raw.count
         var lineStart = true
         var i = 0
+        let interesting = Self.interesting
         while i < n {
+            // Off the start of a line only '<', '[', ']' and a newline matter: skip the rest.
+            if !lineStart {
+                while i < n && !interesting[Int(raw[i])] { i += 1 }
+                guard i < n else { break }
+            }
             let b = raw[i]
             switch b {
             case 0x3C: // <
