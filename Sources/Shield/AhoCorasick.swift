@@ -20,6 +20,8 @@ struct AhoCorasick: Sendable {
     let outFirst: [Int32]         // state - outStart -> first pattern ending here
     let outNext: [Int32]          // pattern -> next pattern in the same output chain (-1 end)
     let patternLength: [Int32]
+    /// Length of the longest pattern (the deepest state).
+    let maxLength: Int
     let stateCount: Int
 
     static let leet: [UInt8: UInt8] = [
@@ -111,6 +113,7 @@ struct AhoCorasick: Sendable {
         outFirst = firstOut
         outNext = nextOut
         patternLength = patterns.map { Int32($0.count) }
+        maxLength = patterns.map(\.count).max() ?? 0
     }
 
     struct Match { var lo: Int32; var hi: Int32; var pattern: Int32 }
@@ -124,6 +127,14 @@ struct AhoCorasick: Sendable {
 
     /// Calls `body` with every occurrence (end exclusive), in order of end position, without
     /// collecting them.
+    ///
+    /// Each byte's transition depends on the previous one (load, shift, load), so one scan runs
+    /// at the latency of the table look-ups. Inputs of `splitMinimum` bytes or more are scanned
+    /// as two interleaved halves, two independent chains the CPU overlaps. The second scanner
+    /// starts `maxLength` bytes before the middle from the root state: a state is the longest
+    /// suffix of the text read that is a pattern prefix, never longer than `maxLength`, so from
+    /// the middle on its states are those of a scan from the start. Its outputs (ends after the
+    /// middle) are kept and reported after the first half's, so the order is unchanged.
     @inline(__always)
     func forEachMatch(_ bytes: UnsafeBufferPointer<UInt8>, _ body: (Match) -> Void) {
         classOf.withUnsafeBufferPointer { cls in
@@ -131,16 +142,41 @@ struct AhoCorasick: Sendable {
                 outFirst.withUnsafeBufferPointer { first in
                     outNext.withUnsafeBufferPointer { next in
                         patternLength.withUnsafeBufferPointer { plen in
-                            var s = 0
                             let shift = classShift, outputs = outStart
-                            for i in 0..<bytes.count {
-                                s = Int(d[s &<< shift | Int(cls[Int(bytes[i])])])
-                                guard s >= outputs else { continue }
+                            @inline(__always) func report(_ s: Int, _ end: Int) {
                                 var p = first[s &- outputs]
                                 while p >= 0 {
-                                    body(Match(lo: Int32(i + 1) - plen[Int(p)], hi: Int32(i + 1), pattern: p))
+                                    body(Match(lo: Int32(end) - plen[Int(p)], hi: Int32(end), pattern: p))
                                     p = next[Int(p)]
                                 }
+                            }
+                            let n = bytes.count
+                            if n < Self.splitMinimum || n / 2 <= maxLength {
+                                var s = 0
+                                for i in 0..<n {
+                                    s = Int(d[s &<< shift | Int(cls[Int(bytes[i])])])
+                                    if s >= outputs { report(s, i + 1) }
+                                }
+                                return
+                            }
+                            let mid = n / 2, bStart = mid - maxLength
+                            withUnsafeTemporaryAllocation(of: (Int32, UInt16).self, capacity: n - mid) { later in
+                                var kept = 0
+                                var a = 0, b = 0
+                                var i = 0, j = bStart
+                                while i < mid {
+                                    a = Int(d[a &<< shift | Int(cls[Int(bytes[i])])])
+                                    b = Int(d[b &<< shift | Int(cls[Int(bytes[j])])])
+                                    if a >= outputs { report(a, i + 1) }
+                                    if b >= outputs && j >= mid { later[kept] = (Int32(j + 1), UInt16(truncatingIfNeeded: b)); kept += 1 }
+                                    i += 1; j += 1
+                                }
+                                while j < n {
+                                    b = Int(d[b &<< shift | Int(cls[Int(bytes[j])])])
+                                    if b >= outputs { later[kept] = (Int32(j + 1), UInt16(truncatingIfNeeded: b)); kept += 1 }
+                                    j += 1
+                                }
+                                for k in 0..<kept { report(Int(later[k].1), Int(later[k].0)) }
                             }
                         }
                     }
@@ -148,4 +184,7 @@ struct AhoCorasick: Sendable {
             }
         }
     }
+
+    /// Inputs at least this long are scanned as two interleaved halves.
+    static let splitMinimum = 256
 }
