@@ -92,24 +92,34 @@ enum Decoder {
             }
             if String(validating: bytes, as: UTF8.self) != nil { out.append(Payload(span: 0..<n, bytes: bytes, kind: "url")) }
         }
-        // Separated hex pairs: "69 67 6e …", "69:67:6e", "\x69\x67".
+        // Separated hex pairs: "69 67 6e …", "69:67:6e", "\x69\x67". Ordinary text has many
+        // two-letter hex tokens ("de", "be", "42"), so a sequence is first only counted, and
+        // decoded when it has enough pairs.
         if out.count < maxPayloads && hexPairs >= 8 {
-            var j = 0
-            while j + 2 < n {
+            /// The sequence of separated pairs starting at `j`: its pair count and end; the
+            /// decoded bytes are appended to `bytes` when it is non-nil.
+            func pairRun(from j: Int, into bytes: inout [UInt8]?) -> (pairs: Int, end: Int) {
                 var k = j, pairs = 0
-                var bytes: [UInt8] = []
                 while k + 1 < n {
                     var s = k
                     if raw[s] == 0x5C && s + 1 < n && (raw[s + 1] == 0x78 || raw[s + 1] == 0x58) { s += 2 }
                     guard s + 1 < n, hext[Int(raw[s])] != 0xFF, hext[Int(raw[s + 1])] != 0xFF,
                           s + 2 >= n || hext[Int(raw[s + 2])] == 0xFF else { break }
-                    bytes.append(hext[Int(raw[s])] << 4 | hext[Int(raw[s + 1])])
+                    bytes?.append(hext[Int(raw[s])] << 4 | hext[Int(raw[s + 1])])
                     pairs += 1
                     k = s + 2
                     if k < n && (raw[k] == 0x20 || raw[k] == 0x3A || raw[k] == 0x2C) { k += 1 }
                     else if !(k + 1 < n && raw[k] == 0x5C) { break }
                 }
-                if pairs >= 8, readable(bytes) {
+                return (pairs, k)
+            }
+            var j = 0
+            var none: [UInt8]? = nil
+            while j + 2 < n {
+                let (pairs, k) = pairRun(from: j, into: &none)
+                var decoded: [UInt8]? = []
+                if pairs >= 8 { _ = pairRun(from: j, into: &decoded) }
+                if pairs >= 8, let bytes = decoded, readable(bytes) {
                     out.append(Payload(span: j..<k, bytes: bytes, kind: "hex"))
                     if out.count >= maxPayloads { break }
                     j = k
