@@ -130,11 +130,12 @@ struct AhoCorasick: Sendable {
     ///
     /// Each byte's transition depends on the previous one (load, shift, load), so one scan runs
     /// at the latency of the table look-ups. Inputs of `splitMinimum` bytes or more are scanned
-    /// as two interleaved halves, two independent chains the CPU overlaps. The second scanner
-    /// starts `maxLength` bytes before the middle from the root state: a state is the longest
-    /// suffix of the text read that is a pattern prefix, never longer than `maxLength`, so from
-    /// the middle on its states are those of a scan from the start. Its outputs (ends after the
-    /// middle) are kept and reported after the first half's, so the order is unchanged.
+    /// as four interleaved quarters, four independent chains the CPU overlaps. The scanner of a
+    /// later quarter starts `maxLength` bytes before its quarter from the root state: a state is
+    /// the longest suffix of the text read that is a pattern prefix, never longer than
+    /// `maxLength`, so from the start of its quarter on its states are those of a scan from the
+    /// start of the text. Its outputs (ends inside its quarter) are kept and reported after
+    /// those of the quarters before, so the order is unchanged.
     @inline(__always)
     func forEachMatch(_ bytes: UnsafeBufferPointer<UInt8>, _ body: (Match) -> Void) {
         classOf.withUnsafeBufferPointer { cls in
@@ -151,7 +152,7 @@ struct AhoCorasick: Sendable {
                                 }
                             }
                             let n = bytes.count
-                            if n < Self.splitMinimum || n / 2 <= maxLength {
+                            if n < Self.splitMinimum || n / 4 <= maxLength {
                                 var s = 0
                                 for i in 0..<n {
                                     s = Int(d[s &<< shift | Int(cls[Int(bytes[i])])])
@@ -159,24 +160,34 @@ struct AhoCorasick: Sendable {
                                 }
                                 return
                             }
-                            let mid = n / 2, bStart = mid - maxLength
-                            withUnsafeTemporaryAllocation(of: (Int32, UInt16).self, capacity: n - mid) { later in
-                                var kept = 0
-                                var a = 0, b = 0
-                                var i = 0, j = bStart
-                                while i < mid {
-                                    a = Int(d[a &<< shift | Int(cls[Int(bytes[i])])])
-                                    b = Int(d[b &<< shift | Int(cls[Int(bytes[j])])])
-                                    if a >= outputs { report(a, i + 1) }
-                                    if b >= outputs && j >= mid { later[kept] = (Int32(j + 1), UInt16(truncatingIfNeeded: b)); kept += 1 }
-                                    i += 1; j += 1
+                            // Four lanes: lane 0 reports [0, b1) as it goes; lane k (1...3) starts
+                            // maxLength bytes before b_k and keeps the outputs it finds in
+                            // [b_k, b_k+1) in its own region of `later` (offset b_k - b1).
+                            let b1 = n / 4, b2 = n / 2, b3 = n - n / 4, m = maxLength
+                            withUnsafeTemporaryAllocation(of: (Int32, UInt16).self, capacity: n - b1) { later in
+                                var k1 = 0, k2 = b2 - b1, k3 = b3 - b1
+                                var s0 = 0, s1 = 0, s2 = 0, s3 = 0
+                                @inline(__always) func step(_ s: Int, _ i: Int) -> Int { Int(d[s &<< shift | Int(cls[Int(bytes[i])])]) }
+                                @inline(__always) func keep(_ s: Int, _ end: Int, _ kept: inout Int) {
+                                    later[kept] = (Int32(end), UInt16(truncatingIfNeeded: s)); kept += 1
                                 }
-                                while j < n {
-                                    b = Int(d[b &<< shift | Int(cls[Int(bytes[j])])])
-                                    if b >= outputs { later[kept] = (Int32(j + 1), UInt16(truncatingIfNeeded: b)); kept += 1 }
-                                    j += 1
+                                var t = 0
+                                while t < b1 {
+                                    let j1 = b1 - m + t, j2 = b2 - m + t, j3 = b3 - m + t
+                                    s0 = step(s0, t); s1 = step(s1, j1); s2 = step(s2, j2); s3 = step(s3, j3)
+                                    if s0 >= outputs { report(s0, t + 1) }
+                                    if s1 >= outputs && j1 >= b1 { keep(s1, j1 + 1, &k1) }
+                                    if s2 >= outputs && j2 >= b2 { keep(s2, j2 + 1, &k2) }
+                                    if s3 >= outputs && j3 >= b3 { keep(s3, j3 + 1, &k3) }
+                                    t += 1
                                 }
-                                for k in 0..<kept { report(Int(later[k].1), Int(later[k].0)) }
+                                // The rest of lanes 1–3 (each lane is at least as long as lane 0).
+                                for j in (b1 - m + t)..<b2 { s1 = step(s1, j); if s1 >= outputs && j >= b1 { keep(s1, j + 1, &k1) } }
+                                for j in (b2 - m + t)..<b3 { s2 = step(s2, j); if s2 >= outputs && j >= b2 { keep(s2, j + 1, &k2) } }
+                                for j in (b3 - m + t)..<n { s3 = step(s3, j); if s3 >= outputs && j >= b3 { keep(s3, j + 1, &k3) } }
+                                for k in 0..<k1 { report(Int(later[k].1), Int(later[k].0)) }
+                                for k in (b2 - b1)..<k2 { report(Int(later[k].1), Int(later[k].0)) }
+                                for k in (b3 - b1)..<k3 { report(Int(later[k].1), Int(later[k].0)) }
                             }
                         }
                     }
@@ -185,6 +196,7 @@ struct AhoCorasick: Sendable {
         }
     }
 
-    /// Inputs at least this long are scanned as two interleaved halves.
-    static let splitMinimum = 256
+    /// Inputs at least this long (and longer than four times the longest pattern) are scanned
+    /// as four interleaved quarters.
+    static let splitMinimum = 512
 }

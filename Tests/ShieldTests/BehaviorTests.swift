@@ -171,14 +171,14 @@ struct AutomatonTests {
         #expect(Set(found) == ["she", "he", "hers"])
     }
 
-    /// Long inputs are scanned as two interleaved halves (AhoCorasick.forEachMatch): every
+    /// Long inputs are scanned as four interleaved quarters (AhoCorasick.forEachMatch): every
     /// occurrence is still found once, in order of end position, including those that straddle
-    /// the middle. Checked against a brute-force search on deterministic pseudo-random texts.
+    /// the quarter boundaries. Checked against a brute-force search on deterministic pseudo-random texts.
     @Test func ahoCorasickSplitScanMatchesBruteForce() {
         let patterns = ["ab", "abab", "bab", "aaa", "abcab", "cc", "b", "abcabcabcabc", "cabbac"].map { Array($0.utf8) }
         let ac = AhoCorasick(patterns: patterns)
         var seed: UInt64 = 42
-        for length in [AhoCorasick.splitMinimum - 1, AhoCorasick.splitMinimum, 257, 1000, 2049] {
+        for length in [AhoCorasick.splitMinimum - 1, AhoCorasick.splitMinimum, AhoCorasick.splitMinimum + 3, 1000, 2049, 4097] {
             var text: [UInt8] = []
             for _ in 0..<length {
                 seed = seed &* 6364136223846793005 &+ 1442695040888963407
