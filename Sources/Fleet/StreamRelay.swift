@@ -121,7 +121,7 @@ extension Engine {
     /// the request row cover the partial answer.
     func relay(_ response: HTTPClientResponse, request: UpstreamRequest, format: StreamFormat = .sse,
                onEnd: (@Sendable (StreamEnd) -> Void)? = nil) -> EngineStream {
-        let (stream, continuation) = AsyncThrowingStream.makeStream(of: StreamEvent.self)
+        let (stream, continuation) = AsyncThrowingStream.makeStream(of: RelayedEvent.self)
         let progress = StreamProgress()
         let activity = Activity(clock: clock)
         let idleMs = config.timeouts.idleMs
@@ -192,7 +192,7 @@ extension Engine {
     }
 
     private func read(_ response: HTTPClientResponse, request: UpstreamRequest, format: StreamFormat, activity: Activity,
-                      progress: StreamProgress, _ continuation: AsyncThrowingStream<StreamEvent, any Error>.Continuation) async throws -> StreamSummary {
+                      progress: StreamProgress, _ continuation: AsyncThrowingStream<RelayedEvent, any Error>.Continuation) async throws -> StreamSummary {
         var summary = StreamSummary()
         defer { progress.summary.withLock { [summary] in $0 = summary } }
         switch format {
@@ -230,7 +230,7 @@ extension Engine {
     /// One line of an NDJSON stream (Ollama): translated to an OpenAI chunk by the adapter; the
     /// final line's counts are the usage.
     private func handleLine(_ line: [UInt8], request: UpstreamRequest, id: String, created: Int,
-                            summary: inout StreamSummary, _ continuation: AsyncThrowingStream<StreamEvent, any Error>.Continuation) throws {
+                            summary: inout StreamSummary, _ continuation: AsyncThrowingStream<RelayedEvent, any Error>.Continuation) throws {
         guard let json = try? JSONValue.parse(line), case .object = json else {
             throw EngineError.malformed(backend: name, detail: "a stream line is not JSON")
         }
@@ -253,9 +253,32 @@ extension Engine {
         }
     }
 
+    /// Where a chunk's text is, for the endpoints whose chunks are spliced (nil: the tree path).
+    static func deltaShape(_ endpoint: Endpoint) -> SplicedChunk.DeltaShape? {
+        if endpoint == .chat { return .chat }
+        if endpoint == .completions { return .completions }
+        return nil
+    }
+
     private func handle(_ data: [UInt8], request: UpstreamRequest, cap: Int?, summary: inout StreamSummary,
-                        _ continuation: AsyncThrowingStream<StreamEvent, any Error>.Continuation) throws {
+                        _ continuation: AsyncThrowingStream<RelayedEvent, any Error>.Continuation) throws {
         if data.elementsEqual("[DONE]".utf8) { summary.sawDone = true; return }
+        // An ordinary chunk is relayed as the engine's bytes (the gateway splices its own `id`,
+        // `model` and `backend` in); its text is read by a small scan. Anything else (an error
+        // event, a usage chunk, the chunk past the client's cap) takes the tree path below.
+        if let shape = Self.deltaShape(request.endpoint), let spliced = SplicedChunk(data, delta: shape) {
+            let hasText = !spliced.content.isEmpty || !spliced.reasoning.isEmpty
+            if !hasText || cap.map({ summary.textChunks < $0 }) ?? true {
+                if hasText {
+                    summary.output += spliced.content
+                    summary.reasoning += spliced.reasoning
+                    summary.textChunks += 1
+                }
+                summary.relayed += 1
+                continuation.yield(.spliced(spliced))
+                return
+            }
+        }
         guard var chunk = try? JSONValue.parse(data), case .object = chunk else {
             throw EngineError.malformed(backend: name, detail: "a stream event is not JSON")
         }
