@@ -191,44 +191,60 @@ extension Engine {
         return last
     }
 
+    /// The reader's loop. Each format's loop is its own function and the per-event work is not
+    /// inlined into it: a task's allocator keeps its high-water mark for the stream's life, and
+    /// an async function's context holds every local its body (inlined code included) keeps
+    /// across an await (issue 16).
     private func read(_ response: HTTPClientResponse, request: UpstreamRequest, format: StreamFormat, activity: Activity,
                       progress: StreamProgress, _ continuation: AsyncThrowingStream<RelayedEvent, any Error>.Continuation) async throws -> StreamSummary {
+        switch format {
+        case .sse: return try await readSSE(response, request: request, activity: activity, progress: progress, continuation)
+        case .ndjson: return try await readNDJSON(response, request: request, activity: activity, progress: progress, continuation)
+        }
+    }
+
+    private func readSSE(_ response: HTTPClientResponse, request: UpstreamRequest, activity: Activity, progress: StreamProgress,
+                         _ continuation: AsyncThrowingStream<RelayedEvent, any Error>.Continuation) async throws -> StreamSummary {
         var summary = StreamSummary()
         defer { progress.summary.withLock { [summary] in $0 = summary } }
-        switch format {
-        case .sse:
-            var parser = SSEParser()
-            let cap = request.body["max_completion_tokens"]?.intValue ?? request.body["max_tokens"]?.intValue
-            for try await buffer in response.body {
-                activity.touch()
-                for data in parser.feed(buffer.readableBytesView) {
-                    try handle(data, request: request, cap: cap, summary: &summary, continuation)
-                    // Leaving the body closes the engine connection: the engine stops generating.
-                    if summary.capped { return summary }
-                }
-                progress.summary.withLock { [summary] in $0 = summary }
+        var parser = SSEParser()
+        let cap = request.body["max_completion_tokens"]?.intValue ?? request.body["max_tokens"]?.intValue
+        for try await buffer in response.body {
+            activity.touch()
+            for data in parser.feed(buffer.readableBytesView) {
+                try handle(data, request: request, cap: cap, summary: &summary, continuation)
+                // Leaving the body closes the engine connection: the engine stops generating.
+                if summary.capped { return summary }
             }
-            if let data = parser.finish() { try handle(data, request: request, cap: cap, summary: &summary, continuation) }
-        case .ndjson:
-            var lines = LineSplitter()
-            let id = Self.newID()
-            let created = createdNow
-            for try await buffer in response.body {
-                activity.touch()
-                for line in lines.feed(buffer.readableBytesView) {
-                    try handleLine(line, request: request, id: id, created: created, summary: &summary, continuation)
-                }
-                progress.summary.withLock { [summary] in $0 = summary }
-            }
-            if let line = lines.finish() {
+            progress.summary.withLock { [summary] in $0 = summary }
+        }
+        if let data = parser.finish() { try handle(data, request: request, cap: cap, summary: &summary, continuation) }
+        return summary
+    }
+
+    private func readNDJSON(_ response: HTTPClientResponse, request: UpstreamRequest, activity: Activity, progress: StreamProgress,
+                            _ continuation: AsyncThrowingStream<RelayedEvent, any Error>.Continuation) async throws -> StreamSummary {
+        var summary = StreamSummary()
+        defer { progress.summary.withLock { [summary] in $0 = summary } }
+        var lines = LineSplitter()
+        let id = Self.newID()
+        let created = createdNow
+        for try await buffer in response.body {
+            activity.touch()
+            for line in lines.feed(buffer.readableBytesView) {
                 try handleLine(line, request: request, id: id, created: created, summary: &summary, continuation)
             }
+            progress.summary.withLock { [summary] in $0 = summary }
+        }
+        if let line = lines.finish() {
+            try handleLine(line, request: request, id: id, created: created, summary: &summary, continuation)
         }
         return summary
     }
 
     /// One line of an NDJSON stream (Ollama): translated to an OpenAI chunk by the adapter; the
     /// final line's counts are the usage.
+    @inline(never)
     private func handleLine(_ line: [UInt8], request: UpstreamRequest, id: String, created: Int,
                             summary: inout StreamSummary, _ continuation: AsyncThrowingStream<RelayedEvent, any Error>.Continuation) throws {
         guard let json = try? JSONValue.parse(line), case .object = json else {
@@ -260,6 +276,7 @@ extension Engine {
         return nil
     }
 
+    @inline(never)
     private func handle(_ data: [UInt8], request: UpstreamRequest, cap: Int?, summary: inout StreamSummary,
                         _ continuation: AsyncThrowingStream<RelayedEvent, any Error>.Continuation) throws {
         if data.elementsEqual("[DONE]".utf8) { summary.sawDone = true; return }
