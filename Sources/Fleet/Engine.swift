@@ -32,6 +32,25 @@ public enum StreamEvent: Sendable {
     case usage(Usage)
 }
 
+/// A relayed stream's event as the relay produced it: an ordinary engine chunk stays the
+/// engine's bytes (``SplicedChunk``, for the gateway to splice its own `id`, `model`, `backend`
+/// into); anything unusual (the token cap's last chunk, Ollama's translated lines, a chunk the
+/// scan did not take) is a tree.
+public enum RelayedEvent: Sendable {
+    case chunk(JSONValue)
+    case spliced(SplicedChunk)
+    case usage(Usage)
+
+    /// As a ``StreamEvent`` (a spliced chunk parsed into its tree).
+    public func event() throws -> StreamEvent {
+        switch self {
+        case .chunk(let c): return .chunk(c)
+        case .spliced(let c): return .chunk(try c.json())
+        case .usage(let u): return .usage(u)
+        }
+    }
+}
+
 public enum UpstreamResponse: Sendable {
     /// A complete answer (2xx), with its usage when known.
     case complete(JSONValue, Usage)
@@ -42,20 +61,21 @@ public enum UpstreamResponse: Sendable {
 }
 
 /// A relayed engine stream. Cancelling it, or dropping it, closes the engine connection so the
-/// engine stops generating (a client that hung up must not keep a GPU busy).
+/// engine stops generating (a client that hung up must not keep a GPU busy). Iterated once:
+/// as ``StreamEvent``s (trees), or as ``RelayedEvent``s through ``relayed`` (the gateway's path).
 public final class EngineStream: AsyncSequence, Sendable {
     public typealias Element = StreamEvent
-    let events: AsyncThrowingStream<StreamEvent, any Error>
+    let events: AsyncThrowingStream<RelayedEvent, any Error>
     let reader: Task<Void, Never>
     /// The first event, already read by the fleet (to fail over when a stream breaks before it).
     private let primed = Mutex<Primed?>(nil)
 
     struct Primed {
-        var first: StreamEvent
-        var iterator: AsyncThrowingStream<StreamEvent, any Error>.AsyncIterator
+        var first: RelayedEvent
+        var iterator: AsyncThrowingStream<RelayedEvent, any Error>.AsyncIterator
     }
 
-    init(events: AsyncThrowingStream<StreamEvent, any Error>, reader: Task<Void, Never>) {
+    init(events: AsyncThrowingStream<RelayedEvent, any Error>, reader: Task<Void, Never>) {
         self.events = events
         self.reader = reader
     }
@@ -65,23 +85,41 @@ public final class EngineStream: AsyncSequence, Sendable {
     deinit { reader.cancel() }
 
     public struct AsyncIterator: AsyncIteratorProtocol {
-        var pending: StreamEvent?
-        var base: AsyncThrowingStream<StreamEvent, any Error>.AsyncIterator
+        var base: Relayed.AsyncIterator
 
         public mutating func next() async throws -> StreamEvent? {
-            if let p = pending {
-                pending = nil
-                return p
-            }
-            return try await base.next()
+            try await base.next()?.event()
         }
     }
 
-    public func makeAsyncIterator() -> AsyncIterator {
-        if let p = primed.withLock({ p -> Primed? in defer { p = nil }; return p }) {
-            return AsyncIterator(pending: p.first, base: p.iterator)
+    public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(base: relayed.makeAsyncIterator()) }
+
+    /// The events as the relay produced them.
+    public var relayed: Relayed { Relayed(stream: self) }
+
+    public struct Relayed: AsyncSequence, Sendable {
+        public typealias Element = RelayedEvent
+        let stream: EngineStream
+
+        public struct AsyncIterator: AsyncIteratorProtocol {
+            var pending: RelayedEvent?
+            var base: AsyncThrowingStream<RelayedEvent, any Error>.AsyncIterator
+
+            public mutating func next() async throws -> RelayedEvent? {
+                if let p = pending {
+                    pending = nil
+                    return p
+                }
+                return try await base.next()
+            }
         }
-        return AsyncIterator(pending: nil, base: events.makeAsyncIterator())
+
+        public func makeAsyncIterator() -> AsyncIterator {
+            if let p = stream.primed.withLock({ p -> Primed? in defer { p = nil }; return p }) {
+                return AsyncIterator(pending: p.first, base: p.iterator)
+            }
+            return AsyncIterator(pending: nil, base: stream.events.makeAsyncIterator())
+        }
     }
 
     /// Waits for the first event and keeps it for the consumer; throws when the stream broke
@@ -204,7 +242,7 @@ public final class Engine: Sendable {
         let events = relay(httpResponse, request: streamed, format: adapter.streamFormat, onEnd: nil)
         var collector = StreamCollector(endpoint: request.endpoint)
         do {
-            for try await event in events { collector.add(event) }
+            for try await event in events.relayed { collector.add(event) }
         } catch let error as EngineError {
             throw error
         } catch {

@@ -27,10 +27,15 @@ struct StreamCollector {
         return true
     }
 
-    mutating func add(_ event: StreamEvent) {
+    mutating func add(_ event: RelayedEvent) {
         switch event {
         case .usage(let u):
             usage = u
+        case .spliced(let chunk):
+            if first == nil { first = try? chunk.json() }
+            if !chunk.content.isEmpty { text += chunk.content; textChunks += 1 }
+            reasoning += chunk.reasoning
+            if let f = chunk.finishReason, !f.isNull { finishReason = f }
         case .chunk(let chunk):
             if first == nil { first = chunk }
             guard let choice = chunk["choices"]?.arrayValue?.first else { return }

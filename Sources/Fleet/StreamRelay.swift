@@ -121,7 +121,7 @@ extension Engine {
     /// the request row cover the partial answer.
     func relay(_ response: HTTPClientResponse, request: UpstreamRequest, format: StreamFormat = .sse,
                onEnd: (@Sendable (StreamEnd) -> Void)? = nil) -> EngineStream {
-        let (stream, continuation) = AsyncThrowingStream.makeStream(of: StreamEvent.self)
+        let (stream, continuation) = AsyncThrowingStream.makeStream(of: RelayedEvent.self)
         let progress = StreamProgress()
         let activity = Activity(clock: clock)
         let idleMs = config.timeouts.idleMs
@@ -191,46 +191,62 @@ extension Engine {
         return last
     }
 
+    /// The reader's loop. Each format's loop is its own function and the per-event work is not
+    /// inlined into it: a task's allocator keeps its high-water mark for the stream's life, and
+    /// an async function's context holds every local its body (inlined code included) keeps
+    /// across an await (issue 16).
     private func read(_ response: HTTPClientResponse, request: UpstreamRequest, format: StreamFormat, activity: Activity,
-                      progress: StreamProgress, _ continuation: AsyncThrowingStream<StreamEvent, any Error>.Continuation) async throws -> StreamSummary {
+                      progress: StreamProgress, _ continuation: AsyncThrowingStream<RelayedEvent, any Error>.Continuation) async throws -> StreamSummary {
+        switch format {
+        case .sse: return try await readSSE(response, request: request, activity: activity, progress: progress, continuation)
+        case .ndjson: return try await readNDJSON(response, request: request, activity: activity, progress: progress, continuation)
+        }
+    }
+
+    private func readSSE(_ response: HTTPClientResponse, request: UpstreamRequest, activity: Activity, progress: StreamProgress,
+                         _ continuation: AsyncThrowingStream<RelayedEvent, any Error>.Continuation) async throws -> StreamSummary {
         var summary = StreamSummary()
         defer { progress.summary.withLock { [summary] in $0 = summary } }
-        switch format {
-        case .sse:
-            var parser = SSEParser()
-            let cap = request.body["max_completion_tokens"]?.intValue ?? request.body["max_tokens"]?.intValue
-            for try await buffer in response.body {
-                activity.touch()
-                for data in parser.feed(buffer.readableBytesView) {
-                    try handle(data, request: request, cap: cap, summary: &summary, continuation)
-                    // Leaving the body closes the engine connection: the engine stops generating.
-                    if summary.capped { return summary }
-                }
-                progress.summary.withLock { [summary] in $0 = summary }
+        var parser = SSEParser()
+        let cap = request.body["max_completion_tokens"]?.intValue ?? request.body["max_tokens"]?.intValue
+        for try await buffer in response.body {
+            activity.touch()
+            for data in parser.feed(buffer.readableBytesView) {
+                try handle(data, request: request, cap: cap, summary: &summary, continuation)
+                // Leaving the body closes the engine connection: the engine stops generating.
+                if summary.capped { return summary }
             }
-            if let data = parser.finish() { try handle(data, request: request, cap: cap, summary: &summary, continuation) }
-        case .ndjson:
-            var lines = LineSplitter()
-            let id = Self.newID()
-            let created = createdNow
-            for try await buffer in response.body {
-                activity.touch()
-                for line in lines.feed(buffer.readableBytesView) {
-                    try handleLine(line, request: request, id: id, created: created, summary: &summary, continuation)
-                }
-                progress.summary.withLock { [summary] in $0 = summary }
-            }
-            if let line = lines.finish() {
+            progress.summary.withLock { [summary] in $0 = summary }
+        }
+        if let data = parser.finish() { try handle(data, request: request, cap: cap, summary: &summary, continuation) }
+        return summary
+    }
+
+    private func readNDJSON(_ response: HTTPClientResponse, request: UpstreamRequest, activity: Activity, progress: StreamProgress,
+                            _ continuation: AsyncThrowingStream<RelayedEvent, any Error>.Continuation) async throws -> StreamSummary {
+        var summary = StreamSummary()
+        defer { progress.summary.withLock { [summary] in $0 = summary } }
+        var lines = LineSplitter()
+        let id = Self.newID()
+        let created = createdNow
+        for try await buffer in response.body {
+            activity.touch()
+            for line in lines.feed(buffer.readableBytesView) {
                 try handleLine(line, request: request, id: id, created: created, summary: &summary, continuation)
             }
+            progress.summary.withLock { [summary] in $0 = summary }
+        }
+        if let line = lines.finish() {
+            try handleLine(line, request: request, id: id, created: created, summary: &summary, continuation)
         }
         return summary
     }
 
     /// One line of an NDJSON stream (Ollama): translated to an OpenAI chunk by the adapter; the
     /// final line's counts are the usage.
+    @inline(never)
     private func handleLine(_ line: [UInt8], request: UpstreamRequest, id: String, created: Int,
-                            summary: inout StreamSummary, _ continuation: AsyncThrowingStream<StreamEvent, any Error>.Continuation) throws {
+                            summary: inout StreamSummary, _ continuation: AsyncThrowingStream<RelayedEvent, any Error>.Continuation) throws {
         guard let json = try? JSONValue.parse(line), case .object = json else {
             throw EngineError.malformed(backend: name, detail: "a stream line is not JSON")
         }
@@ -253,9 +269,33 @@ extension Engine {
         }
     }
 
+    /// Where a chunk's text is, for the endpoints whose chunks are spliced (nil: the tree path).
+    static func deltaShape(_ endpoint: Endpoint) -> SplicedChunk.DeltaShape? {
+        if endpoint == .chat { return .chat }
+        if endpoint == .completions { return .completions }
+        return nil
+    }
+
+    @inline(never)
     private func handle(_ data: [UInt8], request: UpstreamRequest, cap: Int?, summary: inout StreamSummary,
-                        _ continuation: AsyncThrowingStream<StreamEvent, any Error>.Continuation) throws {
+                        _ continuation: AsyncThrowingStream<RelayedEvent, any Error>.Continuation) throws {
         if data.elementsEqual("[DONE]".utf8) { summary.sawDone = true; return }
+        // An ordinary chunk is relayed as the engine's bytes (the gateway splices its own `id`,
+        // `model` and `backend` in); its text is read by a small scan. Anything else (an error
+        // event, a usage chunk, the chunk past the client's cap) takes the tree path below.
+        if let shape = Self.deltaShape(request.endpoint), let spliced = SplicedChunk(data, delta: shape) {
+            let hasText = !spliced.content.isEmpty || !spliced.reasoning.isEmpty
+            if !hasText || cap.map({ summary.textChunks < $0 }) ?? true {
+                if hasText {
+                    summary.output += spliced.content
+                    summary.reasoning += spliced.reasoning
+                    summary.textChunks += 1
+                }
+                summary.relayed += 1
+                continuation.yield(.spliced(spliced))
+                return
+            }
+        }
         guard var chunk = try? JSONValue.parse(data), case .object = chunk else {
             throw EngineError.malformed(backend: name, detail: "a stream event is not JSON")
         }

@@ -47,9 +47,28 @@ struct StreamResponder: Sendable {
             func send(_ bytes: [UInt8]) async throws {
                 do { try await writer.write(ByteBuffer(bytes: bytes)) } catch { throw ClientGone() }
             }
+            // An engine chunk's bytes with the gateway's `id`, `model` and `backend` spliced in
+            // (``SplicedChunk``): these three are serialized once per stream.
+            var idJSON: [UInt8] = [], modelJSON: [UInt8] = []
+            JSONValue.writeString(requestID, into: &idJSON)
+            JSONValue.writeString(model, into: &modelJSON)
+            var backendTail = Array(",\"backend\":".utf8)
+            backend.json.write(into: &backendTail)
             do {
-                for try await event in events {
+                for try await event in events.relayed {
                     switch event {
+                    case .spliced(let chunk):
+                        if let c = chunk.createdValue { created = c }
+                        output += chunk.content
+                        reasoning += chunk.reasoningContent
+                        var bytes: [UInt8] = []
+                        bytes.reserveCapacity(chunk.bytes.count + idJSON.count + modelJSON.count + backendTail.count + 32)
+                        bytes.append(contentsOf: SSE.dataPrefix)
+                        chunk.splice(id: idJSON, model: modelJSON, tail: backendTail, into: &bytes)
+                        bytes.append(contentsOf: SSE.eventEnd)
+                        try await send(bytes)
+                        if chunks == 0 { record.ttftMs = CompletionPipeline.ms(since: started) }
+                        chunks += 1
                     case .chunk(var chunk):
                         if let c = chunk["created"] { created = c }
                         if let choice = chunk["choices"]?.arrayValue?.first {

@@ -9,6 +9,9 @@ public enum SSE {
     }
 
     public static let done: [UInt8] = Array("data: [DONE]\n\n".utf8)
+    /// What comes before and after an event's payload.
+    public static let dataPrefix: [UInt8] = Array("data: ".utf8)
+    public static let eventEnd: [UInt8] = [0x0A, 0x0A]
 }
 
 /// Incremental SSE parser: feed it bytes as they arrive, take complete events' `data` payloads.

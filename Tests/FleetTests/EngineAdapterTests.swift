@@ -92,6 +92,33 @@ import Testing
         #expect((usage?.completionTokens ?? 0) <= 6)
     }
 
+    /// Ordinary chunks are relayed as the engine's bytes (spliced by the gateway), the chunk the
+    /// gateway makes at the cap is a tree; both read the same text.
+    @Test func ordinaryChunksAreSplicedTheCapChunkIsATree() async throws {
+        let h = try await SimHarness.start(SimConfig(ttftMs: 1, itlMs: 1, defaultTokens: 40))
+        defer { h.task.cancel() }
+        let fleet = Fleet(configs: [h.backend()], http: testHTTP, logger: Logger(label: "t"))
+        let body = chatBody(stream: true, maxTokens: 5, extra: [("sim_fault", "overrun")])
+        let (_, response) = try await fleet.send(model: "chat-model", endpoint: .chat, body: body, stream: true)
+        guard case .stream(let events) = response else { Issue.record("not a stream"); return }
+        var spliced = 0, trees: [JSONValue] = [], text = "", usage: Usage?
+        for try await e in events.relayed {
+            switch e {
+            case .spliced(let c):
+                spliced += 1
+                text += c.content
+                let tree = try c.json()
+                #expect(tree["choices"]?.arrayValue?.first?["delta"]?["content"]?.stringValue ?? "" == c.content)
+                #expect(tree["usage"] == nil)
+            case .chunk(let c): trees.append(c)
+            case .usage(let u): usage = u
+            }
+        }
+        #expect(spliced >= 5 && !text.isEmpty)
+        #expect(trees.count == 1 && trees.first?["choices"]?.arrayValue?.first?["finish_reason"] == "length")
+        #expect(usage != nil)
+    }
+
     @Test func honestEngineKeepsItsOwnEnding() async throws {
         let h = try await SimHarness.start(SimConfig(ttftMs: 1, itlMs: 1, defaultTokens: 40))
         defer { h.task.cancel() }
