@@ -6,7 +6,8 @@
 // Each driver gets a fresh database (a temporary SQLite file with the gateway's WAL settings; a
 // scratch schema on PostgreSQL, dropped afterwards), migrated, then `rows` ledger rows are written
 // with Storage.insertRequests in batches of `batch` (the ledger's group commit writes such batches),
-// by 1 writer and by 4 concurrent writers (PostgreSQL: its pool; SQLite: one connection). Prints a
+// by 1 writer and by 4 concurrent writers (PostgreSQL: its pool; SQLite: the dedicated write
+// connection, and for comparison the one SQLiteNIO connection it replaced on that path). Prints a
 // markdown table: rows/s and the median and p99 time of one batch.
 import Foundation
 import Storage
@@ -63,11 +64,16 @@ func measure(_ label: String, writers: Int, open: () async throws -> Storage) as
 
 var results: [Result] = []
 for writers in [1, 4] {
-    let dir = NSTemporaryDirectory() + "storage-bench-\(UUID().uuidString)"
-    results.append(try await measure("SQLite (file, WAL, synchronous=NORMAL)", writers: writers) {
-        try await Storage.openSQLite(path: dir + "/llmaas.sqlite")
-    })
-    try? FileManager.default.removeItem(atPath: dir)
+    // The gateway's SQLite: the dedicated write connection (one transaction per batch, statements
+    // kept prepared); then the same file through the one SQLiteNIO connection (the path before it).
+    for dedicatedWriter in [true, false] {
+        let dir = NSTemporaryDirectory() + "storage-bench-\(UUID().uuidString)"
+        results.append(try await measure(dedicatedWriter ? "SQLite (file, WAL, synchronous=NORMAL, dedicated writer)" : "SQLite (same, one SQLiteNIO connection)",
+                                         writers: writers) {
+            try await Storage.openSQLite(path: dir + "/llmaas.sqlite", dedicatedWriter: dedicatedWriter)
+        })
+        try? FileManager.default.removeItem(atPath: dir)
+    }
     if let postgresURL {
         results.append(try await measure("PostgreSQL (loopback, pool 8)", writers: writers) {
             let schema = "bench_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").prefix(12).lowercased()
