@@ -124,10 +124,11 @@ public final class Platform: Sendable {
         // One group commit for both: every audit entry queued before a ledger batch is written with
         // it, before the requests waiting on that batch are answered.
         self.requestLog = BatchWriter(name: "requests", logger: logger,
-                                      onCommit: { metrics.ledgerCommit(rows: $0, took: $1) }) { [storage, audit, billing] rows in
-            try await storage.insertRequests(rows)
+                                      onCommit: { metrics.ledgerCommit(rows: $0, took: $1) }) { [audit, billing] rows in
+            // On a SQLite file rows, rollup marks and audit entries are one transaction on the storage's
+            // dedicated writer (Storage.commitGroup); elsewhere the rows, then the entries.
+            try await audit.flush(committingLedger: rows)
             billing.ledgerCommitted(rows.map(\.id))  // replicas: the money held for them is released
-            await audit.flush()
         }
         self.managedEngines = config.backends.compactMap { b in
             b.managed.map {

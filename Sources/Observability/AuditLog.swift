@@ -232,54 +232,108 @@ public final class AuditLog: Service, Sendable {
     /// waits for one already running, so that on return every entry queued before the call is
     /// written — the ledger's group commit relies on it).
     public func flush() async {
+        await acquireWriting()
+        defer { writing.withLock { $0 = false } }
+        await writeQueued()
+    }
+
+    /// The ledger's group commit: `rows` (ledger rows) and the entries queued so far in one commit
+    /// (``Storage/commitGroup(requests:auditContinuingFrom:_:)``: on a SQLite file one transaction),
+    /// then whatever is still queued. Throws when the rows were not committed; the entries of that
+    /// commit are then queued again. A failure of the audit part alone is logged and its entries
+    /// retried, as ``flush()`` does: it does not fail the rows.
+    public func flush(committingLedger rows: [RequestRecord]) async throws {
+        await acquireWriting()
+        defer { writing.withLock { $0 = false } }
+        let events = takeBatch()
+        if events.isEmpty { return try await storage.insertRequests(rows) }
+        let mine = chain.withLock { $0 }
+        let result: Result<[AuditRecord], any Error>
+        do {
+            result = try await storage.commitGroup(requests: rows, auditContinuingFrom: mine.seq == 0 ? nil : mine,
+                                                   Self.builder(events, continuing: mine))
+        } catch {
+            requeue(events)
+            throw error
+        }
+        switch result {
+        case .success(let records): appended(records)
+        case .failure(let error):
+            logger.error("audit write failed; will retry", metadata: ["entries": "\(events.count)", "error": "\(error)"])
+            requeue(events)
+            return
+        }
+        await writeQueued()
+    }
+
+    private func acquireWriting() async {
         while !writing.withLock({ w -> Bool in if w { return false }; w = true; return true }) {
             try? await Task.sleep(for: .milliseconds(1))
         }
-        defer { writing.withLock { $0 = false } }
-        while true {
-            let events = queue.withLock { q -> [AuditEvent] in
-                let batch = Array(q.prefix(2000))
-                q.removeFirst(batch.count)
-                return batch
+    }
+
+    private func takeBatch() -> [AuditEvent] {
+        queue.withLock { q -> [AuditEvent] in
+            let batch = Array(q.prefix(2000))
+            q.removeFirst(batch.count)
+            return batch
+        }
+    }
+
+    private func requeue(_ events: [AuditEvent]) {
+        queue.withLock { $0.insert(contentsOf: events, at: 0) }
+    }
+
+    /// Numbers and hashes `events` from the chain's tip. The chain continues from the database's
+    /// tip, read inside the database's serialization (on PostgreSQL a transaction under an advisory
+    /// lock; on a SQLite file the writer's transaction): other writers — the CLI, other replicas —
+    /// may have appended since. Never from below what this writer wrote itself (`mine`): entries cut
+    /// off the end are then a gap that verification reports.
+    static func builder(_ events: [AuditEvent], continuing mine: (seq: Int64, hash: String)) -> @Sendable ((seq: Int64, hash: String)?) -> [AuditRecord] {
+        { tip in
+            var seq = mine.seq, prev = mine.hash
+            if let tip, tip.seq >= seq { (seq, prev) = tip }
+            var records: [AuditRecord] = []
+            records.reserveCapacity(events.count)
+            for event in events {
+                let e = AuditChain.storable(event)
+                seq += 1
+                let h = AuditChain.hash(prev: prev, seq: seq, e)
+                records.append(AuditRecord(seq: seq, time: e.time, actor: e.actor, tenantID: e.tenantID, action: e.action, target: e.target,
+                                           outcome: e.outcome, requestID: e.requestID, clientIP: e.clientIP, userAgent: e.userAgent,
+                                           model: e.model, status: e.status, tokens: e.tokens, prevHash: prev, hash: h))
+                prev = h
             }
+            return records
+        }
+    }
+
+    /// After a batch is in the database: this writer's tip and the head file follow it.
+    private func appended(_ records: [AuditRecord]) {
+        guard let last = records.last else { return }
+        chain.withLock { $0 = (last.seq, last.hash) }
+        written.add(records.count, ordering: .relaxed)
+        if let headFile {
+            do { try headFile.write(AuditHead(seq: last.seq, hash: last.hash)) } catch {
+                logger.error("cannot write the audit head file", metadata: ["path": "\(headFile.path)", "error": "\(error)"])
+            }
+        }
+    }
+
+    /// Appends what is queued, 2 000 entries per batch, until the queue is empty (the caller holds
+    /// `writing`). On SQLite the batch is first built from this writer's own tip and inserted only
+    /// if the database's tip is still that one (see Storage.appendAuditChain(continuingFrom:_:)).
+    private func writeQueued() async {
+        while true {
+            let events = takeBatch()
             if events.isEmpty { return }
-            // The chain continues from the database's tip, read inside the database's serialization
-            // (on PostgreSQL a transaction under an advisory lock): other writers — the CLI, other
-            // replicas — may have appended since. Never from below what this writer wrote itself:
-            // entries cut off the end are then a gap that verification reports.
-            // On SQLite the batch is first built from this writer's own tip and inserted only if the
-            // database's tip is still that one (see Storage.appendAuditChain(continuingFrom:_:)).
             let mine = chain.withLock { $0 }
-            let records: [AuditRecord]
             do {
-                records = try await storage.appendAuditChain(continuingFrom: mine.seq == 0 ? nil : mine) { tip in
-                    var seq = mine.seq, prev = mine.hash
-                    if let tip, tip.seq >= seq { (seq, prev) = tip }
-                    var records: [AuditRecord] = []
-                    records.reserveCapacity(events.count)
-                    for event in events {
-                        let e = AuditChain.storable(event)
-                        seq += 1
-                        let h = AuditChain.hash(prev: prev, seq: seq, e)
-                        records.append(AuditRecord(seq: seq, time: e.time, actor: e.actor, tenantID: e.tenantID, action: e.action, target: e.target,
-                                                   outcome: e.outcome, requestID: e.requestID, clientIP: e.clientIP, userAgent: e.userAgent,
-                                                   model: e.model, status: e.status, tokens: e.tokens, prevHash: prev, hash: h))
-                        prev = h
-                    }
-                    return records
-                }
+                appended(try await storage.appendAuditChain(continuingFrom: mine.seq == 0 ? nil : mine, Self.builder(events, continuing: mine)))
             } catch {
                 logger.error("audit write failed; will retry", metadata: ["entries": "\(events.count)", "error": "\(error)"])
-                queue.withLock { $0.insert(contentsOf: events, at: 0) }
+                requeue(events)
                 return
-            }
-            guard let last = records.last else { continue }
-            chain.withLock { $0 = (last.seq, last.hash) }
-            written.add(records.count, ordering: .relaxed)
-            if let headFile {
-                do { try headFile.write(AuditHead(seq: last.seq, hash: last.hash)) } catch {
-                    logger.error("cannot write the audit head file", metadata: ["path": "\(headFile.path)", "error": "\(error)"])
-                }
             }
         }
     }

@@ -13,15 +13,19 @@ public final class Storage: Sendable {
     /// SQLite: the connection under `db`, for the write path's inserts that skip SQLKit
     /// (RowInserts.swift). Nil on PostgreSQL.
     let sqliteConnection: SQLiteConnection?
+    /// SQLite file: the group commit's own connection and thread (SQLiteWriter.swift, GroupCommit.swift).
+    /// Nil in memory (a second connection could not share the database) and on PostgreSQL.
+    let writer: SQLiteWriter?
     /// The write path's statement texts, built once per shape (RowInserts.swift).
     let statementTexts = StatementTexts()
     private let close: @Sendable () async throws -> Void
 
-    init(db: any SQLDatabase, driver: StorageDriver = .sqlite, sqliteConnection: SQLiteConnection? = nil,
+    init(db: any SQLDatabase, driver: StorageDriver = .sqlite, sqliteConnection: SQLiteConnection? = nil, writer: SQLiteWriter? = nil,
          close: @escaping @Sendable () async throws -> Void) {
         self.db = db
         self.driver = driver
         self.sqliteConnection = sqliteConnection
+        self.writer = writer
         self.close = close
     }
 
@@ -41,7 +45,13 @@ public final class Storage: Sendable {
 
     /// Opens (creating if needed) the embedded SQLite database at `path`. WAL journal with
     /// `synchronous=NORMAL`: a committed write survives a crash of this process.
-    public static func openSQLite(path: String, logger: Logger = Logger(label: "llmaas.storage")) async throws -> Storage {
+    /// `dedicatedWriter` (the default): the group commit (``commitGroup(requests:auditContinuingFrom:_:)``,
+    /// ``insertRequests(_:)``, the audit chain's appends) runs on a second connection of its own, one
+    /// transaction per commit with its statements kept prepared (SQLiteWriter.swift); false: on the
+    /// one connection like every other query (what benchmarks compare against).
+    /// `deleteAtShutdown`: remove the file (and its WAL) at ``shutdown()`` (tests' scratch databases).
+    public static func openSQLite(path: String, logger: Logger = Logger(label: "llmaas.storage"), dedicatedWriter: Bool = true,
+                                  deleteAtShutdown: Bool = false) async throws -> Storage {
         let dir = (path as NSString).deletingLastPathComponent
         if !dir.isEmpty { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) }
         let connection = try await SQLiteConnection.open(storage: .file(path: path), logger: logger)
@@ -54,7 +64,20 @@ public final class Storage: Sendable {
             try? await connection.close()
             throw error
         }
-        return Storage(db: db, sqliteConnection: connection, close: { try await connection.close() })
+        var writer: SQLiteWriter?
+        if dedicatedWriter {
+            do { writer = try await SQLiteWriter.open(path: path) } catch {
+                try? await connection.close()
+                throw error
+            }
+        }
+        return Storage(db: db, sqliteConnection: connection, writer: writer, close: { [writer] in
+            await writer?.close()
+            try await connection.close()
+            if deleteAtShutdown {
+                for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) }
+            }
+        })
     }
 
     /// An in-memory SQLite database, for tests.
@@ -199,7 +222,9 @@ public final class Storage: Sendable {
     /// from it, and inserts what `build` returns. Returns those records.
     @discardableResult
     public func appendAuditChain(_ build: @escaping @Sendable (_ tip: (seq: Int64, hash: String)?) -> [AuditRecord]) async throws -> [AuditRecord] {
-        try await serialized(.auditChain) { db in
+        // SQLite file: the tip is read and the batch inserted in one transaction on the writer.
+        if let writer { return try await writerAppendAudit(ChainAppend(assumed: nil, prebuilt: nil, build: build), writer: writer) }
+        return try await serialized(.auditChain) { db in
             var tip: (seq: Int64, hash: String)?
             if let row = try await db.select().columns("seq", "hash").from("audit_log").orderBy("seq", .descending).limit(1).first() {
                 tip = (try row.decode(column: "seq", as: Int64.self), try row.decode(column: "hash", as: String.self))
@@ -219,9 +244,17 @@ public final class Storage: Sendable {
     /// writer (the CLI, another process on the same file) moved the tip, nothing was inserted and
     /// the batch is built again from the tip read as in ``appendAuditChain(_:)``. On PostgreSQL
     /// (several replicas) always ``appendAuditChain(_:)``: the tip is read under the advisory lock.
+    /// On a SQLite file with the dedicated writer: the batch built from `known` is inserted in one
+    /// transaction that first reads the tip under the write lock, and is built again from that tip
+    /// if it is not `known` (one trip to the writer's thread either way).
     @discardableResult
     public func appendAuditChain(continuingFrom known: (seq: Int64, hash: String)?,
                                  _ build: @escaping @Sendable (_ tip: (seq: Int64, hash: String)?) -> [AuditRecord]) async throws -> [AuditRecord] {
+        if let writer {
+            let records = build(known)
+            if records.isEmpty { return records }
+            return try await writerAppendAudit(ChainAppend(assumed: known, prebuilt: records, build: build), writer: writer)
+        }
         if driver == .sqlite, sqliteConnection != nil {
             let records = build(known)
             if records.isEmpty { return records }
@@ -275,6 +308,11 @@ public final class Storage: Sendable {
     /// Inserts a batch of request rows in one statement (one commit for the whole batch).
     public func insertRequests(_ rows: [RequestRecord]) async throws {
         guard !rows.isEmpty else { return }
+        // SQLite file: rows and marks in one transaction on the dedicated writer (GroupCommit.swift).
+        if let writer {
+            _ = try await writer.run { c in try Self.groupCommit(on: c, rows: rows, audit: nil) }
+            return
+        }
         // PostgreSQL: the rows and their dirty minutes in one transaction (one commit per batch).
         try await transaction { db in
             // SQLite allows 32766 bound variables per statement; ≤ 23 columns per row.

@@ -147,6 +147,74 @@ import Testing
     }}
 }
 
+/// The ledger's group commit (`AuditLog.flush(committingLedger:)`): ledger rows and the entries
+/// queued before them in one commit — on a SQLite file one transaction on the storage's dedicated
+/// writer; in memory and on PostgreSQL the rows, then the entries.
+@Suite struct LedgerGroupCommitTests {
+    static func row(_ id: String) -> RequestRecord {
+        RequestRecord(id: id, createdAt: 1_764_000_000_000, tenantID: nil, keyID: nil, model: "m", endpoint: "chat.completions", status: 200,
+                      outcome: "ok", promptTokens: 1, completionTokens: 2, latencyMs: 3)
+    }
+
+    static func event(_ i: Int) -> AuditEvent {
+        AuditEvent(time: Int64(i), actor: "key:k", tenantID: "t", action: "inference", outcome: "ok", requestID: "r\(i)", model: "m", status: 200)
+    }
+
+    @Test(arguments: TestDatabase.all) func rowsAndQueuedEntriesAreCommittedTogether(_ driver: TestDatabase) async throws {
+        try await AuditTests().withLog(driver) { storage, log in
+            for i in 0..<3 { log.record(Self.event(i)) }
+            try await log.flush(committingLedger: [Self.row("a"), Self.row("b")])
+            #expect(log.writtenCount == 3)
+            #expect(try await storage.request(id: "a") != nil)
+            #expect(try await storage.request(id: "b") != nil)
+            #expect(try await AuditChain.verify(storage, head: log.head) == (3, nil))
+            // Nothing queued: the rows alone.
+            try await log.flush(committingLedger: [Self.row("c")])
+            #expect(log.writtenCount == 3)
+            #expect(try await storage.request(id: "c") != nil)
+            // More than one audit batch queued (2 000 per batch): the first goes with the rows, the
+            // rest right after, before the call returns.
+            for i in 3..<2503 { log.record(Self.event(i)) }
+            try await log.flush(committingLedger: [Self.row("d")])
+            #expect(log.writtenCount == 2503)
+            #expect(try await AuditChain.verify(storage, head: log.head) == (2503, nil))
+            // Another writer moved the tip meanwhile: this writer's next commit continues from it.
+            let other = AuditLog(storage: storage, logger: Logger(label: "other"))
+            try await other.resume()
+            other.record(Self.event(9000))
+            await other.flush()
+            log.record(Self.event(9001))
+            try await log.flush(committingLedger: [Self.row("e")])
+            #expect(try await AuditChain.verify(storage, head: log.head) == (2505, nil))
+            #expect(log.head?.seq == 2505)
+        }
+    }
+
+    /// A ledger row that fails (its id already there) fails the commit: the queued entries are kept
+    /// and written by the next flush. A failing audit part (a trigger refusing inserts, SQLite) does
+    /// not fail the rows: they are committed, the entries kept and written once the audit log
+    /// accepts them again.
+    @Test(arguments: [TestDatabase.sqlite, .sqliteFile]) func failuresKeepTheEntriesForLater(_ driver: TestDatabase) async throws {
+        try await AuditTests().withLog(driver) { storage, log in
+            try await log.flush(committingLedger: [Self.row("a")])
+            log.record(Self.event(1))
+            await #expect(throws: (any Error).self) { try await log.flush(committingLedger: [Self.row("a")]) }
+            #expect(log.writtenCount == 0)
+            await log.flush()
+            #expect(log.writtenCount == 1)
+            try await storage.db.raw("CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_log BEGIN SELECT RAISE(ABORT, 'audit refused'); END").run()
+            log.record(Self.event(2))
+            try await log.flush(committingLedger: [Self.row("b")])
+            #expect(try await storage.request(id: "b") != nil)
+            #expect(log.writtenCount == 1)
+            try await storage.db.raw("DROP TRIGGER refuse_audit").run()
+            try await log.flush(committingLedger: [Self.row("c")])
+            #expect(log.writtenCount == 2)
+            #expect(try await AuditChain.verify(storage, head: log.head) == (2, nil))
+        }
+    }
+}
+
 /// One audit chain across replicas: several writers (each an `AuditLog` with its own `Storage`
 /// and connection pool, as separate gateway processes have) append to one PostgreSQL database at
 /// the same time; the appends are serialized in the database, so the result is one valid chain —

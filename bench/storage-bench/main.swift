@@ -6,8 +6,10 @@
 // Each driver gets a fresh database (a temporary SQLite file with the gateway's WAL settings; a
 // scratch schema on PostgreSQL, dropped afterwards), migrated, then `rows` ledger rows are written
 // with Storage.insertRequests in batches of `batch` (the ledger's group commit writes such batches),
-// by 1 writer and by 4 concurrent writers (PostgreSQL: its pool; SQLite: one connection). Prints a
-// markdown table: rows/s and the median and p99 time of one batch.
+// by 1 writer and by 4 concurrent writers (PostgreSQL: its pool; SQLite: the dedicated write
+// connection, and for comparison the one SQLiteNIO connection it replaced on that path). Prints a
+// markdown table: rows/s, the median and p99 time of one batch, and the process's CPU time (user +
+// system, every thread) per batch.
 import Foundation
 import Storage
 
@@ -28,7 +30,18 @@ func record(_ i: Int, writer: Int) -> RequestRecord {
                   costNano: 12_345 + Int64(i % 1000), energyMicroWh: 77, estimated: 0)
 }
 
-struct Result { let label: String; let writers: Int; let rowsPerSecond: Double; let p50: Double; let p99: Double }
+struct Result { let label: String; let writers: Int; let rowsPerSecond: Double; let p50: Double; let p99: Double; let cpuPerBatch: Double }
+
+/// User + system CPU time of this process so far, in µs (all threads: the callers' and SQLite's).
+func processCPU() -> Double {
+    var usage = rusage()
+    #if canImport(Glibc)
+    getrusage(RUSAGE_SELF.rawValue, &usage)  // Glibc imports RUSAGE_SELF as an enum case
+    #else
+    getrusage(RUSAGE_SELF, &usage)
+    #endif
+    return Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) * 1e6 + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec)
+}
 
 func measure(_ label: String, writers: Int, open: () async throws -> Storage) async throws -> Result {
     let storage = try await open()
@@ -38,6 +51,7 @@ func measure(_ label: String, writers: Int, open: () async throws -> Storage) as
     try await storage.insertRequests((0..<batch).map { record($0, writer: 99) })
     let perWriter = rows / writers
     let start = ContinuousClock.now
+    let cpuStart = processCPU()
     let times = try await withThrowingTaskGroup(of: [Double].self) { group in
         for w in 0..<writers {
             group.addTask {
@@ -55,19 +69,25 @@ func measure(_ label: String, writers: Int, open: () async throws -> Storage) as
         return try await group.reduce(into: [Double]()) { $0 += $1 }
     }.sorted()
     let elapsed = ContinuousClock.now - start
+    let cpu = processCPU() - cpuStart
     let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
     await storage.shutdown()
     return Result(label: label, writers: writers, rowsPerSecond: Double(perWriter * writers) / seconds,
-                  p50: times[times.count / 2], p99: times[min(times.count - 1, times.count * 99 / 100)])
+                  p50: times[times.count / 2], p99: times[min(times.count - 1, times.count * 99 / 100)], cpuPerBatch: cpu / Double(times.count))
 }
 
 var results: [Result] = []
 for writers in [1, 4] {
-    let dir = NSTemporaryDirectory() + "storage-bench-\(UUID().uuidString)"
-    results.append(try await measure("SQLite (file, WAL, synchronous=NORMAL)", writers: writers) {
-        try await Storage.openSQLite(path: dir + "/llmaas.sqlite")
-    })
-    try? FileManager.default.removeItem(atPath: dir)
+    // The gateway's SQLite: the dedicated write connection (one transaction per batch, statements
+    // kept prepared); then the same file through the one SQLiteNIO connection (the path before it).
+    for dedicatedWriter in [true, false] {
+        let dir = NSTemporaryDirectory() + "storage-bench-\(UUID().uuidString)"
+        results.append(try await measure(dedicatedWriter ? "SQLite (file, WAL, synchronous=NORMAL, dedicated writer)" : "SQLite (same, one SQLiteNIO connection)",
+                                         writers: writers) {
+            try await Storage.openSQLite(path: dir + "/llmaas.sqlite", dedicatedWriter: dedicatedWriter)
+        })
+        try? FileManager.default.removeItem(atPath: dir)
+    }
     if let postgresURL {
         results.append(try await measure("PostgreSQL (loopback, pool 8)", writers: writers) {
             let schema = "bench_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").prefix(12).lowercased()
@@ -76,8 +96,8 @@ for writers in [1, 4] {
     }
 }
 print("rows: \(rows), batch: \(batch)\n")
-print("| driver | writers | rows/s | batch p50 ms | batch p99 ms |")
-print("|---|---:|---:|---:|---:|")
+print("| driver | writers | rows/s | batch p50 ms | batch p99 ms | CPU µs/batch |")
+print("|---|---:|---:|---:|---:|---:|")
 for r in results {
-    print("| \(r.label) | \(r.writers) | \(Int(r.rowsPerSecond)) | \(String(format: "%.2f", r.p50)) | \(String(format: "%.2f", r.p99)) |")
+    print("| \(r.label) | \(r.writers) | \(Int(r.rowsPerSecond)) | \(String(format: "%.2f", r.p50)) | \(String(format: "%.2f", r.p99)) | \(Int(r.cpuPerBatch)) |")
 }

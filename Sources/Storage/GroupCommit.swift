@@ -1,0 +1,153 @@
+import SQLKit
+
+/// The request path's group commit on SQLite files: ledger rows, their rollup marks and a batch of
+/// the audit chain in one transaction, run on the dedicated writer (SQLiteWriter.swift) in one trip
+/// to its thread. PostgreSQL and the in-memory SQLite of tests keep their path (the rows through
+/// ``Storage/insertRequests(_:)``, then the audit batch through
+/// ``Storage/appendAuditChain(continuingFrom:_:)``).
+extension Storage {
+    /// The end of the audit chain: the last entry's sequence number and hash.
+    public typealias AuditTip = (seq: Int64, hash: String)
+
+    /// An audit batch to append in a group commit: `prebuilt` was numbered and hashed from
+    /// `assumed` (what the writer believes the tip is); when the database's tip is another one (a
+    /// second writer appended), the batch is built again with `build` from the tip read inside the
+    /// transaction. `prebuilt` nil: always built from the tip read.
+    struct ChainAppend: Sendable {
+        var assumed: AuditTip?
+        var prebuilt: [AuditRecord]?
+        var build: @Sendable (AuditTip?) -> [AuditRecord]
+    }
+
+    /// The ledger rows `rows` with their rollup marks, and the audit batch `build` makes, in one
+    /// group commit. The batch is built first from `known` (where this writer's chain ended, nil for
+    /// an empty chain) and appended only if the database's tip is still `known`; otherwise it is
+    /// built again from the database's tip, read under the write lock (the chain is never forked).
+    ///
+    /// Throws when the ledger rows were not committed (nothing of the group was). The audit part's
+    /// own failure does not undo the rows: it is returned, and the entries can be appended later.
+    /// On a SQLite file it is one transaction on the dedicated writer (the audit part in a
+    /// savepoint); elsewhere ``insertRequests(_:)`` then ``appendAuditChain(continuingFrom:_:)``.
+    public func commitGroup(requests rows: [RequestRecord], auditContinuingFrom known: AuditTip?,
+                            _ build: @escaping @Sendable (_ tip: AuditTip?) -> [AuditRecord]) async throws -> Result<[AuditRecord], any Error> {
+        if let writer {
+            let prebuilt = build(known)
+            let append = prebuilt.isEmpty ? nil : ChainAppend(assumed: known, prebuilt: prebuilt, build: build)
+            let audit = try await writer.run { c in try Self.groupCommit(on: c, rows: rows, audit: append) }
+            return (audit ?? .success([])).mapError { $0 }
+        }
+        try await insertRequests(rows)
+        do { return .success(try await appendAuditChain(continuingFrom: known, build)) } catch { return .failure(error) }
+    }
+
+    /// The writer's side: one transaction (`BEGIN IMMEDIATE`: the write lock is taken first, so
+    /// another connection's write is waited for, up to the busy timeout, rather than failing
+    /// half-way). Throws, having rolled back, when the rows fail; the audit result otherwise (nil
+    /// without an audit batch). Runs on the writer's thread.
+    static func groupCommit(on c: WriterConnection, rows: [RequestRecord], audit: ChainAppend?) throws -> Result<[AuditRecord], SQLiteWriteError>? {
+        try c.execute(.begin, "BEGIN IMMEDIATE")
+        var auditResult: Result<[AuditRecord], SQLiteWriteError>?
+        do {
+            if !rows.isEmpty {
+                try insertRequestRows(rows, on: c)
+                try markMinutesDirty(rows, on: c)
+            }
+            if let audit {
+                if rows.isEmpty {
+                    auditResult = .success(try appendAudit(audit, on: c))  // alone: its failure is the commit's
+                } else {
+                    // With ledger rows, a failure of the audit part must not undo them (as when the
+                    // two were separate writes): it runs in a savepoint rolled back on its own.
+                    try c.execute(.savepoint, "SAVEPOINT audit_batch")
+                    do {
+                        auditResult = .success(try appendAudit(audit, on: c))
+                        try c.execute(.release, "RELEASE audit_batch")
+                    } catch let e as SQLiteWriteError {
+                        try c.execute(.rollbackToSavepoint, "ROLLBACK TO audit_batch")
+                        try c.execute(.release, "RELEASE audit_batch")
+                        auditResult = .failure(e)
+                    }
+                }
+            }
+            try c.execute(.commit, "COMMIT")
+        } catch {
+            if c.inTransaction { try? c.execute(.rollback, "ROLLBACK") }
+            throw error
+        }
+        return auditResult
+    }
+
+    /// Ledger rows, one kept statement per shape, in the batch's order.
+    static func insertRequestRows(_ rows: [RequestRecord], on c: WriterConnection) throws {
+        var cells: [Cell] = []
+        cells.reserveCapacity(requestBaseColumns.count + 3)
+        for r in rows {
+            let batch = r.batch != nil, reranked = r.rerankedTokens != nil, audio = r.audioMs != nil
+            let shape = (batch ? 1 : 0) | (reranked ? 2 : 0) | (audio ? 4 : 0)
+            let s = try c.statement(.request(shape: shape), {
+                let columns = requestColumns(batch: batch, reranked: reranked, audio: audio)
+                return "INSERT INTO \"requests\" (\(columnList(columns))) VALUES ("
+                    + Array(repeating: "?", count: columns.count).joined(separator: ", ") + ")"
+            }())
+            cells.removeAll(keepingCapacity: true)
+            appendCells(of: r, to: &cells)
+            defer { s.reset() }
+            try s.bind(cells[...])
+            try s.run()
+        }
+    }
+
+    /// Each distinct minute of the rows marked dirty once: inserted with version 1, or its version
+    /// incremented (as ``markMinutesDirty(_:on:)`` does in one statement).
+    static func markMinutesDirty(_ rows: [RequestRecord], on c: WriterConnection) throws {
+        var minutes = Set<Int64>()
+        for r in rows { minutes.insert(RollupResolution.minute.bucket(r.createdAt)) }
+        let s = try c.statement(.markMinute,
+            "INSERT INTO \"rollup_dirty\" (\"bucket_start\", \"version\") VALUES (?, 1) ON CONFLICT (\"bucket_start\") DO UPDATE SET \"version\" = \"rollup_dirty\".\"version\" + 1")
+        for m in minutes.sorted() {
+            defer { s.reset() }
+            try s.bind([Cell.int(m)])
+            try s.run()
+        }
+    }
+
+    /// The chain's tip in the database: the last entry, else the retention anchor, else nil.
+    static func auditTip(on c: WriterConnection) throws -> AuditTip? {
+        let last = try c.statement(.auditTip, "SELECT \"seq\", \"hash\" FROM \"audit_log\" ORDER BY \"seq\" DESC LIMIT 1")
+        defer { last.reset() }
+        if try last.step() { return (last.int64(0), last.text(1)) }
+        let anchor = try c.statement(.auditAnchor, "SELECT \"seq\", \"hash\" FROM \"audit_anchor\" WHERE \"id\" = 1")
+        defer { anchor.reset() }
+        if try anchor.step() { return (anchor.int64(0), anchor.text(1)) }
+        return nil
+    }
+
+    /// Appends an audit batch at the database's tip (read here, under the transaction's write lock:
+    /// no other writer can move it before the commit). Returns the records inserted.
+    static func appendAudit(_ append: ChainAppend, on c: WriterConnection) throws -> [AuditRecord] {
+        let tip = try auditTip(on: c)
+        let records: [AuditRecord]
+        if let prebuilt = append.prebuilt, tip?.seq == append.assumed?.seq, tip?.hash == append.assumed?.hash {
+            records = prebuilt
+        } else {
+            records = append.build(tip)
+        }
+        let s = try c.statement(.auditInsert, "INSERT INTO \"audit_log\" (\(columnList(auditColumns))) VALUES ("
+            + Array(repeating: "?", count: auditColumns.count).joined(separator: ", ") + ")")
+        for start in stride(from: 0, to: records.count, by: 1) {
+            defer { s.reset() }
+            try s.bind(auditCells(records[start...start])[...])
+            try s.run()
+        }
+        return records
+    }
+
+    /// Audit entries alone (no ledger rows) on the writer: the same tip check, in one transaction.
+    func writerAppendAudit(_ append: ChainAppend, writer: SQLiteWriter) async throws -> [AuditRecord] {
+        switch try await writer.run({ c in try Self.groupCommit(on: c, rows: [], audit: append) }) {
+        case .success(let records): return records
+        case .failure(let e): throw e
+        case nil: return []
+        }
+    }
+}

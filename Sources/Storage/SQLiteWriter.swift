@@ -1,0 +1,220 @@
+import NIOPosix
+import VaporCSQLite
+
+/// The SQLite write path of the group commit (issue 16): a second connection to the database file,
+/// opened through SQLite's C API (the library SQLiteNIO bundles, `VaporCSQLite`, so there is one
+/// SQLite in the process), owned by one thread of its own.
+///
+/// Through SQLiteNIO every statement of a group commit was prepared, run and finalized in its own
+/// trip to the thread pool; here the whole commit — ledger rows, rollup marks, audit entries with
+/// the chain's tip check — is one closure run on the writer's thread, in one transaction, with the
+/// statements prepared once (`SQLITE_PREPARE_PERSISTENT`) and kept: each use rebinds and resets.
+///
+/// The database is in WAL mode, so readers (the SQLiteNIO connection) never wait for this writer;
+/// another writer (an admin path through SQLiteNIO, the CLI, another process) is waited for up to
+/// ``busyTimeoutMs`` by both sides. Only the group commit's statements go through here.
+final class SQLiteWriter: Sendable {
+    /// How long a write waits for another connection's write to finish before failing.
+    static let busyTimeoutMs: Int32 = 5000
+
+    private let pool: NIOThreadPool
+    private let connection: WriterConnection
+
+    private init(pool: NIOThreadPool, connection: WriterConnection) {
+        self.pool = pool
+        self.connection = connection
+    }
+
+    /// Opens the writer's connection to the database file at `path` (which must exist and already
+    /// be in WAL mode: the storage's main connection set it up) on a thread of its own.
+    static func open(path: String) async throws -> SQLiteWriter {
+        let pool = NIOThreadPool(numberOfThreads: 1)
+        pool.start()
+        do {
+            let connection = try await pool.runIfActive { try WriterConnection(path: path) }
+            return SQLiteWriter(pool: pool, connection: connection)
+        } catch {
+            try? await pool.shutdownGracefully()
+            throw error
+        }
+    }
+
+    /// Runs `body` on the writer's thread with its connection (one trip for the whole body).
+    func run<T: Sendable>(_ body: @escaping @Sendable (WriterConnection) throws -> T) async throws -> T {
+        try await pool.runIfActive { [connection] in try body(connection) }
+    }
+
+    /// Finalizes the statements, closes the connection and stops the thread.
+    func close() async {
+        _ = try? await pool.runIfActive { [connection] in connection.close() }
+        try? await pool.shutdownGracefully()
+    }
+}
+
+/// Why a statement on the writer's connection failed: SQLite's extended result code and message
+/// (never the bound values).
+public struct SQLiteWriteError: Error, Sendable, CustomStringConvertible {
+    public let code: Int32
+    public let message: String
+
+    public var description: String { "SQLite error \(code): \(message)" }
+}
+
+/// The statements the writer keeps prepared.
+enum WriterStatement: Hashable {
+    case begin, commit, rollback
+    case savepoint, release, rollbackToSavepoint
+    /// A ledger row of one shape (bit 0 `batch`, bit 1 `reranked_tokens`, bit 2 `audio_ms`).
+    case request(shape: Int)
+    case markMinute
+    case auditTip, auditAnchor, auditInsert
+}
+
+/// The writer's sqlite3 connection and its prepared statements. Not thread-safe by itself: it is
+/// only ever touched on the writer's one thread (``SQLiteWriter/run(_:)``), hence `@unchecked`.
+final class WriterConnection: @unchecked Sendable {
+    private var db: OpaquePointer?
+    private var statements: [WriterStatement: OpaquePointer] = [:]
+
+    init(path: String) throws {
+        // As SQLiteNIO opens the file (same flags, so a path is read the same way), except that this
+        // connection is only used from one thread (no mutex of its own needed).
+        let flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_URI | SQLITE_OPEN_EXRESCODE
+        var handle: OpaquePointer?
+        let rc = sqlite_nio_sqlite3_open_v2(path, &handle, flags, nil)
+        guard rc == SQLITE_OK, let handle else {
+            let message = handle.map { String(cString: sqlite_nio_sqlite3_errmsg($0)) } ?? "cannot open"
+            sqlite_nio_sqlite3_close_v2(handle)
+            throw SQLiteWriteError(code: rc, message: "\(message) (opening the write connection)")
+        }
+        db = handle
+        do {
+            // The settings every connection of the storage has (Storage.configure), and the WAL
+            // durability of the main connection: a committed write survives a crash of the process.
+            sqlite_nio_sqlite3_busy_timeout(handle, SQLiteWriter.busyTimeoutMs)
+            try exec("PRAGMA foreign_keys=ON")
+            try exec("PRAGMA synchronous=NORMAL")
+        } catch {
+            close()
+            throw error
+        }
+    }
+
+    deinit { close() }
+
+    /// Runs `sql` (no binds, no result rows wanted) without keeping it prepared.
+    private func exec(_ sql: String) throws {
+        guard let db else { throw closed }
+        var message: UnsafeMutablePointer<CChar>?
+        let rc = sqlite_nio_sqlite3_exec(db, sql, nil, nil, &message)
+        if rc != SQLITE_OK {
+            let text = message.map { String(cString: $0) } ?? "failed"
+            sqlite_nio_sqlite3_free(message)
+            throw SQLiteWriteError(code: rc, message: text)
+        }
+    }
+
+    private var closed: SQLiteWriteError { SQLiteWriteError(code: SQLITE_MISUSE, message: "the write connection is closed") }
+
+    func error(_ rc: Int32) -> SQLiteWriteError {
+        guard let db else { return closed }
+        return SQLiteWriteError(code: sqlite_nio_sqlite3_extended_errcode(db), message: String(cString: sqlite_nio_sqlite3_errmsg(db)))
+    }
+
+    /// The prepared statement `key`, prepared from `sql` on first use and kept.
+    func statement(_ key: WriterStatement, _ sql: @autoclosure () -> String) throws -> PreparedStatement {
+        if let s = statements[key] { return PreparedStatement(handle: s, connection: self) }
+        guard let db else { throw closed }
+        var handle: OpaquePointer?
+        let text = sql()
+        let rc = sqlite_nio_sqlite3_prepare_v3(db, text, -1, UInt32(SQLITE_PREPARE_PERSISTENT), &handle, nil)
+        guard rc == SQLITE_OK, let handle else {
+            let e = error(rc)
+            sqlite_nio_sqlite3_finalize(handle)
+            throw e
+        }
+        statements[key] = handle
+        return PreparedStatement(handle: handle, connection: self)
+    }
+
+    /// Runs the statement `key` (no binds) to completion.
+    func execute(_ key: WriterStatement, _ sql: @autoclosure () -> String) throws {
+        let s = try statement(key, sql())
+        defer { s.reset() }
+        try s.run()
+    }
+
+    /// True while a transaction is open on this connection.
+    var inTransaction: Bool { db.map { sqlite_nio_sqlite3_get_autocommit($0) == 0 } ?? false }
+
+    func close() {
+        for s in statements.values { sqlite_nio_sqlite3_finalize(s) }
+        statements = [:]
+        if let db { sqlite_nio_sqlite3_close_v2(db) }
+        db = nil
+    }
+}
+
+/// `SQLITE_TRANSIENT`: SQLite copies the bound bytes (the macro is not imported into Swift).
+private let transient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
+
+/// One use of a kept statement: bind, step, then ``reset()`` (which also clears the binds).
+struct PreparedStatement {
+    let handle: OpaquePointer
+    unowned let connection: WriterConnection
+
+    /// Binds `cells` to the parameters 1…n.
+    func bind(_ cells: ArraySlice<Cell>) throws {
+        var i: Int32 = 1
+        for cell in cells {
+            let rc: Int32
+            switch cell {
+            case .int(let v): rc = sqlite_nio_sqlite3_bind_int64(handle, i, v)
+            case .nullInt, .nullText: rc = sqlite_nio_sqlite3_bind_null(handle, i)
+            case .text(var s):
+                // Explicit length: the text is stored whole, as SQLiteNIO binds it (even with a NUL).
+                rc = s.withUTF8 { bytes in
+                    bytes.withMemoryRebound(to: CChar.self) { chars in
+                        sqlite_nio_sqlite3_bind_text64(handle, i, chars.baseAddress ?? emptyCString, UInt64(chars.count), transient,
+                                                       UInt8(SQLITE_UTF8))
+                    }
+                }
+            }
+            guard rc == SQLITE_OK else { throw connection.error(rc) }
+            i += 1
+        }
+    }
+
+    /// Steps once: true when a row is there to read, false when the statement is done.
+    func step() throws -> Bool {
+        let rc = sqlite_nio_sqlite3_step(handle)
+        if rc == SQLITE_ROW { return true }
+        if rc == SQLITE_DONE { return false }
+        throw connection.error(rc)
+    }
+
+    /// Steps until done (rows, if any, are skipped).
+    func run() throws {
+        while try step() {}
+    }
+
+    func int64(_ column: Int32) -> Int64 { sqlite_nio_sqlite3_column_int64(handle, column) }
+
+    func text(_ column: Int32) -> String {
+        guard let p = sqlite_nio_sqlite3_column_text(handle, column) else { return "" }
+        let n = Int(sqlite_nio_sqlite3_column_bytes(handle, column))
+        return String(decoding: UnsafeBufferPointer(start: p, count: n), as: UTF8.self)
+    }
+
+    func reset() {
+        sqlite_nio_sqlite3_reset(handle)
+        sqlite_nio_sqlite3_clear_bindings(handle)
+    }
+}
+
+/// A valid pointer for an empty text (a nil pointer would bind NULL).
+private let emptyCString: UnsafePointer<CChar> = {
+    let p = UnsafeMutablePointer<CChar>.allocate(capacity: 1)
+    p.initialize(to: 0)
+    return UnsafePointer(p)
+}()
