@@ -67,14 +67,20 @@ import Testing
 
 /// An engine that ignores the client's cap is stopped there by the gateway (issue 11).
 @Suite(.serialized) struct TokenCapTests {
+    /// A stream of 5 tokens asked of EngineSim with its "overrun" fault (it ignores max_tokens
+    /// and would send 40).
+    func overrunStream(_ fleet: Fleet) async throws -> EngineStream? {
+        let body = chatBody(stream: true, maxTokens: 5, extra: [("sim_fault", "overrun")])
+        let (_, response) = try await fleet.send(model: "chat-model", endpoint: .chat, body: body, stream: true)
+        guard case .stream(let events) = response else { Issue.record("not a stream"); return nil }
+        return events
+    }
+
     @Test func streamPastTheCapIsEndedAtTheCap() async throws {
-        // EngineSim's "overrun" fault ignores max_tokens and would send 40 tokens.
         let h = try await SimHarness.start(SimConfig(ttftMs: 1, itlMs: 1, defaultTokens: 40))
         defer { h.task.cancel() }
         let fleet = Fleet(configs: [h.backend()], http: testHTTP, logger: Logger(label: "t"))
-        let body = chatBody(stream: true, maxTokens: 5, extra: [("sim_fault", "overrun")])
-        let (_, response) = try await fleet.send(model: "chat-model", endpoint: .chat, body: body, stream: true)
-        guard case .stream(let events) = response else { Issue.record("not a stream"); return }
+        guard let events = try await overrunStream(fleet) else { return }
         var text = 0
         var finish: String?
         var usage: Usage?
@@ -98,9 +104,7 @@ import Testing
         let h = try await SimHarness.start(SimConfig(ttftMs: 1, itlMs: 1, defaultTokens: 40))
         defer { h.task.cancel() }
         let fleet = Fleet(configs: [h.backend()], http: testHTTP, logger: Logger(label: "t"))
-        let body = chatBody(stream: true, maxTokens: 5, extra: [("sim_fault", "overrun")])
-        let (_, response) = try await fleet.send(model: "chat-model", endpoint: .chat, body: body, stream: true)
-        guard case .stream(let events) = response else { Issue.record("not a stream"); return }
+        guard let events = try await overrunStream(fleet) else { return }
         var spliced = 0, trees: [JSONValue] = [], text = "", usage: Usage?
         for try await e in events.relayed {
             switch e {
