@@ -105,6 +105,34 @@ public final class EngineSim: Sendable {
 
     typealias Outbound = NIOAsyncChannelOutboundWriter<HTTPServerResponsePart>
 
+    /// An accepted connection on its way from the listener to ``serve(_:)``. NIO drops it
+    /// without handing it over when the listener closes (``stop()``, cancellation) while the
+    /// connection is being set up or still buffered in the listener's stream — NIO's
+    /// `_deliverReads` discards it once the stream is finished, and a cancelled or throwing
+    /// `for try await` over the stream drops whatever it buffered. Its `NIOAsyncChannel` holds a
+    /// writer that must be finished before it deinits (else: "Deinited NIOAsyncWriter without
+    /// calling finish()", a crash on an NIO thread). ``serve(_:)`` takes it and always closes
+    /// it through `executeThenClose` (which finishes the writer on every path, thrown errors
+    /// included); one never taken is closed the same way when it is dropped.
+    final class AcceptedConnection: Sendable {
+        private let channel: NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>
+        private let taken = Atomic<Bool>(false)
+        init(_ channel: NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>) { self.channel = channel }
+
+        /// The caller must end it with `executeThenClose`.
+        func take() -> NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart> {
+            taken.store(true, ordering: .sequentiallyConsistent)
+            return channel
+        }
+
+        deinit {
+            guard !taken.load(ordering: .sequentiallyConsistent) else { return }
+            // The task keeps the channel (and its writer) alive until executeThenClose has
+            // finished the writer and closed the socket.
+            Task { [channel] in try? await channel.executeThenClose { _, _ in } }
+        }
+    }
+
     /// Binds and serves until the task is cancelled or ``stop()``. `onBound` receives the actual
     /// port. Calling it again after a stop restarts the machine with an empty cache.
     public func run(port overridePort: Int? = nil, onBound: @escaping @Sendable (Int) -> Void = { _ in }) async throws {
@@ -118,7 +146,7 @@ public final class EngineSim: Sendable {
             .bind(host: config.host, port: overridePort ?? config.port) { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline()
-                    return try NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>(wrappingChannelSynchronously: channel)
+                    return AcceptedConnection(try NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>(wrappingChannelSynchronously: channel))
                 }
             }
         listener.withLock { $0 = server.channel }
@@ -136,7 +164,8 @@ public final class EngineSim: Sendable {
         }
     }
 
-    func serve(_ connection: NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>) async {
+    func serve(_ accepted: AcceptedConnection) async {
+        let connection = accepted.take()
         // Closing through executeThenClose finishes the channel's writer first (dropping an
         // unfinished NIOAsyncWriter is a fatal error in debug builds).
         if fault.withLock({ $0 }) == .refuse || isDown {

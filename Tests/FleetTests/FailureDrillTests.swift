@@ -25,7 +25,7 @@ import Testing
         defer { Task { await sims.shutdown() } }
         let configs = sims.boundPorts.enumerated().map { i, port in
             BackendConfig(name: "m\(i)", kind: .vllm, url: "http://127.0.0.1:\(port)", models: ["chat-model": "sim-chat"],
-                          timeouts: Timeouts(connectMs: 500, firstByteMs: 3000, idleMs: 1000), capacity: 8, probeIntervalMs: 100)
+                          timeouts: Timeouts(connectMs: 10_000, firstByteMs: 30_000, idleMs: 30_000), capacity: 8, probeIntervalMs: 100)
         }
         let fleet = Fleet(configs: configs, http: testHTTP, logger: Logger(label: "drill"),
                           options: FleetOptions(maxAttempts: 4, breakerThreshold: 2, breakerCooldownMs: 300, seed: 9))
@@ -33,6 +33,9 @@ import Testing
         defer { probes.cancel() }
 
         let outcomes = Mutex<[Outcome]>([])
+        // Streams open right now that have received a chunk, by backend: the stop waits for one
+        // on a machine it stops (a condition, not a guess at how long the load takes to start).
+        let streaming = Mutex<[String: Int]>([:])
         func one(_ n: Int) async {
             var o = Outcome()
             let body: JSONValue = ["model": "chat-model", "max_tokens": 20, "stream": true,
@@ -42,10 +45,13 @@ import Testing
                 o.backend = engine.name
                 guard case .stream(let events) = response else { return }
                 var sawUsage = false
+                defer { if o.chunks > 0 { streaming.withLock { $0[o.backend, default: 0] -= 1 } } }
                 do {
                     for try await e in events {
                         switch e {
-                        case .chunk: o.chunks += 1
+                        case .chunk:
+                            o.chunks += 1
+                            if o.chunks == 1 { streaming.withLock { $0[o.backend, default: 0] += 1 } }
                         case .usage: sawUsage = true
                         }
                     }
@@ -60,23 +66,27 @@ import Testing
         }
 
         let stopped = [0, 1, 2]
-        await withTaskGroup(of: Void.self) { group in
-            // ~80 requests/s for 2.4 s; each stream lasts ~300 ms.
-            group.addTask {
-                await withTaskGroup(of: Void.self) { load in
-                    for n in 0..<192 {
-                        load.addTask { await one(n) }
-                        try? await Task.sleep(for: .milliseconds(12))
-                    }
+        // 192 requests, one every 12 ms (each stream lasts ~300 ms). Machines 0-2 are stopped as
+        // soon as a stream on one of them is under way, kept down while 48 more requests are
+        // sent, then revived under the rest of the load. The pacing sleeps only spread the
+        // load; what happens when is decided by conditions, so a starved machine changes the
+        // speed of the drill, not its course.
+        var stoppedAt: Int?
+        var revivedAt: Int?
+        await withTaskGroup(of: Void.self) { load in
+            for n in 0..<192 {
+                load.addTask { await one(n) }
+                try? await Task.sleep(for: .milliseconds(12))
+                if stoppedAt == nil, streaming.withLock({ s in stopped.contains { s["m\($0)", default: 0] > 0 } }) {
+                    for i in stopped { sims.stop(i) }
+                    stoppedAt = n
+                } else if let s = stoppedAt, revivedAt == nil, n >= s + 48 {
+                    load.addTask { for i in stopped { try? await sims.revive(i) } }
+                    revivedAt = n
                 }
             }
-            group.addTask {
-                try? await Task.sleep(for: .milliseconds(600))
-                for i in stopped { sims.stop(i) }
-                try? await Task.sleep(for: .milliseconds(900))
-                for i in stopped { try? await sims.revive(i) }
-            }
         }
+        #expect(stoppedAt != nil && revivedAt != nil, "stopped at request \(stoppedAt.map(String.init) ?? "-"), revived at \(revivedAt.map(String.init) ?? "-")")
 
         let all = outcomes.withLock { $0 }
         #expect(all.count == 192)
@@ -91,7 +101,7 @@ import Testing
         }
 
         // Routing returns to the revived machines (once their probes pass: polled, bounded).
-        for _ in 0..<600 where !stopped.allSatisfy({ fleet.backendStates["m\($0)"] == "healthy" }) {
+        for _ in 0..<1200 where !stopped.allSatisfy({ fleet.backendStates["m\($0)"] == "healthy" }) {
             try await Task.sleep(for: .milliseconds(50))
         }
         #expect(stopped.allSatisfy { fleet.backendStates["m\($0)"] == "healthy" }, "\(fleet.backendStates)")

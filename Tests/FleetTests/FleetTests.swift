@@ -138,7 +138,7 @@ func chatBody(stream: Bool = false, maxTokens: Int = 8, extra: [(String, JSONVal
             if seen == 3 { break }
         }
         events.cancel()
-        for _ in 0..<100 where h.sim.currentStats.cancelled == 0 { try await Task.sleep(for: .milliseconds(50)) }
+        for _ in 0..<600 where h.sim.currentStats.cancelled == 0 { try await Task.sleep(for: .milliseconds(50)) }
         #expect(h.sim.currentStats.cancelled == 1)
         #expect(h.sim.currentStats.tokensGenerated < 1000)
     }
