@@ -30,6 +30,24 @@ from conftest import (
 TODAY = dt.datetime.now(dt.timezone.utc).date()
 
 
+def utc_today() -> dt.date:
+    return dt.datetime.now(dt.timezone.utc).date()
+
+
+def on_one_day(fetch):
+    """Runs ``fetch`` and returns its result with the UTC day it ran on (the gateway's "today"),
+    again if midnight fell during the call. The catalog's dates are written relative to
+    ``TODAY`` (the day the module was loaded, far from every phase boundary); counts of days and
+    the page's date follow the day the gateway answered on, which is later if a run crosses
+    midnight."""
+    for _ in range(3):
+        before = utc_today()
+        result = fetch()
+        if utc_today() == before:
+            return result, before
+    raise AssertionError("the UTC day kept changing during the call")
+
+
 def add_months(d: dt.date, n: int) -> dt.date:
     """Calendar months later, the day clamped to the month's length (as the gateway does)."""
     total = d.year * 12 + d.month - 1 + n
@@ -227,7 +245,8 @@ def test_extended_support_is_for_one_tenant_only(life):
 
 
 def test_models_list_fields(life):
-    models = {m.id: m for m in client(life).models.list().data}
+    listed, day = on_one_day(lambda: client(life).models.list().data)
+    models = {m.id: m for m in listed}
     assert {"sim-chat", "life-prod", "life-sunset", "life-deprecated", "life-extended", "life-tiny"} <= set(models)
     assert "life-retired" not in models and "life-future" not in models
     m = models["life-sunset"].model_dump()
@@ -238,7 +257,7 @@ def test_models_list_fields(life):
         "phase": "production", "status": "sunset", "in_production": "2025-01-01",
         "end_of_support": str(DSP["life-sunset"]), "retires_at": str(add_months(DSP["life-sunset"], 3)),
         "extended_support_until": None,
-        "days_until_retirement": (add_months(DSP["life-sunset"], 3) - TODAY).days, "successor": "sim-chat",
+        "days_until_retirement": (add_months(DSP["life-sunset"], 3) - day).days, "successor": "sim-chat",
     }
     assert m["capabilities"] == ["chat", "completions"]
     assert m["context_length"] == 8192
@@ -251,13 +270,13 @@ def test_models_list_fields(life):
 
 
 def test_public_lifecycle_status_page(life):
-    r = httpx.get(f"{life['url']}/v1/lifecycle")  # no key: public
+    r, day = on_one_day(lambda: httpx.get(f"{life['url']}/v1/lifecycle"))  # no key: public
     assert r.status_code == 200, r.text
     body = r.json()
-    assert body["date"] == str(TODAY)
+    assert body["date"] == str(day)
     rows = {row["id"]: row for row in body["data"]}
     assert rows["life-retired"]["status"] == "retired" and rows["life-retired"]["days_left"] == 0
-    assert rows["life-sunset"]["days_left"] == (add_months(DSP["life-sunset"], 3) - TODAY).days
+    assert rows["life-sunset"]["days_left"] == (add_months(DSP["life-sunset"], 3) - day).days
     assert rows["life-future"]["status"] == "not_yet_available"
     assert rows["life-extended"]["status"] == "retired"  # extensions are private
     text = httpx.get(f"{life['url']}/v1/lifecycle", params={"format": "text"}).text
