@@ -77,6 +77,12 @@ extension Storage {
         return auditResult
     }
 
+    /// `INSERT INTO "table" ("a", "b") VALUES (?, ?)`: the writer's statements insert one row and
+    /// are kept prepared.
+    static func oneRowInsert(into table: String, _ columns: [String]) -> String {
+        "INSERT INTO \"\(table)\" (\(columnList(columns))) VALUES (" + Array(repeating: "?", count: columns.count).joined(separator: ", ") + ")"
+    }
+
     /// Ledger rows, one kept statement per shape, in the batch's order.
     static func insertRequestRows(_ rows: [RequestRecord], on c: WriterConnection) throws {
         var cells: [Cell] = []
@@ -84,11 +90,8 @@ extension Storage {
         for r in rows {
             let batch = r.batch != nil, reranked = r.rerankedTokens != nil, audio = r.audioMs != nil
             let shape = (batch ? 1 : 0) | (reranked ? 2 : 0) | (audio ? 4 : 0)
-            let s = try c.statement(.request(shape: shape), {
-                let columns = requestColumns(batch: batch, reranked: reranked, audio: audio)
-                return "INSERT INTO \"requests\" (\(columnList(columns))) VALUES ("
-                    + Array(repeating: "?", count: columns.count).joined(separator: ", ") + ")"
-            }())
+            let s = try c.statement(.request(shape: shape),
+                                    oneRowInsert(into: "requests", requestColumns(batch: batch, reranked: reranked, audio: audio)))
             cells.removeAll(keepingCapacity: true)
             appendCells(of: r, to: &cells)
             defer { s.reset() }
@@ -132,11 +135,10 @@ extension Storage {
         } else {
             records = append.build(tip)
         }
-        let s = try c.statement(.auditInsert, "INSERT INTO \"audit_log\" (\(columnList(auditColumns))) VALUES ("
-            + Array(repeating: "?", count: auditColumns.count).joined(separator: ", ") + ")")
-        for start in stride(from: 0, to: records.count, by: 1) {
+        let s = try c.statement(.auditInsert, oneRowInsert(into: "audit_log", auditColumns))
+        for i in records.indices {
             defer { s.reset() }
-            try s.bind(auditCells(records[start...start])[...])
+            try s.bind(auditCells(records[i...i])[...])
             try s.run()
         }
         return records
