@@ -238,6 +238,9 @@ import Testing
         let order = Mutex<[String]>([])
         let hold = Task { _ = try? await fleet.send(model: "chat-model", endpoint: .chat, body: holdBody, stream: false) }
         for _ in 0..<6_000 where fleet.backendsReport()["data"]?.arrayValue?.first?["in_flight"]?.intValue != 1 { try await Task.sleep(for: .milliseconds(10)) }
+        // The slot is taken before the request reaches the engine: wait until the engine has it,
+        // or cancelling the hold below could stop it on the way and the engine would count 2.
+        for _ in 0..<6_000 where sims.machine(0).currentStats.requests < 1 { try await Task.sleep(for: .milliseconds(10)) }
         let low = Task {
             _ = try? await fleet.send(model: "chat-model", endpoint: .chat, body: chatBody(), stream: false, priority: 5)  // tier-1's default rank
             order.withLock { $0.append("tier-1") }
