@@ -63,20 +63,13 @@ public enum UpstreamResponse: Sendable {
 /// A relayed engine stream. Cancelling it, or dropping it, closes the engine connection so the
 /// engine stops generating (a client that hung up must not keep a GPU busy). Iterated once:
 /// as ``StreamEvent``s (trees), or as ``RelayedEvent``s through ``relayed`` (the gateway's path).
+/// The iterating task reads the engine's body itself (``StreamReader``): there is no task per
+/// stream behind it.
 public final class EngineStream: AsyncSequence, Sendable {
     public typealias Element = StreamEvent
-    let events: AsyncThrowingStream<RelayedEvent, any Error>
-    let reader: Task<Void, Never>
-    /// The first event, already read by the fleet (to fail over when a stream breaks before it).
-    private let primed = Mutex<Primed?>(nil)
+    let reader: StreamReader
 
-    struct Primed {
-        var first: RelayedEvent
-        var iterator: AsyncThrowingStream<RelayedEvent, any Error>.AsyncIterator
-    }
-
-    init(events: AsyncThrowingStream<RelayedEvent, any Error>, reader: Task<Void, Never>) {
-        self.events = events
+    init(reader: StreamReader) {
         self.reader = reader
     }
 
@@ -85,14 +78,15 @@ public final class EngineStream: AsyncSequence, Sendable {
     deinit { reader.cancel() }
 
     public struct AsyncIterator: AsyncIteratorProtocol {
-        var base: Relayed.AsyncIterator
+        // The stream itself, not only its reader: dropping the last reference cancels it.
+        let stream: EngineStream
 
         public mutating func next() async throws -> StreamEvent? {
-            try await base.next()?.event()
+            try await stream.reader.next()?.event()
         }
     }
 
-    public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(base: relayed.makeAsyncIterator()) }
+    public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(stream: self) }
 
     /// The events as the relay produced them.
     public var relayed: Relayed { Relayed(stream: self) }
@@ -102,33 +96,20 @@ public final class EngineStream: AsyncSequence, Sendable {
         let stream: EngineStream
 
         public struct AsyncIterator: AsyncIteratorProtocol {
-            var pending: RelayedEvent?
-            var base: AsyncThrowingStream<RelayedEvent, any Error>.AsyncIterator
+            let stream: EngineStream
 
             public mutating func next() async throws -> RelayedEvent? {
-                if let p = pending {
-                    pending = nil
-                    return p
-                }
-                return try await base.next()
+                try await stream.reader.next()
             }
         }
 
-        public func makeAsyncIterator() -> AsyncIterator {
-            if let p = stream.primed.withLock({ p -> Primed? in defer { p = nil }; return p }) {
-                return AsyncIterator(pending: p.first, base: p.iterator)
-            }
-            return AsyncIterator(pending: nil, base: stream.events.makeAsyncIterator())
-        }
+        public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(stream: stream) }
     }
 
     /// Waits for the first event and keeps it for the consumer; throws when the stream broke
     /// before it (nothing reached the client, so the fleet may try another backend).
     func prime() async throws {
-        var it = events.makeAsyncIterator()
-        guard let first = try await it.next() else { return }
-        let primedValue = Primed(first: first, iterator: it)
-        primed.withLock { $0 = primedValue }
+        try await reader.prime()
     }
 }
 
@@ -187,11 +168,11 @@ public final class Engine: Sendable {
             return try await sendCollected(request, path: path)
         }
         let body = adapter.prepare(request.body, request)
-        let sse = adapter.streamFormat == .sse
-        let httpResponse = try await postChecked(path, body: body.serialized(), request: request, streaming: request.stream && sse)
         if request.stream {
-            return .stream(relay(httpResponse, request: request, format: adapter.streamFormat, onEnd: onStreamEnd))
+            let engineBody = try await openStream(path, body: body.serialized(), request: request)
+            return .stream(relay(engineBody, request: request, format: adapter.streamFormat, onEnd: onStreamEnd))
         }
+        let httpResponse = try await postChecked(path, body: body.serialized(), request: request, streaming: false)
         var json = adapter.answer(try await readJSON(httpResponse), request: request, id: Self.newID(), created: createdNow)
         if request.endpoint == .embeddings { json = adapter.embeddings(json, base64: wantsBase64(request.body)) }
         let usage: Usage
@@ -238,8 +219,8 @@ public final class Engine: Sendable {
         streamed.stream = true
         streamed.body.set("stream", true)
         let body = adapter.prepare(streamed.body, streamed)
-        let httpResponse = try await postChecked(path, body: body.serialized(), request: streamed, streaming: true)
-        let events = relay(httpResponse, request: streamed, format: adapter.streamFormat, onEnd: nil)
+        let engineBody = try await openStream(path, body: body.serialized(), request: streamed)
+        let events = relay(engineBody, request: streamed, format: adapter.streamFormat, onEnd: nil)
         var collector = StreamCollector(endpoint: request.endpoint)
         do {
             for try await event in events.relayed { collector.add(event) }
@@ -264,6 +245,40 @@ public final class Engine: Sendable {
             throw .rejected(backend: name, error: mapEngineError(status: Int(httpResponse.status.code), body: bytes, endpoint: request.endpoint))
         }
         return httpResponse
+    }
+
+    /// POSTs a streamed request and waits for the response head (bounded by the connect and
+    /// first-byte timeouts, like ``post``); an error status becomes the error the client should
+    /// see. The body is then read by the stream's consumer (``StreamReader``).
+    func openStream(_ path: String, body: [UInt8], request: UpstreamRequest) async throws(EngineError) -> EngineBody {
+        let timeoutMs = config.timeouts.firstByteMs
+        let engineBody: EngineBody
+        let head: HTTPResponseHead
+        do {
+            var headers = HTTPHeaders()
+            headers.add(name: "content-type", value: "application/json")
+            headers.add(name: "accept", value: adapter.streamFormat == .sse ? "text/event-stream" : "application/json")
+            let httpRequest = try HTTPClient.Request(url: config.url + path, method: .POST, headers: headers, body: .bytes(body),
+                                                     tlsConfiguration: tls)
+            engineBody = EngineBody.start(httpRequest, on: http)
+            head = try await engineBody.head(within: Int64(timeoutMs))
+        } catch let e as HTTPClientError where e == .deadlineExceeded {
+            throw .timeout(backend: name, afterMs: timeoutMs, streaming: false)
+        } catch {
+            let detail = describe(error)
+            if Self.unsent.contains(detail) { throw .refused(backend: name, detail: detail) }
+            throw .unreachable(backend: name, detail: detail)
+        }
+        if head.status.code >= 400 {
+            let bytes: [UInt8] = (try? await withTimeout(5000) { [engineBody] () async throws -> [UInt8] in
+                var out: [UInt8] = []
+                while out.count < 1 << 20, let part = try await engineBody.next() { out.append(contentsOf: part.readableBytesView) }
+                return out
+            }) ?? []
+            engineBody.cancel()
+            throw .rejected(backend: name, error: mapEngineError(status: Int(head.status.code), body: bytes, endpoint: request.endpoint))
+        }
+        return engineBody
     }
 
     /// Reads a whole (non-streamed) answer, bounded by the first-byte timeout, as a JSON object.

@@ -48,14 +48,12 @@ enum StreamFormat: Sendable {
     case ndjson
 }
 
-/// The partial state of a stream, kept outside the reader so a failure can still bill what
-/// was produced.
-final class StreamProgress: Sendable {
-    let summary = Mutex(StreamSummary())
-    /// Set by the engine's ``IdleWatch`` when it cancelled the reader for silence.
-    let silent = Atomic<Bool>(false)
-    /// The stream's registration with the engine's ``IdleWatch`` (0: none).
-    let watchID = Atomic<Int>(0)
+/// Set by the engine's ``IdleWatch`` when it stopped a stream for silence. (Not the reader
+/// itself: the watchdog must not keep an abandoned stream alive.)
+final class SilenceFlag: Sendable {
+    private let value = Atomic<Bool>(false)
+    func set() { value.store(true, ordering: .relaxed) }
+    var isSet: Bool { value.load(ordering: .relaxed) }
 }
 
 /// One watchdog per engine for the silence of all its open streams: every `idle_ms / 4` it
@@ -113,66 +111,23 @@ final class IdleWatch: Sendable {
 }
 
 extension Engine {
-    /// Relays an engine stream as ``StreamEvent``s. Each chunk is handed on as soon as it is
-    /// parsed (no buffering of the answer). Ending the consumer's iteration (client hang-up)
-    /// cancels the reader, which closes the engine connection so the engine stops generating.
-    /// When the engine breaks the stream after the first byte, a `.usage` event for what was
-    /// produced (estimated, marked so) is yielded before the error, so the client's bill and
+    /// Relays an engine stream as ``RelayedEvent``s, read by whoever iterates the returned
+    /// stream, in its own task (no reader task, no queue between tasks: issue 16). Each chunk is
+    /// handed on as soon as it is parsed (no buffering of the answer). Cancelling the stream
+    /// (client hang-up), or dropping it, closes the engine connection so the engine stops
+    /// generating. When the engine breaks the stream after the first byte, a `.usage` event for
+    /// what was produced (estimated, marked so) comes before the error, so the client's bill and
     /// the request row cover the partial answer.
-    func relay(_ response: HTTPClientResponse, request: UpstreamRequest, format: StreamFormat = .sse,
+    func relay(_ body: EngineBody, request: UpstreamRequest, format: StreamFormat = .sse,
                onEnd: (@Sendable (StreamEnd) -> Void)? = nil) -> EngineStream {
-        let (stream, continuation) = AsyncThrowingStream.makeStream(of: RelayedEvent.self)
-        let progress = StreamProgress()
         let activity = Activity(clock: clock)
-        let idleMs = config.timeouts.idleMs
-        let task = Task {
-            defer { self.idleWatch.unwatch(progress.watchID.load(ordering: .relaxed)) }
-            do {
-                let summary = try await self.read(response, request: request, format: format, activity: activity, progress: progress, continuation)
-                if !summary.sawDone {
-                    throw EngineError.streamCut(backend: self.name, detail: format == .sse
-                        ? "the connection closed before 'data: [DONE]'" : "the connection closed before the final message")
-                }
-                var usage: Usage
-                if let u = summary.engineUsage {
-                    usage = u
-                } else {
-                    usage = await self.countUsage(request: request, output: summary.output, reasoning: summary.reasoning)
-                }
-                if summary.capped {  // what was relayed: at most the cap (a chunk per token)
-                    usage.completionTokens = min(usage.completionTokens, summary.textChunks)
-                    usage.reasoningTokens = min(usage.reasoningTokens, usage.completionTokens)
-                }
-                continuation.yield(.usage(usage))
-                continuation.finish()
-                onEnd?(.completed)
-            } catch {
-                // The engine's silence (the idle watch cancelled the reader) is a timeout, whatever
-                // the interrupted read threw.
-                let error: any Error = progress.silent.load(ordering: .relaxed)
-                    ? EngineError.timeout(backend: self.name, afterMs: idleMs, streaming: true) : error
-                if error is CancellationError || (Task.isCancelled && !(error is EngineError)) {
-                    continuation.finish(throwing: CancellationError())
-                    onEnd?(.cancelled)
-                    return
-                }
-                let engineError = error as? EngineError ?? .streamCut(backend: self.name, detail: self.describe(error))
-                let partial = progress.summary.withLock { $0 }
-                if partial.relayed > 0 { continuation.yield(.usage(self.partialUsage(request: request, partial))) }
-                continuation.finish(throwing: engineError)
-                onEnd?(.failed(engineError))
-            }
+        let silence = SilenceFlag()
+        let watchID = idleWatch.watch(activity, idleMs: config.timeouts.idleMs) {
+            silence.set()
+            body.cancel()
         }
-        let watchID = idleWatch.watch(activity, idleMs: idleMs) {
-            progress.silent.store(true, ordering: .relaxed)
-            task.cancel()
-        }
-        progress.watchID.store(watchID, ordering: .relaxed)
-        continuation.onTermination = { [idleWatch] _ in
-            task.cancel()
-            idleWatch.unwatch(watchID)
-        }
-        return EngineStream(events: stream, reader: task)
+        return EngineStream(reader: StreamReader(engine: self, body: body, request: request, format: format, activity: activity,
+                                                 silence: silence, watchID: watchID, onEnd: onEnd))
     }
 
     /// Usage of a broken stream: the engine's counts never came, so estimate (and say so); at
@@ -191,69 +146,195 @@ extension Engine {
         return last
     }
 
-    /// The reader's loop. Each format's loop is its own function and the per-event work is not
-    /// inlined into it: a task's allocator keeps its high-water mark for the stream's life, and
-    /// an async function's context holds every local its body (inlined code included) keeps
-    /// across an await (issue 16).
-    private func read(_ response: HTTPClientResponse, request: UpstreamRequest, format: StreamFormat, activity: Activity,
-                      progress: StreamProgress, _ continuation: AsyncThrowingStream<RelayedEvent, any Error>.Continuation) async throws -> StreamSummary {
+    /// Where a chunk's text is, for the endpoints whose chunks are spliced (nil: the tree path).
+    static func deltaShape(_ endpoint: Endpoint) -> SplicedChunk.DeltaShape? {
+        if endpoint == .chat { return .chat }
+        if endpoint == .completions { return .completions }
+        return nil
+    }
+}
+
+/// The state of one relayed stream, advanced by the task that iterates it: each ``next()``
+/// returns an event parsed earlier or reads the next part of the engine's body. One consumer
+/// at a time (``EngineStream`` is iterated once; the fleet reads the first event, then hands
+/// the stream on), which is why its mutable state needs no lock. Only ``cancel()`` and
+/// ``end(_:)`` may race with it (the silence watchdog, a hang-up), and they use atomics.
+final class StreamReader: @unchecked Sendable {
+    let engine: Engine
+    let body: EngineBody
+    let request: UpstreamRequest
+    let format: StreamFormat
+    let activity: Activity
+    let silence: SilenceFlag
+    let watchID: Int
+    let onEnd: (@Sendable (StreamEnd) -> Void)?
+    /// The client's token cap (the engine is stopped there, whatever it does).
+    let cap: Int?
+    /// Set once, by the end of the stream (completed, failed) or by ``cancel()``.
+    private let ended = Atomic<Bool>(false)
+
+    private enum Terminal { case done, failed(any Error) }
+    private var summary = StreamSummary()
+    private var sse = SSEParser()
+    private var lines = LineSplitter()
+    private var ndjsonID = ""
+    private var created = 0
+    private var queue: [RelayedEvent] = []
+    private var queued = 0
+    private var terminal: Terminal?
+
+    init(engine: Engine, body: EngineBody, request: UpstreamRequest, format: StreamFormat, activity: Activity,
+         silence: SilenceFlag, watchID: Int, onEnd: (@Sendable (StreamEnd) -> Void)?) {
+        self.engine = engine
+        self.body = body
+        self.request = request
+        self.format = format
+        self.activity = activity
+        self.silence = silence
+        self.watchID = watchID
+        self.onEnd = onEnd
+        self.cap = request.body["max_completion_tokens"]?.intValue ?? request.body["max_tokens"]?.intValue
+        if format == .ndjson {
+            ndjsonID = Engine.newID()
+            created = engine.createdNow
+        }
+    }
+
+    /// The next event; nil at the end. After an error, nil.
+    func next() async throws -> RelayedEvent? {
+        while true {
+            if queued < queue.count {
+                let event = queue[queued]
+                queued += 1
+                if queued == queue.count { queue.removeAll(); queued = 0 }
+                return event
+            }
+            switch terminal {
+            case .done?: return nil
+            case .failed(let error)?:
+                terminal = .done
+                throw error
+            case nil:
+                await step()
+            }
+        }
+    }
+
+    /// Reads until the first event and keeps it for the next ``next()``; throws when the stream
+    /// ended with an error before it.
+    func prime() async throws {
+        guard let first = try await next() else { return }
+        queue.insert(first, at: queued)
+    }
+
+    /// Reads the next part of the body (or its end) into the queue; sets `terminal` when the
+    /// stream ends.
+    private func step() async {
+        do {
+            if let part = try await body.next() {
+                activity.touch()
+                try parse(part)
+                // The cap: leaving the body closes the engine connection, the engine stops.
+                if summary.capped {
+                    body.cancel()
+                    try await complete()
+                }
+            } else {
+                try flush()
+                try await complete()
+            }
+        } catch {
+            fail(error)
+        }
+    }
+
+    @inline(never)
+    private func parse(_ part: ByteBuffer) throws {
         switch format {
-        case .sse: return try await readSSE(response, request: request, activity: activity, progress: progress, continuation)
-        case .ndjson: return try await readNDJSON(response, request: request, activity: activity, progress: progress, continuation)
+        case .sse:
+            for data in sse.feed(part.readableBytesView) {
+                try handle(data)
+                if summary.capped { return }
+            }
+        case .ndjson:
+            for line in lines.feed(part.readableBytesView) { try handleLine(line) }
         }
     }
 
-    private func readSSE(_ response: HTTPClientResponse, request: UpstreamRequest, activity: Activity, progress: StreamProgress,
-                         _ continuation: AsyncThrowingStream<RelayedEvent, any Error>.Continuation) async throws -> StreamSummary {
-        var summary = StreamSummary()
-        defer { progress.summary.withLock { [summary] in $0 = summary } }
-        var parser = SSEParser()
-        let cap = request.body["max_completion_tokens"]?.intValue ?? request.body["max_tokens"]?.intValue
-        for try await buffer in response.body {
-            activity.touch()
-            for data in parser.feed(buffer.readableBytesView) {
-                try handle(data, request: request, cap: cap, summary: &summary, continuation)
-                // Leaving the body closes the engine connection: the engine stops generating.
-                if summary.capped { return summary }
-            }
-            progress.summary.withLock { [summary] in $0 = summary }
+    @inline(never)
+    private func flush() throws {
+        switch format {
+        case .sse: if let data = sse.finish() { try handle(data) }
+        case .ndjson: if let line = lines.finish() { try handleLine(line) }
         }
-        if let data = parser.finish() { try handle(data, request: request, cap: cap, summary: &summary, continuation) }
-        return summary
     }
 
-    private func readNDJSON(_ response: HTTPClientResponse, request: UpstreamRequest, activity: Activity, progress: StreamProgress,
-                            _ continuation: AsyncThrowingStream<RelayedEvent, any Error>.Continuation) async throws -> StreamSummary {
-        var summary = StreamSummary()
-        defer { progress.summary.withLock { [summary] in $0 = summary } }
-        var lines = LineSplitter()
-        let id = Self.newID()
-        let created = createdNow
-        for try await buffer in response.body {
-            activity.touch()
-            for line in lines.feed(buffer.readableBytesView) {
-                try handleLine(line, request: request, id: id, created: created, summary: &summary, continuation)
-            }
-            progress.summary.withLock { [summary] in $0 = summary }
+    /// The body ended (or the cap was reached): the usage event, then the end.
+    private func complete() async throws {
+        if !summary.sawDone {
+            throw EngineError.streamCut(backend: engine.name, detail: format == .sse
+                ? "the connection closed before 'data: [DONE]'" : "the connection closed before the final message")
         }
-        if let line = lines.finish() {
-            try handleLine(line, request: request, id: id, created: created, summary: &summary, continuation)
+        var usage: Usage
+        if let u = summary.engineUsage {
+            usage = u
+        } else {
+            usage = await engine.countUsage(request: request, output: summary.output, reasoning: summary.reasoning)
         }
-        return summary
+        if summary.capped {  // what was relayed: at most the cap (a chunk per token)
+            usage.completionTokens = min(usage.completionTokens, summary.textChunks)
+            usage.reasoningTokens = min(usage.reasoningTokens, usage.completionTokens)
+        }
+        queue.append(.usage(usage))
+        terminal = .done
+        end(.completed)
+    }
+
+    @inline(never)
+    private func fail(_ failure: any Error) {
+        body.cancel()
+        // The engine's silence (the idle watch stopped the request) is a timeout, whatever the
+        // interrupted read threw.
+        let error: any Error = silence.isSet
+            ? EngineError.timeout(backend: engine.name, afterMs: engine.config.timeouts.idleMs, streaming: true) : failure
+        if ended.load(ordering: .acquiring) || error is CancellationError || (Task.isCancelled && !(error is EngineError)) {
+            terminal = .failed(CancellationError())
+            end(.cancelled)
+            return
+        }
+        let engineError = error as? EngineError ?? .streamCut(backend: engine.name, detail: engine.describe(error))
+        if summary.relayed > 0 { queue.append(.usage(engine.partialUsage(request: request, summary))) }
+        terminal = .failed(engineError)
+        end(.failed(engineError))
+    }
+
+    /// Reports the end once (the fleet releases the backend) and stops watching the silence.
+    private func end(_ how: StreamEnd) {
+        guard !ended.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        engine.idleWatch.unwatch(watchID)
+        onEnd?(how)
+    }
+
+    /// The consumer stopped reading (client hang-up) or dropped the stream: the engine request
+    /// is cancelled. Nothing happens when the stream had already ended.
+    func cancel() {
+        guard !ended.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        engine.idleWatch.unwatch(watchID)
+        body.cancel()
+        onEnd?(.cancelled)
     }
 
     /// One line of an NDJSON stream (Ollama): translated to an OpenAI chunk by the adapter; the
     /// final line's counts are the usage.
     @inline(never)
-    private func handleLine(_ line: [UInt8], request: UpstreamRequest, id: String, created: Int,
-                            summary: inout StreamSummary, _ continuation: AsyncThrowingStream<RelayedEvent, any Error>.Continuation) throws {
+    private func handleLine(_ line: [UInt8]) throws {
         guard let json = try? JSONValue.parse(line), case .object = json else {
-            throw EngineError.malformed(backend: name, detail: "a stream line is not JSON")
+            throw EngineError.malformed(backend: engine.name, detail: "a stream line is not JSON")
         }
         if let error = json["error"], !error.isNull {
-            throw EngineError.streamCut(backend: name, detail: "the engine reported: \(error.stringValue ?? error["message"]?.stringValue ?? "an error")")
+            throw EngineError.streamCut(backend: engine.name, detail: "the engine reported: \(error.stringValue ?? error["message"]?.stringValue ?? "an error")")
         }
-        if let chunk = adapter.chunk(line: json, request: request, id: id, created: created, first: !summary.sentFirst) {
+        if let chunk = engine.adapter.chunk(line: json, request: request, id: ndjsonID, created: created, first: !summary.sentFirst) {
             summary.sentFirst = true
             let text = json["message"]?["content"]?.stringValue ?? json["response"]?.stringValue ?? ""
             let thinking = json["message"]?["thinking"]?.stringValue ?? ""
@@ -261,29 +342,21 @@ extension Engine {
             summary.reasoning += thinking
             if !text.isEmpty || !thinking.isEmpty { summary.textChunks += 1 }
             summary.relayed += 1
-            continuation.yield(.chunk(chunk))
+            queue.append(.chunk(chunk))
         }
         if json["done"]?.boolValue == true {
             summary.sawDone = true
-            summary.engineUsage = adapter.usage(ofLine: json)
+            summary.engineUsage = engine.adapter.usage(ofLine: json)
         }
     }
 
-    /// Where a chunk's text is, for the endpoints whose chunks are spliced (nil: the tree path).
-    static func deltaShape(_ endpoint: Endpoint) -> SplicedChunk.DeltaShape? {
-        if endpoint == .chat { return .chat }
-        if endpoint == .completions { return .completions }
-        return nil
-    }
-
     @inline(never)
-    private func handle(_ data: [UInt8], request: UpstreamRequest, cap: Int?, summary: inout StreamSummary,
-                        _ continuation: AsyncThrowingStream<RelayedEvent, any Error>.Continuation) throws {
+    private func handle(_ data: [UInt8]) throws {
         if data.elementsEqual("[DONE]".utf8) { summary.sawDone = true; return }
         // An ordinary chunk is relayed as the engine's bytes (the gateway splices its own `id`,
         // `model` and `backend` in); its text is read by a small scan. Anything else (an error
         // event, a usage chunk, the chunk past the client's cap) takes the tree path below.
-        if let shape = Self.deltaShape(request.endpoint), let spliced = SplicedChunk(data, delta: shape) {
+        if let shape = Engine.deltaShape(request.endpoint), let spliced = SplicedChunk(data, delta: shape) {
             let hasText = !spliced.content.isEmpty || !spliced.reasoning.isEmpty
             if !hasText || cap.map({ summary.textChunks < $0 }) ?? true {
                 if hasText {
@@ -292,15 +365,15 @@ extension Engine {
                     summary.textChunks += 1
                 }
                 summary.relayed += 1
-                continuation.yield(.spliced(spliced))
+                queue.append(.spliced(spliced))
                 return
             }
         }
         guard var chunk = try? JSONValue.parse(data), case .object = chunk else {
-            throw EngineError.malformed(backend: name, detail: "a stream event is not JSON")
+            throw EngineError.malformed(backend: engine.name, detail: "a stream event is not JSON")
         }
         if let error = chunk["error"], !error.isNull {
-            throw EngineError.streamCut(backend: name, detail: "the engine reported: \(error["message"]?.stringValue ?? "an error")")
+            throw EngineError.streamCut(backend: engine.name, detail: "the engine reported: \(error["message"]?.stringValue ?? "an error")")
         }
         if let usage = Usage(json: chunk["usage"]) {
             summary.engineUsage = usage
@@ -313,7 +386,7 @@ extension Engine {
                 // One text chunk per token: an engine that goes past the client's cap is stopped
                 // there, whatever it does (admission reserved exactly the cap).
                 if let cap, summary.textChunks >= cap {
-                    continuation.yield(.chunk(Self.lengthFinish(like: chunk, endpoint: request.endpoint)))
+                    queue.append(.chunk(Engine.lengthFinish(like: chunk, endpoint: request.endpoint)))
                     summary.relayed += 1
                     summary.sawDone = true
                     summary.capped = true
@@ -325,6 +398,6 @@ extension Engine {
             }
         }
         summary.relayed += 1
-        continuation.yield(.chunk(chunk))
+        queue.append(.chunk(chunk))
     }
 }
