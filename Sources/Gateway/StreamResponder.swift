@@ -36,96 +36,155 @@ struct StreamResponder: Sendable {
             .xBackend: backend.header,
         ]
         headers.append(contentsOf: extraHeaders)
-        return Response(status: .ok, headers: headers, body: ResponseBody { writer in
-            var record = self.record
-            record.status = 200
-            var chunks = 0
-            var output = "", reasoning = ""
-            var settled = false
-            var created: JSONValue = .int(Int(record.createdAt / 1000))
-            var engineTime: Duration?
-            func send(_ bytes: [UInt8]) async throws {
-                do { try await writer.write(ByteBuffer(bytes: bytes)) } catch { throw ClientGone() }
-            }
-            // An engine chunk's bytes with the gateway's `id`, `model` and `backend` spliced in
-            // (``SplicedChunk``): these three are serialized once per stream.
-            var idJSON: [UInt8] = [], modelJSON: [UInt8] = []
-            JSONValue.writeString(requestID, into: &idJSON)
-            JSONValue.writeString(model, into: &modelJSON)
-            var backendTail = Array(",\"backend\":".utf8)
-            backend.json.write(into: &backendTail)
-            do {
-                for try await event in events.relayed {
-                    switch event {
-                    case .spliced(let chunk):
-                        if let c = chunk.createdValue { created = c }
-                        output += chunk.content
-                        reasoning += chunk.reasoningContent
-                        var bytes: [UInt8] = []
-                        bytes.reserveCapacity(chunk.bytes.count + idJSON.count + modelJSON.count + backendTail.count + 32)
-                        bytes.append(contentsOf: SSE.dataPrefix)
-                        chunk.splice(id: idJSON, model: modelJSON, tail: backendTail, into: &bytes)
-                        bytes.append(contentsOf: SSE.eventEnd)
-                        try await send(bytes)
-                        if chunks == 0 { record.ttftMs = CompletionPipeline.ms(since: started) }
-                        chunks += 1
-                    case .chunk(var chunk):
-                        if let c = chunk["created"] { created = c }
-                        if let choice = chunk["choices"]?.arrayValue?.first {
-                            output += choice["delta"]?["content"]?.stringValue ?? choice["text"]?.stringValue ?? ""
-                            reasoning += choice["delta"]?["reasoning_content"]?.stringValue ?? ""
-                        }
-                        chunk.set("id", .string(requestID))
-                        chunk.set("model", .string(model))
-                        chunk.set("backend", backend.json)
-                        try await send(SSE.event(chunk))
-                        if chunks == 0 { record.ttftMs = CompletionPipeline.ms(since: started) }
-                        chunks += 1
-                    case .usage(let engineUsage):
-                        let usage = await settler.settle(&record, engineUsage: engineUsage, output: output, reasoning: reasoning)
-                        settled = true
-                        if includeUsage {
-                            let final: JSONValue = .object([
-                                ("id", .string(requestID)),
-                                ("object", .string(endpoint.spec.chunkObjectName ?? endpoint.objectName)),
-                                ("created", created),
-                                ("model", .string(model)),
-                                ("choices", .array([])),
-                                ("usage", usage.json),
-                                ("backend", backend.json),
-                            ])
-                            try await send(SSE.event(final))
-                        }
-                    }
-                }
-                engineTime = ContinuousClock.now - engineStart
-                // The bill is committed before the last bytes: a delivered answer is never unbilled.
-                record.outcome = "ok"
-                record.latencyMs = CompletionPipeline.ms(since: started)
-                await recorder.finish(record, durable: durable, engine: engineTime)
-                storeAnswer?(output)
-                try await send(SSE.done)
-                try? await writer.finish(nil)
-                return
-            } catch is ClientGone {
-                engineTime = ContinuousClock.now - engineStart
-                events.cancel()
-                record.outcome = "client_closed"
-                record.status = 499
-            } catch {
-                engineTime = ContinuousClock.now - engineStart
-                let engineError = error as? EngineError ?? .streamCut(backend: backend.machineName, detail: "\(error)")
-                record.outcome = engineError.outcome
-                record.errorCode = engineError.apiError.code
-                let event = SSE.event(engineError.apiError.json)
-                try? await writer.write(ByteBuffer(bytes: event))
-            }
-            // Cut or abandoned: bill what was produced (estimated from the text relayed).
-            if !settled { _ = await settler.settle(&record, engineUsage: nil, output: output, reasoning: reasoning) }
-            record.latencyMs = CompletionPipeline.ms(since: started)
-            await recorder.finish(record, durable: false, engine: engineTime)
-            storeAnswer?(output)
-            try? await writer.finish(nil)
+        return Response(status: .ok, headers: headers, body: ResponseBody { [self] writer in
+            try await StreamRelayState(self).run(events, &writer)
         })
+    }
+}
+
+/// One relayed stream's state, on the heap: the loop that relays the events keeps only this
+/// object, its iterator and the event at hand across its awaits, and the rare steps (the usage
+/// event, the end) are functions of their own. An async function's context holds every local
+/// its body, inlined callees included, keeps across an await, for as long as it runs — here,
+/// the whole stream: the loop written inline in the response body's closure had a ~7 KB
+/// context per open stream (issue 16). Used by the one task that writes the response.
+final class StreamRelayState: @unchecked Sendable {
+    let responder: StreamResponder
+    var record: RequestRecord
+    var chunks = 0
+    var output = "", reasoning = ""
+    var settled = false
+    var created: JSONValue
+    var engineTime: Duration?
+    /// An engine chunk's bytes get the gateway's `id`, `model` and `backend` spliced in
+    /// (``SplicedChunk``): these three are serialized once per stream.
+    let idJSON: [UInt8], modelJSON: [UInt8], backendTail: [UInt8]
+
+    init(_ responder: StreamResponder) {
+        self.responder = responder
+        record = responder.record
+        record.status = 200
+        created = .int(Int(record.createdAt / 1000))
+        var id: [UInt8] = [], model: [UInt8] = []
+        JSONValue.writeString(responder.requestID, into: &id)
+        JSONValue.writeString(responder.model, into: &model)
+        var tail = Array(",\"backend\":".utf8)
+        responder.backend.json.write(into: &tail)
+        idJSON = id
+        modelJSON = model
+        backendTail = tail
+    }
+
+    func run(_ events: EngineStream, _ writer: inout any ResponseBodyWriter) async throws {
+        do {
+            for try await event in events.relayed {
+                switch event {
+                case .spliced(let chunk):
+                    try await send(spliced(chunk), &writer)
+                    sentChunk()
+                case .chunk(let chunk):
+                    try await send(tree(chunk), &writer)
+                    sentChunk()
+                case .usage(let engineUsage):
+                    if let final = await settle(engineUsage) { try await send(final, &writer) }
+                }
+            }
+            try await completed(&writer)
+            return
+        } catch is StreamResponder.ClientGone {
+            engineTime = ContinuousClock.now - responder.engineStart
+            events.cancel()
+            record.outcome = "client_closed"
+            record.status = 499
+        } catch {
+            try? await writer.write(ByteBuffer(bytes: failed(error)))
+        }
+        await ended(&writer)
+    }
+
+    func send(_ bytes: [UInt8], _ writer: inout any ResponseBodyWriter) async throws {
+        do { try await writer.write(ByteBuffer(bytes: bytes)) } catch { throw StreamResponder.ClientGone() }
+    }
+
+    func sentChunk() {
+        if chunks == 0 { record.ttftMs = CompletionPipeline.ms(since: responder.started) }
+        chunks += 1
+    }
+
+    @inline(never)
+    func spliced(_ chunk: SplicedChunk) -> [UInt8] {
+        if let c = chunk.createdValue { created = c }
+        output += chunk.content
+        reasoning += chunk.reasoningContent
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(chunk.bytes.count + idJSON.count + modelJSON.count + backendTail.count + 32)
+        bytes.append(contentsOf: SSE.dataPrefix)
+        chunk.splice(id: idJSON, model: modelJSON, tail: backendTail, into: &bytes)
+        bytes.append(contentsOf: SSE.eventEnd)
+        return bytes
+    }
+
+    @inline(never)
+    func tree(_ chunk: JSONValue) -> [UInt8] {
+        var chunk = chunk
+        if let c = chunk["created"] { created = c }
+        if let choice = chunk["choices"]?.arrayValue?.first {
+            output += choice["delta"]?["content"]?.stringValue ?? choice["text"]?.stringValue ?? ""
+            reasoning += choice["delta"]?["reasoning_content"]?.stringValue ?? ""
+        }
+        chunk.set("id", .string(responder.requestID))
+        chunk.set("model", .string(responder.model))
+        chunk.set("backend", responder.backend.json)
+        return SSE.event(chunk)
+    }
+
+    /// The stream's usage: settled (cost, ledger fields); the usage chunk when the client asked.
+    @inline(never)
+    func settle(_ engineUsage: Usage) async -> [UInt8]? {
+        let usage = await responder.settler.settle(&record, engineUsage: engineUsage, output: output, reasoning: reasoning)
+        settled = true
+        guard responder.includeUsage else { return nil }
+        let final: JSONValue = .object([
+            ("id", .string(responder.requestID)),
+            ("object", .string(responder.endpoint.spec.chunkObjectName ?? responder.endpoint.objectName)),
+            ("created", created),
+            ("model", .string(responder.model)),
+            ("choices", .array([])),
+            ("usage", usage.json),
+            ("backend", responder.backend.json),
+        ])
+        return SSE.event(final)
+    }
+
+    /// Completed: the bill is committed before the last bytes (a delivered answer is never unbilled).
+    @inline(never)
+    func completed(_ writer: inout any ResponseBodyWriter) async throws {
+        engineTime = ContinuousClock.now - responder.engineStart
+        record.outcome = "ok"
+        record.latencyMs = CompletionPipeline.ms(since: responder.started)
+        await responder.recorder.finish(record, durable: responder.durable, engine: engineTime)
+        responder.storeAnswer?(output)
+        try await send(SSE.done, &writer)
+        try? await writer.finish(nil)
+    }
+
+    /// Cut by the engine: the error event's bytes.
+    @inline(never)
+    func failed(_ error: any Error) -> [UInt8] {
+        engineTime = ContinuousClock.now - responder.engineStart
+        let engineError = error as? EngineError ?? .streamCut(backend: responder.backend.machineName, detail: "\(error)")
+        record.outcome = engineError.outcome
+        record.errorCode = engineError.apiError.code
+        return SSE.event(engineError.apiError.json)
+    }
+
+    /// Cut or abandoned: bill what was produced (estimated from the text relayed).
+    @inline(never)
+    func ended(_ writer: inout any ResponseBodyWriter) async {
+        if !settled { _ = await responder.settler.settle(&record, engineUsage: nil, output: output, reasoning: reasoning) }
+        record.latencyMs = CompletionPipeline.ms(since: responder.started)
+        await responder.recorder.finish(record, durable: false, engine: engineTime)
+        responder.storeAnswer?(output)
+        try? await writer.finish(nil)
     }
 }
