@@ -260,7 +260,7 @@ public final class Engine: Sendable {
             headers.add(name: "accept", value: adapter.streamFormat == .sse ? "text/event-stream" : "application/json")
             let httpRequest = try HTTPClient.Request(url: config.url + path, method: .POST, headers: headers, body: .bytes(body),
                                                      tlsConfiguration: tls)
-            engineBody = EngineBody.start(httpRequest, on: http)
+            engineBody = EngineBody.start(httpRequest, on: http, clock: clock)
             head = try await engineBody.head(within: Int64(timeoutMs))
         } catch let e as HTTPClientError where e == .deadlineExceeded {
             throw .timeout(backend: name, afterMs: timeoutMs, streaming: false)

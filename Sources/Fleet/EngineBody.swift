@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import Clocks
 import Synchronization
 import NIOCore
 import NIOHTTP1
@@ -27,10 +28,14 @@ final class EngineBody: HTTPClientResponseDelegate, Sendable {
         var error: (any Error)?
     }
     private let state = Mutex(State())
+    /// When bytes last arrived (the silence watchdog reads it).
+    let activity: Activity
 
-    /// Sends `request` and returns at once; ``head(deadline:)`` waits for the response head.
-    static func start(_ request: HTTPClient.Request, on client: HTTPClient) -> EngineBody {
-        let body = EngineBody()
+    init(activity: Activity) { self.activity = activity }
+
+    /// Sends `request` and returns at once; ``head(within:)`` waits for the response head.
+    static func start(_ request: HTTPClient.Request, on client: HTTPClient, clock: any PlatformClock) -> EngineBody {
+        let body = EngineBody(activity: Activity(clock: clock))
         let task = client.execute(request: request, delegate: body)
         task.futureResult.whenComplete { [body] result in
             if case .failure(let error) = result { body.fail(error) } else { body.finish() }
@@ -89,7 +94,11 @@ final class EngineBody: HTTPClientResponseDelegate, Sendable {
                     s.partWaiter = c
                     return (nil, nil)
                 }
-                ack?.succeed(())
+                if let ack {  // a held part taken: the connection reads on, the silence counts again
+                    activity.touch()
+                    activity.hold(false)
+                    ack.succeed(())
+                }
                 if let result { c.resume(with: result) }
             }
         } onCancel: {
@@ -107,6 +116,9 @@ final class EngineBody: HTTPClientResponseDelegate, Sendable {
         task?.fail(reason: reason)
     }
 
+    /// A part arrived that the reader has not taken yet.
+    var hasWaitingPart: Bool { state.withLock { $0.part != nil } }
+
     // MARK: HTTPClientResponseDelegate (on the connection's event loop)
 
     func didReceiveHead(task: HTTPClient.Task<Void>, _ head: HTTPResponseHead) -> EventLoopFuture<Void> {
@@ -121,6 +133,7 @@ final class EngineBody: HTTPClientResponseDelegate, Sendable {
     }
 
     func didReceiveBodyPart(task: HTTPClient.Task<Void>, _ buffer: ByteBuffer) -> EventLoopFuture<Void> {
+        activity.touch()
         let promise = task.eventLoop.makePromise(of: Void.self)
         let waiter = state.withLock { s -> CheckedContinuation<ByteBuffer?, any Error>? in
             if let waiter = s.partWaiter {
@@ -131,6 +144,7 @@ final class EngineBody: HTTPClientResponseDelegate, Sendable {
             // connection read on (AsyncHTTPClient waits for the promise before the next part).
             s.part = buffer
             s.partAck = promise
+            activity.hold(true)
             return nil
         }
         guard let waiter else { return promise.futureResult }
@@ -163,7 +177,10 @@ final class EngineBody: HTTPClientResponseDelegate, Sendable {
             return (s.headWaiter, s.partWaiter, s.partAck, s.headTimer)
         }
         timer?.cancel()
-        ack?.succeed(())
+        if let ack {
+            activity.hold(false)
+            ack.succeed(())
+        }
         let e = state.withLock { $0.error } ?? error
         head?.resume(throwing: e)
         part?.resume(throwing: e)

@@ -21,14 +21,18 @@ struct StreamSummary: Sendable {
     var capped = false
 }
 
-/// Last time bytes arrived from the engine (the platform's clock), shared between the reader and
-/// its watchdog.
+/// Last time bytes arrived from the engine (the platform's clock), shared between the engine
+/// body and the silence watchdog. While the reader has not taken a part that arrived (the
+/// client is slow: backpressure), the connection is not read, so the stream is not silent.
 final class Activity: Sendable {
     private let clock: any PlatformClock
     private let last = Atomic<Int64>(0)
+    private let held = Atomic<Bool>(false)
     init(clock: any PlatformClock) { self.clock = clock; touch() }
     func touch() { last.store(clock.now(), ordering: .relaxed) }
-    var silentMs: Int64 { clock.now() - last.load(ordering: .relaxed) }
+    /// A part is waiting for the reader (true) or was taken (false).
+    func hold(_ on: Bool) { held.store(on, ordering: .relaxed) }
+    var silentMs: Int64 { held.load(ordering: .relaxed) ? 0 : clock.now() - last.load(ordering: .relaxed) }
 }
 
 /// How a relayed stream ended, reported to the fleet (to release the backend and track health).
@@ -120,13 +124,14 @@ extension Engine {
     /// the request row cover the partial answer.
     func relay(_ body: EngineBody, request: UpstreamRequest, format: StreamFormat = .sse,
                onEnd: (@Sendable (StreamEnd) -> Void)? = nil) -> EngineStream {
-        let activity = Activity(clock: clock)
+        let activity = body.activity
+        activity.touch()  // the silence counts from the response head
         let silence = SilenceFlag()
         let watchID = idleWatch.watch(activity, idleMs: config.timeouts.idleMs) {
             silence.set()
             body.cancel()
         }
-        return EngineStream(reader: StreamReader(engine: self, body: body, request: request, format: format, activity: activity,
+        return EngineStream(reader: StreamReader(engine: self, body: body, request: request, format: format,
                                                  silence: silence, watchID: watchID, onEnd: onEnd))
     }
 
@@ -164,7 +169,6 @@ final class StreamReader: @unchecked Sendable {
     let body: EngineBody
     let request: UpstreamRequest
     let format: StreamFormat
-    let activity: Activity
     let silence: SilenceFlag
     let watchID: Int
     let onEnd: (@Sendable (StreamEnd) -> Void)?
@@ -183,13 +187,12 @@ final class StreamReader: @unchecked Sendable {
     private var queued = 0
     private var terminal: Terminal?
 
-    init(engine: Engine, body: EngineBody, request: UpstreamRequest, format: StreamFormat, activity: Activity,
+    init(engine: Engine, body: EngineBody, request: UpstreamRequest, format: StreamFormat,
          silence: SilenceFlag, watchID: Int, onEnd: (@Sendable (StreamEnd) -> Void)?) {
         self.engine = engine
         self.body = body
         self.request = request
         self.format = format
-        self.activity = activity
         self.silence = silence
         self.watchID = watchID
         self.onEnd = onEnd
@@ -232,7 +235,6 @@ final class StreamReader: @unchecked Sendable {
     private func step() async {
         do {
             if let part = try await body.next() {
-                activity.touch()
                 try parse(part)
                 // The cap: leaving the body closes the engine connection, the engine stops.
                 if summary.capped {

@@ -1,3 +1,4 @@
+import Clocks
 import EngineSim
 import Logging
 import OpenAIWire
@@ -53,6 +54,33 @@ import Testing
         for try await e in okEvents { if case .usage(let u) = e { okUsage = u } }
         #expect(okUsage != nil && okUsage?.estimated == false)
         #expect(await unwatched(chatty))
+        await sims.shutdown()
+    }
+
+    /// A reader that is slow to take the engine's bytes (a slow client: the part not taken holds
+    /// the connection's reads) does not make the stream look silent, however long it takes; once
+    /// it takes the part, the silence counts again from then.
+    @Test func aPartWaitingForTheReaderIsNotSilence() async throws {
+        let sims = SimFleet(configs: [SimConfig(models: ["sim-chat"], ttftMs: 1, itlMs: 20, defaultTokens: 6)])
+        try await sims.start()
+        let config = BackendConfig(name: "slow-reader", kind: .sim, url: "http://127.0.0.1:\(sims.boundPorts[0])", models: ["m": "sim-chat"],
+                                   timeouts: Timeouts(connectMs: 2000, firstByteMs: 10_000, idleMs: 300))
+        let clock = ManualClock(nowMs: 1_000_000)
+        let fleet = Fleet(configs: [config], http: testHTTP, logger: Logger(label: "t"), clock: clock)
+        let (engine, response) = try await fleet.send(model: "m", endpoint: .chat, body: chatBody(stream: true), stream: true)
+        guard case .stream(let events) = response else { Issue.record("not a stream"); return }
+        var it = events.relayed.makeAsyncIterator()
+        _ = try await it.next()  // the first event, then nothing taken for a while
+        let activity = events.reader.body.activity
+        // The engine goes on sending: a part arrives and waits for the reader (bounded poll).
+        for _ in 0..<1000 where !events.reader.body.hasWaitingPart { try? await Task.sleep(for: .milliseconds(5)) }
+        #expect(events.reader.body.hasWaitingPart)
+        clock.advance(byMs: 10_000)  // far past idle_ms: still not silent, a part is waiting
+        #expect(activity.silentMs == 0)
+        var usage: Usage?
+        while let e = try await it.next() { if case .usage(let u) = e { usage = u } }
+        #expect(usage != nil && usage?.estimated == false)
+        #expect(await unwatched(engine))
         await sims.shutdown()
     }
 }
