@@ -36,8 +36,11 @@ struct StreamResponder: Sendable {
             .xBackend: backend.header,
         ]
         headers.append(contentsOf: extraHeaders)
-        return Response(status: .ok, headers: headers, body: ResponseBody { [self] writer in
-            try await StreamRelayState(self).run(events, &writer)
+        // The body's closure keeps only the state object and the stream (not a copy of this
+        // responder): its context lives as long as the stream.
+        let state = StreamRelayState(self)
+        return Response(status: .ok, headers: headers, body: ResponseBody { writer in
+            try await state.run(events, &writer)
         })
     }
 }
