@@ -9,7 +9,11 @@ parity test).
 
 Model: logistic regression (scikit-learn, liblinear) over
   - hashed byte n-grams (3, 4, 5) of " " + view + " " and hashed words and word pairs,
-    each occurrence worth 1/sqrt(feature count) (so z does not grow with length);
+    each occurrence worth 1/sqrt(feature count) (so z does not grow with length), each bucket
+    scaled by |log-count ratio|^e (naive-Bayes scaling as in NBSVM, Wang & Manning 2012: a
+    bucket seen mostly in attacks or mostly in benign rows counts more than one seen in both;
+    e = --nb-exponent). The scale is folded into the written weights, so the Swift side still
+    computes one dot product over the same buckets;
   - one binary feature per rule finding "rule:severity".
 Hashing: 32-bit FNV-1a seeded with a tag byte (1 for byte n-grams, which continue their prefix's
 hash, in order of start then length; 0x11 words; 0x12 word pairs),
@@ -83,6 +87,8 @@ def main():
     ap.add_argument("--own-weight", type=float, default=4.0, help="sample weight of our own rows (source llmaas-own*)")
     ap.add_argument("--concept-min-rows", type=int, default=3, help="keep concept features present in at least this many rows")
     ap.add_argument("--concept-scale", default="0.1", help="value of a present concept feature (grid, comma-separated; 0 = no concepts)")
+    ap.add_argument("--nb-exponent", type=float, default=0.5, help="bucket scale |log-count ratio|^e (0 = no naive-Bayes scaling)")
+    ap.add_argument("--nb-alpha", type=float, default=1.0, help="smoothing count of the log-count ratio")
     args = ap.parse_args()
 
     ngrams = [int(x) for x in args.ngrams.split(",")]
@@ -135,6 +141,21 @@ def main():
         m.fit(Xt, yt, sample_weight=wt)
         return m
 
+    # Naive-Bayes scaling of the buckets: |log((p/|p|) / (q/|q|))|^e, p and q the smoothed counts
+    # of rows with the bucket among attacks and benign rows. Computed on the rows a model is
+    # fitted on (per fold for the out-of-fold scores), never on the rows it scores.
+    def nb_scale(Xs, ys):
+        if args.nb_exponent <= 0:
+            return np.ones(Xs.shape[1])
+        B = (Xs > 0).astype(np.float64)
+        p = args.nb_alpha + np.asarray(B[ys == 1].sum(axis=0)).ravel()
+        q = args.nb_alpha + np.asarray(B[ys == 0].sum(axis=0)).ravel()
+        return np.abs(np.log((p / p.sum()) / (q / q.sum()))) ** args.nb_exponent
+
+    def features(Xs, scale, Ks, cs):
+        XS = Xs @ sparse.diags(scale)
+        return sparse.hstack([XS, Ks * cs]).tocsr() if cs > 0 else XS.tocsr()
+
     # Stage 2 is fitted with bounds: the semantic logit and every medium/high/critical rule
     # finding may only push towards blocking (weight >= 0), so a rule keeps its evidence in
     # languages and phrasings the n-grams have not seen; low/info findings (often context-
@@ -176,9 +197,9 @@ def main():
     best = None
     grid = [(float(c), float(cs)) for c in args.C.split(",") for cs in args.concept_scale.split(",")]
     for C, cs in grid:
-        XC = sparse.hstack([X, K * cs]).tocsr() if cs > 0 else X
         oof = np.zeros(len(rows))
-        for tr, te in skf.split(XC, y):
+        for tr, te in skf.split(X, y):
+            XC = features(X, nb_scale(X[tr], y[tr]), K, cs)
             m = fit(C, XC[tr], y[tr], w[tr])
             oof[te] = m.decision_function(XC[te])
         # stage 2, itself out-of-fold, to judge C honestly
@@ -205,11 +226,11 @@ def main():
     for lang in sorted({r["lang"] for r in rows if is_own(r["source"])}):
         sa = np.array([r["lang"] == lang and is_own(r["source"]) for r in rows])
         print(f"  own {lang}: detection {float((oof2[sa & (y == 1)] > t).mean()):.2f} FP {float((oof2[sa & (y == 0)] > t).mean()):.3f}", file=sys.stderr)
-    XC = sparse.hstack([X, K * cs]).tocsr() if cs > 0 else X
-    m1 = fit(C, XC, y, w)
+    scale_all = nb_scale(X, y)
+    m1 = fit(C, features(X, scale_all, K, cs), y, w)
     m2 = fit2(np.column_stack([oof, R]), y, w)
     a = float(m2.coef_[0][0])
-    ng = m1.coef_[0][:nb] * a
+    ng = m1.coef_[0][:nb] * scale_all * a
     concepts = {}
     if cs > 0:
         for k, i in concept_index.items():
@@ -224,7 +245,7 @@ def main():
         "version": 1, "norm_floor": args.norm_floor, "bucket_bits": args.bits, "ngrams": ngrams, "words": True,
         "scale": scale, "bias": bias, "rules": rules, "concepts": concepts, "threshold": round(min(max(t, 0.05), 0.95), 4),
         "trained_on": f"{len(rows)} rows ({int(y.sum())} attacks) from {sorted({r['split'] for r in rows})}, "
-                      f"C={C}, concept scale {cs}, semantic weight {a:.3f}, own-weight={args.own_weight}, out-of-fold detection {det:.3f} "
+                      f"C={C}, concept scale {cs}, NB exponent {args.nb_exponent}, semantic weight {a:.3f}, own-weight={args.own_weight}, out-of-fold detection {det:.3f} "
                       f"at FP budget {args.fp_budget}, {datetime.date.today().isoformat()}",
     }
     hb = json.dumps(header, sort_keys=True).encode("utf-8")

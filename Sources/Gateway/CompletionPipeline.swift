@@ -22,8 +22,10 @@ struct CompletionPipeline: Sendable {
         // connection's own task, they stayed allocated (a task's allocator keeps its high-water
         // mark) for as long as the connection lived, i.e. for a whole stream (issue 16). Not
         // `async let`: its child allocates from the parent's allocator.
-        try await withThrowingTaskGroup(of: Response.self) { group in
-            group.addTask { try await run(endpoint, request, context) }
+        // The child runs on the connection's event loop (``LoopExecutor``): no hops between loops.
+        let executor = LoopExecutor.of(context.channel.eventLoop)
+        return try await withThrowingTaskGroup(of: Response.self) { group in
+            group.addTask(executorPreference: executor) { try await run(endpoint, request, context) }
             return try await group.next()!
         }
     }
@@ -89,7 +91,8 @@ struct CompletionPipeline: Sendable {
                 } else {
                     // A client that goes away stops the engine's work for it (a stream notices
                     // through its writes; a non-streamed answer through the connection guard).
-                    (engine, upstream) = try await Self.untilHangUp(platform.hangUps.hook(for: context.channel)) { [self] in
+                    (engine, upstream) = try await Self.untilHangUp(platform.hangUps.hook(for: context.channel),
+                                                                     on: LoopExecutor.of(context.channel.eventLoop)) { [self] in
                         try await forward(inference, entry: entry, tier: principal.tier, file: file)
                     }
                 }
@@ -293,9 +296,11 @@ struct CompletionPipeline: Sendable {
     /// Runs `body` in a task that the connection's hang-up hook cancels.
     /// Whatever `body` throws after the hang-up (the engine call it interrupted failing), the
     /// caller sees `CancellationError`: the request ended because its client went away.
-    static func untilHangUp<T: Sendable>(_ hook: HangUpHook?, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+    /// `executor`: where the task runs (the connection's event loop, like the pipeline).
+    static func untilHangUp<T: Sendable>(_ hook: HangUpHook?, on executor: (any TaskExecutor)? = nil,
+                                         _ body: @escaping @Sendable () async throws -> T) async throws -> T {
         guard let hook else { return try await body() }
-        let task = Task { try await body() }
+        let task = Task(executorPreference: executor) { try await body() }
         hook.set { task.cancel() }
         defer { hook.clear() }
         do {

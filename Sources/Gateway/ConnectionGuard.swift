@@ -115,6 +115,10 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
     private var address: String?
     private var started = false
     private var timer: Scheduled<Void>?
+    /// When the pending `timer` fires.
+    private var timerAt: NIODeadline?
+    /// When the current phase's time limit runs out; nil: no limit (processing).
+    private var deadline: NIODeadline?
     private var lastBodyRead = NIODeadline.now()
     private var lingerStarted = NIODeadline.now()
     /// The response ended before the request body did (an early answer).
@@ -247,20 +251,39 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
         arm(context, in: limits.idleTimeoutMs)
     }
 
+    /// No time limit until the next `arm` (the pending timer, if any, will find nothing to do).
     private func cancelTimer() {
-        timer?.cancel()
-        timer = nil
+        deadline = nil
     }
 
+    /// Sets the current phase's limit to `ms` from now. The timer is lazy (issue 16): a pending
+    /// timer that fires no later than the new limit is kept (when it fires early it re-arms for the
+    /// rest), so a keep-alive connection's requests schedule and cancel no timer at all in the
+    /// steady state — before, each request cancelled one and scheduled two (body, then idle).
     private func arm(_ context: ChannelHandlerContext, in ms: Int64) {
-        cancelTimer()
+        let limit = NIODeadline.now() + .milliseconds(max(1, ms))
+        deadline = limit
+        if timer != nil, let timerAt, timerAt <= limit { return }
+        schedule(context, at: limit)
+    }
+
+    private func schedule(_ context: ChannelHandlerContext, at when: NIODeadline) {
+        timer?.cancel()
+        timerAt = when
         let loop = context.eventLoop.assumeIsolatedUnsafeUnchecked()
-        timer = loop.scheduleTask(in: .milliseconds(max(1, ms))) { [self] in self.fire(context) }
+        timer = loop.scheduleTask(deadline: when) { [self] in self.fire(context) }
     }
 
     private func fire(_ context: ChannelHandlerContext) {
         timer = nil
+        timerAt = nil
+        guard let limit = deadline else { return }
         let now = NIODeadline.now()
+        if now < limit {
+            schedule(context, at: limit)  // the limit moved on since this timer was set
+            return
+        }
+        deadline = nil
         switch phase {
         case .awaitingHead:
             context.close(promise: nil)

@@ -266,6 +266,16 @@ public final class AuditLog: Service, Sendable {
         await writeQueued()
     }
 
+    /// The periodic flush: writes what is queued unless a write is running (the ledger's group
+    /// commit writes the whole queue: see ``flush(committingLedger:)``), instead of polling every
+    /// millisecond until it ends — under load, nearly all the time (issue 16).
+    func flushIfIdle() async {
+        guard queue.withLock({ !$0.isEmpty }),
+              writing.withLock({ w -> Bool in if w { return false }; w = true; return true }) else { return }
+        defer { writing.withLock { $0 = false } }
+        await writeQueued()
+    }
+
     private func acquireWriting() async {
         while !writing.withLock({ w -> Bool in if w { return false }; w = true; return true }) {
             try? await Task.sleep(for: .milliseconds(1))
@@ -342,7 +352,7 @@ public final class AuditLog: Service, Sendable {
         await withGracefulShutdownHandler {
             while !Task.isShuttingDownGracefully && !Task.isCancelled {
                 try? await Task.sleep(for: .milliseconds(100))
-                await flush()
+                await flushIfIdle()
             }
         } onGracefulShutdown: {}
         for _ in 0..<20 where queue.withLock({ !$0.isEmpty }) {

@@ -33,7 +33,7 @@ extension Storage {
         if let writer {
             let prebuilt = build(known)
             let append = prebuilt.isEmpty ? nil : ChainAppend(assumed: known, prebuilt: prebuilt, build: build)
-            let audit = try await writer.run { c in try Self.groupCommit(on: c, rows: rows, audit: append) }
+            let audit = try await gate.run { try await writer.run { c in try Self.groupCommit(on: c, rows: rows, audit: append) } }
             return (audit ?? .success([])).mapError { $0 }
         }
         try await insertRequests(rows)
@@ -146,7 +146,7 @@ extension Storage {
 
     /// Audit entries alone (no ledger rows) on the writer: the same tip check, in one transaction.
     func writerAppendAudit(_ append: ChainAppend, writer: SQLiteWriter) async throws -> [AuditRecord] {
-        switch try await writer.run({ c in try Self.groupCommit(on: c, rows: [], audit: append) }) {
+        switch try await gate.run({ try await writer.run({ c in try Self.groupCommit(on: c, rows: [], audit: append) }) }) {
         case .success(let records): return records
         case .failure(let e): throw e
         case nil: return []

@@ -105,7 +105,7 @@ extension Storage {
     func runReady(_ sql: String, _ cells: [Cell], on db: any SQLDatabase) async throws -> Int {
         let count = Atomic<Int>(0)
         if driver == .sqlite, let sqliteConnection {
-            try await sqliteConnection.query(sql, cells.map(\.sqlite)) { _ in count.add(1, ordering: .relaxed) }
+            try await gate.run { try await sqliteConnection.query(sql, cells.map(\.sqlite)) { _ in count.add(1, ordering: .relaxed) } }
         } else {
             try await db.execute(sql: ReadyStatement(sql: sql, binds: cells.map(\.encodable))) { _ in count.add(1, ordering: .relaxed) }
         }

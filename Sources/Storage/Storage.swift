@@ -19,10 +19,15 @@ public final class Storage: Sendable {
     /// The write path's statement texts, built once per shape (RowInserts.swift).
     let statementTexts = StatementTexts()
     private let close: @Sendable () async throws -> Void
+    /// Every operation on `db` and `sqliteConnection` passes it: ``shutdown()`` waits for the
+    /// running ones and refuses later ones (QueryGate.swift).
+    let gate: QueryGate
 
     init(db: any SQLDatabase, driver: StorageDriver = .sqlite, sqliteConnection: SQLiteConnection? = nil, writer: SQLiteWriter? = nil,
          close: @escaping @Sendable () async throws -> Void) {
-        self.db = db
+        let gate = QueryGate()
+        self.gate = gate
+        self.db = GatedDatabase(base: db, gate: gate)
         self.driver = driver
         self.sqliteConnection = sqliteConnection
         self.writer = writer
@@ -94,6 +99,7 @@ public final class Storage: Sendable {
     }
 
     public func shutdown() async {
+        await gate.closeAndDrain()
         try? await close()
     }
 
@@ -310,7 +316,7 @@ public final class Storage: Sendable {
         guard !rows.isEmpty else { return }
         // SQLite file: rows and marks in one transaction on the dedicated writer (GroupCommit.swift).
         if let writer {
-            _ = try await writer.run { c in try Self.groupCommit(on: c, rows: rows, audit: nil) }
+            _ = try await gate.run { try await writer.run { c in try Self.groupCommit(on: c, rows: rows, audit: nil) } }
             return
         }
         // PostgreSQL: the rows and their dirty minutes in one transaction (one commit per batch).

@@ -1,5 +1,6 @@
 import Foundation
 import SQLKit
+import Synchronization
 import Testing
 @testable import Storage
 import StorageTesting
@@ -40,6 +41,45 @@ import StorageTesting
         #expect(page.count == count)
         #expect(page.map(\.seq) == (0..<Int64(count)).map { $0 + 1 })
         for (a, b) in zip(page, page.dropFirst()) { #expect(b.prevHash == a.hash, "entry \(b.seq) does not continue entry \(a.seq)") }
+    }
+
+    /// Shutting down while queries still run (background work such as a cluster replica returning
+    /// slices) waits for them and refuses later ones with `StorageClosedError`; before the gate, a
+    /// query could run on SQLiteNIO's handle after another thread had closed it (signal 11).
+    @Test func shutdownWaitsForRunningQueriesAndRefusesLaterOnes() async throws {
+        for round in 0..<20 {
+            let s = try await Self.fileStorage()
+            let started = Atomic<Int>(0)
+            let refused = Atomic<Int>(0)
+            let workers = (0..<8).map { w in
+                Task {
+                    for i in 0..<1_000 {
+                        do {
+                            started.add(1, ordering: .relaxed)
+                            if i % 2 == 0 {
+                                _ = try await s.auditPage(afterSeq: 0, limit: 10)
+                            } else {
+                                try await s.insertRequests([Self.row("r\(round)-\(w)-\(i)", at: Int64(i))])
+                            }
+                        } catch is StorageClosedError {
+                            refused.add(1, ordering: .relaxed)
+                            return
+                        } catch {
+                            Issue.record("unexpected error: \(error)")
+                            return
+                        }
+                    }
+                }
+            }
+            // Shut down once every worker is under way (a condition, not a sleep).
+            for _ in 0..<6_000 where started.load(ordering: .relaxed) < 16 { try await Task.sleep(for: .milliseconds(5)) }
+            await s.shutdown()
+            for t in workers { await t.value }
+            do {
+                _ = try await s.auditPage(afterSeq: 0, limit: 1)
+                Issue.record("a query after shutdown must be refused")
+            } catch is StorageClosedError {}
+        }
     }
 
     @Test func fileStorageHasTheWriterAndMemoryDoesNot() async throws {
