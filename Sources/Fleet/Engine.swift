@@ -262,12 +262,8 @@ public final class Engine: Sendable {
                                                      tlsConfiguration: tls)
             engineBody = EngineBody.start(httpRequest, on: http, clock: clock)
             head = try await engineBody.head(within: Int64(timeoutMs))
-        } catch let e as HTTPClientError where e == .deadlineExceeded {
-            throw .timeout(backend: name, afterMs: timeoutMs, streaming: false)
         } catch {
-            let detail = describe(error)
-            if Self.unsent.contains(detail) { throw .refused(backend: name, detail: detail) }
-            throw .unreachable(backend: name, detail: detail)
+            throw sendFailure(error, timeoutMs: timeoutMs)
         }
         if head.status.code >= 400 {
             let bytes: [UInt8] = (try? await withTimeout(5000) { [engineBody] () async throws -> [UInt8] in
@@ -318,13 +314,20 @@ public final class Engine: Sendable {
             // cancelled once the head is in), which is what the first-byte timeout means; no
             // timeout task group (two tasks and a timer per engine call).
             return try await http.execute(request, deadline: .now() + .milliseconds(Int64(timeoutMs)))
-        } catch let e as HTTPClientError where e == .deadlineExceeded {
-            throw .timeout(backend: name, afterMs: timeoutMs, streaming: false)
         } catch {
-            let detail = describe(error)
-            if Self.unsent.contains(detail) { throw .refused(backend: name, detail: detail) }
-            throw .unreachable(backend: name, detail: detail)
+            throw sendFailure(error, timeoutMs: timeoutMs)
         }
+    }
+
+    /// What a POST that got no response head means: the first-byte timeout passed, the request
+    /// never left (refused, so another backend may take it), or the engine could not be reached.
+    func sendFailure(_ error: any Error, timeoutMs: Int) -> EngineError {
+        if let e = error as? HTTPClientError, e == .deadlineExceeded {
+            return .timeout(backend: name, afterMs: timeoutMs, streaming: false)
+        }
+        let detail = describe(error)
+        if Self.unsent.contains(detail) { return .refused(backend: name, detail: detail) }
+        return .unreachable(backend: name, detail: detail)
     }
 
     /// What ``describe(_:)`` says of errors that happened before any byte of the request left:
