@@ -168,20 +168,18 @@ final class EngineBody: HTTPClientResponseDelegate, Sendable {
     }
 
     private func fail(_ error: any Error) {
-        let (head, part, ack, timer) = state.withLock { s in
+        let (head, part, ack, timer, e) = state.withLock { s in
             if s.error == nil && !s.finished { s.error = error }
-            let error = s.error
             // A part not taken yet stays: the reader gets it before the error (the bytes the
             // engine sent before a cut are relayed).
             defer { s.headWaiter = nil; s.partWaiter = nil; s.partAck = nil; s.headTimer = nil }
-            return (s.headWaiter, s.partWaiter, s.partAck, s.headTimer)
+            return (s.headWaiter, s.partWaiter, s.partAck, s.headTimer, s.error ?? error)
         }
         timer?.cancel()
         if let ack {
             activity.hold(false)
             ack.succeed(())
         }
-        let e = state.withLock { $0.error } ?? error
         head?.resume(throwing: e)
         part?.resume(throwing: e)
     }
