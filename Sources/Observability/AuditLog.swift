@@ -270,14 +270,18 @@ public final class AuditLog: Service, Sendable {
     /// commit writes the whole queue: see ``flush(committingLedger:)``), instead of polling every
     /// millisecond until it ends — under load, nearly all the time (issue 16).
     func flushIfIdle() async {
-        guard queue.withLock({ !$0.isEmpty }),
-              writing.withLock({ w -> Bool in if w { return false }; w = true; return true }) else { return }
+        guard queue.withLock({ !$0.isEmpty }), tryAcquireWriting() else { return }
         defer { writing.withLock { $0 = false } }
         await writeQueued()
     }
 
+    /// Takes the writing flag if no write is running.
+    private func tryAcquireWriting() -> Bool {
+        writing.withLock { w -> Bool in if w { return false }; w = true; return true }
+    }
+
     private func acquireWriting() async {
-        while !writing.withLock({ w -> Bool in if w { return false }; w = true; return true }) {
+        while !tryAcquireWriting() {
             try? await Task.sleep(for: .milliseconds(1))
         }
     }
