@@ -15,6 +15,14 @@ import StorageTesting
         return s
     }
 
+    /// Runs `body` with a fresh, migrated file storage and shuts it down afterwards, also when
+    /// `body` throws.
+    static func withFileStorage(_ body: (Storage) async throws -> Void) async throws {
+        let s = try await fileStorage()
+        do { try await body(s) } catch { await s.shutdown(); throw error }
+        await s.shutdown()
+    }
+
     static func row(_ id: String, at ms: Int64, tenant: String? = nil) -> RequestRecord {
         RequestRecord(id: id, createdAt: ms, tenantID: tenant, keyID: nil, model: "m", endpoint: "chat.completions", status: 200, outcome: "ok",
                       promptTokens: 3, completionTokens: 4, latencyMs: 5, backend: "b", costNano: 7, energyMicroWh: 1, estimated: 0)
@@ -97,8 +105,7 @@ import StorageTesting
     /// Rows, their minutes' marks and the audit batch land together; the batch built from the
     /// known tip is the one stored.
     @Test func groupCommitWritesRowsMarksAndTheAuditBatch() async throws {
-        let s = try await Self.fileStorage()
-        do {
+        try await Self.withFileStorage { s in
             let rows = [Self.row("a", at: 60_000), Self.row("b", at: 60_500), Self.row("c", at: 180_000)]
             let first = try await s.commitGroup(requests: rows, auditContinuingFrom: nil, Self.builder("w", 2)).get()
             #expect(first.map(\.seq) == [1, 2])
@@ -111,15 +118,13 @@ import StorageTesting
             #expect(marks.map(\.0) == [60_000, 180_000])
             #expect(marks.map(\.1) == [2, 1])
             try await Self.expectOneChain(s, count: 3)
-        } catch { await s.shutdown(); throw error }
-        await s.shutdown()
+        }
     }
 
     /// Another connection moved the tip: the prebuilt batch is not inserted, the batch is built
     /// again from the tip read under the write lock (no fork, no gap).
     @Test func aMovedTipIsReadAgainUnderTheWriteLock() async throws {
-        let s = try await Self.fileStorage()
-        do {
+        try await Self.withFileStorage { s in
             _ = try await s.commitGroup(requests: [], auditContinuingFrom: nil, Self.builder("a", 3)).get()
             // Another writer on the main connection (as the CLI or an admin path would) appends 2.
             try await s.db.raw("INSERT INTO audit_log (seq, time, actor, action, outcome, prev_hash, hash) VALUES (4, 0, 'system', 'x', 'ok', 'a-3', 'other-4'), (5, 0, 'system', 'x', 'ok', 'other-4', 'other-5')").run()
@@ -132,14 +137,12 @@ import StorageTesting
             try await s.purgeAudit(throughSeq: 8, anchorHash: "b-8")
             let afterPurge = try await s.appendAuditChain(continuingFrom: nil, Self.builder("c", 1))
             #expect(afterPurge.map(\.seq) == [9] && afterPurge[0].prevHash == "b-8")
-        } catch { await s.shutdown(); throw error }
-        await s.shutdown()
+        }
     }
 
     /// A ledger row that cannot be inserted fails the whole group: no row, no mark, no audit entry.
     @Test func aFailedLedgerRowCommitsNothingOfTheGroup() async throws {
-        let s = try await Self.fileStorage()
-        do {
+        try await Self.withFileStorage { s in
             try await s.insertRequests([Self.row("dup", at: 60_000)])
             await #expect(throws: SQLiteWriteError.self) {
                 _ = try await s.commitGroup(requests: [Self.row("new", at: 120_000), Self.row("dup", at: 120_000)], auditContinuingFrom: nil,
@@ -152,16 +155,14 @@ import StorageTesting
             _ = try await s.commitGroup(requests: [Self.row("new", at: 120_000)], auditContinuingFrom: nil, Self.builder("w", 1)).get()
             #expect(try await s.request(id: "new") != nil)
             try await Self.expectOneChain(s, count: 1)
-        } catch { await s.shutdown(); throw error }
-        await s.shutdown()
+        }
     }
 
     /// A failing audit part (here a trigger refusing inserts) does not undo the ledger rows: they are
     /// committed and the audit failure is returned. The writer's kept statements survive the schema
     /// changes (SQLite prepares them again).
     @Test func aFailedAuditPartKeepsTheRows() async throws {
-        let s = try await Self.fileStorage()
-        do {
+        try await Self.withFileStorage { s in
             _ = try await s.commitGroup(requests: [Self.row("a", at: 1)], auditContinuingFrom: nil, Self.builder("w", 1)).get()
             try await s.db.raw("CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_log BEGIN SELECT RAISE(ABORT, 'audit refused'); END").run()
             let result = try await s.commitGroup(requests: [Self.row("b", at: 2)], auditContinuingFrom: (1, "w-1"), Self.builder("w", 2))
@@ -174,16 +175,14 @@ import StorageTesting
             _ = try await s.commitGroup(requests: [Self.row("c", at: 3)], auditContinuingFrom: (1, "w-1"), Self.builder("w", 2)).get()
             try await Self.expectOneChain(s, count: 3)
             #expect(try await s.ledger(tenantID: nil, from: 0, to: .max).map(\.id) == ["a", "b", "c"])
-        } catch { await s.shutdown(); throw error }
-        await s.shutdown()
+        }
     }
 
     /// Group commits on the writer while the main connection writes too (tenants, credits, rollup
     /// passes clearing marks, raw ledger rows): every write lands, each side waits for the other's
     /// write lock instead of failing.
     @Test func writerAndMainConnectionWriteConcurrently() async throws {
-        let s = try await Self.fileStorage()
-        do {
+        try await Self.withFileStorage { s in
             try await s.insertTenant(TenantRecord(id: "t", name: "t", createdAt: 1))
             try await withThrowingTaskGroup(of: Void.self) { group in
                 for w in 0..<3 {
@@ -224,8 +223,7 @@ import StorageTesting
             try await s.rollUp(now: 100 * 60_000, lagMs: 0, minuteRetentionMs: 1_000_000_000, hourRetentionMs: 1_000_000_000)
             let total = try await s.rollupRows(resolution: .minute, from: 0, to: .max, filter: RollupFilter()).reduce(0) { $0 + $1.stats.requests }
             #expect(total == 3 * 20 * 5)
-        } catch { await s.shutdown(); throw error }
-        await s.shutdown()
+        }
     }
 
     /// Two storages on one file (a gateway and the CLI, say), each with its writer, plus appends
