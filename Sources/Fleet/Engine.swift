@@ -172,8 +172,8 @@ public final class Engine: Sendable {
             let engineBody = try await openStream(path, body: body.serialized(), request: request)
             return .stream(relay(engineBody, request: request, format: adapter.streamFormat, onEnd: onStreamEnd))
         }
-        let httpResponse = try await postChecked(path, body: body.serialized(), request: request, streaming: false)
-        var json = adapter.answer(try await readJSON(httpResponse), request: request, id: Self.newID(), created: createdNow)
+        var json = adapter.answer(try await fetchJSON(path, body: body.serialized(), request: request), request: request, id: Self.newID(),
+                                  created: createdNow)
         if request.endpoint == .embeddings { json = adapter.embeddings(json, base64: wantsBase64(request.body)) }
         let usage: Usage
         if let tokenIDCount { usage = Usage(promptTokens: tokenIDCount, completionTokens: 0) } else { usage = await completeUsage(json, request: request) }
@@ -237,14 +237,43 @@ public final class Engine: Sendable {
         return .complete(collector.answer(usage: usage, id: Self.newID(), created: createdNow), usage)
     }
 
-    /// POSTs and turns an error status into the error the client should see.
-    func postChecked(_ path: String, body: [UInt8], request: UpstreamRequest, streaming: Bool) async throws(EngineError) -> HTTPClientResponse {
-        let httpResponse = try await post(path, body: body, timeoutMs: config.timeouts.firstByteMs, streaming: streaming)
-        if httpResponse.status.code >= 400 {
-            let bytes = await collect(httpResponse, limit: 1 << 20)
-            throw .rejected(backend: name, error: mapEngineError(status: Int(httpResponse.status.code), body: bytes, endpoint: request.endpoint))
+    /// POSTs a non-streamed request and reads the whole answer as a JSON object (``EngineAnswer``:
+    /// on the calling connection's event loop, no task of its own). The head is bounded by the
+    /// connect and first-byte timeouts, then the body by the first-byte timeout again (256 MB at
+    /// most); an error status becomes the error the client should see (its body read for 5 s and
+    /// 1 MB at most).
+    func fetchJSON(_ path: String, body: [UInt8], request: UpstreamRequest) async throws(EngineError) -> JSONValue {
+        let timeoutMs = config.timeouts.firstByteMs
+        let httpRequest: HTTPClient.Request
+        do {
+            var headers = HTTPHeaders()
+            headers.add(name: "content-type", value: "application/json")
+            headers.add(name: "accept", value: "application/json")
+            httpRequest = try HTTPClient.Request(url: config.url + path, method: .POST, headers: headers, body: .bytes(body),
+                                                 tlsConfiguration: tls)
+        } catch {
+            throw sendFailure(error, timeoutMs: timeoutMs)
         }
-        return httpResponse
+        let bounds = EngineAnswer.Bounds(headMs: Int64(timeoutMs), bodyMs: Int64(timeoutMs), bodyLimit: 256 << 20,
+                                         errorBodyMs: 5000, errorBodyLimit: 1 << 20)
+        var answer = await EngineAnswer.fetch(httpRequest, on: http, bounds: bounds)
+        guard let head = answer.head else {
+            throw sendFailure(answer.timedOut ? HTTPClientError.deadlineExceeded : answer.error ?? HTTPClientError.remoteConnectionClosed,
+                              timeoutMs: timeoutMs)
+        }
+        if head.status.code >= 400 {
+            // As before: a message cut short (time, size, connection) is not quoted at all.
+            let bytes = answer.error == nil ? answer.body.readBytes(length: answer.body.readableBytes) ?? [] : []
+            throw .rejected(backend: name, error: mapEngineError(status: Int(head.status.code), body: bytes, endpoint: request.endpoint))
+        }
+        if let error = answer.error {
+            if answer.timedOut { throw .timeout(backend: name, afterMs: timeoutMs, streaming: false) }
+            throw .unreachable(backend: name, detail: "connection lost while reading the answer: \(error)")
+        }
+        guard let json = try? JSONValue.parse(answer.body.readableBytesView), case .object = json else {
+            throw .malformed(backend: name, detail: "the body is not a JSON object")
+        }
+        return json
     }
 
     /// POSTs a streamed request and waits for the response head (bounded by the connect and
