@@ -231,7 +231,10 @@ final class StreamReader: @unchecked Sendable {
     }
 
     /// Reads the next part of the body (or its end) into the queue; sets `terminal` when the
-    /// stream ends.
+    /// stream ends. Not inlined, nor is ``complete()`` into it: an async function's context holds
+    /// what its inlined callees keep across their awaits, and this one is on the stack of every
+    /// wait for the engine's next bytes, for the stream's whole life (issue 16).
+    @inline(never)
     private func step() async {
         do {
             if let part = try await body.next() {
@@ -272,6 +275,7 @@ final class StreamReader: @unchecked Sendable {
     }
 
     /// The body ended (or the cap was reached): the usage event, then the end.
+    @inline(never)
     private func complete() async throws {
         if !summary.sawDone {
             throw EngineError.streamCut(backend: engine.name, detail: format == .sse

@@ -17,17 +17,12 @@ struct CompletionPipeline: Sendable {
     let platform: Platform
 
     func handle(_ endpoint: Endpoint, _ request: Request, _ context: GatewayContext) async throws -> Response {
-        // The pipeline runs in a child task of a task group: its deep async frames (auth, parse,
-        // shield, admission, the engine call) are freed with that task when it ends. Run in the
+        // The pipeline runs in the request's child task (``ChildTaskResponder``, on the
+        // connection's event loop): its deep async frames (auth, parse, shield, admission, the
+        // engine call) are freed with that task when the response is returned. Run in the
         // connection's own task, they stayed allocated (a task's allocator keeps its high-water
-        // mark) for as long as the connection lived, i.e. for a whole stream (issue 16). Not
-        // `async let`: its child allocates from the parent's allocator.
-        // The child runs on the connection's event loop (``LoopExecutor``): no hops between loops.
-        let executor = LoopExecutor.of(context.channel.eventLoop)
-        return try await withThrowingTaskGroup(of: Response.self) { group in
-            group.addTask(executorPreference: executor) { try await run(endpoint, request, context) }
-            return try await group.next()!
-        }
+        // mark) for as long as the connection lived, i.e. for a whole stream (issue 16).
+        try await run(endpoint, request, context)
     }
 
     func run(_ endpoint: Endpoint, _ request: Request, _ context: GatewayContext) async throws -> Response {

@@ -131,8 +131,15 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
+        // Each connection keeps its receive buffer for as long as it is open (NIO pools it per
+        // channel), i.e. for a whole stream: start it at 512 bytes, which holds a usual request,
+        // instead of NIO's 2 048 (it doubles on each full read, up to 64 KB, as before). Set here,
+        // before the connection's first read (issue 16: memory per open stream).
+        context.channel.setOption(ChannelOptions.recvAllocator, value: Self.receiveBuffers).whenFailure { _ in }
         if context.channel.isActive { start(context) }
     }
+
+    static let receiveBuffers = AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 512, maximum: 65536)
 
     func channelActive(context: ChannelHandlerContext) {
         start(context)

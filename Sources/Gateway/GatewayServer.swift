@@ -53,7 +53,7 @@ public enum GatewayServer {
         let http1: HTTPServerBuilder = .http1(configuration: .init(additionalChannelHandlers: [ConnectionGuard(limits: config.connections, counter: counter,
                                                                                                              hangUps: platform.hangUps)]))
         return Application(
-            router: buildRouter(platform),
+            responder: ChildTaskResponder(inner: buildRouter(platform).buildResponder()),
             server: platform.tlsCertificates.map { $0.serverBuilder(http1) } ?? http1,
             configuration: .init(address: .hostname(config.host, port: config.port), serverName: "llmaas"),
             services: services + [platform.requestLog, platform.audit, platform.requestStore.writer],
