@@ -246,11 +246,7 @@ public final class Engine: Sendable {
         let timeoutMs = config.timeouts.firstByteMs
         let httpRequest: HTTPClient.Request
         do {
-            var headers = HTTPHeaders()
-            headers.add(name: "content-type", value: "application/json")
-            headers.add(name: "accept", value: "application/json")
-            httpRequest = try HTTPClient.Request(url: config.url + path, method: .POST, headers: headers, body: .bytes(body),
-                                                 tlsConfiguration: tls)
+            httpRequest = try jsonPost(path, body: body, accept: "application/json")
         } catch {
             throw sendFailure(error, timeoutMs: timeoutMs)
         }
@@ -270,7 +266,20 @@ public final class Engine: Sendable {
             if answer.timedOut { throw .timeout(backend: name, afterMs: timeoutMs, streaming: false) }
             throw .unreachable(backend: name, detail: "connection lost while reading the answer: \(error)")
         }
-        guard let json = try? JSONValue.parse(answer.body.readableBytesView), case .object = json else {
+        return try jsonObject(answer.body.readableBytesView)
+    }
+
+    /// A POST of a JSON body for the delegate-based calls (``EngineAnswer``, ``EngineBody``).
+    func jsonPost(_ path: String, body: [UInt8], accept: String) throws -> HTTPClient.Request {
+        var headers = HTTPHeaders()
+        headers.add(name: "content-type", value: "application/json")
+        headers.add(name: "accept", value: accept)
+        return try HTTPClient.Request(url: config.url + path, method: .POST, headers: headers, body: .bytes(body), tlsConfiguration: tls)
+    }
+
+    /// An answer's bytes as a JSON object, or the error that says they are not one.
+    func jsonObject<Bytes: Collection<UInt8>>(_ bytes: Bytes) throws(EngineError) -> JSONValue {
+        guard let json = try? JSONValue.parse(bytes), case .object = json else {
             throw .malformed(backend: name, detail: "the body is not a JSON object")
         }
         return json
@@ -284,11 +293,7 @@ public final class Engine: Sendable {
         let engineBody: EngineBody
         let head: HTTPResponseHead
         do {
-            var headers = HTTPHeaders()
-            headers.add(name: "content-type", value: "application/json")
-            headers.add(name: "accept", value: adapter.streamFormat == .sse ? "text/event-stream" : "application/json")
-            let httpRequest = try HTTPClient.Request(url: config.url + path, method: .POST, headers: headers, body: .bytes(body),
-                                                     tlsConfiguration: tls)
+            let httpRequest = try jsonPost(path, body: body, accept: adapter.streamFormat == .sse ? "text/event-stream" : "application/json")
             engineBody = EngineBody.start(httpRequest, on: http, clock: clock)
             head = try await engineBody.head(within: Int64(timeoutMs))
         } catch {
@@ -319,10 +324,7 @@ public final class Engine: Sendable {
         } catch {
             throw .unreachable(backend: name, detail: "connection lost while reading the answer: \(error)")
         }
-        guard let json = try? JSONValue.parse(bytes), case .object = json else {
-            throw .malformed(backend: name, detail: "the body is not a JSON object")
-        }
-        return json
+        return try jsonObject(bytes)
     }
 
     static func newID() -> String { "chatcmpl-" + String(UInt64.random(in: 0...UInt64.max), radix: 36) }
