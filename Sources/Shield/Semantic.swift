@@ -13,7 +13,9 @@
 // Features (each hashed with 32-bit FNV-1a, seeded by a tag byte, bucket = (h ^ h >> 16) & mask):
 //   tag 1: every byte n-gram (n = 3, 4, 5) of " " + view + " ", in order of start, then length
 //   tag 0x11: every word (space-separated token), tag 0x12: every pair of adjacent words
-// The score is z = bias + scale * Σ q[bucket] / sqrt(max(feature count, norm floor)) + Σ rule weights, and
+// and, when the model has a second table, the words of the quotations in the text (Quoted.swift).
+// The score is z = bias + scale * Σ q[bucket] / sqrt(max(feature count, norm floor)) + Σ rule weights
+// (+ concept weights + the quoted view's own sum), and
 // p = 1 / (1 + e^-z). The verdict blocks when p ≥ threshold (the model's, or the config's).
 
 import Foundation
@@ -41,6 +43,12 @@ public struct SemanticModel: Sendable {
     let conceptTable: [Double]
     let quantized: [Int8]
     let mask: UInt32
+    /// The quoted view's weights (Quoted.swift), when the model has them: their own table
+    /// (2^quotedBits Int8 after the n-gram table), scale and norm floor.
+    public var quotedScale: Double = 0
+    public var quotedNormFloor: Int = 1
+    let quotedWeights: [Int8]
+    let quotedMask: UInt32
 
     public static let maxViewBytes = 4096
     static let magic: [UInt8] = Array("LLSH".utf8)
@@ -57,6 +65,12 @@ public struct SemanticModel: Sendable {
         var trained_on: String
         var norm_floor: Int?
         var concepts: [String: Double]?
+        var quoted: Quoted?
+        struct Quoted: Codable {
+            var bucket_bits: Int
+            var scale: Double
+            var norm_floor: Int
+        }
     }
 
     public enum LoadError: Error, CustomStringConvertible {
@@ -69,7 +83,8 @@ public struct SemanticModel: Sendable {
         }
     }
 
-    /// File format: "LLSH", UInt32 LE header length, JSON header, then 2^bucket_bits Int8 weights.
+    /// File format: "LLSH", UInt32 LE header length, JSON header, then 2^bucket_bits Int8 weights
+    /// (then, when the header has "quoted", 2^quoted.bucket_bits Int8 weights of the quoted view).
     public init(data: Data) throws {
         let b = [UInt8](data)
         guard b.count > 8, Array(b[0..<4]) == Self.magic else { throw LoadError.badFormat("magic") }
@@ -77,7 +92,9 @@ public struct SemanticModel: Sendable {
         guard 8 + hl <= b.count else { throw LoadError.badFormat("header length") }
         let h: Header
         do { h = try JSONDecoder().decode(Header.self, from: Data(b[8..<(8 + hl)])) } catch { throw LoadError.badFormat("header: \(error)") }
-        guard (10...24).contains(h.bucket_bits), b.count == 8 + hl + (1 << h.bucket_bits) else { throw LoadError.badFormat("weights size") }
+        let quotedBits = h.quoted?.bucket_bits ?? 0
+        guard (10...24).contains(h.bucket_bits), quotedBits == 0 || (10...24).contains(quotedBits),
+              b.count == 8 + hl + (1 << h.bucket_bits) + (quotedBits == 0 ? 0 : 1 << quotedBits) else { throw LoadError.badFormat("weights size") }
         guard h.ngrams.allSatisfy({ (1...8).contains($0) }), (0...1).contains(h.threshold) else { throw LoadError.badFormat("ngrams/threshold") }
         version = h.version; bucketBits = h.bucket_bits; ngrams = h.ngrams; words = h.words
         scale = h.scale; bias = h.bias; ruleWeights = h.rules; threshold = h.threshold; trainedOn = h.trained_on
@@ -90,8 +107,18 @@ public struct SemanticModel: Sendable {
             table[i] = w
         }
         conceptTable = table
-        quantized = b[(8 + hl)...].map { Int8(bitPattern: $0) }
+        let tableEnd = 8 + hl + (1 << h.bucket_bits)
+        quantized = b[(8 + hl)..<tableEnd].map { Int8(bitPattern: $0) }
         mask = UInt32((1 << h.bucket_bits) - 1)
+        if let qh = h.quoted {
+            quotedWeights = b[tableEnd...].map { Int8(bitPattern: $0) }
+            quotedMask = UInt32((1 << qh.bucket_bits) - 1)
+            quotedScale = qh.scale
+            quotedNormFloor = max(qh.norm_floor, 1)
+        } else {
+            quotedWeights = []
+            quotedMask = 0
+        }
     }
 
     public static func load(path: String) throws -> SemanticModel {
@@ -240,6 +267,23 @@ public struct SemanticModel: Sendable {
             }
         }
         return count == 0 ? 0 : scale * Double(sum) / Double(max(count, normFloor)).squareRoot()
+    }
+
+    /// Buckets of every feature of a quoted view (for the parity test with the trainer).
+    public func quotedBuckets(_ quoted: [UInt8]) -> [UInt32] {
+        var out: [UInt32] = []
+        quoted.withUnsafeBufferPointer { v in QuotedSpans.forEachFeature(v, mask: quotedMask) { out.append($0) } }
+        return out
+    }
+
+    /// The quoted view's part of the logit (0 for a model without quoted weights).
+    public func quotedLogit(_ quoted: UnsafeBufferPointer<UInt8>) -> Double {
+        guard !quotedWeights.isEmpty, !quoted.isEmpty else { return 0 }
+        var sum = 0, count = 0
+        quotedWeights.withUnsafeBufferPointer { q in
+            QuotedSpans.forEachFeature(quoted, mask: quotedMask) { sum &+= Int(q[Int($0)]); count += 1 }
+        }
+        return count == 0 ? 0 : quotedScale * Double(sum) / Double(max(count, quotedNormFloor)).squareRoot()
     }
 
     /// The concept part of the logit: the weights of the concepts and close pairs present.

@@ -284,13 +284,13 @@ public final class PromptShield: Sendable {
 
     /// The semantic view and the rule features of one text, exactly as the model sees them
     /// (for the trainer: `llmaas shield features`).
-    public func features(_ text: String) -> (view: [UInt8], rules: [String], concepts: [String]) {
+    public func features(_ text: String) -> (view: [UInt8], quoted: [UInt8], rules: [String], concepts: [String]) {
         let a = analyzeText(text, index: 0)
         let lex = ConceptLexicon.shared
         let concepts = a.view.withUnsafeBufferPointer { lex.featureNames(lex.hits($0)) }
         var rules = Set(a.findings.map { "\($0.ruleID):\($0.severity)" })
         if Self.overrideAndExtraction(a.findings) { rules.insert(Self.overrideExtractKey) }
-        return (a.view, rules.sorted(), concepts)
+        return (a.view, a.quoted, rules.sorted(), concepts)
     }
 
     /// An override of the instructions and a request for the prompt or a secret, both at high
@@ -333,6 +333,7 @@ public final class PromptShield: Sendable {
                                             textIndex: a.index, span: 0..<a.length, weight: w))
         }
         let ng = a.view.withUnsafeBufferPointer { model.ngramLogit(view: $0) + model.conceptLogit(view: $0) }
+            + a.quoted.withUnsafeBufferPointer { model.quotedLogit($0) }
         z += ng
         let p = SemanticModel.sigmoid(z)
         let t = threshold
@@ -358,6 +359,8 @@ public final class PromptShield: Sendable {
         var head: [UInt8]
         /// The semantic view (normalized, leet folded, decoded payloads appended).
         var view: [UInt8] = []
+        /// The quoted view (Quoted.swift): the words between quotation marks.
+        var quoted: [UInt8] = []
         var index = 0
         var length = 0
         /// Set by `score`: the rule findings alone block this text (see `overrideAndExtraction`).
@@ -379,8 +382,9 @@ public final class PromptShield: Sendable {
                 findings = a.findings + b.findings
                 findings.append(ShieldFinding(ruleID: "structure.truncated_inspection", layer: .structure,
                                               severity: .info, textIndex: index, span: headEnd..<tailStart))
+                let quoted = a.quoted.isEmpty || b.quoted.isEmpty ? a.quoted + b.quoted : a.quoted + [0x0A] + b.quoted
                 return TextAnalysis(findings: findings, head: a.head, view: SemanticView.finish(a.view + [0x20] + b.view),
-                                    index: index, length: raw.count)
+                                    quoted: quoted, index: index, length: raw.count)
             }
             var t = analyzeSlice(raw, base: 0, index: index)
             t.view = SemanticView.finish(t.view)
@@ -420,7 +424,9 @@ public final class PromptShield: Sendable {
         if norm.bytes.count <= keep { head = norm.bytes } else {
             head = Array(norm.bytes[0..<(keep / 2)]) + [0x20] + Array(norm.bytes[(norm.bytes.count - keep / 2)...])
         }
-        return TextAnalysis(findings: findings, head: head, view: view, index: index, length: base + raw.count)
+        // The quoted view, when the model weighs it (and without a model, for `features`).
+        let quoted = model.map { !$0.quotedWeights.isEmpty } ?? true ? QuotedSpans.view(raw: raw, norm: norm) : []
+        return TextAnalysis(findings: findings, head: head, view: view, quoted: quoted, index: index, length: base + raw.count)
     }
 
     /// A human-readable explanation of the static verdict for one text (for `llmaas shield check`).

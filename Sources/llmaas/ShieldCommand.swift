@@ -72,7 +72,7 @@ struct ShieldCommand: AsyncParsableCommand {
                 let split = Evaluation.splitName(path: file)
                 for row in try Evaluation.parse(jsonl: data, split: split) {
                     let f = shield.features(row.text)
-                    let obj: [String: Any] = ["view": String(decoding: f.view, as: UTF8.self), "rules": f.rules, "concepts": f.concepts,
+                    let obj: [String: Any] = ["view": String(decoding: f.view, as: UTF8.self), "quoted": String(decoding: f.quoted, as: UTF8.self), "rules": f.rules, "concepts": f.concepts,
                                               "label": row.isAttack ? "attack" : "benign", "lang": row.lang,
                                               "kind": row.kind, "source": row.source, "split": split]
                     buffer += try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys, .withoutEscapingSlashes])
