@@ -82,10 +82,17 @@ enum QuotedSpans {
         return out
     }
 
-    /// The quoted view: for each quotation, the normalized bytes that come from it (leet folded
+    /// Is `span` inside one of `spans` (sorted, not overlapping)?
+    static func contains(_ spans: [Range<Int>], _ span: Range<Int>) -> Bool {
+        for s in spans where s.lowerBound <= span.lowerBound {
+            if span.upperBound <= s.upperBound { return true }
+        }
+        return false
+    }
+
+    /// The quoted view: for each quotation (`find`), the normalized bytes that come from it (leet folded
     /// as in the semantic view), quotations separated by a line feed. Empty when nothing is quoted.
-    static func view(raw: UnsafeBufferPointer<UInt8>, norm: Normalized) -> [UInt8] {
-        let spans = find(raw)
+    static func view(spans: [Range<Int>], norm: Normalized) -> [UInt8] {
         guard !spans.isEmpty else { return [] }
         var out: [UInt8] = []
         var piece: [UInt8] = []
