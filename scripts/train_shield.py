@@ -64,13 +64,20 @@ def buckets(view: bytes, ngrams, words, mask):
             if k + 1 - i in want:
                 out.append(mix(h) & mask)
     if words:
-        toks = [t for t in view.split(b" ") if t]
-        prev = None
-        for t in toks:
-            out.append(mix(fnv(0x11, t)) & mask)
-            if prev is not None:
-                out.append(mix(fnv(0x12, prev + b" " + t)) & mask)
-            prev = t
+        out += word_buckets(view, 0x11, 0x12, mask)
+    return out
+
+
+def word_buckets(text: bytes, word_tag, pair_tag, mask):
+    """Every space-separated word (tag word_tag) and every pair of adjacent words (pair_tag:
+    previous word, " ", word)."""
+    out = []
+    prev = None
+    for t in (t for t in text.split(b" ") if t):
+        out.append(mix(fnv(word_tag, t)) & mask)
+        if prev is not None:
+            out.append(mix(fnv(pair_tag, prev + b" " + t)) & mask)
+        prev = t
     return out
 
 
@@ -82,13 +89,7 @@ def quoted_buckets(quoted: bytes, mask):
     for piece in quoted.split(b"\n"):
         if not piece:
             continue
-        toks = [t for t in piece.split(b" ") if t]
-        prev = None
-        for t in toks:
-            out.append(mix(fnv(0x21, t)) & mask)
-            if prev is not None:
-                out.append(mix(fnv(0x22, prev + b" " + t)) & mask)
-            prev = t
+        out += word_buckets(piece, 0x21, 0x22, mask)
         cjk = [c.encode("utf-8") for c in piece.decode("utf-8") if 0x3040 <= ord(c) <= 0x30FF or 0x4E00 <= ord(c) <= 0x9FFF]
         for a, b in zip(cjk, cjk[1:]):
             out.append(mix(fnv(0x23, a + b)) & mask)
@@ -122,32 +123,25 @@ def main():
     rule_names = sorted({k for r in rows for k in r["rules"]})
     rule_index = {k: i for i, k in enumerate(rule_names)}
     nb = 1 << args.bits
-    data, ind, ptr = [], [], [0]
-    for r in rows:
-        bs = buckets(r["view"].encode("utf-8"), ngrams, True, mask)
-        v = 1.0 / math.sqrt(max(len(bs), args.norm_floor)) if bs else 0.0
-        counts = {}
-        for b in bs:
-            counts[b] = counts.get(b, 0) + v
-        ind.extend(counts.keys())
-        data.extend(counts.values())
-        ptr.append(len(ind))
-    X = sparse.csr_matrix((np.array(data, dtype=np.float64), np.array(ind), np.array(ptr)), shape=(len(rows), nb))
-    # The quoted view's features: their own columns (and their own weight table in the file).
-    nq = (1 << args.quoted_bits) if args.quoted_bits else 0
-    if nq:
-        qmask = nq - 1
+
+    def hashed_matrix(bucket_lists, floor, width):
+        """One row per text: each feature occurrence worth 1/sqrt(max(feature count, floor))."""
         data, ind, ptr = [], [], [0]
-        for r in rows:
-            qs = quoted_buckets(r.get("quoted", "").encode("utf-8"), qmask)
-            v = 1.0 / math.sqrt(max(len(qs), args.quoted_norm_floor)) if qs else 0.0
+        for bs in bucket_lists:
+            v = 1.0 / math.sqrt(max(len(bs), floor)) if bs else 0.0
             counts = {}
-            for b in qs:
+            for b in bs:
                 counts[b] = counts.get(b, 0) + v
             ind.extend(counts.keys())
             data.extend(counts.values())
             ptr.append(len(ind))
-        Q = sparse.csr_matrix((np.array(data, dtype=np.float64), np.array(ind, dtype=np.int64), np.array(ptr)), shape=(len(rows), nq))
+        return sparse.csr_matrix((np.array(data, dtype=np.float64), np.array(ind, dtype=np.int64), np.array(ptr)), shape=(len(ptr) - 1, width))
+
+    X = hashed_matrix((buckets(r["view"].encode("utf-8"), ngrams, True, mask) for r in rows), args.norm_floor, nb)
+    # The quoted view's features: their own columns (and their own weight table in the file).
+    nq = (1 << args.quoted_bits) if args.quoted_bits else 0
+    if nq:
+        Q = hashed_matrix((quoted_buckets(r.get("quoted", "").encode("utf-8"), nq - 1) for r in rows), args.quoted_norm_floor, nq)
         X = sparse.hstack([X, Q]).tocsr()
     df = {}
     for r in rows:
