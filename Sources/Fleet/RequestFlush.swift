@@ -47,14 +47,22 @@ final class RequestHeadFlush: ChannelOutboundHandler, RemovableChannelHandler {
         }
     }
 
+    func handlerRemoved(context: ChannelHandlerContext) {
+        held = false  // a catch-up still scheduled does nothing on a removed handler
+    }
+
     /// Adds the handler to an HTTP/1.1 engine connection made by AsyncHTTPClient (its
     /// `http1_1ConnectionDebugInitializer`, the one hook it offers on a new connection's pipeline):
     /// right after the request encoder, so it sees the request's parts.
+    /// Synchronous on the channel's loop (where AsyncHTTPClient calls it), so the connection is
+    /// handed to the pool in the same tick as without the handler.
     static func install(on channel: any Channel) -> EventLoopFuture<Void> {
-        channel.eventLoop.submit {
+        @Sendable func add() throws {
             let pipeline = channel.pipeline.syncOperations
             let encoder = try pipeline.handler(type: HTTPRequestEncoder.self)
             try pipeline.addHandler(RequestHeadFlush(), position: .after(encoder))
         }
+        if channel.eventLoop.inEventLoop { return channel.eventLoop.makeCompletedFuture(Result { try add() }) }
+        return channel.eventLoop.submit(add)
     }
 }

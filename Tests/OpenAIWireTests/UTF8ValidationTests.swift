@@ -19,7 +19,7 @@ import Testing
         #expect(got == expected)
     }
 
-    @Test func invalidUTF8InAStringIsRefused() {
+    @Test func invalidUTF8InAStringIsRefused() throws {
         for body: [UInt8] in [[0x22, 0xFF, 0x22], [0x22, 0x5C, 0x6E, 0xC3, 0x22]] {  // "\xFF", "\n\xC3" (escape path)
             #expect(throws: JSONParseError.self) { try JSONValue.parse(body) }
         }
