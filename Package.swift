@@ -63,6 +63,7 @@ let package = Package(
             "Clocks", "OpenAIWire", "Catalog",
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
             .product(name: "NIOSSL", package: "swift-nio-ssl"),
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: v5),
@@ -111,7 +112,11 @@ let package = Package(
         .executableTarget(name: "quota-bench", dependencies: ["Quotas", "Metering", "Catalog", "OpenAIWire"], path: "bench/quota-bench", swiftSettings: v5),
         .executableTarget(name: "shield-bench", dependencies: ["Shield"], path: "bench/shield-bench", swiftSettings: v5),
         .executableTarget(name: "storage-bench", dependencies: ["Storage"], path: "bench/storage-bench", swiftSettings: v5),
-        .testTarget(name: "FleetTests", dependencies: ["Clocks", "Fleet", "EngineSim"], swiftSettings: v5),
+        .testTarget(name: "FleetTests", dependencies: [
+            "Clocks", "Fleet", "EngineSim",
+            .product(name: "NIOEmbedded", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+        ], swiftSettings: v5),
         .testTarget(name: "GatewayTests", dependencies: [
             "Clocks", "Gateway", "EngineSim", "Catalog", "Tenancy", "Storage", "Quotas", "Fleet", "OpenAIWire", "TestSupport", "StorageTesting",
             .product(name: "HummingbirdTesting", package: "hummingbird"),

@@ -239,14 +239,20 @@ public final class AuditLog: Service, Sendable {
 
     /// The ledger's group commit: `rows` (ledger rows) and the entries queued so far in one commit
     /// (``Storage/commitGroup(requests:auditContinuingFrom:_:)``: on a SQLite file one transaction),
-    /// then whatever is still queued. Throws when the rows were not committed; the entries of that
-    /// commit are then queued again. A failure of the audit part alone is logged and its entries
-    /// retried, as ``flush()`` does: it does not fail the rows.
+    /// then, if the queue held more than one batch, the rest. Throws when the rows were not
+    /// committed; the entries of that commit are then queued again. A failure of the audit part
+    /// alone is logged and its entries retried, as ``flush()`` does: it does not fail the rows.
+    ///
+    /// Entries queued while the commit ran are left for the next group commit (or the periodic
+    /// flush): each row's entry is queued before the row, so every entry of `rows` is in this
+    /// commit, and writing the later ones at once cost an audit-only transaction after nearly every
+    /// group commit under load (issue 16).
     public func flush(committingLedger rows: [RequestRecord]) async throws {
         await acquireWriting()
         defer { writing.withLock { $0 = false } }
         let events = takeBatch()
         if events.isEmpty { return try await storage.insertRequests(rows) }
+        let more = events.count == Self.batchLimit  // the queue may hold entries of `rows` still
         let mine = chain.withLock { $0 }
         let result: Result<[AuditRecord], any Error>
         do {
@@ -263,7 +269,7 @@ public final class AuditLog: Service, Sendable {
             requeue(events)
             return
         }
-        await writeQueued()
+        if more { await writeQueued() }
     }
 
     /// The periodic flush: writes what is queued unless a write is running (the ledger's group
@@ -286,9 +292,12 @@ public final class AuditLog: Service, Sendable {
         }
     }
 
+    /// Entries per write.
+    static let batchLimit = 2000
+
     private func takeBatch() -> [AuditEvent] {
         queue.withLock { q -> [AuditEvent] in
-            let batch = Array(q.prefix(2000))
+            let batch = Array(q.prefix(Self.batchLimit))
             q.removeFirst(batch.count)
             return batch
         }
