@@ -121,38 +121,21 @@ enum QuotedSpans {
     /// Calls `sink` with the bucket of every feature of a quoted view (see the file header).
     @inline(__always)
     static func forEachFeature(_ v: UnsafeBufferPointer<UInt8>, mask: UInt32, _ sink: (UInt32) -> Void) {
-        let prime = SemanticModel.fnvPrime, basis = SemanticModel.fnvBasis
-        let wordSeed = (basis ^ 0x21) &* prime, pairSeed = (basis ^ 0x22) &* prime, cjkSeed = (basis ^ 0x23) &* prime
+        let prime = SemanticModel.fnvPrime
+        let cjkSeed = (SemanticModel.fnvBasis ^ 0x23) &* prime
         let n = v.count
         var i = 0
         while i < n {
             // One quotation: [i, end).
             var end = i
             while end < n && v[end] != 0x0A { end += 1 }
-            // Words and pairs.
-            var pairPrefix: UInt32 = 0
-            var havePrev = false
-            var k = i
-            while k < end {
-                while k < end && v[k] == 0x20 { k += 1 }
-                guard k < end else { break }
-                var hw = wordSeed, hp = pairPrefix, hn = pairSeed
-                while k < end && v[k] != 0x20 {
-                    let x = UInt32(v[k])
-                    hw = (hw ^ x) &* prime; hp = (hp ^ x) &* prime; hn = (hn ^ x) &* prime
-                    k += 1
-                }
-                sink(SemanticModel.mix(hw) & mask)
-                if havePrev { sink(SemanticModel.mix(hp) & mask) }
-                pairPrefix = (hn ^ 0x20) &* prime
-                havePrev = true
-            }
+            SemanticModel.forEachWord(v, in: i..<end, wordTag: 0x21, pairTag: 0x22, mask: mask, sink)
             // Pairs of consecutive kana/CJK scalars.
             var prevStart = -1, prevLen = 0
-            k = i
+            var k = i
             while k < end {
                 let b = v[k]
-                guard b >= 0xE3 && b <= 0xE9 else { k += b < 0x80 ? 1 : (b < 0xE0 ? 2 : (b < 0xF0 ? 3 : 4)); continue }
+                guard b >= 0xE3 && b <= 0xE9 else { k += Normalizer.scalarLength(v, at: k); continue }
                 let (c, len) = scalar(v, k)
                 if (0x3040...0x30FF).contains(c) || (0x4E00...0x9FFF).contains(c) {
                     if prevStart >= 0 {

@@ -165,25 +165,33 @@ public struct SemanticModel: Sendable {
             i += 1
         }
         guard words else { return }
-        // Words and word pairs.
-        var prevLo = -1, prevHi = -1
-        i = 0
-        while i < n {
-            while i < n && view[i] == 0x20 { i += 1 }
-            guard i < n else { break }
-            let lo = i
-            while i < n && view[i] != 0x20 { i += 1 }
-            var h = (fnvBasis ^ 0x11) &* fnvPrime
-            for k in lo..<i { h = (h ^ UInt32(view[k])) &* fnvPrime }
-            sink(mix(h) & mask)
-            if prevLo >= 0 {
-                var p = (fnvBasis ^ 0x12) &* fnvPrime
-                for k in prevLo..<prevHi { p = (p ^ UInt32(view[k])) &* fnvPrime }
-                p = (p ^ 0x20) &* fnvPrime
-                for k in lo..<i { p = (p ^ UInt32(view[k])) &* fnvPrime }
-                sink(mix(p) & mask)
+        forEachWord(view, in: 0..<n, wordTag: 0x11, pairTag: 0x12, mask: mask, sink)
+    }
+
+    /// Calls `sink` with the bucket of every space-separated word of `view[range]` (tag
+    /// `wordTag`) and of every pair of adjacent words (tag `pairTag`: previous word, " ", word).
+    /// Three FNV chains per word: the word, the pair it ends, the prefix of the pair it starts.
+    @inline(__always)
+    static func forEachWord(_ view: UnsafeBufferPointer<UInt8>, in range: Range<Int>, wordTag: UInt32, pairTag: UInt32,
+                            mask: UInt32, _ sink: (UInt32) -> Void) {
+        let wordSeed = (fnvBasis ^ wordTag) &* fnvPrime, pairSeed = (fnvBasis ^ pairTag) &* fnvPrime
+        var pairPrefix: UInt32 = 0
+        var havePrev = false
+        var k = range.lowerBound
+        let end = range.upperBound
+        while k < end {
+            while k < end && view[k] == 0x20 { k += 1 }
+            guard k < end else { break }
+            var hw = wordSeed, hp = pairPrefix, hn = pairSeed
+            while k < end && view[k] != 0x20 {
+                let x = UInt32(view[k])
+                hw = (hw ^ x) &* fnvPrime; hp = (hp ^ x) &* fnvPrime; hn = (hn ^ x) &* fnvPrime
+                k += 1
             }
-            prevLo = lo; prevHi = i
+            sink(mix(hw) & mask)
+            if havePrev { sink(mix(hp) & mask) }
+            pairPrefix = (hn ^ 0x20) &* fnvPrime
+            havePrev = true
         }
     }
 
