@@ -129,6 +129,11 @@ public final class Engine: Sendable {
     let tls: TLSConfiguration?
     /// The silence watchdog of this engine's open streams.
     let idleWatch = IdleWatch()
+    /// The gateway's own keep-alive connections to a plain-HTTP engine (``EnginePool``), which
+    /// carry its inference requests (whole answers and streams); nil for an https engine, whose
+    /// requests go through AsyncHTTPClient like every other call (probes, token counting,
+    /// multipart uploads).
+    let pool: EnginePool?
 
     public init(config: BackendConfig, http: HTTPClient, logger: Logger, template: ChatTemplate = .smolLM2,
                 clock: any PlatformClock = SystemClock()) {
@@ -138,7 +143,12 @@ public final class Engine: Sendable {
         self.logger = logger
         self.adapter = EngineAdapters.adapter(for: config.kind, template: template)
         self.clock = clock
+        self.pool = EnginePool(url: config.url, maxConnections: config.maxConnections, connectTimeoutMs: config.timeouts.connectMs,
+                               group: http.eventLoopGroup)
     }
+
+    /// Closes the engine's idle connections of its own pool (at shutdown).
+    public func closeConnections() { pool?.shutdown() }
 
     public var name: String { config.name }
     public var kind: EngineKind { config.kind }
@@ -238,21 +248,27 @@ public final class Engine: Sendable {
     }
 
     /// POSTs a non-streamed request and reads the whole answer as a JSON object (``EngineAnswer``:
-    /// on the calling connection's event loop, no task of its own). The head is bounded by the
+    /// on the calling connection's event loop, no task of its own; through the engine's own
+    /// ``EnginePool`` for a plain-HTTP engine, AsyncHTTPClient for https). The head is bounded by the
     /// connect and first-byte timeouts, then the body by the first-byte timeout again (256 MB at
     /// most); an error status becomes the error the client should see (its body read for 5 s and
     /// 1 MB at most).
     func fetchJSON(_ path: String, body: [UInt8], request: UpstreamRequest) async throws(EngineError) -> JSONValue {
         let timeoutMs = config.timeouts.firstByteMs
-        let httpRequest: HTTPClient.Request
-        do {
-            httpRequest = try jsonPost(path, body: body, accept: "application/json")
-        } catch {
-            throw sendFailure(error, timeoutMs: timeoutMs)
-        }
         let bounds = EngineAnswer.Bounds(headMs: Int64(timeoutMs), bodyMs: Int64(timeoutMs), bodyLimit: 256 << 20,
                                          errorBodyMs: 5000, errorBodyLimit: 1 << 20)
-        var answer = await EngineAnswer.fetch(httpRequest, on: http, bounds: bounds)
+        var answer: EngineAnswer.Result
+        if let pool {
+            answer = await EngineAnswer.fetch(pool.post(path, body: body, accept: "application/json"), on: pool, bounds: bounds)
+        } else {
+            let httpRequest: HTTPClient.Request
+            do {
+                httpRequest = try jsonPost(path, body: body, accept: "application/json")
+            } catch {
+                throw sendFailure(error, timeoutMs: timeoutMs)
+            }
+            answer = await EngineAnswer.fetch(httpRequest, on: http, bounds: bounds)
+        }
         guard let head = answer.head else {
             throw sendFailure(answer.timedOut ? HTTPClientError.deadlineExceeded : answer.error ?? HTTPClientError.remoteConnectionClosed,
                               timeoutMs: timeoutMs)
@@ -293,8 +309,12 @@ public final class Engine: Sendable {
         let engineBody: EngineBody
         let head: HTTPResponseHead
         do {
-            let httpRequest = try jsonPost(path, body: body, accept: adapter.streamFormat == .sse ? "text/event-stream" : "application/json")
-            engineBody = EngineBody.start(httpRequest, on: http, clock: clock)
+            let accept = adapter.streamFormat == .sse ? "text/event-stream" : "application/json"
+            if let pool {
+                engineBody = EngineBody.start(pool.post(path, body: body, accept: accept), on: pool, clock: clock)
+            } else {
+                engineBody = EngineBody.start(try jsonPost(path, body: body, accept: accept), on: http, clock: clock)
+            }
             head = try await engineBody.head(within: Int64(timeoutMs))
         } catch {
             throw sendFailure(error, timeoutMs: timeoutMs)

@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import NIOCore
 import NIOHTTP1
+import NIOPosix
 import Synchronization
 
 /// One whole (non-streamed) engine answer read through AsyncHTTPClient's delegate API, on the
@@ -9,7 +10,7 @@ import Synchronization
 /// and then a task and a timer of ours to bound the body's read; here one object takes the head
 /// and the body parts on the caller's loop (its engine connection is taken on that loop when one
 /// is idle there) and one timer bounds the wait for the head, then the read of the body.
-final class EngineAnswer: HTTPClientResponseDelegate, Sendable {
+final class EngineAnswer: HTTPClientResponseDelegate, EngineExchange, Sendable {
     typealias Response = Void
 
     /// What came back: the head (nil if none came), the body read so far, and why it stopped short
@@ -40,7 +41,7 @@ final class EngineAnswer: HTTPClientResponseDelegate, Sendable {
     }
 
     private struct State {
-        var task: HTTPClient.Task<Void>?
+        var task: (any EngineCall)?
         var waiter: CheckedContinuation<Result, Never>?
         var cancelled = false
         var timer: Scheduled<Void>?
@@ -69,6 +70,43 @@ final class EngineAnswer: HTTPClientResponseDelegate, Sendable {
         return await withTaskCancellationHandler {
             await withCheckedContinuation { (c: CheckedContinuation<Result, Never>) in
                 answer.begin(request, on: client, loop: loop, waiter: c)
+            }
+        } onCancel: {
+            answer.cancel()
+        }
+    }
+
+    /// The same through the gateway's own client (``EnginePool``, plain-HTTP engines): `request`
+    /// is the whole request, head and body, sent in one write.
+    static func fetch(_ request: ByteBuffer, on pool: EnginePool, bounds: Bounds) async -> Result {
+        let answer = EngineAnswer(bounds: bounds)
+        // The calling task's loop when it runs on one (the pipeline's): an idle connection on
+        // it is taken first, and a new one opens there.
+        let loop = pool.group.any()
+        return await withTaskCancellationHandler {
+            await withCheckedContinuation { (c: CheckedContinuation<Result, Never>) in
+                let cancelled = answer.state.withLock { s -> Bool in
+                    s.waiter = c
+                    return s.cancelled
+                }
+                if cancelled {
+                    answer.complete(error: HTTPClientError.cancelled)
+                    return
+                }
+                // The head's timer is armed before the request goes out (the head's arrival replaces
+                // it with the body's).
+                let timer = loop.scheduleTask(in: .milliseconds(bounds.headMs)) { [answer] in answer.expire() }
+                answer.state.withLock { $0.timer = timer }
+                let call = pool.execute(request, on: loop, exchange: answer)
+                let (cancelNow, expiredNow) = answer.state.withLock { s -> (Bool, Bool) in
+                    if !s.done { s.task = call }  // (over already: keep no cycle)
+                    return (s.cancelled && !s.done, s.timedOut && !s.done)
+                }
+                if cancelNow {
+                    call.fail(reason: HTTPClientError.cancelled)
+                } else if expiredNow {
+                    call.fail(reason: HTTPClientError.deadlineExceeded)
+                }
             }
         } onCancel: {
             answer.cancel()
@@ -106,7 +144,7 @@ final class EngineAnswer: HTTPClientResponseDelegate, Sendable {
 
     /// The timer fired before the head (or the whole body) was in.
     private func expire() {
-        let task = state.withLock { s -> HTTPClient.Task<Void>? in
+        let task = state.withLock { s -> (any EngineCall)? in
             if s.done { return nil }
             s.timedOut = true
             s.timer = nil
@@ -116,7 +154,7 @@ final class EngineAnswer: HTTPClientResponseDelegate, Sendable {
     }
 
     private func cancel() {
-        let task = state.withLock { s -> HTTPClient.Task<Void>? in
+        let task = state.withLock { s -> (any EngineCall)? in
             s.cancelled = true
             return s.done ? nil : s.task
         }
@@ -127,7 +165,7 @@ final class EngineAnswer: HTTPClientResponseDelegate, Sendable {
         let (waiter, timer, result) = state.withLock { s -> (CheckedContinuation<Result, Never>?, Scheduled<Void>?, Result) in
             s.done = true
             if s.error == nil { s.error = error }
-            defer { s.waiter = nil; s.timer = nil }
+            defer { s.waiter = nil; s.timer = nil; s.task = nil }  // the request holds this object: no cycle
             return (s.waiter, s.timer, Result(head: s.head, body: s.body ?? ByteBuffer(), error: s.error, timedOut: s.timedOut && s.error != nil))
         }
         timer?.cancel()
@@ -137,9 +175,14 @@ final class EngineAnswer: HTTPClientResponseDelegate, Sendable {
     // MARK: HTTPClientResponseDelegate (on the connection's event loop)
 
     func didReceiveHead(task: HTTPClient.Task<Void>, _ head: HTTPResponseHead) -> EventLoopFuture<Void> {
+        receivedHead(head, loop: task.eventLoop)
+        return task.eventLoop.makeSucceededVoidFuture()
+    }
+
+    private func receivedHead(_ head: HTTPResponseHead, loop: any EventLoop) {
         let failing = head.status.code >= 400
         let ms = failing ? bounds.errorBodyMs : bounds.bodyMs
-        let next = task.eventLoop.scheduleTask(in: .milliseconds(ms)) { [self] in expire() }
+        let next = loop.scheduleTask(in: .milliseconds(ms)) { [self] in expire() }
         let old = state.withLock { s -> Scheduled<Void>? in
             s.head = head
             s.limit = failing ? bounds.errorBodyLimit : bounds.bodyLimit
@@ -148,10 +191,15 @@ final class EngineAnswer: HTTPClientResponseDelegate, Sendable {
             return s.timer
         }
         old?.cancel()
-        return task.eventLoop.makeSucceededVoidFuture()
     }
 
     func didReceiveBodyPart(task: HTTPClient.Task<Void>, _ buffer: ByteBuffer) -> EventLoopFuture<Void> {
+        if let tooLarge = receivedBody(buffer) { task.fail(reason: tooLarge) }
+        return task.eventLoop.makeSucceededVoidFuture()
+    }
+
+    /// Keeps a body part; the error to stop the request with when the body is too large.
+    private func receivedBody(_ buffer: ByteBuffer) -> TooLarge? {
         var buffer = buffer
         let tooLarge = state.withLock { s -> Int? in
             if s.body == nil {
@@ -165,8 +213,7 @@ final class EngineAnswer: HTTPClientResponseDelegate, Sendable {
             }
             return nil
         }
-        if let tooLarge { task.fail(reason: TooLarge(limit: tooLarge)) }
-        return task.eventLoop.makeSucceededVoidFuture()
+        return tooLarge.map { TooLarge(limit: $0) }
     }
 
     func didReceiveError(task: HTTPClient.Task<Void>, _ error: any Error) {
@@ -174,4 +221,22 @@ final class EngineAnswer: HTTPClientResponseDelegate, Sendable {
     }
 
     func didFinishRequest(task: HTTPClient.Task<Void>) throws {}
+
+    // MARK: EngineExchange (the gateway's own client, on the connection's event loop)
+
+    func received(head: HTTPResponseHead) {
+        let loop = state.withLock { $0.task?.eventLoop } ?? MultiThreadedEventLoopGroup.singleton.any()
+        receivedHead(head, loop: loop)
+    }
+
+    func received(part: ByteBuffer) -> Bool {
+        if let tooLarge = receivedBody(part) {
+            state.withLock { $0.task }?.fail(reason: tooLarge)
+        }
+        return true
+    }
+
+    func receivedEnd() { complete(error: nil) }
+
+    func failed(_ error: any Error) { complete(error: error) }
 }

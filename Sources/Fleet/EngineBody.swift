@@ -11,18 +11,31 @@ import NIOHTTP1
 /// stopped from anywhere with ``cancel()`` — the silence watchdog, the client's hang-up — which
 /// closes the engine connection. (Issue 16: a reader task and an `AsyncThrowingStream` between
 /// it and the responder cost ~12 KB per open stream.)
-final class EngineBody: HTTPClientResponseDelegate, Sendable {
+final class EngineBody: HTTPClientResponseDelegate, EngineExchange, Sendable {
     typealias Response = Void
 
+    /// What lets the connection read on once the reader took a held part.
+    private enum Ack {
+        case promise(EventLoopPromise<Void>)  // AsyncHTTPClient's delegate waits for it
+        case resume(EngineRequest)  // the gateway's own client holds its reads
+
+        func release() {
+            switch self {
+            case .promise(let p): p.succeed(())
+            case .resume(let r): r.resumeReading()
+            }
+        }
+    }
+
     private struct State {
-        var task: HTTPClient.Task<Void>?
+        var task: (any EngineCall)?
         var cancelRequested: HTTPClientError?
         var head: HTTPResponseHead?
         var headWaiter: CheckedContinuation<HTTPResponseHead, any Error>?
         var headTimer: Scheduled<Void>?
         /// A part the reader has not taken yet, and the promise that lets the connection read on.
         var part: ByteBuffer?
-        var partAck: EventLoopPromise<Void>?
+        var partAck: Ack?
         var partWaiter: CheckedContinuation<ByteBuffer?, any Error>?
         var finished = false
         var error: (any Error)?
@@ -45,6 +58,20 @@ final class EngineBody: HTTPClientResponseDelegate, Sendable {
             return s.cancelRequested
         }
         if let pending { task.fail(reason: pending) }
+        return body
+    }
+
+    /// The same through the gateway's own client (``EnginePool``, plain-HTTP engines): `request`
+    /// is the whole request, head and body, sent in one write; the connection is taken (or
+    /// opened) on the calling task's event loop.
+    static func start(_ request: ByteBuffer, on pool: EnginePool, clock: any PlatformClock) -> EngineBody {
+        let body = EngineBody(activity: Activity(clock: clock))
+        let call = pool.execute(request, on: pool.group.any(), exchange: body)
+        let pending = body.state.withLock { s -> HTTPClientError? in
+            if !s.finished && s.error == nil { s.task = call }  // (over already: keep no cycle)
+            return s.cancelRequested
+        }
+        if let pending { call.fail(reason: pending) }
         return body
     }
 
@@ -83,7 +110,7 @@ final class EngineBody: HTTPClientResponseDelegate, Sendable {
     func next() async throws -> ByteBuffer? {
         try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (c: CheckedContinuation<ByteBuffer?, any Error>) in
-                let (result, ack) = state.withLock { s -> (Result<ByteBuffer?, any Error>?, EventLoopPromise<Void>?) in
+                let (result, ack) = state.withLock { s -> (Result<ByteBuffer?, any Error>?, Ack?) in
                     if let part = s.part {
                         s.part = nil
                         defer { s.partAck = nil }
@@ -97,7 +124,7 @@ final class EngineBody: HTTPClientResponseDelegate, Sendable {
                 if let ack {  // a held part taken: the connection reads on, the silence counts again
                     activity.touch()
                     activity.hold(false)
-                    ack.succeed(())
+                    ack.release()
                 }
                 if let result { c.resume(with: result) }
             }
@@ -109,8 +136,12 @@ final class EngineBody: HTTPClientResponseDelegate, Sendable {
     /// Stops the request (closing the engine connection); the reader's pending or next
     /// ``next()`` throws. Safe from any thread, any number of times.
     func cancel(reason: HTTPClientError = .cancelled) {
-        let task = state.withLock { s -> HTTPClient.Task<Void>? in
+        let task = state.withLock { s -> (any EngineCall)? in
             if s.task == nil, s.cancelRequested == nil { s.cancelRequested = reason }
+            if s.finished || s.error != nil {  // over: a part nobody will take goes, with its hold
+                s.part = nil
+                s.partAck = nil
+            }
             return s.task
         }
         task?.fail(reason: reason)
@@ -122,6 +153,11 @@ final class EngineBody: HTTPClientResponseDelegate, Sendable {
     // MARK: HTTPClientResponseDelegate (on the connection's event loop)
 
     func didReceiveHead(task: HTTPClient.Task<Void>, _ head: HTTPResponseHead) -> EventLoopFuture<Void> {
+        received(head: head)
+        return task.eventLoop.makeSucceededVoidFuture()
+    }
+
+    func received(head: HTTPResponseHead) {
         let (waiter, timer) = state.withLock { s in
             s.head = head
             defer { s.headWaiter = nil; s.headTimer = nil }
@@ -129,7 +165,6 @@ final class EngineBody: HTTPClientResponseDelegate, Sendable {
         }
         timer?.cancel()
         waiter?.resume(returning: head)
-        return task.eventLoop.makeSucceededVoidFuture()
     }
 
     func didReceiveBodyPart(task: HTTPClient.Task<Void>, _ buffer: ByteBuffer) -> EventLoopFuture<Void> {
@@ -143,7 +178,7 @@ final class EngineBody: HTTPClientResponseDelegate, Sendable {
             // The reader is busy: it gets this part at its next call, and only then may the
             // connection read on (AsyncHTTPClient waits for the promise before the next part).
             s.part = buffer
-            s.partAck = promise
+            s.partAck = .promise(promise)
             activity.hold(true)
             return nil
         }
@@ -155,12 +190,48 @@ final class EngineBody: HTTPClientResponseDelegate, Sendable {
 
     func didReceiveError(task: HTTPClient.Task<Void>, _ error: any Error) { fail(error) }
 
+    // MARK: EngineExchange (the gateway's own client, on the connection's event loop)
+
+    func received(part: ByteBuffer) -> Bool {
+        activity.touch()
+        let (waiter, held) = state.withLock { s -> (CheckedContinuation<ByteBuffer?, any Error>?, Bool) in
+            if let waiter = s.partWaiter {
+                s.partWaiter = nil
+                return (waiter, false)
+            }
+            // The reader is busy: it gets this part at its next call, and only then does the
+            // connection read on. (After an error the part is dropped: the reader gets the error.)
+            guard s.error == nil else { return (nil, false) }
+            s.part = buffer(appending: part, to: s.part)
+            guard let request = s.task as? EngineRequest else { return (nil, false) }
+            s.partAck = .resume(request)
+            activity.hold(true)
+            return (nil, true)
+        }
+        waiter?.resume(returning: part)
+        return !held
+    }
+
+    /// A part kept for the reader, with another appended (the connection delivers one part per
+    /// read, so there is at most one, but a hold is never lost).
+    private func buffer(appending part: ByteBuffer, to kept: ByteBuffer?) -> ByteBuffer {
+        guard var kept else { return part }
+        var part = part
+        kept.writeBuffer(&part)
+        return kept
+    }
+
+    func receivedEnd() { finish() }
+
+    func failed(_ error: any Error) { fail(error) }
+
     func didFinishRequest(task: HTTPClient.Task<Void>) throws {}
 
     private func finish() {
         let (head, part) = state.withLock { s in
             s.finished = true
-            defer { s.headWaiter = nil; s.partWaiter = nil }
+            // The request (the gateway's own client) holds this object as its exchange: no cycle.
+            defer { s.headWaiter = nil; s.partWaiter = nil; s.task = nil }
             return (s.headWaiter, s.partWaiter)
         }
         head?.resume(throwing: HTTPClientError.remoteConnectionClosed)
@@ -172,13 +243,13 @@ final class EngineBody: HTTPClientResponseDelegate, Sendable {
             if s.error == nil && !s.finished { s.error = error }
             // A part not taken yet stays: the reader gets it before the error (the bytes the
             // engine sent before a cut are relayed).
-            defer { s.headWaiter = nil; s.partWaiter = nil; s.partAck = nil; s.headTimer = nil }
+            defer { s.headWaiter = nil; s.partWaiter = nil; s.partAck = nil; s.headTimer = nil; s.task = nil }
             return (s.headWaiter, s.partWaiter, s.partAck, s.headTimer, s.error ?? error)
         }
         timer?.cancel()
         if let ack {
             activity.hold(false)
-            ack.succeed(())
+            ack.release()
         }
         head?.resume(throwing: e)
         part?.resume(throwing: e)

@@ -46,6 +46,11 @@ public final class Fleet: Sendable {
         configs.map { makeHTTPClient(connectTimeoutMs: $0.timeouts.connectMs, maxConnections: $0.maxConnections) }
     }
 
+    /// Closes the engines' idle connections of the gateway's own client (at shutdown).
+    public func closeEngineConnections() {
+        for engine in engines { engine.closeConnections() }
+    }
+
     /// The platform's clock: breakers (failures, cooldowns, probes), queue deadlines, the times
     /// the report shows. Tests inject a ``ManualClock`` and step through a cooldown or a deadline.
     let clock: any PlatformClock

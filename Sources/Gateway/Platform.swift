@@ -172,6 +172,7 @@ public final class Platform: Sendable {
         await cluster?.leave()
         try? await storage.touchKeys(authority.drainLastUsed())
         try? await http.shutdown()
+        fleet.closeEngineConnections()
         for client in engineHTTP { try? await client.shutdown() }
         try? await webhookHTTP.shutdown()
         await storage.shutdown()
