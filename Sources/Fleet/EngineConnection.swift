@@ -3,6 +3,7 @@ import Foundation
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import OpenAIWire
 import Synchronization
 
 // The gateway's own HTTP/1.1 client for plain-HTTP engines (issue 16, stop 27).
@@ -785,20 +786,8 @@ struct ResponseParser {
     /// Offset of `pattern` in the buffer's readable bytes.
     private static func find(_ buffer: ByteBuffer, _ pattern: StaticString) -> Int? {
         let p = UnsafeBufferPointer(start: pattern.utf8Start, count: pattern.utf8CodeUnitCount)
-        return buffer.withUnsafeReadableBytes { raw -> Int? in
-            let n = raw.count - p.count
-            guard n >= 0 else { return nil }
-            var i = 0
-            let first = p[0]
-            while i <= n {
-                if raw[i] == first {
-                    var j = 1
-                    while j < p.count && raw[i + j] == p[j] { j += 1 }
-                    if j == p.count { return i }
-                }
-                i += 1
-            }
-            return nil
+        return buffer.withUnsafeReadableBytes { raw in
+            ByteSearch.firstIndex(of: p, in: UnsafeBufferPointer(start: raw.baseAddress?.assumingMemoryBound(to: UInt8.self), count: raw.count))
         }
     }
 }

@@ -116,22 +116,7 @@ public enum Multipart {
     /// The first index ≥ `from` where `needle` starts in `hay` (over raw buffers: batch files are
     /// up to 100 MB).
     static func find(_ needle: [UInt8], in hay: [UInt8], from: Int) -> Int? {
-        guard !needle.isEmpty, from >= 0, hay.count >= needle.count, from <= hay.count - needle.count else { return nil }
-        return hay.withUnsafeBufferPointer { h -> Int? in
-            needle.withUnsafeBufferPointer { n -> Int? in
-                let first = n[0], last = h.count - n.count
-                var i = from
-                while i <= last {
-                    if h[i] == first {
-                        var j = 1
-                        while j < n.count && h[i + j] == n[j] { j += 1 }
-                        if j == n.count { return i }
-                    }
-                    i += 1
-                }
-                return nil
-            }
-        }
+        hay.withUnsafeBufferPointer { h in needle.withUnsafeBufferPointer { n in ByteSearch.firstIndex(of: n, in: h, from: from) } }
     }
 }
 
