@@ -1,7 +1,6 @@
 import AsyncHTTPClient
 import NIOCore
 import NIOHTTP1
-import NIOPosix
 import Synchronization
 
 /// One whole (non-streamed) engine answer read through AsyncHTTPClient's delegate API, on the
@@ -54,51 +53,61 @@ final class EngineAnswer: HTTPClientResponseDelegate, EngineExchange, Sendable {
     }
     private let state = Mutex(State())
     private let bounds: Bounds
+    /// The calling task's loop when it runs on one (the pipeline prefers its connection's loop):
+    /// an idle engine connection on it is taken first, the answer is taken there and its timers
+    /// run there.
+    private let loop: any EventLoop
 
-    private init(bounds: Bounds) { self.bounds = bounds }
+    private init(bounds: Bounds, loop: any EventLoop) {
+        self.bounds = bounds
+        self.loop = loop
+    }
 
     /// Sends `request` and waits for the whole answer (or the error that cut it). Cancelling the
     /// calling task cancels the request.
     static func fetch(_ request: HTTPClient.Request, on client: HTTPClient, bounds: Bounds) async -> Result {
-        let answer = EngineAnswer(bounds: bounds)
-        // The calling task's loop when it runs on one of the client's (the pipeline prefers its
-        // connection's loop): an idle engine connection on that loop is preferred, and the
-        // delegate runs there. (Not `.delegateAndChannel(on:)`: a request that requires a loop
-        // with no idle connection on it gets an "overflow" connection that AsyncHTTPClient closes
-        // after the request — measured: a new engine connection per request.)
-        let loop = client.eventLoopGroup.any()
-        return await withTaskCancellationHandler {
-            await withCheckedContinuation { (c: CheckedContinuation<Result, Never>) in
-                answer.begin(request, on: client, loop: loop, waiter: c)
+        // (Not `.delegateAndChannel(on:)`: a request that requires a loop with no idle connection
+        // on it gets an "overflow" connection that AsyncHTTPClient closes after the request —
+        // measured: a new engine connection per request.)
+        await EngineAnswer(bounds: bounds, loop: client.eventLoopGroup.any()).run { answer in
+            let task = client.execute(request: request, delegate: answer, eventLoop: .delegate(on: answer.loop), logger: nil)
+            task.futureResult.whenComplete { result in
+                switch result {
+                case .success: answer.complete(error: nil)
+                case .failure(let error): answer.complete(error: error)
+                }
             }
-        } onCancel: {
-            answer.cancel()
+            return task
         }
     }
 
     /// The same through the gateway's own client (``EnginePool``, plain-HTTP engines): `request`
     /// is the whole request, head and body, sent in one write.
     static func fetch(_ request: ByteBuffer, on pool: EnginePool, bounds: Bounds) async -> Result {
-        let answer = EngineAnswer(bounds: bounds)
-        // The calling task's loop when it runs on one (the pipeline's): an idle connection on
-        // it is taken first, and a new one opens there.
-        let loop = pool.group.any()
-        return await withTaskCancellationHandler {
+        await EngineAnswer(bounds: bounds, loop: pool.group.any()).run { answer in
+            pool.execute(request, on: answer.loop, exchange: answer)
+        }
+    }
+
+    /// Arms the head's timer, sends the request with `send` and waits for the answer; cancelling
+    /// the calling task cancels the request.
+    private func run(_ send: @escaping @Sendable (EngineAnswer) -> any EngineCall) async -> Result {
+        await withTaskCancellationHandler {
             await withCheckedContinuation { (c: CheckedContinuation<Result, Never>) in
-                let cancelled = answer.state.withLock { s -> Bool in
+                let cancelled = state.withLock { s -> Bool in
                     s.waiter = c
                     return s.cancelled
                 }
                 if cancelled {
-                    answer.complete(error: HTTPClientError.cancelled)
+                    complete(error: HTTPClientError.cancelled)
                     return
                 }
-                // The head's timer is armed before the request goes out (the head's arrival replaces
-                // it with the body's).
-                let timer = loop.scheduleTask(in: .milliseconds(bounds.headMs)) { [answer] in answer.expire() }
-                answer.state.withLock { $0.timer = timer }
-                let call = pool.execute(request, on: loop, exchange: answer)
-                let (cancelNow, expiredNow) = answer.state.withLock { s -> (Bool, Bool) in
+                // The head's timer is armed before the request goes out (the head's arrival
+                // replaces it with the body's).
+                let timer = loop.scheduleTask(in: .milliseconds(bounds.headMs)) { [self] in expire() }
+                state.withLock { $0.timer = timer }
+                let call = send(self)
+                let (cancelNow, expiredNow) = state.withLock { s -> (Bool, Bool) in
                     if !s.done { s.task = call }  // (over already: keep no cycle)
                     return (s.cancelled && !s.done, s.timedOut && !s.done)
                 }
@@ -109,36 +118,7 @@ final class EngineAnswer: HTTPClientResponseDelegate, EngineExchange, Sendable {
                 }
             }
         } onCancel: {
-            answer.cancel()
-        }
-    }
-
-    private func begin(_ request: HTTPClient.Request, on client: HTTPClient, loop: any EventLoop, waiter: CheckedContinuation<Result, Never>) {
-        let cancelled = state.withLock { s -> Bool in
-            s.waiter = waiter
-            return s.cancelled
-        }
-        if cancelled {
-            complete(error: HTTPClientError.cancelled)
-            return
-        }
-        let task = client.execute(request: request, delegate: self, eventLoop: .delegate(on: loop), logger: nil)
-        let timer = loop.scheduleTask(in: .milliseconds(bounds.headMs)) { [self] in expire() }
-        // The head's timer is kept unless the answer already ended or its head is already in (off
-        // the connection's loop, the delegate may have run meanwhile and armed the body's timer).
-        let (cancelNow, dropTimer) = state.withLock { s -> (Bool, Bool) in
-            s.task = task
-            if s.done || s.head != nil { return (s.cancelled && !s.done, true) }
-            s.timer = timer
-            return (s.cancelled, false)
-        }
-        if dropTimer { timer.cancel() }
-        if cancelNow { task.fail(reason: HTTPClientError.cancelled) }
-        task.futureResult.whenComplete { [self] result in
-            switch result {
-            case .success: complete(error: nil)
-            case .failure(let error): complete(error: error)
-            }
+            cancel()
         }
     }
 
@@ -175,11 +155,12 @@ final class EngineAnswer: HTTPClientResponseDelegate, EngineExchange, Sendable {
     // MARK: HTTPClientResponseDelegate (on the connection's event loop)
 
     func didReceiveHead(task: HTTPClient.Task<Void>, _ head: HTTPResponseHead) -> EventLoopFuture<Void> {
-        receivedHead(head, loop: task.eventLoop)
+        received(head: head)
         return task.eventLoop.makeSucceededVoidFuture()
     }
 
-    private func receivedHead(_ head: HTTPResponseHead, loop: any EventLoop) {
+    /// The head is in: the body's bound (by its status) replaces the head's timer.
+    func received(head: HTTPResponseHead) {
         let failing = head.status.code >= 400
         let ms = failing ? bounds.errorBodyMs : bounds.bodyMs
         let next = loop.scheduleTask(in: .milliseconds(ms)) { [self] in expire() }
@@ -223,11 +204,6 @@ final class EngineAnswer: HTTPClientResponseDelegate, EngineExchange, Sendable {
     func didFinishRequest(task: HTTPClient.Task<Void>) throws {}
 
     // MARK: EngineExchange (the gateway's own client, on the connection's event loop)
-
-    func received(head: HTTPResponseHead) {
-        let loop = state.withLock { $0.task?.eventLoop } ?? MultiThreadedEventLoopGroup.singleton.any()
-        receivedHead(head, loop: loop)
-    }
 
     func received(part: ByteBuffer) -> Bool {
         if let tooLarge = receivedBody(part) {

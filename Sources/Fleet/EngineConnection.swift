@@ -778,9 +778,7 @@ struct ResponseParser {
     private static func containsLowercased(_ bytes: ByteBufferView.SubSequence, _ word: StaticString) -> Bool {
         let lowered = bytes.map { $0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z") ? $0 + 32 : $0 }
         let w = UnsafeBufferPointer(start: word.utf8Start, count: word.utf8CodeUnitCount)
-        guard lowered.count >= w.count else { return false }
-        for start in 0...(lowered.count - w.count) where lowered[start..<start + w.count].elementsEqual(w) { return true }
-        return false
+        return lowered.withUnsafeBufferPointer { ByteSearch.firstIndex(of: w, in: $0) } != nil
     }
 
     /// Offset of `pattern` in the buffer's readable bytes.
