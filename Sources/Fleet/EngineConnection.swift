@@ -204,21 +204,25 @@ final class EnginePool: Sendable {
         case closed
     }
 
-    /// Gives `request` a connection: an idle one (unless `fresh`), a new one, or a place in
-    /// the queue when `max_connections` are open.
+    /// Gives `request` a connection: an idle one on its event loop (unless `fresh`), a new one on
+    /// that loop, an idle one on another loop when `max_connections` are open, or a place in the
+    /// queue.
     func dispatch(_ request: EngineRequest, fresh: Bool) {
         let key = ObjectIdentifier(request.eventLoop)
         let next = state.withLock { s -> Next in
             if s.closed { return .closed }
-            if !fresh {
-                // (In place: no copy of a bucket.)
-                if let c = s.idle[key]?.popLast() { return .use(c.connection) }
-                if let k = s.idle.first(where: { !$0.value.isEmpty })?.key, let c = s.idle[k]?.popLast() { return .use(c.connection) }
-            }
+            // (In place: no copy of a bucket.)
+            if !fresh, let c = s.idle[key]?.popLast() { return .use(c.connection) }
+            // A new connection on the caller's loop rather than an idle one on another loop: a
+            // connection on another loop costs two cross-thread wake-ups on every request it
+            // carries (the request's write there, its answer back), a new one a handshake once
+            // (issue 16; at one client connection the engine's was on the other loop about half
+            // the time). An idle one elsewhere is taken when no more may be opened.
             if s.open < maxConnections {
                 s.open += 1
                 return .connect
             }
+            if !fresh, let k = s.idle.first(where: { !$0.value.isEmpty })?.key, let c = s.idle[k]?.popLast() { return .use(c.connection) }
             // Checked here, under the pool's lock: a request cancelled while it was between
             // connections (a retry) must not wait in the queue.
             if request.isCancelled { return .cancelled }

@@ -58,10 +58,14 @@ func eventually(_ condition: () -> Bool) async throws {
                    group: MultiThreadedEventLoopGroup.singleton)!
     }
 
-    func run(_ pool: EnginePool, _ body: String = "{}") async throws -> RecordingExchange {
+    /// The loop the requests run on unless a test says otherwise (a request gets a connection on
+    /// its own loop: requests on one loop reuse one connection).
+    static let loop = MultiThreadedEventLoopGroup.singleton.next()
+
+    func run(_ pool: EnginePool, _ body: String = "{}", on loop: (any EventLoop)? = nil) async throws -> RecordingExchange {
         let exchange = RecordingExchange()
         pool.execute(pool.post("/v1/chat/completions", body: Array(body.utf8), accept: "application/json"),
-                     on: pool.group.any(), exchange: exchange)
+                     on: loop ?? Self.loop, exchange: exchange)
         try await eventually { exchange.done }
         return exchange
     }
@@ -86,6 +90,35 @@ func eventually(_ condition: () -> Bool) async throws {
         }
         #expect(engine.connections == 1)
         #expect(pool.openConnections == 1)
+    }
+
+    /// A request gets a connection on its own event loop: an idle one there, else a new one
+    /// there rather than an idle one on another loop (which would cost two cross-thread wake-ups
+    /// on every request it carries) — unless `max_connections` are open: then the idle one on
+    /// the other loop is taken.
+    @Test func eachLoopGetsItsOwnConnectionUntilTheLimit() async throws {
+        let engine = try await ScriptedEngine.start { (Self.ok(), .keepAlive) }
+        defer { Task { await engine.stop() } }
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
+        defer { group.shutdownGracefully { _ in } }
+        let loops = [group.next(), group.next()]
+        #expect(loops[0] !== loops[1])
+        let roomy = EnginePool(url: "http://127.0.0.1:\(engine.port)", maxConnections: 8, connectTimeoutMs: 2000, group: group)!
+        for i in 0..<20 {
+            let e = try await run(roomy, on: loops[i % 2])
+            #expect(e.state.status == 200 && e.state.ended)
+        }
+        #expect(engine.connections == 2)
+        #expect(roomy.openConnections == 2)
+        roomy.shutdown()
+        let one = EnginePool(url: "http://127.0.0.1:\(engine.port)", maxConnections: 1, connectTimeoutMs: 2000, group: group)!
+        for i in 0..<20 {
+            let e = try await run(one, on: loops[i % 2])
+            #expect(e.state.status == 200 && e.state.ended)
+        }
+        #expect(engine.connections == 3)  // the two above and this pool's one
+        #expect(one.openConnections == 1)
+        one.shutdown()
     }
 
     @Test func anIdleConnectionIsClosedAfterTheIdleTimeout() async throws {
@@ -252,7 +285,9 @@ func eventually(_ condition: () -> Bool) async throws {
             #expect(text == "hi")
             #expect(usage != nil)
         }
-        #expect(engine.connections == 1)
+        // Reused: at most one per event loop the calls ran on (each gets a connection on its loop).
+        let loops = Array(fleet.engines[0].pool!.group.makeIterator()).count
+        #expect(engine.connections <= loops)
     }
 
     // MARK: ResponseParser
