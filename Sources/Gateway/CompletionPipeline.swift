@@ -33,7 +33,8 @@ struct CompletionPipeline: Sendable {
         let principal = try await platform.authenticate(request, context)
         let keyHeaders = Self.keyHeaders(principal)
         let recorder = RequestRecorder(platform: platform, principal: principal, requestID: context.requestID,
-                                       clientIP: context.clientIP, userAgent: request.headers[.userAgent], started: started)
+                                       clientIP: context.clientIP, userAgent: request.headers[.userAgent], started: started,
+                                       loop: LoopExecutor.of(context.channel.eventLoop))
 
         // 2. Parse (bounded body, strict JSON, typed checks naming the param).
         var record = RequestRecord(id: context.requestID, createdAt: createdAt, tenantID: principal.tenantID, keyID: principal.keyID,
@@ -354,6 +355,10 @@ struct RequestRecorder: Sendable {
     let userAgent: String?
     /// When the request arrived (its metrics are timed from here to the end of `finish`).
     let started: ContinuousClock.Instant
+    /// The connection's event loop, where a group commit this request starts runs (nil: anywhere):
+    /// the writer thread's completion then resumes the commit, and this request after it, on the
+    /// loop that writes the answer — one cross-thread wake-up fewer per commit (issue 16).
+    var loop: (any TaskExecutor)? = nil
 
     func audit(action: String, outcome: String, model: String?, status: Int?) {
         platform.audit.record(AuditEvent(time: platform.now(), actor: "key:\(principal.keyID)", tenantID: principal.tenantID, action: action,
@@ -371,7 +376,7 @@ struct RequestRecorder: Sendable {
                                requestID: requestID, clientIP: clientIP, userAgent: userAgent, model: record.model,
                                status: record.status, tokens: record.promptTokens + record.completionTokens + (record.rerankedTokens ?? 0))
         platform.audit.record(event)  // queued first: the ledger's group commit writes it too
-        if durable { await platform.requestLog.appendAndWait(record) } else { platform.requestLog.append(record) }
+        if durable { await platform.requestLog.appendAndWait(record, preferring: loop) } else { platform.requestLog.append(record) }
         platform.metrics.request(record, timing: GatewayMetrics.Timing(total: ContinuousClock.now - started, engine: engine))
     }
 }

@@ -42,8 +42,10 @@ public final class BatchWriter<Row: Sendable>: Service, Sendable {
         state.withLock { $0.rows.append((row, nil)) }
     }
 
-    /// Queues a row and waits until it is committed (group commit).
-    public func appendAndWait(_ row: Row) async {
+    /// Queues a row and waits until it is committed (group commit). `executor`: where the flush
+    /// runs if this call starts one (e.g. the caller's event loop, so that the commit resumes there
+    /// and the caller after it without a wake-up of another thread); nil: the global executor.
+    public func appendAndWait(_ row: Row, preferring executor: (any TaskExecutor)? = nil) async {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             let start = state.withLock { s -> Bool in
                 s.rows.append((row, continuation))
@@ -51,7 +53,7 @@ public final class BatchWriter<Row: Sendable>: Service, Sendable {
                 s.flushing = true
                 return true
             }
-            if start { Task { await self.drain() } }
+            if start { Task(executorPreference: executor) { await self.drain() } }
         }
     }
 
