@@ -94,6 +94,11 @@ public final class BatchWriter<Row: Sendable>: Service, Sendable {
     private func drain(maxFailures: Int? = nil) async {
         var failures = 0
         while true {
+            // Lets what is ready on this executor (other requests' last steps) queue its rows first:
+            // larger batches, fewer commits under load (issue 16: 4.9 → 6.4 rows per commit at 32
+            // connections); alone, one turn of the loop. (Yielding again while rows kept coming
+            // made no larger batches and a longer tail.)
+            await Task.yield()
             let batch = state.withLock { s -> [(Row, CheckedContinuation<Void, Never>?)] in
                 let n = min(s.rows.count, maxBatch)
                 if n == 0 { s.flushing = false; return [] }
