@@ -347,7 +347,7 @@ public final class Engine: Sendable {
         return try jsonObject(bytes)
     }
 
-    static func newID() -> String { "chatcmpl-" + String(UInt64.random(in: 0...UInt64.max), radix: 36) }
+    static func newID() -> String { "chatcmpl-" + String(RandomWords.next(), radix: 36) }
 
     func wantsBase64(_ body: JSONValue) -> Bool { body["encoding_format"]?.stringValue == "base64" }
 

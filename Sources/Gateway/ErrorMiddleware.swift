@@ -106,8 +106,7 @@ enum RequestIDs {
         var now = timespec()
         clock_gettime(CLOCK_REALTIME, &now)
         let millis = UInt64(max(0, now.tv_sec)) * 1000 + UInt64(max(0, now.tv_nsec) / 1_000_000)
-        var rng = SystemRandomNumberGenerator()
-        return make(millis: millis, random: (rng.next(), rng.next()))
+        return make(millis: millis, random: (RandomWords.next(), RandomWords.next()))
     }
 
     static func make(millis: UInt64, random: (UInt64, UInt64)) -> String {
