@@ -142,4 +142,42 @@ struct RoutingTests {
         _ = await bronze.value
         #expect(woken.withLock { $0 } == ["gold", "bronze"])
     }
+
+    /// Polls `condition` every 5 ms for up to 10 s (no timing: the tasks register when they run).
+    func until(_ condition: () -> Bool) async throws {
+        for _ in 0..<2_000 where !condition() { try await Task.sleep(for: .milliseconds(5)) }
+        try #require(condition())
+    }
+
+    /// Waiters whose deadline passes are failed (false) in deadline order, by one expiry timer for
+    /// the whole queue — also when a later waiter has an earlier deadline — and the others wait on.
+    @Test func deadlinesExpireThroughOneTimer() async throws {
+        let clock = ManualClock()
+        let queue = WaitQueue(clock: clock)
+        let t0 = clock.now()
+        let late = Task { await queue.wait(model: "m", priority: 0, seq: 1, deadlineMs: t0 + 1_000, ready: { false }) }
+        try await until { queue.count == 1 && clock.sleepers == 1 }
+        let waiters = (0..<10).map { i in
+            Task { await queue.wait(model: "m", priority: 0, seq: UInt64(2 + i), deadlineMs: t0 + 2_000 + Int64(i), ready: { false }) }
+        }
+        try await until { queue.count == 11 }
+        #expect(clock.sleepers == 1)  // one timer, not one per waiter
+        let early = Task { await queue.wait(model: "m", priority: 0, seq: 20, deadlineMs: t0 + 100, ready: { false }) }
+        try await until { queue.count == 12 && clock.sleepers == 1 }  // re-armed for the earlier deadline
+        clock.set(t0 + 100)
+        #expect(await early.value == false)
+        try await until { queue.count == 11 }
+        clock.set(t0 + 1_000)
+        #expect(await late.value == false)
+        try await until { queue.count == 10 }
+        clock.set(t0 + 2_004)  // the first five of the ten
+        for w in waiters.prefix(5) { #expect(await w.value == false) }
+        try await until { queue.count == 5 }
+        queue.wakeAll()
+        for w in waiters.suffix(5) { #expect(await w.value == true) }
+        // The timer is not re-armed by wake-ups; at its deadline it finds nothing waiting and ends.
+        #expect(clock.sleepers == 1)
+        clock.set(t0 + 2_005)
+        try await until { clock.sleepers == 0 }
+    }
 }
