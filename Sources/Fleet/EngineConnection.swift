@@ -46,7 +46,11 @@ extension HTTPClient.Task: EngineCall {}
 /// answer, and who holds it now (the pool's queue, or a connection).
 final class EngineRequest: EngineCall {
     let pool: EnginePool
-    let bytes: ByteBuffer
+    /// The request's head and body; dropped once the answer's first bytes came (a request is only
+    /// sent again before that, ``mayRetry()``), so a stream does not keep them for its whole life
+    /// (issue 16). Read and dropped on the loop of the connection that holds the request, which
+    /// the hand-over to a connection (`loop.execute`) orders.
+    nonisolated(unsafe) private(set) var bytes: ByteBuffer
     /// The loop the caller runs on: an idle connection there is preferred, a new one opens there.
     let eventLoop: any EventLoop
     let exchange: any EngineExchange
@@ -96,6 +100,11 @@ final class EngineRequest: EngineCall {
             return false
         }
         return true
+    }
+
+    /// The answer's first bytes came: the request is never sent again (on the connection's loop).
+    func sent() {
+        bytes = ByteBuffer()
     }
 
     /// The request failed on a reused connection before any byte of the answer: may it be sent
@@ -538,7 +547,10 @@ final class EngineConnection: ChannelDuplexHandler, @unchecked Sendable {
             lost(HTTPClientError.remoteConnectionClosed)
             return
         }
-        receivedAny = true
+        if !receivedAny {
+            receivedAny = true
+            request.sent()
+        }
         if var kept = carry {
             carry = nil
             kept.writeBuffer(&buffer)

@@ -131,24 +131,51 @@ public final class Fleet: Sendable {
     public static let batchPriority = Int.max
 
     /// `file`: the uploaded file of a multipart endpoint (audio), sent with the body's fields.
+    /// A stream is returned once its first event is in (failover before it happens here).
     public func send(model: String, endpoint: Endpoint, body: JSONValue, stream: Bool,
                      priority tierPriority: Int = 0, file: Multipart.Part? = nil) async throws(EngineError) -> (Engine, UpstreamResponse) {
-        let routingKey = endpoint.spec.routingKey(body)
-        let hashes = routingKey.isEmpty ? [] : PrefixIndex(blockChars: options.prefixBlockChars).blockHashes(routingKey)
-        let priority = tierPriority  // a rank: the wait queue serves the lowest first
-        let deadline = clock.now() + Int64(options.queueDeadlineMs)
-        let enqueuedAt = clock.now()
-        var tried = Set<Int>()
-        var attempts = 0  // tries that may have reached an engine
-        var lastError: EngineError?
-        var seq: UInt64?
-        var queuedSince: ContinuousClock.Instant?
-        defer { if let queuedSince { onQueueWait?(model, ContinuousClock.now - queuedSince) } }
+        let dispatch = FleetDispatch(fleet: self, model: model, endpoint: endpoint, body: body, stream: stream, priority: tierPriority, file: file)
+        while true {
+            let (engine, response) = try await dispatch.next()
+            guard case .stream(let events) = response else { return (engine, response) }
+            if let e = await Self.firstEvent(events, backend: engine.name) {
+                try dispatch.firstEventFailed(e)
+                continue
+            }
+            dispatch.firstEventCame()
+            return (engine, response)
+        }
+    }
 
-        while attempts < options.maxAttempts && tried.count < engines.count {
+    /// Like ``send(model:endpoint:body:stream:priority:file:)``, but a stream is returned as soon as
+    /// the engine answered its head, before its first event: the caller waits for that event
+    /// (``firstEvent(_:backend:)``) wherever it likes — the gateway in a task smaller than the one
+    /// that authenticated and admitted the request, which ends first (issue 16: a task's
+    /// allocator keeps its high-water mark until the task ends) — and reports it on the returned
+    /// dispatch: ``FleetDispatch/firstEventCame()``, or ``FleetDispatch/firstEventFailed(_:)``
+    /// then ``FleetDispatch/next()`` for the next backend (failover before the first token).
+    public func dispatch(model: String, endpoint: Endpoint, body: JSONValue, stream: Bool,
+                         priority tierPriority: Int = 0, file: Multipart.Part? = nil) async throws(EngineError) -> (Engine, UpstreamResponse, FleetDispatch) {
+        let dispatch = FleetDispatch(fleet: self, model: model, endpoint: endpoint, body: body, stream: stream, priority: tierPriority, file: file)
+        let (engine, response) = try await dispatch.next()
+        return (engine, response, dispatch)
+    }
+
+    /// One attempt of a dispatch: pick a backend (or wait for room), send; the loop's state is in
+    /// `d`, so a stream that breaks before its first token resumes it.
+    @inline(never)
+    func attempt(_ d: FleetDispatch) async throws(EngineError) -> (Engine, UpstreamResponse) {
+        defer {
+            if let queuedSince = d.queuedSince {
+                onQueueWait?(d.model, ContinuousClock.now - queuedSince)
+                d.queuedSince = nil
+            }
+        }
+        let model = d.model, priority = d.priority, enqueuedAt = d.enqueuedAt, deadline = d.deadline
+        while d.attempts < options.maxAttempts && d.tried.count < engines.count {
             let yieldToInteractive = priority == Self.batchPriority && waiters.hasWaiter(before: priority)
             let pick = yieldToInteractive ? Pick.saturated
-                : state.withLock { s in s.select(fleet: self, model: model, hashes: hashes, exclude: tried, nowMs: clock.now(),
+                : state.withLock { s in s.select(fleet: self, model: model, hashes: d.hashes, exclude: d.tried, nowMs: clock.now(),
                                                  waitedMs: clock.now() - enqueuedAt) }
             let index: Int
             switch pick {
@@ -157,14 +184,14 @@ public final class Fleet: Sendable {
             case .noneServing:
                 throw .rejected(backend: "-", error: .unavailable("No engine is configured to serve '\(model)'. The operator must add a backend for it."))
             case .noneHealthy:
-                if let lastError { throw lastError }
+                if let lastError = d.lastError { throw lastError }
                 let retry = max(1, options.breakerCooldownMs / 1000)
                 throw .rejected(backend: "-", error: .unavailable("Every engine serving '\(model)' is failing its health checks. Retry in \(retry) s.", retryAfter: retry))
             case .saturated:
-                if queuedSince == nil { queuedSince = ContinuousClock.now }
-                let mySeq = seq ?? waiters.nextSeq()
-                seq = mySeq
-                let excluded = tried
+                if d.queuedSince == nil { d.queuedSince = ContinuousClock.now }
+                let mySeq = d.seq ?? waiters.nextSeq()
+                d.seq = mySeq
+                let excluded = d.tried
                 // The scored policy first waits for a warm backend, then accepts a cold one.
                 let coldAt = enqueuedAt + Int64(options.coldLoadAfterMs)
                 let phaseEnd = options.policy == .scored && clock.now() < coldAt ? min(deadline, coldAt) : deadline
@@ -180,14 +207,14 @@ public final class Fleet: Sendable {
                 }
                 continue
             }
-            tried.insert(index)
+            d.tried.insert(index)
             let engine = engines[index]
-            var upstreamBody = body
+            var upstreamBody = d.body
             let served = state.withLock { engineModel(index, model, $0) } ?? model
             upstreamBody.set("model", .string(served))
             let response: UpstreamResponse
             do {
-                response = try await engine.send(UpstreamRequest(endpoint: endpoint, body: upstreamBody, stream: stream, file: file)) { [self] end in
+                response = try await engine.send(UpstreamRequest(endpoint: d.endpoint, body: upstreamBody, stream: d.stream, file: d.file)) { [self] end in
                     switch end {
                     case .completed: finish(index, failure: nil)
                     case .cancelled: finish(index, failure: nil, neutral: true)
@@ -204,43 +231,36 @@ public final class Fleet: Sendable {
                     // may be an engine that restarted: an ordinary failure for its breaker.
                     finish(index, failure: error, trip: detail != Engine.closedChannel)
                     logger.warning("engine refused the connection, trying another", metadata: ["backend": "\(engine.name)", "error": "\(error)"])
-                    lastError = error
+                    d.lastError = error
                     continue
                 }
-                attempts += 1
+                d.attempts += 1
                 if Self.retryable(error) {
                     finish(index, failure: error)
                     logger.warning("engine failed before the first byte, trying another", metadata: ["backend": "\(engine.name)", "error": "\(error)"])
-                    lastError = error
+                    d.lastError = error
                     continue
                 }
                 finish(index, failure: nil)  // the engine answered: it is alive (the request was bad)
                 throw error
             }
-            attempts += 1
+            d.attempts += 1
             switch response {
             case .complete:
                 finish(index, failure: nil)
             case .abandoned:
                 finish(index, failure: nil, neutral: true)
-            case .stream(let events):
-                // "First byte" is the first token: a stream that breaks before it reached
-                // nobody, so it is retried elsewhere (the relay already released the slot).
-                if let e = await Self.firstEvent(events, backend: engine.name) {
-                    if Task.isCancelled { throw e }
-                    logger.warning("stream broke before its first token, trying another", metadata: ["backend": "\(engine.name)", "error": "\(e)"])
-                    lastError = e
-                    continue
-                }
-                markAlive(index)
+            case .stream:
+                // "First byte" is the first token: the caller waits for it and reports.
+                d.streaming = (index, engine.name)
             }
             return (engine, response)
         }
-        throw lastError ?? .rejected(backend: "-", error: .unavailable("No engine could take the request for '\(model)'.", retryAfter: 1))
+        throw d.lastError ?? .rejected(backend: "-", error: .unavailable("No engine could take the request for '\(model)'.", retryAfter: 1))
     }
 
     /// Waits for a stream's first event; returns the error when it broke before it.
-    static func firstEvent(_ events: EngineStream, backend: String) async -> EngineError? {
+    public static func firstEvent(_ events: EngineStream, backend: String) async -> EngineError? {
         do {
             try await events.prime()
             return nil
@@ -280,5 +300,66 @@ public final class Fleet: Sendable {
     /// The engine sent a response head: it is alive (the slot stays taken until the stream ends).
     func markAlive(_ i: Int) {
         state.withLock { $0.backends[i].breaker.success() }
+    }
+}
+
+/// The state of one request's trip through the fleet: the backends tried, the attempts that may
+/// have reached an engine, the last error, its place in the wait queue. ``Fleet/send`` keeps it
+/// for its own loop; ``Fleet/dispatch`` hands it to the caller, which waits for a stream's first
+/// event and comes back here to fail over (issue 16: the wait runs outside the task that did the
+/// request's set-up). Used by one task at a time.
+public final class FleetDispatch: @unchecked Sendable {
+    let fleet: Fleet
+    let model: String
+    let endpoint: Endpoint
+    let body: JSONValue
+    let stream: Bool
+    let priority: Int
+    let file: Multipart.Part?
+    let hashes: [UInt64]
+    let enqueuedAt: Int64
+    let deadline: Int64
+    var tried = Set<Int>()
+    var attempts = 0  // tries that may have reached an engine
+    var lastError: EngineError?
+    var seq: UInt64?
+    var queuedSince: ContinuousClock.Instant?
+    /// The backend (index, name) whose stream waits for its first event.
+    var streaming: (Int, String)?
+
+    init(fleet: Fleet, model: String, endpoint: Endpoint, body: JSONValue, stream: Bool, priority: Int, file: Multipart.Part?) {
+        self.fleet = fleet
+        self.model = model
+        self.endpoint = endpoint
+        self.body = body
+        self.stream = stream
+        self.priority = priority  // a rank: the wait queue serves the lowest first
+        self.file = file
+        let routingKey = endpoint.spec.routingKey(body)
+        hashes = routingKey.isEmpty ? [] : PrefixIndex(blockChars: fleet.options.prefixBlockChars).blockHashes(routingKey)
+        enqueuedAt = fleet.clock.now()
+        deadline = enqueuedAt + Int64(fleet.options.queueDeadlineMs)
+    }
+
+    /// The next backend's answer (failover included); throws when none is left.
+    public func next() async throws(EngineError) -> (Engine, UpstreamResponse) {
+        streaming = nil
+        return try await fleet.attempt(self)
+    }
+
+    /// The stream's first event came: its engine is alive.
+    public func firstEventCame() {
+        if case let (index, _)? = streaming { fleet.markAlive(index) }
+        streaming = nil
+    }
+
+    /// The stream broke before its first token, so it reached nobody (the relay already released
+    /// the slot): rethrows when the caller was cancelled, else notes the error for ``next()``.
+    public func firstEventFailed(_ e: EngineError) throws(EngineError) {
+        let backend = streaming?.1 ?? "-"
+        streaming = nil
+        if Task.isCancelled { throw e }
+        fleet.logger.warning("stream broke before its first token, trying another", metadata: ["backend": "\(backend)", "error": "\(e)"])
+        lastError = e
     }
 }

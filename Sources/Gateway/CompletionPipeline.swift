@@ -80,10 +80,12 @@ struct CompletionPipeline: Sendable {
 
             // 5–6. Route and forward.
             let engine: Engine, upstream: UpstreamResponse
+            // A stream's dispatch: its first token is waited for after this task ended (``PendingStream``).
+            var dispatch: FleetDispatch?
             engineStart = ContinuousClock.now
             do {
                 if inference.stream {
-                    (engine, upstream) = try await forward(inference, entry: entry, tier: principal.tier, file: file)
+                    (engine, upstream, dispatch) = try await forwardStream(inference, entry: entry, tier: principal.tier, file: file)
                 } else {
                     // A client that goes away stops the engine's work for it (a stream notices
                     // through its writes; a non-streamed answer through the connection guard).
@@ -160,10 +162,19 @@ struct CompletionPipeline: Sendable {
                 }
                 let relay = StreamResponder(requestID: context.requestID, model: entry.id, endpoint: endpoint, backend: backend,
                                             includeUsage: inference.includeUsage, started: started,
-                                            engineStart: engineStart ?? started, record: record,
+                                            engineStart: engineStart ?? started,
                                             recorder: recorder, settler: settler, durable: platform.config.durableLedger,
                                             extraHeaders: headers, storeAnswer: storeAnswer)
-                return relay.response(events)
+                guard let dispatch else { return relay.response(events, record: record) }
+                var unassigned = record
+                unassigned.backend = nil
+                let pending = PendingStream(engine: engine, events: events, dispatch: dispatch, relay: relay, record: unassigned,
+                                            platform: platform, principal: principal, admission: admission, keyHeaders: keyHeaders,
+                                            executor: LoopExecutor.of(context.channel.eventLoop))
+                // Under ``ChildTaskResponder`` the wait for the first token runs after this task ended.
+                guard let slot = context.pendingSlot else { return await pending.resolve() }
+                slot.stream = pending
+                return Response(status: .ok)
             }
         } catch {
             let apiError: APIError
@@ -277,6 +288,19 @@ struct CompletionPipeline: Sendable {
         }
         return try await platform.fleet.send(model: entry.id, endpoint: inference.endpoint, body: inference.body, stream: inference.stream,
                                              priority: priority, file: file)
+    }
+
+    /// A stream's route and forward: returned once the engine answered its head, with the dispatch
+    /// to report its first event to (and to fail over through); reranking goes through ``forward``.
+    func forwardStream(_ inference: InferenceRequest, entry: CatalogEntry, tier: String,
+                       file: Multipart.Part?) async throws(EngineError) -> (Engine, UpstreamResponse, FleetDispatch?) {
+        if inference.endpoint.spec.billedUnit == .rerankedTokens {
+            let (engine, upstream) = try await forward(inference, entry: entry, tier: tier, file: file)
+            return (engine, upstream, nil)
+        }
+        let priority = platform.config.tiers[tier]?.priority ?? 0
+        return try await platform.fleet.dispatch(model: entry.id, endpoint: inference.endpoint, body: inference.body, stream: true,
+                                                 priority: priority, file: file)
     }
 
     /// The duration of an uploaded audio file (400 naming the problem when its header cannot be read).

@@ -126,6 +126,49 @@ func chatBody(stream: Bool = false, maxTokens: Int = 8, extra: [(String, JSONVal
         }
     }
 
+    /// A stream that breaks before its first token reached nobody: `send` (which waits for that
+    /// token) and `dispatch` (whose caller waits, then resumes the dispatch) both go on to the other
+    /// backend; with no other backend, the break is the error.
+    @Test func aStreamBrokenBeforeItsFirstTokenFailsOver() async throws {
+        let h = try await SimHarness.start(SimConfig(ttftMs: 1, itlMs: 0))
+        defer { h.task.cancel() }
+        // An engine that answers a stream's head, then closes without an event.
+        let broken = try await ScriptedEngine.start { ("HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\r\n", .close) }
+        defer { Task { await broken.stop() } }
+        let brokenBackend = BackendConfig(name: "broken", kind: .openai, url: "http://127.0.0.1:\(broken.port)", models: ["chat-model": "m"],
+                                          timeouts: Timeouts(connectMs: 1000, firstByteMs: 5000, idleMs: 5000))
+        var failovers = 0
+        for seed in UInt64(1)...6 {
+            // Either order: a backend is picked at random among equals (seeded).
+            let fleet = Fleet(configs: [brokenBackend, h.backend()], http: http, logger: Logger(label: "t"), options: FleetOptions(seed: seed))
+            let (engine, response) = try await fleet.send(model: "chat-model", endpoint: .chat, body: chatBody(stream: true), stream: true)
+            #expect(engine.name == "sim-1")
+            guard case .stream(let events) = response else { Issue.record("not a stream"); return }
+            var chunks = 0
+            for try await _ in events { chunks += 1 }
+            #expect(chunks > 0)
+
+            let (first, upstream, dispatch) = try await fleet.dispatch(model: "chat-model", endpoint: .chat, body: chatBody(stream: true), stream: true)
+            var current = (first, upstream)
+            while case .stream(let events) = current.1, let e = await Fleet.firstEvent(events, backend: current.0.name) {
+                #expect(current.0.name == "broken")
+                failovers += 1
+                try dispatch.firstEventFailed(e)
+                current = try await dispatch.next()
+            }
+            dispatch.firstEventCame()
+            #expect(current.0.name == "sim-1")
+        }
+        #expect(failovers > 0)
+        let onlyBroken = Fleet(configs: [brokenBackend], http: http, logger: Logger(label: "t"))
+        do {
+            _ = try await onlyBroken.send(model: "chat-model", endpoint: .chat, body: chatBody(stream: true), stream: true)
+            Issue.record("should fail")
+        } catch {
+            #expect(error.apiError.status >= 500)
+        }
+    }
+
     @Test func hangUpCancelsTheEngine() async throws {
         let h = try await SimHarness.start(SimConfig(ttftMs: 1, itlMs: 20, defaultTokens: 5000))
         defer { h.task.cancel() }

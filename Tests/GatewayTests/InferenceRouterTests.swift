@@ -192,6 +192,67 @@ import Testing
         }
     }
 
+    final class CallCount: Sendable { let n = Atomic<Int>(0) }
+
+    /// An engine that answers a stream's head and then fails its body before any event (a stream
+    /// that breaks before its first token). Runs until `body` returns.
+    static func withBrokenEngine(_ body: (Int, CallCount) async throws -> Void) async throws {
+        let router = Hummingbird.Router()
+        let calls = CallCount()
+        router.post("/v1/chat/completions") { _, _ -> Response in
+            calls.n.add(1, ordering: .relaxed)
+            return Response(status: .ok, headers: [.contentType: "text/event-stream"], body: ResponseBody { _ in throw CancellationError() })
+        }
+        let (ports, cont) = AsyncStream.makeStream(of: Int.self)
+        let app = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
+                              onServerRunning: { cont.yield($0.localAddress?.port ?? 0) })
+        let server = Task { try await app.runService() }
+        defer { server.cancel() }
+        var it = ports.makeAsyncIterator()
+        let port = try #require(await it.next())
+        try await body(port, calls)
+    }
+
+    /// The wait for a stream's first token runs after the request's task ended (``PendingStream``):
+    /// a backend whose stream breaks before it is failed over from, whichever backend is tried
+    /// first; with no other backend the client gets the pipeline's 502 with its request id, and the
+    /// ledger row says why.
+    @Test func aStreamBrokenBeforeItsFirstTokenFailsOverOrAnswersTheError() async throws {
+        try await Self.withBrokenEngine { brokenPort, calls in
+            let broken = BackendConfig(name: "broken", kind: .openai, url: "http://127.0.0.1:\(brokenPort)", models: ["smollm2:135m": "m"],
+                                       timeouts: Timeouts(connectMs: 1000, firstByteMs: 5000, idleMs: 5000))
+            try await withGateway(configure: { config in
+                config.backends.insert(broken, at: 0)
+                config.fleet = FleetOptions(maxAttempts: 2, seed: 7)
+            }) { client, h in
+                for _ in 0..<4 {
+                    try await client.execute(uri: "/v1/chat/completions", method: .post, headers: h.auth,
+                                             body: h.body(Self.chat(stream: true))) { r in
+                        #expect(r.status == .ok)
+                        #expect(r.headers[HTTPField.Name("x-llmaas-backend")!] == "sim/sim0")
+                        #expect(r.headers[HTTPField.Name("x-request-id")!] != nil)
+                        let text = String(buffer: r.body)
+                        #expect(text.contains("chat.completion.chunk") && text.contains("data: [DONE]"))
+                        let id = try #require(r.headers[HTTPField.Name("x-request-id")!])
+                        let row = try #require(try await h.row(id))
+                        #expect(row.status == 200 && row.backend == "sim0")
+                    }
+                }
+            }
+            #expect(calls.n.load(ordering: .relaxed) > 0)  // the broken backend was tried first at least once
+            try await withGateway(configure: { config in config.backends = [broken] }) { client, h in
+                try await client.execute(uri: "/v1/chat/completions", method: .post, headers: h.auth,
+                                         body: h.body(Self.chat(stream: true))) { r in
+                    #expect(r.status == .badGateway, "\(String(buffer: r.body))")
+                    let id = try #require(r.headers[HTTPField.Name("x-request-id")!])
+                    #expect(try Self.error(r)["code"]?.stringValue == "upstream_stream_error")
+                    let row = try #require(try await h.row(id))
+                    #expect(row.status == 502 && row.errorCode == "upstream_stream_error")
+                }
+            }
+        }
+    }
+
     @Test func aClientThatHangsUpStopsTheEngine() async throws {
         try await withGateway(live: true) { client, h in
             let port = try #require(client.port)
