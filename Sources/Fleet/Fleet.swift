@@ -252,7 +252,7 @@ public final class Fleet: Sendable {
                 finish(index, failure: nil, neutral: true)
             case .stream:
                 // "First byte" is the first token: the caller waits for it and reports.
-                d.streaming = (index, engine.name)
+                d.streaming = index
             }
             return (engine, response)
         }
@@ -324,8 +324,8 @@ public final class FleetDispatch: @unchecked Sendable {
     var lastError: EngineError?
     var seq: UInt64?
     var queuedSince: ContinuousClock.Instant?
-    /// The backend (index, name) whose stream waits for its first event.
-    var streaming: (Int, String)?
+    /// The backend whose stream waits for its first event.
+    var streaming: Int?
 
     init(fleet: Fleet, model: String, endpoint: Endpoint, body: JSONValue, stream: Bool, priority: Int, file: Multipart.Part?) {
         self.fleet = fleet
@@ -349,14 +349,14 @@ public final class FleetDispatch: @unchecked Sendable {
 
     /// The stream's first event came: its engine is alive.
     public func firstEventCame() {
-        if case let (index, _)? = streaming { fleet.markAlive(index) }
+        if let streaming { fleet.markAlive(streaming) }
         streaming = nil
     }
 
     /// The stream broke before its first token, so it reached nobody (the relay already released
     /// the slot): rethrows when the caller was cancelled, else notes the error for ``next()``.
     public func firstEventFailed(_ e: EngineError) throws(EngineError) {
-        let backend = streaming?.1 ?? "-"
+        let backend = streaming.map { fleet.engines[$0].name } ?? "-"
         streaming = nil
         if Task.isCancelled { throw e }
         fleet.logger.warning("stream broke before its first token, trying another", metadata: ["backend": "\(backend)", "error": "\(e)"])

@@ -169,7 +169,7 @@ struct CompletionPipeline: Sendable {
                 var unassigned = record
                 unassigned.backend = nil
                 let pending = PendingStream(engine: engine, events: events, dispatch: dispatch, relay: relay, record: unassigned,
-                                            platform: platform, principal: principal, admission: admission, keyHeaders: keyHeaders,
+                                            admission: admission, keyHeaders: keyHeaders,
                                             executor: LoopExecutor.of(context.channel.eventLoop))
                 // Under ``ChildTaskResponder`` the wait for the first token runs after this task ended.
                 guard let slot = context.pendingSlot else { return await pending.resolve() }
@@ -187,17 +187,7 @@ struct CompletionPipeline: Sendable {
             } else {
                 throw error
             }
-            record.status = apiError.status
-            record.errorCode = apiError.code
-            record.latencyMs = Self.ms(since: started)
-            if record.model.isEmpty { record.model = "-" }
-            await recorder.finish(record, durable: false, engine: engineStart.map { ContinuousClock.now - $0 })
-            var withHeaders = apiError
-            withHeaders.headers += keyHeaders.map { ($0.name.rawName, $0.value) }
-            if !withHeaders.headers.contains(where: { $0.0.hasPrefix("X-RateLimit") }) {
-                withHeaders.headers += platform.billing.rateHeaders(principal)
-            }
-            throw withHeaders
+            throw await recorder.failed(apiError, record: record, keyHeaders: keyHeaders, engine: engineStart.map { ContinuousClock.now - $0 })
         }
     }
 
@@ -387,6 +377,23 @@ struct RequestRecorder: Sendable {
     func audit(action: String, outcome: String, model: String?, status: Int?) {
         platform.audit.record(AuditEvent(time: platform.now(), actor: "key:\(principal.keyID)", tenantID: principal.tenantID, action: action,
                                          outcome: outcome, requestID: requestID, clientIP: clientIP, userAgent: userAgent, model: model, status: status))
+    }
+
+    /// A request that ends in `apiError` before any answer: its ledger row (not durable) with the
+    /// failure, and the error to answer, with the key's and the rate-limit headers.
+    func failed(_ apiError: APIError, record: RequestRecord, keyHeaders: HTTPFields, engine: Duration?) async -> APIError {
+        var record = record
+        record.status = apiError.status
+        record.errorCode = apiError.code
+        record.latencyMs = CompletionPipeline.ms(since: started)
+        if record.model.isEmpty { record.model = "-" }
+        await finish(record, durable: false, engine: engine)
+        var withHeaders = apiError
+        withHeaders.headers += keyHeaders.map { ($0.name.rawName, $0.value) }
+        if !withHeaders.headers.contains(where: { $0.0.hasPrefix("X-RateLimit") }) {
+            withHeaders.headers += platform.billing.rateHeaders(principal)
+        }
+        return withHeaders
     }
 
     /// Queues the ledger row (or, `durable`, waits for its group commit) and the audit entry.

@@ -27,22 +27,18 @@ final class PendingStream: @unchecked Sendable {
     var relay: StreamResponder
     /// The ledger row as it was before a backend was chosen.
     let record: RequestRecord
-    let platform: Platform
-    let principal: Principal
     let admission: Billing.Admission
     let keyHeaders: HTTPFields
     /// The connection's event loop (a failover's task runs there, as the pipeline did).
     let executor: LoopExecutor
 
     init(engine: Engine, events: EngineStream, dispatch: FleetDispatch, relay: StreamResponder, record: RequestRecord,
-         platform: Platform, principal: Principal, admission: Billing.Admission, keyHeaders: HTTPFields, executor: LoopExecutor) {
+         admission: Billing.Admission, keyHeaders: HTTPFields, executor: LoopExecutor) {
         self.engine = engine
         self.events = events
         self.dispatch = dispatch
         self.relay = relay
         self.record = record
-        self.platform = platform
-        self.principal = principal
         self.admission = admission
         self.keyHeaders = keyHeaders
         self.executor = executor
@@ -96,19 +92,11 @@ final class PendingStream: @unchecked Sendable {
     /// row (not durable) with the failure, the error with the key's and the rate-limit headers.
     @inline(never)
     func failed(_ error: EngineError) async -> Response {
-        platform.billing.release(admission)
+        relay.recorder.platform.billing.release(admission)
         var record = record
         let apiError = CompletionPipeline.failure(error, record: &record) ?? .server()
-        record.status = apiError.status
-        record.errorCode = apiError.code
-        record.latencyMs = CompletionPipeline.ms(since: relay.started)
-        if record.model.isEmpty { record.model = "-" }
-        await relay.recorder.finish(record, durable: false, engine: ContinuousClock.now - relay.engineStart)
-        var withHeaders = apiError
-        withHeaders.headers += keyHeaders.map { ($0.name.rawName, $0.value) }
-        if !withHeaders.headers.contains(where: { $0.0.hasPrefix("X-RateLimit") }) {
-            withHeaders.headers += platform.billing.rateHeaders(principal)
-        }
+        let withHeaders = await relay.recorder.failed(apiError, record: record, keyHeaders: keyHeaders,
+                                                      engine: ContinuousClock.now - relay.engineStart)
         var response = errorResponse(withHeaders)
         response.headers[.xRequestID] = relay.requestID
         return response
