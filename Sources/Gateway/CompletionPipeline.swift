@@ -17,11 +17,11 @@ struct CompletionPipeline: Sendable {
     let platform: Platform
 
     func handle(_ endpoint: Endpoint, _ request: Request, _ context: GatewayContext) async throws -> Response {
-        // The pipeline runs in the request's child task (``ChildTaskResponder``, on the
+        // The pipeline runs in the request's own task (``HTTPConnectionHandler``, on the
         // connection's event loop): its deep async frames (auth, parse, shield, admission, the
-        // engine call) are freed with that task when the response is returned. Run in the
-        // connection's own task, they stayed allocated (a task's allocator keeps its high-water
-        // mark) for as long as the connection lived, i.e. for a whole stream (issue 16).
+        // engine call) are freed with that task, which ends when a stream is handed to a task of
+        // its own. (A task's allocator keeps its high-water mark until the task ends: in a task
+        // that also relayed the stream they stayed allocated for the stream's whole life; issue 16.)
         try await run(endpoint, request, context)
     }
 
@@ -171,7 +171,7 @@ struct CompletionPipeline: Sendable {
                 let pending = PendingStream(engine: engine, events: events, dispatch: dispatch, relay: relay, record: unassigned,
                                             admission: admission, keyHeaders: keyHeaders,
                                             executor: LoopExecutor.of(context.channel.eventLoop))
-                // Under ``ChildTaskResponder`` the wait for the first token runs after this task ended.
+                // Under ``HTTPConnectionHandler`` the wait for the first token runs after this task ended.
                 guard let slot = context.pendingSlot else { return await pending.resolve() }
                 slot.stream = pending
                 return Response(status: .ok)

@@ -13,8 +13,8 @@ public struct GatewayContext: RequestContext {
     public var principal: Principal?
     /// Body limit, set by the application from the configuration.
     public var maxBodyBytes: Int = 20 << 20
-    /// Set by ``ChildTaskResponder``: a stream waiting for its first token is left here, and waited
-    /// for after the request's child task ended (``PendingStream``).
+    /// Set by ``HTTPConnectionHandler``: a stream waiting for its first token is left here, and
+    /// waited for in the stream's task, after the request's task ended (``PendingStream``).
     var pendingSlot: PendingSlot?
 
     public init(source: ApplicationRequestContextSource) {

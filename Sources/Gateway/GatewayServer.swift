@@ -50,13 +50,22 @@ public enum GatewayServer {
                                    onRunning: @escaping @Sendable (Int) -> Void = { _ in }) -> some ApplicationProtocol {
         let config = platform.config
         let counter = ConnectionCounter()  // one for the server: connections per client address
-        let http1: HTTPServerBuilder = .http1(configuration: .init(additionalChannelHandlers: [ConnectionGuard(limits: config.connections, counter: counter,
-                                                                                                             hangUps: platform.hangUps)]))
+        let responder = buildRouter(platform).buildResponder()
+        let serverName = "llmaas"
+        // The connections are served by our own handler (HTTPConnection.swift), not Hummingbird's
+        // HTTP1Channel; Hummingbird's responder closure (its Application's) is not used by it.
+        let inFlight = AnswersInFlight()
+        let http1 = HTTPServerBuilder { _ in
+            GatewayHTTP1Channel(responder: responder, serverName: serverName, inFlight: inFlight, additionalHandlers: {
+                [ConnectionGuard(limits: config.connections, counter: counter, hangUps: platform.hangUps)]
+            })
+        }
         return Application(
-            responder: ChildTaskResponder(inner: buildRouter(platform).buildResponder()),
+            responder: responder,
             server: platform.tlsCertificates.map { $0.serverBuilder(http1) } ?? http1,
-            configuration: .init(address: .hostname(config.host, port: config.port), serverName: "llmaas"),
-            services: services + [platform.requestLog, platform.audit, platform.requestStore.writer],
+            configuration: .init(address: .hostname(config.host, port: config.port), serverName: serverName),
+            // Shut down in reverse order: the server, then the answers still running, then the writers.
+            services: services + [platform.requestLog, platform.audit, platform.requestStore.writer, inFlight],
             onServerRunning: { channel in onRunning(channel.localAddress?.port ?? config.port) },
             logger: platform.logger
         )

@@ -22,7 +22,8 @@ struct StreamResponder: Sendable {
     let recorder: RequestRecorder
     let settler: Settler
     let durable: Bool
-    let extraHeaders: HTTPFields
+    /// Headers of the response's head only (the relay's copy drops them).
+    var extraHeaders: HTTPFields
     /// Request store (tenants that opted in): takes the assembled answer text once the stream ends.
     var storeAnswer: (@Sendable (String) -> Void)? = nil
 
@@ -65,6 +66,8 @@ final class StreamRelayState: @unchecked Sendable {
     let idJSON: [UInt8], modelJSON: [UInt8], backendTail: [UInt8]
 
     init(_ responder: StreamResponder, record: RequestRecord) {
+        var responder = responder
+        responder.extraHeaders = [:]  // in the head already; not kept for the stream's life
         self.responder = responder
         self.record = record
         self.record.status = 200

@@ -1,0 +1,569 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdCore
+import Logging
+import NIOCore
+import ServiceLifecycle
+import NIOHTTP1
+import NIOHTTPTypes
+import NIOHTTPTypesHTTP1
+import Synchronization
+
+/// The listener's HTTP/1.1 connections, served by one channel handler of our own instead of
+/// Hummingbird's `HTTP1Channel` (issue 16).
+///
+/// Hummingbird's channel wraps each connection in a `NIOAsyncChannel` (an inbound async sequence
+/// and an outbound async writer, each with its state machine and buffers), a
+/// `HTTPConnectionStateHandler`, and a task per connection that loops over its requests: that
+/// task's frames (`handleHTTP`, `withLogger`, the cancellation handler, the application's
+/// closure) stay allocated for as long as the connection is open — for a stream, its whole life —
+/// and every part read and written crosses the async sequence or writer. Here the codec's parts
+/// go straight to ``HTTPConnectionHandler``, which answers each request in a task of its own that
+/// ends with the answer, and writes the answer's parts to the channel on its event loop.
+///
+/// The pipeline is NIO's HTTP/1 decoder and encoder, the HTTP types codec and the
+/// ``ConnectionGuard`` (time limits, connections per address, hang-ups, lingering close), as
+/// before; TLS, when configured, is added in front by HummingbirdTLS as for Hummingbird's channel.
+struct GatewayHTTP1Channel<Responder: HTTPResponder>: ServerChildChannel where Responder.Context == GatewayContext {
+    struct Value: ServerChildChannelValue {
+        let channel: any Channel
+    }
+
+    let responder: Responder
+    let serverName: String
+    /// Counts the answers being given; a graceful shutdown waits for them (``AnswersInFlight``).
+    let inFlight: AnswersInFlight
+    /// The handlers put between the HTTP types codec and the connection's handler (the guard).
+    let additionalHandlers: @Sendable () -> [any ChannelHandler]
+
+    func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
+        channel.eventLoop.makeCompletedFuture {
+            var limits = NIOHTTPDecoderLimitConfiguration()
+            // Hummingbird's defaults.
+            limits.maxHeaderFieldSize = 80 * 1024
+            limits.maxHeaderListSize = 80 * 1024
+            limits.maxHeaderFieldCount = 1000
+            let pipeline = channel.pipeline.syncOperations
+            try pipeline.configureHTTPServerPipeline(withPipeliningAssistance: false, withErrorHandling: false,
+                                                     withOutboundHeaderValidation: false, withEncoderConfiguration: .init(),
+                                                     withDecoderLimitConfiguration: limits)
+            try pipeline.addHandler(HTTP1ToHTTPServerCodec(secure: false))
+            try pipeline.addHandlers(additionalHandlers())
+            try pipeline.addHandler(HTTPConnectionHandler(responder: responder, serverName: serverName, logger: logger, inFlight: inFlight))
+            return Value(channel: channel)
+        }
+    }
+
+    /// Returns at once: the connection lives in its handler, not in a task (a task per connection
+    /// kept ≈ 1.3 KB for as long as the connection was open; issue 16). A graceful shutdown
+    /// closes idle connections, lets busy ones finish their answer (the handler closes them
+    /// then), and waits for the answers still running through ``AnswersInFlight``.
+    func handle(value: Value, logger: Logger) async {}
+}
+
+/// The answers being given on the listener's connections. A graceful shutdown waits for them
+/// after the HTTP server has stopped (its connections closed) and before the request log, the
+/// audit log and the request store flush: an answer whose client hung up may still be recording
+/// its ledger row after its connection closed.
+final class AnswersInFlight: Service, Sendable {
+    private let state = Mutex<(count: Int, waiter: CheckedContinuation<Void, Never>?)>((0, nil))
+
+    func begin() { state.withLock { $0.count += 1 } }
+
+    func end() {
+        let waiter = state.withLock { s -> CheckedContinuation<Void, Never>? in
+            s.count -= 1
+            guard s.count == 0 else { return nil }
+            defer { s.waiter = nil }
+            return s.waiter
+        }
+        waiter?.resume()
+    }
+
+    var count: Int { state.withLock { $0.count } }
+
+    func run() async throws {
+        try? await gracefulShutdown()
+        await drained()
+    }
+
+    /// Returns once no answer is running (at once when none is).
+    func drained() async {
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            let idle = state.withLock { s -> Bool in
+                if s.count == 0 { return true }
+                s.waiter = c
+                return false
+            }
+            if idle { c.resume() }
+        }
+    }
+}
+
+/// One per connection, last in its pipeline: collects each request (head and body), answers it
+/// in a task on the connection's event loop, and writes the answer.
+///
+/// A body that came whole with its head (the usual JSON request) is handed over as one buffer;
+/// one still arriving when a read ends is streamed to the route with backpressure (reads stop
+/// while the route has not taken what came). Requests pipelined behind one being answered wait
+/// here, and reading stops until that answer ends. An answer given before its request's body has
+/// all arrived (401, 413 …) is followed by reading and dropping the rest of that body, so that the
+/// next request on the connection starts where it should. All state is touched on the event loop
+/// only (hence `@unchecked Sendable`: the answering task reaches it through `onLoop`).
+final class HTTPConnectionHandler<Responder: HTTPResponder>: ChannelDuplexHandler, @unchecked Sendable
+where Responder.Context == GatewayContext {
+    typealias InboundIn = HTTPRequestPart
+    typealias OutboundIn = HTTPResponsePart
+    typealias OutboundOut = HTTPResponsePart
+
+    typealias BodyProducer = NIOThrowingAsyncSequenceProducer<
+        ByteBuffer, any Error, NIOAsyncSequenceProducerBackPressureStrategies.HighLowWatermark, BodyDemand>
+
+    /// Where the current request's body goes.
+    private enum Body {
+        /// Kept until the request's end (or the end of the read that brought its head).
+        case buffering(ByteBuffer?)
+        /// Handed to the route as it comes.
+        case streaming(BodyProducer.Source)
+        /// The answer has ended before the body did: the rest is read and dropped.
+        case dropping
+        /// The request's end has come.
+        case complete
+    }
+
+    let responder: Responder
+    let serverName: String
+    let logger: Logger
+    let inFlight: AnswersInFlight
+
+    private var context: ChannelHandlerContext?
+    /// A request is being read or answered.
+    private var inRequest = false
+    /// The current request's head until it is handed to its answer (not kept for an answer's life).
+    private var head: HTTPRequest?
+    private var body = Body.complete
+    private var requestEnded = false
+    private var dispatched = false
+    /// A task is answering the current request.
+    private var answering = false
+    /// Parts that came after the current request's end while it is being answered (pipelining).
+    private var waiting: [HTTPRequestPart] = []
+    /// The route has not taken the body's parts yet: reads wait.
+    private var bodyPaused = false
+    /// A `read` held back (pipelined parts waiting, or the body paused).
+    private var readHeld = false
+    /// Close once the current answer has ended (`Connection: close`, shutdown, the client's FIN).
+    private var closeAfterAnswer = false
+    private var inputClosed = false
+    private var closing = false
+    private var inactive = false
+    /// Succeeded when the channel becomes writable again (see ``whenWritable(_:)``).
+    private var writable: EventLoopPromise<Void>?
+
+    init(responder: Responder, serverName: String, logger: Logger, inFlight: AnswersInFlight) {
+        self.responder = responder
+        self.serverName = serverName
+        self.logger = logger
+        self.inFlight = inFlight
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+    }
+
+    // MARK: reading
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let part = unwrapInboundIn(data)
+        if closing { return }
+        if !waiting.isEmpty || (inRequest && requestEnded) {
+            waiting.append(part)
+            return
+        }
+        take(part, context)
+    }
+
+    private func take(_ part: HTTPRequestPart, _ context: ChannelHandlerContext) {
+        switch part {
+        case .head(let h):
+            guard !inRequest else { return protocolError(context) }
+            inRequest = true
+            head = h
+            body = .buffering(nil)
+            requestEnded = false
+            dispatched = false
+            if let connection = h.headerFields[.connection], connection.lowercased().contains("close") { closeAfterAnswer = true }
+        case .body(var buffer):
+            switch body {
+            case .buffering(var kept):
+                if kept == nil { kept = buffer } else { kept!.writeBuffer(&buffer) }
+                body = .buffering(kept)
+                // A body larger than a read or two goes to the route as it comes, not held here.
+                if kept!.readableBytes > 256 << 10 { startStreaming(context) }
+            case .streaming(let source):
+                if case .stopProducing = source.yield(buffer) { bodyPaused = true }
+            case .dropping:
+                break
+            case .complete:
+                return protocolError(context)
+            }
+        case .end:
+            guard inRequest else { return protocolError(context) }
+            requestEnded = true
+            switch body {
+            case .buffering(let kept):
+                body = .complete
+                if let h = head { dispatch(Request(head: h, body: RequestBody(buffer: kept ?? ByteBuffer())), context) }
+            case .streaming(let source):
+                source.finish()
+                body = .complete
+            case .dropping:
+                body = .complete
+                nextRequest(context)
+            case .complete:
+                return protocolError(context)
+            }
+        }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        // A request whose body is still arriving is answered now, its body streamed.
+        if inRequest, !dispatched, case .buffering = body { startStreaming(context) }
+    }
+
+    private func startStreaming(_ context: ChannelHandlerContext) {
+        guard let h = head, case .buffering(let kept) = body else { return }
+        let producer = BodyProducer.makeSequence(backPressureStrategy: .init(lowWatermark: 2, highWatermark: 8), finishOnDeinit: false,
+                                                 delegate: BodyDemand(handler: self, loop: context.eventLoop))
+        body = .streaming(producer.source)
+        if let kept, case .stopProducing = producer.source.yield(kept) { bodyPaused = true }
+        if !dispatched { dispatch(Request(head: h, body: RequestBody(asyncSequence: producer.sequence)), context) }
+    }
+
+    /// The route took the body's parts: reading goes on.
+    fileprivate func bodyDemanded() {
+        bodyPaused = false
+        releaseRead()
+    }
+
+    func read(context: ChannelHandlerContext) {
+        if bodyPaused || !waiting.isEmpty {
+            readHeld = true
+        } else {
+            context.read()
+        }
+    }
+
+    private func releaseRead() {
+        guard readHeld, !bodyPaused, waiting.isEmpty, let context else { return }
+        readHeld = false
+        context.read()
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let e = event as? ChannelEvent, e == .inputClosed {
+            inputClosed = true
+            if case .streaming(let source) = body { source.finish(HTTPConnectionError.clientClosedDuringBody) }
+            if !inRequest && !answering { close(context) } else { closeAfterAnswer = true }
+            return
+        }
+        if event is ChannelShouldQuiesceEvent {
+            // Graceful shutdown: an idle connection closes now, a busy one after its answer.
+            if !inRequest && !answering { close(context) } else { closeAfterAnswer = true }
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if case .streaming(let source) = body { source.finish(error) }
+        guard error is HTTPParserError else {
+            close(context)
+            return
+        }
+        // A request that cannot be parsed: 400 and close, as Hummingbird answered it.
+        if answering {
+            closeAfterAnswer = true
+            return
+        }
+        closing = true
+        context.write(wrapOutboundOut(.head(HTTPResponse(status: .badRequest, headerFields: [.connection: "close", .contentLength: "0"]))),
+                      promise: nil)
+        context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in context.close(promise: nil) }
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable, let w = writable {
+            writable = nil
+            w.succeed()
+        }
+        context.fireChannelWritabilityChanged()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        inactive = true
+        if case .streaming(let source) = body { source.finish(HTTPConnectionError.clientClosedDuringBody) }
+        if let w = writable {
+            writable = nil
+            w.fail(ChannelError.ioOnClosedChannel)
+        }
+        context.fireChannelInactive()
+    }
+
+    private func protocolError(_ context: ChannelHandlerContext) {
+        logger.debug("HTTP parts out of order, closing the connection")
+        close(context)
+    }
+
+    private func close(_ context: ChannelHandlerContext) {
+        closing = true
+        context.close(promise: nil)
+    }
+
+    // MARK: answering
+
+    private func dispatch(_ request: Request, _ context: ChannelHandlerContext) {
+        dispatched = true
+        head = nil
+        answering = true
+        inFlight.begin()
+        let channel = context.channel
+        Task(executorPreference: LoopExecutor.of(context.eventLoop)) {
+            await self.answer(request, channel: channel)
+        }
+    }
+
+    /// Answers `request`: the route runs in this task, which ends with a whole answer — or, for a
+    /// stream, hands it to a task of its own (``relay(_:_:)``) and ends, so that the slabs its
+    /// frames took (authentication, shield, admission, the engine call) are freed for the
+    /// stream's life: a Swift task keeps every slab it used until it ends (issue 16).
+    private func answer(_ request: Request, channel: any Channel) async {
+        var context = GatewayContext(source: .init(channel: channel, logger: logger))
+        let slot = PendingSlot()
+        context.pendingSlot = slot
+        var response: Response
+        do {
+            response = try await responder.respond(to: request, context: context)
+        } catch {
+            logger.debug("Unrecognised error", metadata: ["error.type": "\(String(reflecting: type(of: error)))"])
+            response = Response(status: .internalServerError, body: .init())
+        }
+        let loop = channel.eventLoop
+        if let pending = slot.stream {
+            // A stream still waiting for its first token: waited for in the stream's task.
+            slot.stream = nil
+            return relay(Handoff(pending: pending), loop)
+        }
+        if response.body.contentLength == nil { return relay(Handoff(response: response), loop) }
+        await write(response, loop: loop)
+        await answered(loop)
+    }
+
+    /// Writes the answer `handoff` holds, in a task of its own on the connection's loop.
+    private func relay(_ handoff: Handoff, _ loop: any EventLoop) {
+        Task(executorPreference: LoopExecutor.of(loop)) {
+            await self.write(await handoff.take(), loop: loop)
+            await self.answered(loop)
+        }
+    }
+
+    /// Writes `response` (head, then body: flushed part by part when its length is not known).
+    private func write(_ response: consuming Response, loop: any EventLoop) async {
+        response.headers[.date] = HTTPDate.now()
+        response.headers[.server] = serverName
+        let streaming = response.body.contentLength == nil
+        let head = response.head
+        do {
+            if loop.inEventLoop { try write(.head(head), flush: false) } else { try await onLoop(loop) { h in try h.write(.head(head), flush: false) } }
+            try await response.body.write(BodyWriter(handler: self, loop: loop, flushEachWrite: streaming))
+        } catch {
+            _ = try? await onLoop(loop) { h in h.closeAfterAnswer = true }
+        }
+    }
+
+    private func answered(_ loop: any EventLoop) async {
+        if loop.inEventLoop { answered() } else { _ = try? await onLoop(loop) { h in h.answered() } }
+    }
+
+    /// Runs `body` on the connection's loop (where the answering task normally already is).
+    fileprivate func onLoop<T>(_ loop: any EventLoop, _ body: @escaping (HTTPConnectionHandler) throws -> T) async throws -> T {
+        if loop.inEventLoop { return try body(self) }
+        return try await loop.submit { try body(self) }.get()
+    }
+
+
+    /// Writes one part of the answer; with `flush`, sends what is pending.
+    fileprivate func write(_ part: HTTPResponsePart, flush: Bool) throws {
+        guard let context, !inactive else { throw ChannelError.ioOnClosedChannel }
+        context.write(wrapOutboundOut(part), promise: nil)
+        if flush { context.flush() }
+    }
+
+    /// Succeeds when the channel takes more (the client reads slower than the answer comes).
+    fileprivate func whenWritable(_ loop: any EventLoop) -> EventLoopFuture<Void> {
+        guard let context, !inactive else { return loop.makeFailedFuture(ChannelError.ioOnClosedChannel) }
+        context.flush()
+        if context.channel.isWritable { return context.eventLoop.makeSucceededVoidFuture() }
+        let promise = context.eventLoop.makePromise(of: Void.self)
+        writable?.succeed()
+        writable = promise
+        return promise.futureResult
+    }
+
+    /// The answer has ended: the next request, or the connection's end.
+    private func answered() {
+        answering = false
+        inFlight.end()
+        guard let context, !inactive else { return }
+        if closeAfterAnswer {
+            closing = true
+            // As Hummingbird: close the output; the guard drains a body still arriving, and the
+            // client's FIN (or the guard's time limits) closes the rest.
+            if inputClosed { context.close(promise: nil) } else { context.close(mode: .output, promise: nil) }
+            return
+        }
+        if requestEnded {
+            nextRequest(context)
+        } else {
+            // Answered before the body ended: drop the rest of it, then read the next request.
+            if case .streaming(let source) = body { source.finish() }
+            body = .dropping
+            bodyPaused = false
+            releaseRead()
+        }
+    }
+
+    /// Forgets the answered request and takes the parts that waited behind it.
+    private func nextRequest(_ context: ChannelHandlerContext) {
+        inRequest = false
+        head = nil
+        body = .complete
+        requestEnded = false
+        dispatched = false
+        bodyPaused = false
+        while !waiting.isEmpty, !(inRequest && requestEnded), !closing {
+            take(waiting.removeFirst(), context)
+        }
+        if inRequest, !dispatched, case .buffering = body { startStreaming(context) }
+        releaseRead()
+    }
+}
+
+/// What a stream's task takes over from the request's task: the response, or the stream still
+/// waiting for its first token. Emptied when taken, so the task does not keep them (the pending
+/// stream's dispatch state, the response's head) for the stream's whole life.
+private final class Handoff: @unchecked Sendable {
+    private var response: Response?
+    private var pending: PendingStream?
+
+    init(response: Response) { self.response = response }
+    init(pending: PendingStream) { self.pending = pending }
+
+    @inline(never)
+    func take() async -> Response {
+        if let r = response {
+            response = nil
+            return r
+        }
+        let p = pending!
+        pending = nil
+        return await p.resolve()
+    }
+}
+
+enum HTTPConnectionError: Error {
+    case clientClosedDuringBody
+}
+
+/// The request body's consumer asks for more: reads resume on the connection's loop.
+struct BodyDemand: NIOAsyncSequenceProducerDelegate {
+    // The handler is only touched on its loop (the delegate is called from the consumer's task).
+    private let box: UnsafeTransfer
+    let loop: any EventLoop
+
+    init<R>(handler: HTTPConnectionHandler<R>, loop: any EventLoop) {
+        self.box = UnsafeTransfer(demanded: { [weak handler] in handler?.bodyDemanded() })
+        self.loop = loop
+    }
+
+    func produceMore() {
+        let demanded = box.demanded
+        if loop.inEventLoop { demanded() } else { loop.execute { demanded() } }
+    }
+
+    func didTerminate() {}
+
+    private struct UnsafeTransfer: @unchecked Sendable {
+        let demanded: () -> Void
+    }
+}
+
+/// Writes an answer's body to the connection: each part flushed at once for a stream (no length
+/// known: server-sent events), in one flush at the end otherwise; waits while the client reads
+/// slower than the answer comes.
+struct BodyWriter<R: HTTPResponder>: ResponseBodyWriter, @unchecked Sendable where R.Context == GatewayContext {
+    let handler: HTTPConnectionHandler<R>
+    let loop: any EventLoop
+    let flushEachWrite: Bool
+
+    mutating func write(_ buffer: ByteBuffer) async throws {
+        // The answering task runs on the connection's loop (its executor preference): no hop.
+        if loop.inEventLoop {
+            try handler.write(.body(buffer), flush: flushEachWrite)
+            if !handler.channelIsWritable { try await handler.whenWritable(loop).get() }
+            return
+        }
+        let flush = flushEachWrite
+        let full = try await handler.onLoop(loop) { h -> Bool in
+            try h.write(.body(buffer), flush: flush)
+            return !h.channelIsWritable
+        }
+        if full {
+            let loop = self.loop
+            try await handler.onLoop(loop) { h in h.whenWritable(loop) }.get()
+        }
+    }
+
+    consuming func finish(_ trailingHeaders: HTTPFields?) async throws {
+        if loop.inEventLoop { return try handler.write(.end(trailingHeaders), flush: true) }
+        try await handler.onLoop(loop) { h in try h.write(.end(trailingHeaders), flush: true) }
+    }
+}
+
+extension HTTPConnectionHandler {
+    fileprivate var channelIsWritable: Bool { context?.channel.isWritable ?? false }
+}
+
+/// The `Date` header's value, formatted at most once a second.
+enum HTTPDate {
+    private static let cache = Mutex<(second: Int, text: String)>((-1, ""))
+
+    static func now() -> String {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME_COARSE, &ts)
+        let second = ts.tv_sec
+        return cache.withLock { c in
+            if c.second == second { return c.text }
+            c = (second, format(second))
+            return c.text
+        }
+    }
+
+    private static let days = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"]
+    private static let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+
+    /// RFC 9110 IMF-fixdate, e.g. `Sun, 06 Dec 2026 17:04:05 GMT`.
+    static func format(_ epochSeconds: Int) -> String {
+        var t = time_t(epochSeconds)
+        var tm = tm()
+        gmtime_r(&t, &tm)
+        func two(_ v: Int32) -> String { v < 10 ? "0\(v)" : "\(v)" }
+        return "\(days[Int(tm.tm_wday)]), \(two(tm.tm_mday)) \(months[Int(tm.tm_mon)]) \(1900 + tm.tm_year) "
+            + "\(two(tm.tm_hour)):\(two(tm.tm_min)):\(two(tm.tm_sec)) GMT"
+    }
+}
