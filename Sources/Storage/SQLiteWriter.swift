@@ -13,9 +13,21 @@ import VaporCSQLite
 /// The database is in WAL mode, so readers (the SQLiteNIO connection) never wait for this writer;
 /// another writer (an admin path through SQLiteNIO, the CLI, another process) is waited for up to
 /// ``busyTimeoutMs`` by both sides. Only the group commit's statements go through here.
+///
+/// WAL checkpoints are not run inside a commit (SQLite's auto-checkpoint, off on this connection,
+/// copied the WAL into the database file, with its `fsync`s, at the end of every commit that found
+/// the WAL past 1 000 pages — inside a request's commit). A WAL hook notes the WAL's size after each
+/// commit; when it has reached ``checkpointPages``, a PASSIVE checkpoint is queued on the writer's
+/// thread as a job of its own, after the commit has returned (so the request that made the commit
+/// is answered first). A checkpoint that could not copy everything (a reader was on an older
+/// snapshot) is tried again after the next commit, as SQLite's auto-checkpoint would: the WAL is
+/// bounded as before. ``close()`` checkpoints too.
 final class SQLiteWriter: Sendable {
     /// How long a write waits for another connection's write to finish before failing.
     static let busyTimeoutMs: Int32 = 5000
+    /// The WAL size (pages) from which the writer checkpoints after a commit: SQLite's default
+    /// auto-checkpoint threshold.
+    static let defaultCheckpointPages: Int32 = 1000
 
     private let pool: NIOThreadPool
     private let connection: WriterConnection
@@ -27,11 +39,11 @@ final class SQLiteWriter: Sendable {
 
     /// Opens the writer's connection to the database file at `path` (which must exist and already
     /// be in WAL mode: the storage's main connection set it up) on a thread of its own.
-    static func open(path: String) async throws -> SQLiteWriter {
+    static func open(path: String, checkpointPages: Int32 = defaultCheckpointPages) async throws -> SQLiteWriter {
         let pool = NIOThreadPool(numberOfThreads: 1)
         pool.start()
         do {
-            let connection = try await pool.runIfActive { try WriterConnection(path: path) }
+            let connection = try await pool.runIfActive { try WriterConnection(path: path, checkpointPages: checkpointPages) }
             return SQLiteWriter(pool: pool, connection: connection)
         } catch {
             try? await pool.shutdownGracefully()
@@ -39,14 +51,29 @@ final class SQLiteWriter: Sendable {
         }
     }
 
-    /// Runs `body` on the writer's thread with its connection (one trip for the whole body).
+    /// Runs `body` on the writer's thread with its connection (one trip for the whole body). When
+    /// `body` committed and the WAL has reached ``checkpointPages``, a checkpoint is queued behind it.
     func run<T: Sendable>(_ body: @escaping @Sendable (WriterConnection) throws -> T) async throws -> T {
-        try await pool.runIfActive { [connection] in try body(connection) }
+        try await pool.runIfActive { [connection, pool] in
+            defer {
+                if connection.takeCheckpointDue() {
+                    // A job of its own: this one's result is handed back first.
+                    pool.submit { state in
+                        guard case .active = state else { return }
+                        connection.checkpoint()
+                    }
+                }
+            }
+            return try body(connection)
+        }
     }
 
-    /// Finalizes the statements, closes the connection and stops the thread.
+    /// Checkpoints, finalizes the statements, closes the connection and stops the thread.
     func close() async {
-        _ = try? await pool.runIfActive { [connection] in connection.close() }
+        _ = try? await pool.runIfActive { [connection] in
+            connection.checkpoint()
+            connection.close()
+        }
         try? await pool.shutdownGracefully()
     }
 }
@@ -75,8 +102,18 @@ enum WriterStatement: Hashable {
 final class WriterConnection: @unchecked Sendable {
     private var db: OpaquePointer?
     private var statements: [WriterStatement: OpaquePointer] = [:]
+    /// From this WAL size (pages) on, a checkpoint follows the commit.
+    let checkpointPages: Int32
+    /// The WAL's size in pages after this connection's last commit (set by the WAL hook).
+    private(set) var walPages: Int32 = 0
+    /// A checkpoint job is queued and has not run yet.
+    private var checkpointQueued = false
+    /// Checkpoints run, and the pages they copied to the database file (tests, benchmarks).
+    private(set) var checkpoints = 0
+    private(set) var checkpointedPages = 0
 
-    init(path: String) throws {
+    init(path: String, checkpointPages: Int32 = SQLiteWriter.defaultCheckpointPages) throws {
+        self.checkpointPages = checkpointPages
         // As SQLiteNIO opens the file (same flags, so a path is read the same way), except that this
         // connection is only used from one thread (no mutex of its own needed).
         let flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_URI | SQLITE_OPEN_EXRESCODE
@@ -94,6 +131,10 @@ final class WriterConnection: @unchecked Sendable {
             sqlite_nio_sqlite3_busy_timeout(handle, SQLiteWriter.busyTimeoutMs)
             try exec("PRAGMA foreign_keys=ON")
             try exec("PRAGMA synchronous=NORMAL")
+            // No checkpoint inside a commit: the writer checkpoints between commits (see SQLiteWriter).
+            // The hook replaces the auto-checkpoint's own; the pragma says so explicitly.
+            try exec("PRAGMA wal_autocheckpoint=0")
+            sqlite_nio_sqlite3_wal_hook(handle, walHook, Unmanaged.passUnretained(self).toOpaque())
         } catch {
             close()
             throw error
@@ -144,6 +185,32 @@ final class WriterConnection: @unchecked Sendable {
         try s.run()
     }
 
+    /// Called by the WAL hook after each commit of this connection with the WAL's size.
+    fileprivate func committed(walPages pages: Int32) { walPages = pages }
+
+    /// True (once) when the last commit left the WAL at ``checkpointPages`` or more and no
+    /// checkpoint is queued yet: the caller queues one.
+    func takeCheckpointDue() -> Bool {
+        guard db != nil, !checkpointQueued, walPages >= checkpointPages else { return false }
+        checkpointQueued = true
+        return true
+    }
+
+    /// A PASSIVE checkpoint: copies what it can of the WAL into the database file without waiting
+    /// for readers or writers (a busy database is simply tried again after a later commit). The
+    /// next write starts the WAL over once everything in it was copied.
+    func checkpoint() {
+        checkpointQueued = false
+        guard let db else { return }
+        var logPages: Int32 = 0, copied: Int32 = 0
+        let rc = sqlite_nio_sqlite3_wal_checkpoint_v2(db, nil, SQLITE_CHECKPOINT_PASSIVE, &logPages, &copied)
+        if rc == SQLITE_OK {
+            checkpoints += 1
+            checkpointedPages += Int(max(copied, 0))
+            walPages = 0
+        }
+    }
+
     /// True while a transaction is open on this connection.
     var inTransaction: Bool { db.map { sqlite_nio_sqlite3_get_autocommit($0) == 0 } ?? false }
 
@@ -153,6 +220,14 @@ final class WriterConnection: @unchecked Sendable {
         if let db { sqlite_nio_sqlite3_close_v2(db) }
         db = nil
     }
+}
+
+/// The WAL hook: SQLite calls it on the writer's thread after each commit of the writer's
+/// connection, with the WAL's size in pages. It only notes the size (no checkpoint here: that would
+/// be inside the commit).
+private let walHook: @convention(c) (UnsafeMutableRawPointer?, OpaquePointer?, UnsafePointer<CChar>?, Int32) -> Int32 = { context, _, _, pages in
+    if let context { Unmanaged<WriterConnection>.fromOpaque(context).takeUnretainedValue().committed(walPages: pages) }
+    return SQLITE_OK
 }
 
 /// `SQLITE_TRANSIENT`: SQLite copies the bound bytes (the macro is not imported into Swift).

@@ -274,6 +274,58 @@ import StorageTesting
         await a.shutdown()
     }
 
+    /// The writer checkpoints between commits, never inside one: the commit that takes the WAL to
+    /// the threshold returns with the WAL as it is, and a checkpoint job queued behind it (the next
+    /// job on the writer's one thread) copies it; the WAL file stays bounded; `close()` checkpoints.
+    @Test func checkpointsRunBetweenCommitsAndKeepTheWALBounded() async throws {
+        let path = TestDatabase.scratchFile()
+        let s = try await Storage.openSQLite(path: path, dedicatedWriter: false, deleteAtShutdown: true)
+        let threshold: Int32 = 20
+        let w: SQLiteWriter
+        do {
+            try await s.migrate(at: 1)
+            w = try await SQLiteWriter.open(path: path, checkpointPages: threshold)
+        } catch { await s.shutdown(); throw error }
+        do {
+            // The migration's pages (written by the main connection) out of the way first; the WAL
+            // file keeps its size (a checkpoint does not truncate it), the next write starts it over.
+            try await w.run { c in c.checkpoint() }
+            let walFile = { (try? FileManager.default.attributesOfItem(atPath: path + "-wal")[.size] as? Int) ?? 0 }
+            let walBytesBefore = walFile()
+            var maxPages: Int32 = 0, crossings = 0
+            for i in 0..<200 {
+                let row = Self.row("r\(1000 + i)", at: Int64(i) * 1000)
+                // Inside the commit's own job: no checkpoint, whatever the WAL's size.
+                let (before, after, pages) = try await w.run { c in
+                    let before = c.checkpoints
+                    _ = try Storage.groupCommit(on: c, rows: [row], audit: nil)
+                    return (before, c.checkpoints, c.walPages)
+                }
+                #expect(after == before, "a checkpoint ran inside commit \(i)")
+                #expect(pages > 0)
+                maxPages = max(maxPages, pages)
+                // The next job on the writer's thread comes after the queued checkpoint.
+                let (checkpoints, pagesNow) = try await w.run { c in (c.checkpoints, c.walPages) }
+                if pages >= threshold {
+                    crossings += 1
+                    #expect(checkpoints == after + 1, "no checkpoint after commit \(i) left \(pages) pages")
+                    #expect(pagesNow == 0)
+                } else {
+                    #expect(checkpoints == after)
+                }
+            }
+            #expect(crossings >= 5)
+            // Each commit adds a few pages; after a complete checkpoint the WAL starts over.
+            #expect(maxPages < threshold + 20)
+            #expect(walFile() <= max(walBytesBefore, Int(threshold + 20) * (4096 + 24) + 32))
+            let copied = try await w.run { c in c.checkpointedPages }
+            #expect(copied > 0)
+            #expect(try await s.ledger(tenantID: nil, from: 0, to: .max).count == 200)
+        } catch { await w.close(); await s.shutdown(); throw error }
+        await w.close()
+        await s.shutdown()
+    }
+
     /// `shutdown()` closes both connections: the last close checkpoints and removes the WAL, and
     /// what was committed is there when the file is opened again.
     @Test func shutdownClosesTheWriterAndKeepsWhatWasCommitted() async throws {
