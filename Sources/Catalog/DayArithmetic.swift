@@ -37,11 +37,17 @@ extension Day {
 
     /// RFC 9110 IMF-fixdate of 00:00:00 UTC that day, e.g. `Wed, 31 Mar 2027 00:00:00 GMT`
     /// (the format of the `Sunset` header, RFC 8594).
-    public var httpDate: String {
+    public var httpDate: String { Day.httpDate(unixTime: daysSinceEpoch * 86400) }
+
+    /// RFC 9110 IMF-fixdate of a moment (UTC, whole seconds), e.g. `Sun, 06 Dec 2026 17:04:05 GMT`
+    /// (the `Date` header's format too).
+    public static func httpDate(unixTime: Int) -> String {
         let weekdays = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"] // 1970-01-01 was a Thursday
         let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
-        let w = ((daysSinceEpoch % 7) + 7) % 7
-        let dd = day < 10 ? "0\(day)" : "\(day)"
-        return "\(weekdays[w]), \(dd) \(months[month - 1]) \(year) 00:00:00 GMT"
+        let day = Day(unixTime: unixTime)
+        let w = ((day.daysSinceEpoch % 7) + 7) % 7
+        let s = unixTime - day.daysSinceEpoch * 86400
+        return "\(weekdays[w]), \(padded(day.day, 2)) \(months[day.month - 1]) \(day.year) "
+            + "\(padded(s / 3600, 2)):\(padded(s / 60 % 60, 2)):\(padded(s % 60, 2)) GMT"
     }
 }

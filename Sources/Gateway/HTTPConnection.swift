@@ -1,3 +1,4 @@
+import Catalog
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -143,8 +144,11 @@ where Responder.Context == GatewayContext {
     /// The current request's head until it is handed to its answer (not kept for an answer's life).
     private var head: HTTPRequest?
     private var body = Body.complete
-    private var requestEnded = false
-    private var dispatched = false
+    /// The current request's end has come (what follows on the connection is the next request's).
+    private var requestEnded: Bool {
+        guard inRequest, case .complete = body else { return false }
+        return true
+    }
     /// A task is answering the current request.
     private var answering = false
     /// Parts that came after the current request's end while it is being answered (pipelining).
@@ -181,7 +185,7 @@ where Responder.Context == GatewayContext {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let part = unwrapInboundIn(data)
         if closing { return }
-        if !waiting.isEmpty || (inRequest && requestEnded) {
+        if !waiting.isEmpty || requestEnded {
             waiting.append(part)
             return
         }
@@ -195,8 +199,6 @@ where Responder.Context == GatewayContext {
             inRequest = true
             head = h
             body = .buffering(nil)
-            requestEnded = false
-            dispatched = false
             if let connection = h.headerFields[.connection], connection.lowercased().contains("close") { closeAfterAnswer = true }
         case .body(var buffer):
             switch body {
@@ -214,7 +216,6 @@ where Responder.Context == GatewayContext {
             }
         case .end:
             guard inRequest else { return protocolError(context) }
-            requestEnded = true
             switch body {
             case .buffering(let kept):
                 body = .complete
@@ -233,7 +234,7 @@ where Responder.Context == GatewayContext {
 
     func channelReadComplete(context: ChannelHandlerContext) {
         // A request whose body is still arriving is answered now, its body streamed.
-        if inRequest, !dispatched, case .buffering = body { startStreaming(context) }
+        if case .buffering = body { startStreaming(context) }
     }
 
     private func startStreaming(_ context: ChannelHandlerContext) {
@@ -242,7 +243,7 @@ where Responder.Context == GatewayContext {
                                                  delegate: BodyDemand(handler: self, loop: context.eventLoop))
         body = .streaming(producer.source)
         if let kept, case .stopProducing = producer.source.yield(kept) { bodyPaused = true }
-        if !dispatched { dispatch(Request(head: h, body: RequestBody(asyncSequence: producer.sequence)), context) }
+        dispatch(Request(head: h, body: RequestBody(asyncSequence: producer.sequence)), context)
     }
 
     /// The route took the body's parts: reading goes on.
@@ -328,7 +329,6 @@ where Responder.Context == GatewayContext {
     // MARK: answering
 
     private func dispatch(_ request: Request, _ context: ChannelHandlerContext) {
-        dispatched = true
         head = nil
         answering = true
         inFlight.begin()
@@ -396,13 +396,14 @@ where Responder.Context == GatewayContext {
         return try await loop.submit { try body(self) }.get()
     }
 
-
     /// Writes one part of the answer; with `flush`, sends what is pending.
     fileprivate func write(_ part: HTTPResponsePart, flush: Bool) throws {
         guard let context, !inactive else { throw ChannelError.ioOnClosedChannel }
         context.write(wrapOutboundOut(part), promise: nil)
         if flush { context.flush() }
     }
+
+    fileprivate var channelIsWritable: Bool { context?.channel.isWritable ?? false }
 
     /// Succeeds when the channel takes more (the client reads slower than the answer comes).
     fileprivate func whenWritable(_ loop: any EventLoop) -> EventLoopFuture<Void> {
@@ -443,13 +444,11 @@ where Responder.Context == GatewayContext {
         inRequest = false
         head = nil
         body = .complete
-        requestEnded = false
-        dispatched = false
         bodyPaused = false
-        while !waiting.isEmpty, !(inRequest && requestEnded), !closing {
+        while !waiting.isEmpty, !requestEnded, !closing {
             take(waiting.removeFirst(), context)
         }
-        if inRequest, !dispatched, case .buffering = body { startStreaming(context) }
+        if case .buffering = body { startStreaming(context) }
         releaseRead()
     }
 }
@@ -480,27 +479,22 @@ enum HTTPConnectionError: Error {
     case clientClosedDuringBody
 }
 
-/// The request body's consumer asks for more: reads resume on the connection's loop.
+/// The request body's consumer asks for more: reads resume on the connection's loop (the
+/// delegate is called from the consumer's task; the handler is only touched on its loop).
 struct BodyDemand: NIOAsyncSequenceProducerDelegate {
-    // The handler is only touched on its loop (the delegate is called from the consumer's task).
-    private let box: UnsafeTransfer
+    private let demanded: @Sendable () -> Void
     let loop: any EventLoop
 
     init<R>(handler: HTTPConnectionHandler<R>, loop: any EventLoop) {
-        self.box = UnsafeTransfer(demanded: { [weak handler] in handler?.bodyDemanded() })
+        self.demanded = { [weak handler] in handler?.bodyDemanded() }
         self.loop = loop
     }
 
     func produceMore() {
-        let demanded = box.demanded
-        if loop.inEventLoop { demanded() } else { loop.execute { demanded() } }
+        if loop.inEventLoop { demanded() } else { loop.execute(demanded) }
     }
 
     func didTerminate() {}
-
-    private struct UnsafeTransfer: @unchecked Sendable {
-        let demanded: () -> Void
-    }
 }
 
 /// Writes an answer's body to the connection: each part flushed at once for a stream (no length
@@ -518,25 +512,18 @@ struct BodyWriter<R: HTTPResponder>: ResponseBodyWriter, @unchecked Sendable whe
             if !handler.channelIsWritable { try await handler.whenWritable(loop).get() }
             return
         }
-        let flush = flushEachWrite
-        let full = try await handler.onLoop(loop) { h -> Bool in
+        let flush = flushEachWrite, loop = self.loop
+        let full = try await handler.onLoop(loop) { h -> EventLoopFuture<Void>? in
             try h.write(.body(buffer), flush: flush)
-            return !h.channelIsWritable
+            return h.channelIsWritable ? nil : h.whenWritable(loop)
         }
-        if full {
-            let loop = self.loop
-            try await handler.onLoop(loop) { h in h.whenWritable(loop) }.get()
-        }
+        try await full?.get()
     }
 
     consuming func finish(_ trailingHeaders: HTTPFields?) async throws {
         if loop.inEventLoop { return try handler.write(.end(trailingHeaders), flush: true) }
         try await handler.onLoop(loop) { h in try h.write(.end(trailingHeaders), flush: true) }
     }
-}
-
-extension HTTPConnectionHandler {
-    fileprivate var channelIsWritable: Bool { context?.channel.isWritable ?? false }
 }
 
 /// The `Date` header's value, formatted at most once a second.
@@ -554,16 +541,6 @@ enum HTTPDate {
         }
     }
 
-    private static let days = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"]
-    private static let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
-
     /// RFC 9110 IMF-fixdate, e.g. `Sun, 06 Dec 2026 17:04:05 GMT`.
-    static func format(_ epochSeconds: Int) -> String {
-        var t = time_t(epochSeconds)
-        var tm = tm()
-        gmtime_r(&t, &tm)
-        func two(_ v: Int32) -> String { v < 10 ? "0\(v)" : "\(v)" }
-        return "\(days[Int(tm.tm_wday)]), \(two(tm.tm_mday)) \(months[Int(tm.tm_mon)]) \(1900 + tm.tm_year) "
-            + "\(two(tm.tm_hour)):\(two(tm.tm_min)):\(two(tm.tm_sec)) GMT"
-    }
+    static func format(_ epochSeconds: Int) -> String { Day.httpDate(unixTime: epochSeconds) }
 }
