@@ -373,17 +373,39 @@ where Responder.Context == GatewayContext {
     }
 
     /// Writes `response` (head, then body: flushed part by part when its length is not known).
+    /// The head is written by a function of its own that consumes the response and returns its
+    /// body: the head's fields are freed before the body is written, not kept in this frame for
+    /// a stream's whole life (issue 16: ~0.7 KB per open stream).
     private func write(_ response: consuming Response, loop: any EventLoop) async {
-        response.headers[.date] = HTTPDate.now()
-        response.headers[.server] = serverName
         let streaming = response.body.contentLength == nil
-        let head = response.head
         do {
-            if loop.inEventLoop { try write(.head(head), flush: false) } else { try await onLoop(loop) { h in try h.write(.head(head), flush: false) } }
-            try await response.body.write(BodyWriter(handler: self, loop: loop, flushEachWrite: streaming))
+            let body: ResponseBody
+            if loop.inEventLoop {
+                body = try writeHead(response)
+            } else {
+                let head = Self.head(of: response, serverName: serverName)
+                body = response.body
+                try await onLoop(loop) { h in try h.write(.head(head), flush: false) }
+            }
+            try await body.write(BodyWriter(handler: self, loop: loop, flushEachWrite: streaming))
         } catch {
             _ = try? await onLoop(loop) { h in h.closeAfterAnswer = true }
         }
+    }
+
+    /// Writes the head of `response` (on the connection's loop) and returns its body.
+    @inline(never)
+    private func writeHead(_ response: consuming Response) throws -> ResponseBody {
+        try write(.head(Self.head(of: response, serverName: serverName)), flush: false)
+        return response.body
+    }
+
+    /// The head of `response`, with the `Date` and `Server` headers.
+    private static func head(of response: borrowing Response, serverName: String) -> HTTPResponse {
+        var head = response.head
+        head.headerFields[.date] = HTTPDate.now()
+        head.headerFields[.server] = serverName
+        return head
     }
 
     private func answered(_ loop: any EventLoop) async {
