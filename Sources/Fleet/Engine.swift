@@ -77,6 +77,11 @@ public final class EngineStream: AsyncSequence, Sendable {
 
     deinit { reader.cancel() }
 
+    /// The text the engine produced so far (answer, reasoning), kept once, by the stream's
+    /// reader (the relay does not keep a second copy; issue 16). For the task iterating the
+    /// stream, between its reads.
+    public var produced: (output: String, reasoning: String) { reader.produced }
+
     public struct AsyncIterator: AsyncIteratorProtocol {
         // The stream itself, not only its reader: dropping the last reference cancels it.
         let stream: EngineStream

@@ -9,6 +9,9 @@ import Synchronization
 struct StreamSummary: Sendable {
     var output = ""
     var reasoning = ""
+    /// Only the deltas' `reasoning_content` (`reasoning` also counts the alternative field): what
+    /// the gateway settles an estimate by and assembles for the request store.
+    var reasoningContent = ""
     var engineUsage: Usage?
     var sawDone = false
     /// Relayed chunks that carried text (a lower bound of the tokens produced).
@@ -203,6 +206,11 @@ final class StreamReader: @unchecked Sendable {
         }
     }
 
+    /// The text the engine produced so far (answer, reasoning): what the relayed chunks carry,
+    /// and at most the part just parsed ahead of them. Read by the one consumer, between its
+    /// ``next()`` calls.
+    var produced: (output: String, reasoning: String) { (summary.output, summary.reasoningContent) }
+
     /// The next event; nil at the end. After an error, nil.
     func next() async throws -> RelayedEvent? {
         while true {
@@ -346,6 +354,7 @@ final class StreamReader: @unchecked Sendable {
             let thinking = json["message"]?["thinking"]?.stringValue ?? ""
             summary.output += text
             summary.reasoning += thinking
+            summary.reasoningContent += thinking
             if !text.isEmpty || !thinking.isEmpty { summary.textChunks += 1 }
             summary.relayed += 1
             queue.append(.chunk(chunk))
@@ -368,6 +377,7 @@ final class StreamReader: @unchecked Sendable {
                 if hasText {
                     summary.output += spliced.content
                     summary.reasoning += spliced.reasoning
+                    summary.reasoningContent += spliced.reasoningContent
                     summary.textChunks += 1
                 }
                 summary.relayed += 1
@@ -400,6 +410,7 @@ final class StreamReader: @unchecked Sendable {
                 }
                 summary.output += content
                 summary.reasoning += reasoning
+                summary.reasoningContent += choice["delta"]?["reasoning_content"]?.stringValue ?? ""
                 summary.textChunks += 1
             }
         }

@@ -57,7 +57,6 @@ final class StreamRelayState: @unchecked Sendable {
     let responder: StreamResponder
     var record: RequestRecord
     var chunks = 0
-    var output = "", reasoning = ""
     var settled = false
     var created: JSONValue
     var engineTime: Duration?
@@ -93,10 +92,10 @@ final class StreamRelayState: @unchecked Sendable {
                     try await send(tree(chunk), &writer)
                     sentChunk()
                 case .usage(let engineUsage):
-                    if let final = await settle(engineUsage) { try await send(final, &writer) }
+                    if let final = await settle(engineUsage, produced: events.produced) { try await send(final, &writer) }
                 }
             }
-            try await completed(&writer)
+            try await completed(events.produced.output, &writer)
             return
         } catch is StreamResponder.ClientGone {
             engineTime = ContinuousClock.now - responder.engineStart
@@ -106,7 +105,7 @@ final class StreamRelayState: @unchecked Sendable {
         } catch {
             try? await writer.write(ByteBuffer(bytes: failed(error)))
         }
-        await ended(&writer)
+        await ended(events.produced, &writer)
     }
 
     func send(_ bytes: [UInt8], _ writer: inout any ResponseBodyWriter) async throws {
@@ -121,8 +120,6 @@ final class StreamRelayState: @unchecked Sendable {
     @inline(never)
     func spliced(_ chunk: SplicedChunk) -> [UInt8] {
         if let c = chunk.createdValue { created = c }
-        output += chunk.content
-        reasoning += chunk.reasoningContent
         var bytes: [UInt8] = []
         bytes.reserveCapacity(chunk.bytes.count + idJSON.count + modelJSON.count + backendTail.count + 32)
         bytes.append(contentsOf: SSE.dataPrefix)
@@ -135,10 +132,6 @@ final class StreamRelayState: @unchecked Sendable {
     func tree(_ chunk: JSONValue) -> [UInt8] {
         var chunk = chunk
         if let c = chunk["created"] { created = c }
-        if let choice = chunk["choices"]?.arrayValue?.first {
-            output += choice["delta"]?["content"]?.stringValue ?? choice["text"]?.stringValue ?? ""
-            reasoning += choice["delta"]?["reasoning_content"]?.stringValue ?? ""
-        }
         chunk.set("id", .string(responder.requestID))
         chunk.set("model", .string(responder.model))
         chunk.set("backend", responder.backend.json)
@@ -147,8 +140,8 @@ final class StreamRelayState: @unchecked Sendable {
 
     /// The stream's usage: settled (cost, ledger fields); the usage chunk when the client asked.
     @inline(never)
-    func settle(_ engineUsage: Usage) async -> [UInt8]? {
-        let usage = await responder.settler.settle(&record, engineUsage: engineUsage, output: output, reasoning: reasoning)
+    func settle(_ engineUsage: Usage, produced: (output: String, reasoning: String)) async -> [UInt8]? {
+        let usage = await responder.settler.settle(&record, engineUsage: engineUsage, output: produced.output, reasoning: produced.reasoning)
         settled = true
         guard responder.includeUsage else { return nil }
         let final: JSONValue = .object([
@@ -165,7 +158,7 @@ final class StreamRelayState: @unchecked Sendable {
 
     /// Completed: the bill is committed before the last bytes (a delivered answer is never unbilled).
     @inline(never)
-    func completed(_ writer: inout any ResponseBodyWriter) async throws {
+    func completed(_ output: String, _ writer: inout any ResponseBodyWriter) async throws {
         engineTime = ContinuousClock.now - responder.engineStart
         record.outcome = "ok"
         record.latencyMs = CompletionPipeline.ms(since: responder.started)
@@ -187,11 +180,11 @@ final class StreamRelayState: @unchecked Sendable {
 
     /// Cut or abandoned: bill what was produced (estimated from the text relayed).
     @inline(never)
-    func ended(_ writer: inout any ResponseBodyWriter) async {
-        if !settled { _ = await responder.settler.settle(&record, engineUsage: nil, output: output, reasoning: reasoning) }
+    func ended(_ produced: (output: String, reasoning: String), _ writer: inout any ResponseBodyWriter) async {
+        if !settled { _ = await responder.settler.settle(&record, engineUsage: nil, output: produced.output, reasoning: produced.reasoning) }
         record.latencyMs = CompletionPipeline.ms(since: responder.started)
         await responder.recorder.finish(record, durable: false, engine: engineTime)
-        responder.storeAnswer?(output)
+        responder.storeAnswer?(produced.output)
         try? await writer.finish(nil)
     }
 }
