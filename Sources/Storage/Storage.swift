@@ -48,6 +48,14 @@ public final class Storage: Sendable {
         }
     }
 
+    /// The page size of a new SQLite database: 1 KB, not SQLite's 4 KB. Each commit of the
+    /// ledger writes every page it touched (a request row, its indexes, the rollup mark, the
+    /// audit entry: ~7 pages) whole into the WAL; at one row per commit, 4 KB pages spent more
+    /// on copying and checksumming frames than on the rows (issue 16: at one connection 375–387
+    /// → 360–373 µs of CPU per request, p99 3.5–3.8 → 1.9–2.0 ms). Rows are well under a 1 KB
+    /// page's ~990-byte local limit; an existing database keeps the size it was made with.
+    public static let sqlitePageSize = 1024
+
     /// Opens (creating if needed) the embedded SQLite database at `path`. WAL journal with
     /// `synchronous=NORMAL`: a committed write survives a crash of this process.
     /// `dedicatedWriter` (the default): the group commit (``commitGroup(requests:auditContinuingFrom:_:)``,
@@ -62,6 +70,8 @@ public final class Storage: Sendable {
         let connection = try await SQLiteConnection.open(storage: .file(path: path), logger: logger)
         let db = connection.sql()
         do {
+            // Before the WAL mode, so a new database file takes it (an existing one keeps its own).
+            try await db.raw(SQLQueryString("PRAGMA page_size=\(unsafeRaw: String(sqlitePageSize))")).run()
             try await db.raw("PRAGMA journal_mode=WAL").run()
             try await db.raw("PRAGMA synchronous=NORMAL").run()
             try await configure(db)

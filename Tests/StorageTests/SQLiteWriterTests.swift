@@ -51,6 +51,43 @@ import StorageTesting
         for (a, b) in zip(page, page.dropFirst()) { #expect(b.prevHash == a.hash, "entry \(b.seq) does not continue entry \(a.seq)") }
     }
 
+    /// A new database file is made with 1 KB pages (a commit's WAL frames are whole pages); one
+    /// made with SQLite's 4 KB keeps them when opened again, and its group commits still land.
+    @Test func aNewDatabaseHasSmallPagesAndAnOldOneKeepsItsOwn() async throws {
+        func pageSize(_ s: Storage) async throws -> Int {
+            try await s.db.raw("PRAGMA page_size").first()?.decode(column: "page_size", as: Int.self) ?? 0
+        }
+        try await Self.withFileStorage { s in
+            let size = try await pageSize(s)
+            #expect(size == Storage.sqlitePageSize)
+            #expect(Storage.sqlitePageSize == 1024)
+        }
+        let path = TestDatabase.scratchFile()
+        let old = try await Storage.openSQLite(path: path, dedicatedWriter: false)
+        // As a database made before the setting: 4 KB pages, fixed once the WAL mode is on.
+        try await old.db.raw("PRAGMA journal_mode=DELETE").run()
+        try await old.db.raw("PRAGMA page_size=4096").run()
+        try await old.db.raw("VACUUM").run()
+        try await old.db.raw("PRAGMA journal_mode=WAL").run()
+        let oldSize = try await pageSize(old)
+        #expect(oldSize == 4096)
+        try await old.migrate(at: 1)
+        await old.shutdown()
+        let reopened = try await Self.fileStorage(path: path, migrate: false)
+        do {
+            let reopenedSize = try await pageSize(reopened)
+            #expect(reopenedSize == 4096)
+            _ = try await reopened.commitGroup(requests: [Self.row("p1", at: 60_000), Self.row("p2", at: 60_001)],
+                                               auditContinuingFrom: nil, Self.builder("p", 1)).get()
+            #expect(try await reopened.ledger(tenantID: nil, from: 0, to: 120_000).map(\.id).sorted() == ["p1", "p2"])
+            try await Self.expectOneChain(reopened, count: 1)
+        } catch {
+            await reopened.shutdown()
+            throw error
+        }
+        await reopened.shutdown()
+    }
+
     /// Shutting down while queries still run (background work such as a cluster replica returning
     /// slices) waits for them and refuses later ones with `StorageClosedError`; before the gate, a
     /// query could run on SQLiteNIO's handle after another thread had closed it (signal 11).
