@@ -35,11 +35,11 @@ public enum StreamEvent: Sendable {
 /// A relayed stream's event as the relay produced it: an ordinary engine chunk stays the
 /// engine's bytes (``SplicedChunk``, for the gateway to splice its own `id`, `model`, `backend`
 /// into); anything unusual (the token cap's last chunk, Ollama's translated lines, a chunk the
-/// scan did not take) is a tree.
-/// An event of a relayed stream. Its cases' payloads are boxed (`indirect`): a spliced chunk is
-/// ~200 bytes inline, and every async frame of the relay that holds an event across an await —
-/// the reader's, the relay loop's, their return slots — would keep that much in the stream
-/// task's slabs for the stream's whole life (issue 16); a box is one small allocation per event.
+/// scan did not take) is a tree. The spliced chunk and the usage are boxed (`indirect`): a spliced
+/// chunk is ~200 bytes inline, and every async frame of the relay that holds an event across an
+/// await — the reader's, the relay loop's, their return slots — would keep that much in the
+/// stream task's slabs for the stream's whole life (issue 16); a box is one small allocation per
+/// event.
 public enum RelayedEvent: Sendable {
     case chunk(JSONValue)
     indirect case spliced(SplicedChunk)
