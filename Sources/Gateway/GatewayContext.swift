@@ -14,7 +14,7 @@ public struct GatewayContext: RequestContext {
     /// Body limit, set by the application from the configuration.
     public var maxBodyBytes: Int = 20 << 20
     /// Set by ``HTTPConnectionHandler``: a stream waiting for its first token is left here, and
-    /// waited for in the stream's task, after the request's task ended (``PendingStream``).
+    /// waited for in a task of its own, after the request's task ended (``PendingStream``).
     var pendingSlot: PendingSlot?
 
     public init(source: ApplicationRequestContextSource) {

@@ -370,16 +370,15 @@ where Responder.Context == GatewayContext {
     /// event, the reader's priming, a failover) would stay reserved for the stream's whole life on
     /// top of the relay's (issue 16: ~2 KB per open stream).
     private func awaitFirstToken(_ pending: PendingStream, _ loop: any EventLoop) {
-        let waiting = Handoff(pending: pending)
         Task(executorPreference: LoopExecutor.of(loop)) {
-            self.relay(Handoff(response: await waiting.take()), loop)
+            self.relay(Handoff(response: await pending.resolve()), loop)
         }
     }
 
     /// Writes the answer `handoff` holds, in a task of its own on the connection's loop.
     private func relay(_ handoff: Handoff, _ loop: any EventLoop) {
         Task(executorPreference: LoopExecutor.of(loop)) {
-            await self.write(await handoff.take(), loop: loop)
+            await self.write(handoff.take(), loop: loop)
             await self.answered(loop)
         }
     }
@@ -487,25 +486,17 @@ where Responder.Context == GatewayContext {
     }
 }
 
-/// What a stream's task takes over from the request's task: the response, or the stream still
-/// waiting for its first token. Emptied when taken, so the task does not keep them (the pending
-/// stream's dispatch state, the response's head) for the stream's whole life.
+/// The response a stream's task takes over (from the request's task, or from the task that
+/// waited for the stream's first token). Emptied when taken, so the writing task's closure does
+/// not keep the response's head for the stream's whole life.
 private final class Handoff: @unchecked Sendable {
     private var response: Response?
-    private var pending: PendingStream?
 
     init(response: Response) { self.response = response }
-    init(pending: PendingStream) { self.pending = pending }
 
-    @inline(never)
-    func take() async -> Response {
-        if let r = response {
-            response = nil
-            return r
-        }
-        let p = pending!
-        pending = nil
-        return await p.resolve()
+    func take() -> Response {
+        defer { response = nil }
+        return response!
     }
 }
 

@@ -7,14 +7,14 @@ import OpenAIWire
 import Tenancy
 
 /// Where the request's task leaves a stream that waits for its first token
-/// (``HTTPConnectionHandler`` makes one per request and resolves what it holds in the stream's task).
+/// (``HTTPConnectionHandler`` makes one per request and resolves what it holds in a task of its own).
 final class PendingSlot: @unchecked Sendable {
     var stream: PendingStream?
 }
 
 /// A stream whose engine answered its head but not yet its first event (issue 16). The pipeline's
 /// task (authentication, parsing, shield, admission, the engine call: ~24 KB of task-allocator
-/// slabs, which a task keeps until it ends) returns this instead of waiting; the stream's task
+/// slabs, which a task keeps until it ends) returns this instead of waiting; a task of its own
 /// waits for the first event here, with a small async context, and builds the response — the
 /// stream, or, when every backend broke before its first token, the error the pipeline would have
 /// answered. Failover runs in a child task of its own (`Fleet`'s attempt loop, resumed through the
