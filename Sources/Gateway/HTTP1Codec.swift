@@ -75,11 +75,9 @@ final class HTTP1RequestDecoder: ByteToMessageDecoder {
     /// not searched again from its start).
     private var scanned = 0
     private let pending: HTTP1PendingMethods
-    private let secure: Bool
 
-    init(pending: HTTP1PendingMethods, secure: Bool = false) {
+    init(pending: HTTP1PendingMethods) {
         self.pending = pending
-        self.secure = secure
     }
 
     func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
@@ -87,14 +85,8 @@ final class HTTP1RequestDecoder: ByteToMessageDecoder {
         case .head:
             return try decodeHead(context: context, buffer: &buffer)
         case .body(let remaining):
-            guard buffer.readableBytes > 0 else { return .needMoreData }
-            let n = min(remaining, buffer.readableBytes)
-            context.fireChannelRead(wrapInboundOut(.body(buffer.readSlice(length: n)!)))
-            if n == remaining {
-                endRequest(context)
-            } else {
-                state = .body(remaining: remaining - n)
-            }
+            guard let left = passBody(remaining, &buffer, context) else { return .needMoreData }
+            if left == 0 { endRequest(context) } else { state = .body(remaining: left) }
             return .continue
         case .chunkSize:
             guard let line = try readLine(&buffer, limit: Self.maxChunkLine) else { return .needMoreData }
@@ -102,10 +94,8 @@ final class HTTP1RequestDecoder: ByteToMessageDecoder {
             state = size == 0 ? .trailers(fields: 0) : .chunkData(remaining: size)
             return .continue
         case .chunkData(let remaining):
-            guard buffer.readableBytes > 0 else { return .needMoreData }
-            let n = min(remaining, buffer.readableBytes)
-            context.fireChannelRead(wrapInboundOut(.body(buffer.readSlice(length: n)!)))
-            state = n == remaining ? .chunkDataEnd : .chunkData(remaining: remaining - n)
+            guard let left = passBody(remaining, &buffer, context) else { return .needMoreData }
+            state = left == 0 ? .chunkDataEnd : .chunkData(remaining: left)
             return .continue
         case .chunkDataEnd:
             guard buffer.readableBytes >= 2 else { return .needMoreData }
@@ -133,6 +123,15 @@ final class HTTP1RequestDecoder: ByteToMessageDecoder {
         return .needMoreData
     }
 
+    /// Passes on what came of the `remaining` bytes of a body (or chunk); returns how many are
+    /// still to come (nil: nothing came).
+    private func passBody(_ remaining: Int, _ buffer: inout ByteBuffer, _ context: ChannelHandlerContext) -> Int? {
+        guard buffer.readableBytes > 0 else { return nil }
+        let n = min(remaining, buffer.readableBytes)
+        context.fireChannelRead(wrapInboundOut(.body(buffer.readSlice(length: n)!)))
+        return remaining - n
+    }
+
     private func endRequest(_ context: ChannelHandlerContext) {
         state = .head
         context.fireChannelRead(wrapInboundOut(.end(nil)))
@@ -152,7 +151,7 @@ final class HTTP1RequestDecoder: ByteToMessageDecoder {
         }
         scanned = 0
         let (request, framing) = try buffer.withUnsafeReadableBytes { raw in
-            try Self.parseHead(UnsafeRawBufferPointer(rebasing: raw[0 ..< headLength]), secure: secure)
+            try Self.parseHead(UnsafeRawBufferPointer(rebasing: raw[0 ..< headLength]))
         }
         buffer.moveReaderIndex(forwardBy: headLength + 4)
         pending.append(request.method)
@@ -179,7 +178,7 @@ final class HTTP1RequestDecoder: ByteToMessageDecoder {
         }
     }
 
-    private static func parseHead(_ head: UnsafeRawBufferPointer, secure: Bool) throws -> (HTTPRequest, Framing) {
+    private static func parseHead(_ head: UnsafeRawBufferPointer) throws -> (HTTPRequest, Framing) {
         // The request line.
         let requestLineEnd = try lineEnd(head, from: 0)
         let line = UnsafeRawBufferPointer(rebasing: head[0 ..< requestLineEnd])
@@ -240,7 +239,7 @@ final class HTTP1RequestDecoder: ByteToMessageDecoder {
             fields.append(HTTPField(name: field, value: value))
         }
         if chunked && contentLength != nil { throw HTTP1RequestError(kind: .conflictingFraming) }
-        let request = HTTPRequest(method: method, scheme: secure ? "https" : "http", authority: authority, path: path, headerFields: fields)
+        let request = HTTPRequest(method: method, scheme: "http", authority: authority, path: path, headerFields: fields)
         let framing: Framing = chunked ? .chunked : contentLength.map { .length($0) } ?? .none
         return (request, framing)
     }
@@ -271,8 +270,7 @@ final class HTTP1RequestDecoder: ByteToMessageDecoder {
         while lo < hi, line[lo] == 0x20 || line[lo] == 0x09 { lo += 1 }
         while hi > lo, line[hi - 1] == 0x20 || line[hi - 1] == 0x09 { hi -= 1 }
         let valueBytes = UnsafeRawBufferPointer(rebasing: line[lo ..< hi])
-        // Visible characters, spaces, tabs and obs-text: no CR, LF, NUL or other controls.
-        guard valueBytes.allSatisfy({ $0 == 0x09 || ($0 >= 0x20 && $0 != 0x7F) }) else { throw HTTP1RequestError(kind: .field) }
+        guard valueBytes.allSatisfy(isValueByte) else { throw HTTP1RequestError(kind: .field) }
         guard let name = HTTPField.Name(String(decoding: nameBytes, as: UTF8.self)) else { throw HTTP1RequestError(kind: .field) }
         return (name, String(decoding: valueBytes, as: UTF8.self))
     }
@@ -319,7 +317,7 @@ final class HTTP1RequestDecoder: ByteToMessageDecoder {
             var j = i
             while j < view.endIndex, view[j] == 0x20 || view[j] == 0x09 { j += 1 }
             guard j < view.endIndex, view[j] == UInt8(ascii: ";"),
-                  view[j...].allSatisfy({ $0 == 0x09 || ($0 >= 0x20 && $0 != 0x7F) }) else { throw HTTP1RequestError(kind: .chunk) }
+                  view[j...].allSatisfy(isValueByte) else { throw HTTP1RequestError(kind: .chunk) }
         }
         return size
     }
@@ -348,6 +346,10 @@ final class HTTP1RequestDecoder: ByteToMessageDecoder {
         buffer.moveReaderIndex(forwardBy: 2)
         return line
     }
+
+    /// A byte of a field value (or chunk extension): visible characters, space, tab and obs-text;
+    /// no CR, LF, NUL or other control.
+    static func isValueByte(_ b: UInt8) -> Bool { b == 0x09 || (b >= 0x20 && b != 0x7F) }
 
     /// RFC 9110 `tchar`.
     static func isTokenByte(_ b: UInt8) -> Bool {
@@ -400,14 +402,9 @@ final class HTTP1ResponseEncoder: ChannelOutboundHandler {
             out.writeInteger(UInt8(ascii: " "))
             out.writeString(head.status.reasonPhrase)
             out.writeStaticString("\r\n")
-            for field in head.headerFields {
-                // Framing is this encoder's: a body-less answer carries none of it but a HEAD's length.
-                if bodyless && field.name == .transferEncoding { continue }
-                if (informational || code == 204) && field.name == .contentLength { continue }
-                out.writeString(field.name.rawName)
-                out.writeStaticString(": ")
-                out.writeString(field.value)
-                out.writeStaticString("\r\n")
+            // Framing is this encoder's: a body-less answer carries none of it but a HEAD's length.
+            Self.write(head.headerFields, into: &out) { name in
+                !(bodyless && name == .transferEncoding) && !((informational || code == 204) && name == .contentLength)
             }
             if bodyless {
                 body = .none
@@ -442,18 +439,23 @@ final class HTTP1ResponseEncoder: ChannelOutboundHandler {
             if case .chunked = body {
                 var out = context.channel.allocator.buffer(capacity: 5)
                 out.writeStaticString("0\r\n")
-                for field in trailers ?? [:] {
-                    out.writeString(field.name.rawName)
-                    out.writeStaticString(": ")
-                    out.writeString(field.value)
-                    out.writeStaticString("\r\n")
-                }
+                if let trailers { Self.write(trailers, into: &out) }
                 out.writeStaticString("\r\n")
                 context.write(wrapOutboundOut(out), promise: promise)
             } else {
                 completeInOrder(context, promise)
             }
             body = .identity
+        }
+    }
+
+    /// Writes `fields` as `name: value` lines, those `keep` lets through.
+    private static func write(_ fields: HTTPFields, into out: inout ByteBuffer, keep: (HTTPField.Name) -> Bool = { _ in true }) {
+        for field in fields where keep(field.name) {
+            out.writeString(field.name.rawName)
+            out.writeStaticString(": ")
+            out.writeString(field.value)
+            out.writeStaticString("\r\n")
         }
     }
 
