@@ -42,6 +42,7 @@ let package = Package(
             .product(name: "SQLiteKit", package: "sqlite-kit"),
             .product(name: "PostgresKit", package: "postgres-kit"),
             .product(name: "Logging", package: "swift-log"),
+            .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
         ], swiftSettings: v5),
         .target(name: "Sealing", dependencies: [
             "Storage", .product(name: "Crypto", package: "swift-crypto"),

@@ -1,5 +1,7 @@
 import Foundation
 import Logging
+import NIOCore
+import NIOPosix
 import SQLKit
 import SQLiteKit
 
@@ -67,7 +69,7 @@ public final class Storage: Sendable {
                                   deleteAtShutdown: Bool = false) async throws -> Storage {
         let dir = (path as NSString).deletingLastPathComponent
         if !dir.isEmpty { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) }
-        let connection = try await SQLiteConnection.open(storage: .file(path: path), logger: logger)
+        let (connection, pool) = try await openSerialConnection(.file(path: path), logger: logger)
         let db = connection.sql()
         do {
             // Before the WAL mode, so a new database file takes it (an existing one keeps its own).
@@ -76,19 +78,19 @@ public final class Storage: Sendable {
             try await db.raw("PRAGMA synchronous=NORMAL").run()
             try await configure(db)
         } catch {
-            try? await connection.close()
+            await close(connection, pool)
             throw error
         }
         var writer: SQLiteWriter?
         if dedicatedWriter {
             do { writer = try await SQLiteWriter.open(path: path) } catch {
-                try? await connection.close()
+                await close(connection, pool)
                 throw error
             }
         }
         return Storage(db: db, sqliteConnection: connection, writer: writer, close: { [writer] in
             await writer?.close()
-            try await connection.close()
+            await close(connection, pool)
             if deleteAtShutdown {
                 for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) }
             }
@@ -97,9 +99,37 @@ public final class Storage: Sendable {
 
     /// An in-memory SQLite database, for tests.
     public static func inMemory() async throws -> Storage {
-        let connection = try await SQLiteConnection.open(storage: .memory)
-        try await configure(connection.sql())
-        return Storage(db: connection.sql(), sqliteConnection: connection, close: { try await connection.close() })
+        let (connection, pool) = try await openSerialConnection(.memory, logger: Logger(label: "llmaas.storage"))
+        do { try await configure(connection.sql()) } catch {
+            await close(connection, pool)
+            throw error
+        }
+        return Storage(db: connection.sql(), sqliteConnection: connection, close: { await close(connection, pool) })
+    }
+
+    /// The main SQLite connection runs its statements one at a time, on a thread of its own.
+    /// SQLiteNIO's shared pool has a thread per core, so two statements of one connection could
+    /// interleave their steps: a write starting while a read of the same connection was still
+    /// stepping joined that read's snapshot, and if the group commit's writer had committed since,
+    /// SQLite refused the write at once (`SQLITE_BUSY_SNAPSHOT`, which the busy timeout does not
+    /// wait out) — a failed tenant, key or credit write under load. One thread: each statement
+    /// starts its own snapshot, and waits for the writer's lock instead of failing.
+    private static func openSerialConnection(_ storage: SQLiteConnection.Storage, logger: Logger) async throws -> (SQLiteConnection, NIOThreadPool) {
+        let pool = NIOThreadPool(numberOfThreads: 1)
+        pool.start()
+        do {
+            let connection = try await SQLiteConnection.open(storage: storage, threadPool: pool, logger: logger,
+                                                             on: MultiThreadedEventLoopGroup.singleton.any()).get()
+            return (connection, pool)
+        } catch {
+            try? await pool.shutdownGracefully()
+            throw error
+        }
+    }
+
+    private static func close(_ connection: SQLiteConnection, _ pool: NIOThreadPool) async {
+        try? await connection.close().get()
+        try? await pool.shutdownGracefully()
     }
 
     /// Settings every SQLite connection needs, file or memory.

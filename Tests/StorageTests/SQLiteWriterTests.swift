@@ -263,6 +263,31 @@ import StorageTesting
         }
     }
 
+    /// A write on the main connection while a long read of that same connection is still stepping,
+    /// after the writer committed since the read began: the write waits for the read and lands. (When
+    /// the connection's statements could interleave on two threads, the write joined the read's
+    /// stale snapshot and SQLite refused it at once with SQLITE_BUSY_SNAPSHOT.)
+    @Test func aMainConnectionWriteWaitsForItsOwnLongRead() async throws {
+        try await Self.withFileStorage { s in
+            try await s.insertTenant(TenantRecord(id: "t", name: "t", createdAt: 1))
+            let (rows, seen) = AsyncStream.makeStream(of: Void.self)
+            let reading = Task {
+                defer { seen.finish() }
+                try await s.db.raw("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 3000000) SELECT x FROM c, tenants WHERE x % 300000 = 0")
+                    .run { _ in seen.yield() }
+            }
+            var it = rows.makeAsyncIterator()
+            _ = await it.next()
+            _ = try await s.commitGroup(requests: [Self.row("a", at: 1, tenant: "t")], auditContinuingFrom: nil, Self.builder("w", 1)).get()
+            try await s.insertTenant(TenantRecord(id: "t2", name: "t2", createdAt: 2))
+            try await s.addCredit(id: "c", tenantID: "t2", amountNano: 5, at: 3, note: nil)
+            try await reading.value
+            #expect(try await s.tenantCount() == 2)
+            #expect(try await s.creditTotal(tenantID: "t2") == 5)
+            #expect(try await s.request(id: "a") != nil)
+        }
+    }
+
     /// Two storages on one file (a gateway and the CLI, say), each with its writer, plus appends
     /// through a storage without a writer, all at once: one chain, no fork, no gap. The writers'
     /// group commits never fail (the tip is read under the write lock); the storage without a writer
