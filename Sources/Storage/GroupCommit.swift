@@ -33,19 +33,32 @@ extension Storage {
         if let writer {
             let prebuilt = build(known)
             let append = prebuilt.isEmpty ? nil : ChainAppend(assumed: known, prebuilt: prebuilt, build: build)
-            let audit = try await gate.run { try await writer.run { c in try Self.groupCommit(on: c, rows: rows, audit: append) } }
+            let audit = try await commitOnWriter(writer, rows: rows, audit: append)
             return (audit ?? .success([])).mapError { $0 }
         }
         try await insertRequests(rows)
         do { return .success(try await appendAuditChain(continuingFrom: known, build)) } catch { return .failure(error) }
     }
 
+    /// A group commit on the writer. One ledger row or none (a gateway not under load: nothing else
+    /// came while the last commit ran) on the calling thread when it can start without waiting;
+    /// several, or when it would wait, on the writer's thread (SQLiteWriter.swift): under load the
+    /// event loops keep serving while it commits, and the rows that arrive meanwhile make the next
+    /// batch larger (issue 16: committing batches on the event loop too cost CPU per request at 32
+    /// connections).
+    func commitOnWriter(_ writer: SQLiteWriter, rows: [RequestRecord], audit: ChainAppend?) async throws -> Result<[AuditRecord], SQLiteWriteError>? {
+        try await gate.run {
+            if rows.count <= 1, let done = try writer.runHere({ c in try Self.groupCommit(on: c, rows: rows, audit: audit, begun: true) }) { return done }
+            return try await writer.run { c in try Self.groupCommit(on: c, rows: rows, audit: audit) }
+        }
+    }
+
     /// The writer's side: one transaction (`BEGIN IMMEDIATE`: the write lock is taken first, so
     /// another connection's write is waited for, up to the busy timeout, rather than failing
-    /// half-way). Throws, having rolled back, when the rows fail; the audit result otherwise (nil
-    /// without an audit batch). Runs on the writer's thread.
-    static func groupCommit(on c: WriterConnection, rows: [RequestRecord], audit: ChainAppend?) throws -> Result<[AuditRecord], SQLiteWriteError>? {
-        try c.execute(.begin, "BEGIN IMMEDIATE")
+    /// half-way; `begun`: the caller began it). Throws, having rolled back, when the rows fail; the
+    /// audit result otherwise (nil without an audit batch). Runs under the writer's lock.
+    static func groupCommit(on c: WriterConnection, rows: [RequestRecord], audit: ChainAppend?, begun: Bool = false) throws -> Result<[AuditRecord], SQLiteWriteError>? {
+        if !begun { try c.execute(.begin, "BEGIN IMMEDIATE") }
         var auditResult: Result<[AuditRecord], SQLiteWriteError>?
         do {
             if !rows.isEmpty {
@@ -146,7 +159,7 @@ extension Storage {
 
     /// Audit entries alone (no ledger rows) on the writer: the same tip check, in one transaction.
     func writerAppendAudit(_ append: ChainAppend, writer: SQLiteWriter) async throws -> [AuditRecord] {
-        switch try await gate.run({ try await writer.run({ c in try Self.groupCommit(on: c, rows: [], audit: append) }) }) {
+        switch try await commitOnWriter(writer, rows: [], audit: append) {
         case .success(let records): return records
         case .failure(let e): throw e
         case nil: return []

@@ -1,4 +1,5 @@
 import NIOPosix
+import Synchronization
 import VaporCSQLite
 
 /// The SQLite write path of the group commit (issue 16): a second connection to the database file,
@@ -22,6 +23,14 @@ import VaporCSQLite
 /// is answered first). A checkpoint that could not copy everything (a reader was on an older
 /// snapshot) is tried again after the next commit, as SQLite's auto-checkpoint would: the WAL is
 /// bounded as before. ``close()`` checkpoints too.
+///
+/// A commit runs on the caller's thread when it can start at once (``runHere(_:)``): the
+/// connection is free (no checkpoint running on the writer's thread) and the database's write lock
+/// is free (no other connection writing). The group commit is then one step of the event loop that
+/// ran the request, instead of a wake-up of the writer's thread and one of the event loop to hand
+/// the result back (issue 16: at one connection the request's two thread switches of four). When
+/// either is taken it goes to the writer's thread (``run(_:)``), which waits, up to the busy timeout,
+/// where an event loop must not. The connection is used by one thread at a time, under ``lock``.
 final class SQLiteWriter: Sendable {
     /// How long a write waits for another connection's write to finish before failing.
     static let busyTimeoutMs: Int32 = 5000
@@ -31,11 +40,17 @@ final class SQLiteWriter: Sendable {
 
     private let pool: NIOThreadPool
     private let connection: WriterConnection
+    /// Held while a thread uses ``connection``.
+    private let lock = Mutex(())
+    /// Bodies run on the writer's thread rather than the caller's (tests, benchmarks).
+    private let handedOver = Atomic<Int>(0)
 
     private init(pool: NIOThreadPool, connection: WriterConnection) {
         self.pool = pool
         self.connection = connection
     }
+
+    var handedOverCount: Int { handedOver.load(ordering: .relaxed) }
 
     /// Opens the writer's connection to the database file at `path` (which must exist and already
     /// be in WAL mode: the storage's main connection set it up) on a thread of its own.
@@ -54,25 +69,44 @@ final class SQLiteWriter: Sendable {
     /// Runs `body` on the writer's thread with its connection (one trip for the whole body). When
     /// `body` committed and the WAL has reached ``checkpointPages``, a checkpoint is queued behind it.
     func run<T: Sendable>(_ body: @escaping @Sendable (WriterConnection) throws -> T) async throws -> T {
-        try await pool.runIfActive { [connection, pool] in
-            defer {
-                if connection.takeCheckpointDue() {
-                    // A job of its own: this one's result is handed back first.
-                    pool.submit { state in
-                        guard case .active = state else { return }
-                        connection.checkpoint()
-                    }
+        handedOver.add(1, ordering: .relaxed)
+        return try await pool.runIfActive { [self] in
+            try lock.withLock { _ in try committing(body) }
+        }
+    }
+
+    /// Runs `body` on the calling thread, inside a transaction begun for it (`BEGIN IMMEDIATE`),
+    /// when that takes no waiting: the connection is free and so is the database's write lock.
+    /// Nil when either was taken (nothing was done): the caller then hands the work to ``run(_:)``.
+    func runHere<T: Sendable>(_ body: (WriterConnection) throws -> T) throws -> T? {
+        let done = try lock.withLockIfAvailable { _ -> T? in
+            guard try connection.beginWithoutWaiting() else { return nil }
+            return try committing(body)
+        }
+        return done ?? nil
+    }
+
+    /// `body`, then a checkpoint queued on the writer's thread when the WAL has reached
+    /// ``checkpointPages`` (a job of its own: this one's result is handed back first). Under ``lock``.
+    private func committing<T>(_ body: (WriterConnection) throws -> T) rethrows -> T {
+        defer {
+            if connection.takeCheckpointDue() {
+                pool.submit { [self] state in
+                    guard case .active = state else { return }
+                    lock.withLock { _ in connection.checkpoint() }
                 }
             }
-            return try body(connection)
         }
+        return try body(connection)
     }
 
     /// Checkpoints, finalizes the statements, closes the connection and stops the thread.
     func close() async {
-        _ = try? await pool.runIfActive { [connection] in
-            connection.checkpoint()
-            connection.close()
+        _ = try? await pool.runIfActive { [self] in
+            lock.withLock { _ in
+                connection.checkpoint()
+                connection.close()
+            }
         }
         try? await pool.shutdownGracefully()
     }
@@ -98,7 +132,8 @@ enum WriterStatement: Hashable {
 }
 
 /// The writer's sqlite3 connection and its prepared statements. Not thread-safe by itself: it is
-/// only ever touched on the writer's one thread (``SQLiteWriter/run(_:)``), hence `@unchecked`.
+/// only ever touched under the writer's lock, by one thread at a time (``SQLiteWriter/run(_:)``,
+/// ``SQLiteWriter/runHere(_:)``), hence `@unchecked`.
 final class WriterConnection: @unchecked Sendable {
     private var db: OpaquePointer?
     private var statements: [WriterStatement: OpaquePointer] = [:]
@@ -176,6 +211,20 @@ final class WriterConnection: @unchecked Sendable {
         }
         statements[key] = handle
         return PreparedStatement(handle: handle, connection: self)
+    }
+
+    /// `BEGIN IMMEDIATE` without waiting for another connection's write: true when the transaction
+    /// is begun, false when the write lock was taken (nothing begun; the busy timeout is back).
+    func beginWithoutWaiting() throws -> Bool {
+        guard let db else { return false }
+        sqlite_nio_sqlite3_busy_timeout(db, 0)
+        defer { sqlite_nio_sqlite3_busy_timeout(db, SQLiteWriter.busyTimeoutMs) }
+        do {
+            try execute(.begin, "BEGIN IMMEDIATE")
+            return true
+        } catch let e as SQLiteWriteError where e.code & 0xff == SQLITE_BUSY {
+            return false
+        }
     }
 
     /// Runs the statement `key` (no binds) to completion.

@@ -356,7 +356,7 @@ public final class Storage: Sendable {
         guard !rows.isEmpty else { return }
         // SQLite file: rows and marks in one transaction on the dedicated writer (GroupCommit.swift).
         if let writer {
-            _ = try await gate.run { try await writer.run { c in try Self.groupCommit(on: c, rows: rows, audit: nil) } }
+            _ = try await commitOnWriter(writer, rows: rows, audit: nil)
             return
         }
         // PostgreSQL: the rows and their dirty minutes in one transaction (one commit per batch).

@@ -263,6 +263,36 @@ import StorageTesting
         }
     }
 
+    /// A lone row commits on the caller's thread; several, or one while another connection holds
+    /// the write lock, go to the writer's thread, which waits for the lock instead of failing (an
+    /// event loop never waits there). Every row lands, in one audit chain.
+    @Test func aLoneRowCommitsHereAndABusyDatabaseHandsItToTheWriter() async throws {
+        try await Self.withFileStorage { s in
+            let writer = try #require(s.writer)
+            _ = try await s.commitGroup(requests: [Self.row("a", at: 1)], auditContinuingFrom: nil, Self.builder("w", 1)).get()
+            #expect(writer.handedOverCount == 0)
+            _ = try await s.commitGroup(requests: [Self.row("b", at: 2), Self.row("c", at: 3)], auditContinuingFrom: (1, "w-1"),
+                                        Self.builder("w", 1)).get()
+            #expect(writer.handedOverCount == 1)
+
+            // The main connection holds the write lock: the lone row's commit cannot start here.
+            try await s.db.raw("BEGIN IMMEDIATE").run()
+            try await s.insertTenant(TenantRecord(id: "t", name: "t", createdAt: 1))
+            let committing = Task { try await s.commitGroup(requests: [Self.row("d", at: 4)], auditContinuingFrom: (2, "w-2"), Self.builder("w", 1)).get() }
+            var polls = 0
+            while writer.handedOverCount < 2, polls < 2_000 {
+                try await Task.sleep(for: .milliseconds(5))
+                polls += 1
+            }
+            #expect(writer.handedOverCount == 2)
+            try await s.db.raw("COMMIT").run()
+            _ = try await committing.value
+            #expect(try await s.ledger(tenantID: nil, from: 0, to: .max).map(\.id) == ["a", "b", "c", "d"])
+            #expect(try await s.tenantCount() == 1)
+            try await Self.expectOneChain(s, count: 3)
+        }
+    }
+
     /// A write on the main connection while a long read of that same connection is still stepping,
     /// after the writer committed since the read began: the write waits for the read and lands. (When
     /// the connection's statements could interleave on two threads, the write joined the read's
