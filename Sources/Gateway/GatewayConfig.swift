@@ -152,6 +152,10 @@ public struct GatewayConfig: Sendable {
             if let n = try server.int("linger_timeout_ms", min: 1) { config.connections.lingerTimeoutMs = Int64(n) }
             if let n = try server.int("linger_time_ms", min: 1) { config.connections.lingerTimeMs = Int64(n) }
             if let n = try server.int("max_connections_per_client", min: 0) { config.connections.maxConnectionsPerClient = n }
+            if let n = try server.int("listen_backlog", min: 1) {
+                guard n <= 65_535 else { throw ConfigError(field: "server.listen_backlog", message: "must be at most 65535") }
+                config.connections.listenBacklog = n
+            }
             try server.finish()
         }
         if var console = try r.mapping("console") {

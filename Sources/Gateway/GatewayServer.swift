@@ -63,7 +63,8 @@ public enum GatewayServer {
         return Application(
             responder: responder,
             server: platform.tlsCertificates.map { $0.serverBuilder(http1) } ?? http1,
-            configuration: .init(address: .hostname(config.host, port: config.port), serverName: serverName),
+            configuration: .init(address: .hostname(config.host, port: config.port), serverName: serverName,
+                                 backlog: config.connections.listenBacklog),
             // Shut down in reverse order: the server, then the answers still running, then the writers.
             services: services + [platform.requestLog, platform.audit, platform.requestStore.writer, inFlight],
             onServerRunning: { channel in onRunning(channel.localAddress?.port ?? config.port) },

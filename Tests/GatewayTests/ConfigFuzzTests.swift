@@ -8,7 +8,7 @@ import TestSupport
     static let valid = """
     listen: 127.0.0.1:9090
     limits: { max_body_bytes: 4096, max_embedding_inputs: 16, max_messages: 8, max_input_characters: 1000 }
-    server: { header_timeout_ms: 500, idle_timeout_ms: 1000, body_timeout_ms: 700, linger_timeout_ms: 100, linger_time_ms: 900, max_connections_per_client: 4 }
+    server: { header_timeout_ms: 500, idle_timeout_ms: 1000, body_timeout_ms: 700, linger_timeout_ms: 100, linger_time_ms: 900, max_connections_per_client: 4, listen_backlog: 64 }
     security: { auth_failures_per_minute: 3, webhook_allow_http: true, webhook_allowed_networks: ["127.0.0.1/32", "fd00::/8"] }
     testing: { allow_simulator_fields: true }
     tiers:
@@ -26,13 +26,14 @@ import TestSupport
         #expect(c.requestLimits.maxEmbeddingInputs == 16 && c.requestLimits.maxMessages == 8 && c.requestLimits.maxInputCharacters == 1000)
         #expect(c.connections.headerTimeoutMs == 500 && c.connections.idleTimeoutMs == 1000 && c.connections.bodyTimeoutMs == 700)
         #expect(c.connections.lingerTimeoutMs == 100 && c.connections.lingerTimeMs == 900 && c.connections.maxConnectionsPerClient == 4)
+        #expect(c.connections.listenBacklog == 64 && GatewayConfig().connections.listenBacklog == 256)
         #expect(c.webhooks.allowHTTP && c.webhooks.allowedNetworks.count == 2 && c.allowSimulatorFields)
         let defaults = GatewayConfig()
         #expect(!defaults.webhooks.allowHTTP && defaults.webhooks.allowedNetworks.isEmpty && !defaults.allowSimulatorFields)
     }
 
     @Test(arguments: ["security: { webhook_allowed_networks: [\"/\"] }", "security: { webhook_allowed_networks: [\"\"] }",
-                      "server: { header_timeout_ms: 0 }", "limits: { max_embedding_inputs: -1 }", "testing: { allow_simulator_fields: 3 }"])
+                      "server: { header_timeout_ms: 0 }", "server: { listen_backlog: 0 }", "server: { listen_backlog: 70000 }", "limits: { max_embedding_inputs: -1 }", "testing: { allow_simulator_fields: 3 }"])
     func refusesBadValues(_ yaml: String) {
         #expect(throws: ConfigError.self) { try GatewayConfig.parse(yaml) }
     }
