@@ -42,7 +42,7 @@ final class SQLiteWriter: Sendable {
     private let connection: WriterConnection
     /// Held while a thread uses ``connection``.
     private let lock = Mutex(())
-    /// Bodies run on the writer's thread rather than the caller's (tests, benchmarks).
+    /// Bodies run on the writer's thread rather than the caller's (tests).
     private let handedOver = Atomic<Int>(0)
 
     private init(pool: NIOThreadPool, connection: WriterConnection) {
@@ -55,15 +55,10 @@ final class SQLiteWriter: Sendable {
     /// Opens the writer's connection to the database file at `path` (which must exist and already
     /// be in WAL mode: the storage's main connection set it up) on a thread of its own.
     static func open(path: String, checkpointPages: Int32 = defaultCheckpointPages) async throws -> SQLiteWriter {
-        let pool = NIOThreadPool(numberOfThreads: 1)
-        pool.start()
-        do {
-            let connection = try await pool.runIfActive { try WriterConnection(path: path, checkpointPages: checkpointPages) }
-            return SQLiteWriter(pool: pool, connection: connection)
-        } catch {
-            try? await pool.shutdownGracefully()
-            throw error
+        let (pool, connection) = try await NIOThreadPool.ownThread { pool in
+            try await pool.runIfActive { try WriterConnection(path: path, checkpointPages: checkpointPages) }
         }
+        return SQLiteWriter(pool: pool, connection: connection)
     }
 
     /// Runs `body` on the writer's thread with its connection (one trip for the whole body). When
@@ -109,6 +104,21 @@ final class SQLiteWriter: Sendable {
             }
         }
         try? await pool.shutdownGracefully()
+    }
+}
+
+extension NIOThreadPool {
+    /// A started pool of one thread (a connection's own), with what `open` made on it; the pool is
+    /// shut down again when `open` throws.
+    static func ownThread<T>(_ open: (NIOThreadPool) async throws -> T) async throws -> (NIOThreadPool, T) {
+        let pool = NIOThreadPool(numberOfThreads: 1)
+        pool.start()
+        do {
+            return (pool, try await open(pool))
+        } catch {
+            try? await pool.shutdownGracefully()
+            throw error
+        }
     }
 }
 

@@ -115,16 +115,10 @@ public final class Storage: Sendable {
     /// wait out) — a failed tenant, key or credit write under load. One thread: each statement
     /// starts its own snapshot, and waits for the writer's lock instead of failing.
     private static func openSerialConnection(_ storage: SQLiteConnection.Storage, logger: Logger) async throws -> (SQLiteConnection, NIOThreadPool) {
-        let pool = NIOThreadPool(numberOfThreads: 1)
-        pool.start()
-        do {
-            let connection = try await SQLiteConnection.open(storage: storage, threadPool: pool, logger: logger,
-                                                             on: MultiThreadedEventLoopGroup.singleton.any()).get()
-            return (connection, pool)
-        } catch {
-            try? await pool.shutdownGracefully()
-            throw error
+        let (pool, connection) = try await NIOThreadPool.ownThread { pool in
+            try await SQLiteConnection.open(storage: storage, threadPool: pool, logger: logger, on: MultiThreadedEventLoopGroup.singleton.any()).get()
         }
+        return (connection, pool)
     }
 
     private static func close(_ connection: SQLiteConnection, _ pool: NIOThreadPool) async {
