@@ -69,6 +69,7 @@ public final class Storage: Sendable {
                                   deleteAtShutdown: Bool = false) async throws -> Storage {
         let dir = (path as NSString).deletingLastPathComponent
         if !dir.isEmpty { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) }
+        WALWriteBuffer.install()
         let (connection, pool) = try await openSerialConnection(.file(path: path), logger: logger)
         let db = connection.sql()
         do {
