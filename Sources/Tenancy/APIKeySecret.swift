@@ -55,12 +55,14 @@ enum Base62 {
 /// (created on first start, mode 0600): a stolen database alone does not allow checking guesses.
 public struct ServerSecret: Sendable {
     let bytes: [UInt8]
-    /// The HMAC key, built once (every authenticated request hashes its secret with it).
-    let hmacKey: SymmetricKey
+    /// The HMAC keyed once (every authenticated request hashes its secret with it): its inner and
+    /// outer hash states after the key's block, copied for each secret instead of hashing the
+    /// key's padded block twice again (issue 16: 5 µs of a request at one connection).
+    let keyedHMAC: HMAC<SHA256>
 
     public init(bytes: [UInt8]) {
         self.bytes = bytes
-        self.hmacKey = SymmetricKey(data: bytes)
+        self.keyedHMAC = HMAC<SHA256>(key: SymmetricKey(data: bytes))
     }
 
     /// Loads the secret file, creating it with 32 random bytes when absent.
@@ -104,8 +106,9 @@ public struct ServerSecret: Sendable {
 
     /// Hex HMAC-SHA256 of a key secret.
     public func hash(_ secret: String) -> String {
-        let mac = HMAC<SHA256>.authenticationCode(for: Array(secret.utf8), using: hmacKey)
-        return lowercaseHex(mac)
+        var mac = keyedHMAC
+        mac.update(data: Array(secret.utf8))
+        return lowercaseHex(mac.finalize())
     }
 }
 

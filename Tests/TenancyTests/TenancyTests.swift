@@ -21,6 +21,17 @@ final class TestClock: Sendable {
         await storage.shutdown()
     }
 
+    /// A secret's hash is HMAC-SHA256 under the server secret, the keyed state reused for every
+    /// secret without changing it: RFC 4231's test case 2, twice, and a stored hash of another
+    /// secret in between.
+    @Test func secretHashIsHMACSHA256AndTheKeyedStateIsReused() {
+        let secret = ServerSecret(bytes: Array("Jefe".utf8))
+        let vector = "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        #expect(secret.hash("what do ya want for nothing?") == vector)
+        #expect(secret.hash("something else") != vector)
+        #expect(secret.hash("what do ya want for nothing?") == vector)
+    }
+
     @Test(arguments: TestDatabase.all) func keyRoundTripAndOnlyHashStored(_ driver: TestDatabase) async throws { try await withAuthority(driver) { storage, authority, _ in
         _ = try await authority.createTenant(name: "acme")
         let (record, token) = try await authority.createKey(tenantName: "acme")
