@@ -61,7 +61,8 @@ enum WALWriteBuffer {
 // is: the `sqlite3_file` header SQLite reads (its methods pointer), the WAL state (nil for other
 // files), then the `unix` file handle itself.
 
-private let headerSize = 16
+private let stateOffset = MemoryLayout<sqlite3_file>.stride
+private let headerSize = stateOffset + MemoryLayout<UnsafeMutablePointer<WALState>?>.stride
 nonisolated(unsafe) private var base: UnsafeMutablePointer<sqlite3_vfs>!
 
 private struct WALState {
@@ -86,7 +87,11 @@ private struct WALState {
 }
 
 @inline(__always) private func walState(_ file: UnsafeMutablePointer<sqlite3_file>) -> UnsafeMutablePointer<WALState>? {
-    UnsafeMutableRawPointer(file).load(fromByteOffset: 8, as: UnsafeMutablePointer<WALState>?.self)
+    UnsafeMutableRawPointer(file).load(fromByteOffset: stateOffset, as: UnsafeMutablePointer<WALState>?.self)
+}
+
+@inline(__always) private func setWALState(_ file: UnsafeMutablePointer<sqlite3_file>, _ state: UnsafeMutablePointer<WALState>?) {
+    UnsafeMutableRawPointer(file).storeBytes(of: state, toByteOffset: stateOffset, as: UnsafeMutablePointer<WALState>?.self)
 }
 
 /// A WAL frame header's second word is the database size for a commit frame, 0 otherwise.
@@ -107,17 +112,16 @@ private func flush(_ file: UnsafeMutablePointer<sqlite3_file>) -> Int32 {
 private let open: @convention(c) (UnsafeMutablePointer<sqlite3_vfs>?, UnsafePointer<CChar>?, UnsafeMutablePointer<sqlite3_file>?, Int32,
                                   UnsafeMutablePointer<Int32>?) -> Int32 = { _, name, file, flags, outFlags in
     guard let file else { return SQLITE_MISUSE }
-    let raw = UnsafeMutableRawPointer(file)
-    raw.storeBytes(of: nil, as: UnsafePointer<sqlite3_io_methods>?.self)
-    raw.storeBytes(of: nil, toByteOffset: 8, as: UnsafeMutablePointer<WALState>?.self)
+    file.pointee.pMethods = nil
+    setWALState(file, nil)
     let rc = base.pointee.xOpen(base, name, inner(file), flags, outFlags)
     guard let innerMethods = inner(file).pointee.pMethods else { return rc }
     if flags & SQLITE_OPEN_WAL != 0 {
         let state = UnsafeMutablePointer<WALState>.allocate(capacity: 1)
         state.initialize(to: WALState(buffer: UnsafeMutableRawPointer.allocate(byteCount: WALWriteBuffer.capacity, alignment: 16)))
-        raw.storeBytes(of: state, toByteOffset: 8, as: UnsafeMutablePointer<WALState>?.self)
+        setWALState(file, state)
     }
-    raw.storeBytes(of: ioMethods[Int(min(max(innerMethods.pointee.iVersion, 1), 3)) - 1], as: UnsafePointer<sqlite3_io_methods>?.self)
+    file.pointee.pMethods = ioMethods[Int(min(max(innerMethods.pointee.iVersion, 1), 3)) - 1]
     return rc
 }
 
@@ -173,7 +177,7 @@ private let close: @convention(c) (UnsafeMutablePointer<sqlite3_file>?) -> Int32
         state.pointee.buffer.deallocate()
         state.deinitialize(count: 1)
         state.deallocate()
-        UnsafeMutableRawPointer(file).storeBytes(of: nil, toByteOffset: 8, as: UnsafeMutablePointer<WALState>?.self)
+        setWALState(file, nil)
     }
     return flushed != SQLITE_OK ? flushed : rc
 }
