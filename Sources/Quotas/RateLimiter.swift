@@ -106,6 +106,37 @@ public final class RateLimiter: Sendable {
         }
 
         var idle: Bool { concurrent == 0 && minute.total == 0 && hour.total == 0 && day.total == 0 }
+
+        /// Charges one admitted request at `t` (an instant ``advance(_:)`` returned).
+        mutating func admit(_ expected: Int64, at t: Int64) {
+            _ = advance(t)
+            minute.add(1, at: t)
+            hour.add(expected, at: t)
+            day.add(expected, at: t)
+            concurrent += 1
+        }
+
+        /// Settles or releases one reservation charged at `chargedAt`.
+        mutating func finish(_ delta: Int64, chargedAt: Int64, batch: Bool, refundRequest: Bool, now: Int64) {
+            let t = advance(now)
+            if batch {  // day window only (admitBatch)
+                day.adjust(delta, chargedAt: chargedAt, now: t)
+                return
+            }
+            hour.adjust(delta, chargedAt: chargedAt, now: t)
+            day.adjust(delta, chargedAt: chargedAt, now: t)
+            if refundRequest { minute.adjust(-1, chargedAt: chargedAt, now: t) }
+            concurrent = max(0, concurrent - 1)
+        }
+    }
+
+    /// A subject's state advanced to `now`, in place when it is known (a copy taken out of the
+    /// dictionary and changed would copy its windows' buckets on every request; issue 16), a
+    /// fresh one, not stored, when it is not. Returns the instant used and a copy to read.
+    private static func advanced(_ subjects: inout [String: SubjectState], _ subject: String, _ now: Int64) -> (Int64, SubjectState) {
+        if let t = subjects[subject]?.advance(now) { return (t, subjects[subject]!) }
+        var fresh = SubjectState()
+        return (fresh.advance(now), fresh)
     }
 
     /// - Parameter now: Unix milliseconds, the platform's clock (a domain module never reads one).
@@ -129,12 +160,11 @@ public final class RateLimiter: Sendable {
         let expected = Int64(max(0, expectedOutput))
         return state.withLock { st in
             var worst: Refusal?
-            var states: [SubjectState] = []
             var times: [Int64] = []
+            times.reserveCapacity(subjects.count)
             for (subject, limits) in subjects {
-                var s = st.subjects[subject] ?? SubjectState()
-                let t = s.advance(now)
-                states.append(s); times.append(t)
+                let (t, s) = Self.advanced(&st.subjects, subject, now)
+                times.append(t)
                 for r in Self.refusals(s, subject: subject, limits: limits, expected: expected, now: t) {
                     guard let w = worst else { worst = r; continue }
                     if !r.satisfiable && w.satisfiable || r.satisfiable == w.satisfiable && r.retryAfterMs > w.retryAfterMs {
@@ -144,12 +174,7 @@ public final class RateLimiter: Sendable {
             }
             if let worst { return .failure(worst) }
             for (i, (subject, _)) in subjects.enumerated() {
-                var s = states[i]
-                s.minute.add(1, at: times[i])
-                s.hour.add(expected, at: times[i])
-                s.day.add(expected, at: times[i])
-                s.concurrent += 1
-                st.subjects[subject] = s
+                st.subjects[subject, default: SubjectState()].admit(expected, at: times[i])
             }
             let id = st.nextID
             st.nextID += 1
@@ -240,18 +265,8 @@ public final class RateLimiter: Sendable {
             guard st.open.remove(r.id) != nil else { return false }
             let delta = actual - Int64(r.reservedOutput)
             for (i, subject) in r.subjects.enumerated() {
-                var s = st.subjects[subject] ?? SubjectState()
-                let t = s.advance(now)
-                if r.batch {  // day window only (admitBatch)
-                    s.day.adjust(delta, chargedAt: r.admittedAtMs[i], now: t)
-                    st.subjects[subject] = s
-                    continue
-                }
-                s.hour.adjust(delta, chargedAt: r.admittedAtMs[i], now: t)
-                s.day.adjust(delta, chargedAt: r.admittedAtMs[i], now: t)
-                if refundRequest { s.minute.adjust(-1, chargedAt: r.admittedAtMs[i], now: t) }
-                s.concurrent = max(0, s.concurrent - 1)
-                st.subjects[subject] = s
+                st.subjects[subject, default: SubjectState()].finish(delta, chargedAt: r.admittedAtMs[i], batch: r.batch,
+                                                                     refundRequest: refundRequest, now: now)
             }
             return true
         }
@@ -282,9 +297,7 @@ public final class RateLimiter: Sendable {
     public func status(for subject: String, limits: Limits, now: Int64? = nil) -> Status {
         let now = now ?? clock()
         return state.withLock { st in
-            var s = st.subjects[subject] ?? SubjectState()
-            let t = s.advance(now)
-            if st.subjects[subject] != nil { st.subjects[subject] = s }
+            let (t, s) = Self.advanced(&st.subjects, subject, now)
             func w(_ w: Window, _ limit: Int) -> WindowStatus {
                 WindowStatus(limit: limit, used: Int(w.total), remaining: Int(max(0, Int64(limit) - w.total)),
                              resetAfterMs: w.resetAfterMs(now: t))
@@ -301,15 +314,22 @@ public final class RateLimiter: Sendable {
     public func headers(for subject: String, limits: Limits, now: Int64? = nil) -> [(String, String)] {
         let s = status(for: subject, limits: limits, now: now)
         let t = s.tokens
+        let n = Self.headerNames
         return [
-            ("X-RateLimit-Limit-Requests", String(s.requestsPerMinute.limit)),
-            ("X-RateLimit-Remaining-Requests", String(s.requestsPerMinute.remaining)),
-            ("X-RateLimit-Reset-Requests", Self.formatDuration(ms: s.requestsPerMinute.resetAfterMs)),
-            ("X-RateLimit-Limit-Tokens", String(t.limit)),
-            ("X-RateLimit-Remaining-Tokens", String(t.remaining)),
-            ("X-RateLimit-Reset-Tokens", Self.formatDuration(ms: t.resetAfterMs)),
+            (n[0], String(s.requestsPerMinute.limit)),
+            (n[1], String(s.requestsPerMinute.remaining)),
+            (n[2], Self.formatDuration(ms: s.requestsPerMinute.resetAfterMs)),
+            (n[3], String(t.limit)),
+            (n[4], String(t.remaining)),
+            (n[5], Self.formatDuration(ms: t.resetAfterMs)),
         ]
     }
+
+    /// The names of ``headers(for:limits:now:)``, in its order.
+    public static let headerNames = [
+        "X-RateLimit-Limit-Requests", "X-RateLimit-Remaining-Requests", "X-RateLimit-Reset-Requests",
+        "X-RateLimit-Limit-Tokens", "X-RateLimit-Remaining-Tokens", "X-RateLimit-Reset-Tokens",
+    ]
 
     /// Go-style durations as OpenAI sends them: 0 → "0s", 250 → "250ms", 1000 → "1s",
     /// 360000 → "6m0s", 3723000 → "1h2m3s". At or above one second, whole seconds rounded up.
