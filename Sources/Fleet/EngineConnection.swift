@@ -663,7 +663,7 @@ struct ResponseParser {
                     if buffer.readableBytes > Self.maxHead { throw Malformed(what: "head too large") }
                     return nil
                 }
-                let head = try parseHead(buffer.readableBytesView.prefix(end))
+                let head = try parseHead(buffer, end: end)
                 buffer.moveReaderIndex(forwardBy: end + 4)
                 if let head { return .head(head) }
             case .body(let remaining):
@@ -726,44 +726,12 @@ struct ResponseParser {
         }
     }
 
-    /// The head's status and framing; nil for an interim (1xx) answer, which is skipped.
-    private mutating func parseHead(_ bytes: ByteBufferView) throws -> HTTPResponseHead? {
-        var lines = bytes.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).makeIterator()
-        guard let statusLine = lines.next() else { throw Malformed(what: "no status line") }
-        // "HTTP/1.x NNN reason"
-        let status = Array(statusLine.prefix(12))
-        guard status.count >= 12, status.starts(with: Array("HTTP/1.".utf8)), status[8] == UInt8(ascii: " ") else {
-            throw Malformed(what: "bad status line")
-        }
-        let minor = status[7]
-        var code = 0
-        for d in status[9..<12] {
-            guard d >= UInt8(ascii: "0"), d <= UInt8(ascii: "9") else { throw Malformed(what: "bad status code") }
-            code = code * 10 + Int(d - UInt8(ascii: "0"))
-        }
-        var length: Int?
-        var chunked = false
-        var close = minor == UInt8(ascii: "0")
-        for line in lines {
-            guard let colon = line.firstIndex(of: UInt8(ascii: ":")) else { continue }
-            let name = line[line.startIndex..<colon]
-            var value = line[line.index(after: colon)...]
-            while let f = value.first, f == UInt8(ascii: " ") || f == UInt8(ascii: "\t") { value = value.dropFirst() }
-            while let l = value.last, l == UInt8(ascii: " ") || l == UInt8(ascii: "\t") || l == UInt8(ascii: "\r") { value = value.dropLast() }
-            if Self.equalsLowercased(name, "content-length") {
-                var n = 0
-                for d in value {
-                    guard d >= UInt8(ascii: "0"), d <= UInt8(ascii: "9"), n < (1 << 50) else { throw Malformed(what: "bad content-length") }
-                    n = n * 10 + Int(d - UInt8(ascii: "0"))
-                }
-                if let length, length != n { throw Malformed(what: "two content-lengths") }
-                length = n
-            } else if Self.equalsLowercased(name, "transfer-encoding") {
-                if Self.containsLowercased(value, "chunked") { chunked = true }
-            } else if Self.equalsLowercased(name, "connection") {
-                if Self.containsLowercased(value, "close") { close = true }
-                if Self.containsLowercased(value, "keep-alive") { close = false }
-            }
+    /// The head's status and framing; nil for an interim (1xx) answer, which is skipped. `end`:
+    /// where the head's blank line starts in the readable bytes. Scans the bytes in place: no line
+    /// array, no copies (it runs once per engine answer; issue 16).
+    private mutating func parseHead(_ buffer: ByteBuffer, end: Int) throws -> HTTPResponseHead? {
+        let (code, length, chunked, close) = try buffer.withUnsafeReadableBytes { raw in
+            try Self.scanHead(UnsafeBufferPointer(start: raw.baseAddress?.assumingMemoryBound(to: UInt8.self), count: end))
         }
         if code >= 100 && code < 200 && code != 101 { return nil }
         keepAlive = !close
@@ -780,21 +748,84 @@ struct ResponseParser {
         return HTTPResponseHead(version: .http1_1, status: HTTPResponseStatus(statusCode: code))
     }
 
-    private static func equalsLowercased(_ bytes: ByteBufferView.SubSequence, _ name: StaticString) -> Bool {
-        guard bytes.count == name.utf8CodeUnitCount else { return false }
-        var i = 0
-        for b in bytes {
-            let lower = b >= UInt8(ascii: "A") && b <= UInt8(ascii: "Z") ? b + 32 : b
-            if lower != name.utf8Start[i] { return false }
-            i += 1
+    /// Status code and framing of a head's bytes (its lines split on LF, a CR before it trimmed).
+    static func scanHead(_ b: UnsafeBufferPointer<UInt8>) throws -> (code: Int, length: Int?, chunked: Bool, close: Bool) {
+        // "HTTP/1.x NNN reason"
+        let statusEnd = Self.lineEnd(b, from: 0)
+        guard statusEnd >= 12, Self.matches(b, at: 0, "HTTP/1."), b[8] == UInt8(ascii: " ") else {
+            throw Malformed(what: "bad status line")
         }
+        var code = 0
+        for i in 9..<12 {
+            let d = b[i]
+            guard d >= UInt8(ascii: "0"), d <= UInt8(ascii: "9") else { throw Malformed(what: "bad status code") }
+            code = code * 10 + Int(d - UInt8(ascii: "0"))
+        }
+        var length: Int?
+        var chunked = false
+        var close = b[7] == UInt8(ascii: "0")
+        var start = statusEnd + 1
+        while start < b.count {
+            let stop = Self.lineEnd(b, from: start)
+            defer { start = stop + 1 }
+            var colon = start
+            while colon < stop && b[colon] != UInt8(ascii: ":") { colon += 1 }
+            guard colon < stop else { continue }
+            var v = colon + 1, e = stop
+            while v < e, b[v] == UInt8(ascii: " ") || b[v] == UInt8(ascii: "\t") { v += 1 }
+            while e > v, b[e - 1] == UInt8(ascii: " ") || b[e - 1] == UInt8(ascii: "\t") || b[e - 1] == UInt8(ascii: "\r") { e -= 1 }
+            let name = start..<colon, value = v..<e
+            if Self.equalsLowercased(b, name, "content-length") {
+                var n = 0
+                for i in value {
+                    let d = b[i]
+                    guard d >= UInt8(ascii: "0"), d <= UInt8(ascii: "9"), n < (1 << 50) else { throw Malformed(what: "bad content-length") }
+                    n = n * 10 + Int(d - UInt8(ascii: "0"))
+                }
+                if let length, length != n { throw Malformed(what: "two content-lengths") }
+                length = n
+            } else if Self.equalsLowercased(b, name, "transfer-encoding") {
+                if Self.containsLowercased(b, value, "chunked") { chunked = true }
+            } else if Self.equalsLowercased(b, name, "connection") {
+                if Self.containsLowercased(b, value, "close") { close = true }
+                if Self.containsLowercased(b, value, "keep-alive") { close = false }
+            }
+        }
+        return (code, length, chunked, close)
+    }
+
+    /// Index of the LF ending the line that starts at `from` (the buffer's end when none).
+    private static func lineEnd(_ b: UnsafeBufferPointer<UInt8>, from: Int) -> Int {
+        var i = from
+        while i < b.count && b[i] != UInt8(ascii: "\n") { i += 1 }
+        return i
+    }
+
+    private static func lower(_ byte: UInt8) -> UInt8 {
+        byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z") ? byte + 32 : byte
+    }
+
+    private static func matches(_ b: UnsafeBufferPointer<UInt8>, at i: Int, _ s: StaticString) -> Bool {
+        let n = s.utf8CodeUnitCount
+        guard i + n <= b.count else { return false }
+        for k in 0..<n where b[i + k] != s.utf8Start[k] { return false }
         return true
     }
 
-    private static func containsLowercased(_ bytes: ByteBufferView.SubSequence, _ word: StaticString) -> Bool {
-        let lowered = bytes.map { $0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z") ? $0 + 32 : $0 }
-        let w = UnsafeBufferPointer(start: word.utf8Start, count: word.utf8CodeUnitCount)
-        return lowered.withUnsafeBufferPointer { ByteSearch.firstIndex(of: w, in: $0) } != nil
+    private static func equalsLowercased(_ b: UnsafeBufferPointer<UInt8>, _ r: Range<Int>, _ name: StaticString) -> Bool {
+        guard r.count == name.utf8CodeUnitCount else { return false }
+        for (k, i) in r.enumerated() where lower(b[i]) != name.utf8Start[k] { return false }
+        return true
+    }
+
+    private static func containsLowercased(_ b: UnsafeBufferPointer<UInt8>, _ r: Range<Int>, _ word: StaticString) -> Bool {
+        let n = word.utf8CodeUnitCount
+        guard n > 0, r.count >= n else { return false }
+        outer: for i in r.lowerBound...(r.upperBound - n) {
+            for k in 0..<n where lower(b[i + k]) != word.utf8Start[k] { continue outer }
+            return true
+        }
+        return false
     }
 
     /// Offset of `pattern` in the buffer's readable bytes.
