@@ -107,7 +107,8 @@ public struct ServerSecret: Sendable {
     /// Hex HMAC-SHA256 of a key secret.
     public func hash(_ secret: String) -> String {
         var mac = keyedHMAC
-        mac.update(data: Array(secret.utf8))
+        var text = secret
+        text.withUTF8 { mac.update(data: UnsafeRawBufferPointer($0)) }
         return lowercaseHex(mac.finalize())
     }
 }
@@ -115,17 +116,28 @@ public struct ServerSecret: Sendable {
 /// Compares two strings in time that depends only on their length, never on where they differ.
 @inline(never)
 public func constantTimeEquals(_ a: String, _ b: String) -> Bool {
-    let x = Array(a.utf8), y = Array(b.utf8)
-    guard x.count == y.count else { return false }
-    var diff: UInt8 = 0
-    for i in 0..<x.count { diff |= x[i] ^ y[i] }
-    return diff == 0
+    var a = a, b = b  // withUTF8 reads the strings' own bytes (no copies on every request)
+    return a.withUTF8 { x in
+        b.withUTF8 { y in
+            guard x.count == y.count else { return false }
+            var diff: UInt8 = 0
+            for i in 0..<x.count { diff |= x[i] ^ y[i] }
+            return diff == 0
+        }
+    }
 }
 
 /// Lowercase hex of a digest, without Foundation's String(format:) (this runs on every request).
-private func lowercaseHex<D: Sequence>(_ bytes: D) -> String where D.Element == UInt8 {
-    let digits = Array("0123456789abcdef".utf8)
-    var out: [UInt8] = []
-    for b in bytes { out.append(digits[Int(b >> 4)]); out.append(digits[Int(b & 0x0F)]) }
-    return String(decoding: out, as: UTF8.self)
+private func lowercaseHex(_ digest: some ContiguousBytes) -> String {
+    digest.withUnsafeBytes { bytes in
+        String(unsafeUninitializedCapacity: bytes.count * 2) { out in
+            for (i, b) in bytes.enumerated() {
+                out[2 * i] = hexDigit(b >> 4)
+                out[2 * i + 1] = hexDigit(b & 0x0F)
+            }
+            return bytes.count * 2
+        }
+    }
 }
+
+private func hexDigit(_ v: UInt8) -> UInt8 { v < 10 ? v + 48 : v + 87 }  // 0-9, a-f

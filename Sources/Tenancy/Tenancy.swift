@@ -147,9 +147,9 @@ public final class KeyAuthority: Sendable {
 
     private func authenticate(authorization: String?) async throws(AuthFailure) -> Principal {
         guard let header = authorization.map(Self.trimmingSpaces), !header.isEmpty else { throw .missing }
-        let parts = header.split(separator: " ", maxSplits: 1)
-        guard parts.count == 2, parts[0].lowercased() == "bearer" else { throw .malformed }
-        guard let token = APIKeyToken(parsing: parts[1].drop(while: { $0 == " " })) else { throw .malformed }
+        // "Bearer <token>", the scheme in any case.
+        guard let space = header.firstIndex(of: " "), Self.isBearer(header[..<space]) else { throw .malformed }
+        guard let token = APIKeyToken(parsing: header[header.index(after: space)...].drop(while: { $0 == " " })) else { throw .malformed }
 
         let t = now()
         let entry = cache.withLock { $0[token.keyID] }
@@ -185,6 +185,10 @@ public final class KeyAuthority: Sendable {
         }
         if tenant.disabledAt.map({ $0 <= t }) == true { throw .tenantDisabled }
         return entry.principal
+    }
+
+    static func isBearer(_ scheme: Substring) -> Bool {
+        scheme.utf8.count == 6 && zip(scheme.utf8, "bearer".utf8).allSatisfy { ($0 | 0x20) == $1 }
     }
 
     /// `text` without leading and trailing spaces and tabs (what `CharacterSet.whitespaces` holds:
