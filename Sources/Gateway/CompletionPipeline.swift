@@ -103,7 +103,7 @@ struct CompletionPipeline: Sendable {
             let backend = BackendTag(engine: engine)
             var headers = keyHeaders
             headers.append(contentsOf: lifecycle)
-            for (name, value) in platform.billing.rateHeaders(principal) { if let n = HTTPField.Name(name) { headers[n] = value } }
+            for (name, value) in platform.billing.rateHeaders(principal) { if let n = HTTPField.Name.named(name) { headers[n] = value } }
 
             switch upstream {
             case .complete(var json, let usage):

@@ -3,6 +3,7 @@ import HTTPTypes
 import Hummingbird
 import NIOCore
 import OpenAIWire
+import Quotas
 
 /// Gives every request an id (`x-request-id`) and turns every error, ours or the framework's,
 /// into OpenAI's error shape with the right status. Nothing escapes as a bare 500.
@@ -68,7 +69,7 @@ func readBody(_ request: Request, limit: Int) async throws -> [UInt8] {
 func errorResponse(_ error: APIError) -> Response {
     var headers: HTTPFields = [.contentType: "application/json"]
     for (name, value) in error.headers {
-        if let field = HTTPField.Name(name) { headers[field] = value }
+        if let field = HTTPField.Name.named(name) { headers[field] = value }
     }
     return Response(status: HTTPResponse.Status(code: error.status), headers: headers,
                     body: ResponseBody(byteBuffer: ByteBuffer(bytes: error.json.serialized())))
@@ -90,6 +91,14 @@ extension HTTPField.Name {
     static let xBackend = HTTPField.Name("x-llmaas-backend")!
     static let xKeyExpires = HTTPField.Name("x-llmaas-key-expires")!
     static let xKeySuccessor = HTTPField.Name("x-llmaas-key-successor")!
+
+    /// A field name by its text; the rate-limit names every answer carries are parsed once
+    /// (`HTTPField.Name(_:)` validates and lowercases a copy of the text every time; issue 16).
+    static func named(_ name: String) -> HTTPField.Name? {
+        rateLimitNames[name] ?? HTTPField.Name(name)
+    }
+
+    private static let rateLimitNames = Dictionary(uniqueKeysWithValues: RateLimiter.headerNames.map { ($0, HTTPField.Name($0)!) })
 }
 
 /// Request ids: `req_` + 24 random base32 characters; unique without coordination.

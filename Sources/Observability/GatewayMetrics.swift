@@ -168,9 +168,8 @@ public final class GatewayMetrics: Sendable {
         let (h, units) = state.withLock { s -> (RequestHandles, CoreMetrics.Counter?) in
             let tenant = Self.tenantLabel(r.tenantID, limit: tenantLabelLimit, &s)
             // The endpoints' own billed units: a series only for requests that have them (no zero series for chat).
-            let unitLabels = [("model", model), ("tenant", tenant), ("endpoint", endpoint)]
-            let units = (r.rerankedTokens ?? 0) > 0 ? counter(Name.rerankedTokens, unitLabels, &s)
-                : (r.audioMs ?? 0) > 0 ? counter(Name.audio, unitLabels, &s) : nil
+            let unitName = (r.rerankedTokens ?? 0) > 0 ? Name.rerankedTokens : (r.audioMs ?? 0) > 0 ? Name.audio : nil
+            let units = unitName.map { counter($0, [("model", model), ("tenant", tenant), ("endpoint", endpoint)], &s) }
             let key = RequestKey(model: model, tenant: tenant, backend: backend, endpoint: endpoint, status: status)
             if let h = s.requests[key] { return (h, units) }
             let h = makeHandles(key)
