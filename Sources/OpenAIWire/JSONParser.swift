@@ -27,6 +27,11 @@ struct JSONByteParser {
     let bytes: UnsafeBufferPointer<UInt8>
     var index = 0
     static let maxDepth = 512
+    /// The members and elements of the objects and arrays being parsed, innermost last: each
+    /// container's array is then made once, at its final size (appending to an array of its own
+    /// reallocated it as it grew: the largest share of a request's allocations; issue 16).
+    private var members: [(String, JSONValue)] = []
+    private var elements: [JSONValue] = []
 
     init(_ bytes: UnsafeBufferPointer<UInt8>) { self.bytes = bytes }
 
@@ -68,10 +73,11 @@ struct JSONByteParser {
 
     mutating func parseObject(depth: Int) throws -> JSONValue {
         index += 1
-        var members: [(String, JSONValue)] = []
+        let base = members.count
+        defer { members.removeSubrange(base...) }
         var seen = Set<String>()  // filled only for large objects; small ones are scanned
         skipWhitespace()
-        if index < bytes.count, bytes[index] == UInt8(ascii: "}") { index += 1; return .object(members) }
+        if index < bytes.count, bytes[index] == UInt8(ascii: "}") { index += 1; return .object([]) }
         while true {
             skipWhitespace()
             guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else { throw error("expected a string key") }
@@ -79,8 +85,9 @@ struct JSONByteParser {
             let key = try parseString()
             // A duplicate key is refused: the engine and the gateway (shield, grants) could
             // otherwise read different values of the same request.
-            if members.count >= 16 && seen.isEmpty { seen = Set(members.map(\.0)) }
-            let duplicate = members.count < 16 ? members.contains { $0.0 == key } : !seen.insert(key).inserted
+            let count = members.count - base
+            if count >= 16 && seen.isEmpty { seen = Set(members[base...].map(\.0)) }
+            let duplicate = count < 16 ? members[base...].contains { $0.0 == key } : !seen.insert(key).inserted
             if duplicate { throw JSONParseError(offset: keyOffset, reason: "duplicate key \"\(key.prefix(64))\" in an object") }
             skipWhitespace()
             guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else { throw error("expected ':' after an object key") }
@@ -91,23 +98,25 @@ struct JSONByteParser {
             skipWhitespace()
             guard index < bytes.count else { throw error("unexpected end of JSON inside an object") }
             if bytes[index] == UInt8(ascii: ",") { index += 1; continue }
-            if bytes[index] == UInt8(ascii: "}") { index += 1; return .object(members) }
+            if bytes[index] == UInt8(ascii: "}") { index += 1; return .object(Array(members[base...])) }
             throw error("expected ',' or '}' in an object")
         }
     }
 
     mutating func parseArray(depth: Int) throws -> JSONValue {
         index += 1
-        var elements: [JSONValue] = []
+        let base = elements.count
+        defer { elements.removeSubrange(base...) }
         skipWhitespace()
-        if index < bytes.count, bytes[index] == UInt8(ascii: "]") { index += 1; return .array(elements) }
+        if index < bytes.count, bytes[index] == UInt8(ascii: "]") { index += 1; return .array([]) }
         while true {
             skipWhitespace()
-            elements.append(try parseValue(depth: depth + 1))
+            let element = try parseValue(depth: depth + 1)
+            elements.append(element)
             skipWhitespace()
             guard index < bytes.count else { throw error("unexpected end of JSON inside an array") }
             if bytes[index] == UInt8(ascii: ",") { index += 1; continue }
-            if bytes[index] == UInt8(ascii: "]") { index += 1; return .array(elements) }
+            if bytes[index] == UInt8(ascii: "]") { index += 1; return .array(Array(elements[base...])) }
             throw error("expected ',' or ']' in an array")
         }
     }
