@@ -101,7 +101,12 @@ struct CompletionPipeline: Sendable {
             let engineTime = engineStart.map { ContinuousClock.now - $0 }
             record.backend = engine.name
             let backend = BackendTag(engine: engine)
-            var headers = keyHeaders
+            // Room for every field the answer gets on its way out (the rate limits, the backend, the
+            // content type, the request id): appended one by one, the fields' array was reallocated
+            // four times per answer (issue 16).
+            var headers = HTTPFields()
+            headers.reserveCapacity(keyHeaders.count + lifecycle.count + 12)
+            headers.append(contentsOf: keyHeaders)
             headers.append(contentsOf: lifecycle)
             for (name, value) in platform.billing.rateHeaders(principal) { if let n = HTTPField.Name.named(name) { headers[n] = value } }
 

@@ -80,9 +80,9 @@ func jsonResponse(_ value: JSONValue, status: HTTPResponse.Status = .ok, headers
 }
 
 /// A JSON answer already serialized (when the same bytes are also kept elsewhere).
-func jsonResponse(serialized bytes: [UInt8], status: HTTPResponse.Status = .ok, headers extra: HTTPFields = [:]) -> Response {
-    var headers: HTTPFields = [.contentType: "application/json"]
-    headers.append(contentsOf: extra)
+func jsonResponse(serialized bytes: [UInt8], status: HTTPResponse.Status = .ok, headers extra: consuming HTTPFields = [:]) -> Response {
+    var headers = extra  // the caller's fields, not a copy of them
+    headers[.contentType] = "application/json"
     return Response(status: status, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(bytes: bytes)))
 }
 
