@@ -53,7 +53,7 @@ public struct InferenceRequest: Sendable {
 
         try endpoint.spec.validate(&self, limits: limits)
 
-        let characters = Self.promptTexts(of: body, endpoint: endpoint).reduce(0) { $0 + $1.utf8.count }
+        let characters = endpoint.spec.texts(body).reduce(0) { $0 + $1.text.utf8.count }
         if characters > limits.maxInputCharacters {
             throw APIError.invalidRequest("The request's text is too long: \(characters) bytes of prompt text; at most \(limits.maxInputCharacters) are allowed (limit max_input_characters).",
                                           param: endpoint.spec.inputParam, code: "input_too_large")
