@@ -116,6 +116,12 @@ public final class RateLimiter: Sendable {
             concurrent += 1
         }
 
+        /// Charges one admitted batch line at `t`: the day window only.
+        mutating func admitBatch(_ expected: Int64, at t: Int64) {
+            _ = advance(t)
+            day.add(expected, at: t)
+        }
+
         /// Settles or releases one reservation charged at `chargedAt`.
         mutating func finish(_ delta: Int64, chargedAt: Int64, batch: Bool, refundRequest: Bool, now: Int64) {
             let t = advance(now)
@@ -193,12 +199,11 @@ public final class RateLimiter: Sendable {
         let expected = Int64(max(0, expectedOutput))
         return state.withLock { st in
             var worst: Refusal?
-            var states: [SubjectState] = []
             var times: [Int64] = []
+            times.reserveCapacity(subjects.count)
             for (subject, limits) in subjects {
-                var s = st.subjects[subject] ?? SubjectState()
-                let t = s.advance(now)
-                states.append(s); times.append(t)
+                let (t, s) = Self.advanced(&st.subjects, subject, now)
+                times.append(t)
                 let limit = Int64(limits.outputTokensPerDay)
                 if s.day.total + expected > limit {
                     let retry = s.day.retryAfterMs(need: expected, limit: limit, now: t)
@@ -210,9 +215,7 @@ public final class RateLimiter: Sendable {
             }
             if let worst { return .failure(worst) }
             for (i, (subject, _)) in subjects.enumerated() {
-                var s = states[i]
-                s.day.add(expected, at: times[i])
-                st.subjects[subject] = s
+                st.subjects[subject, default: SubjectState()].admitBatch(expected, at: times[i])
             }
             let id = st.nextID
             st.nextID += 1
