@@ -375,6 +375,8 @@ extension Substring {
 /// ``HTTPResponsePart``s → bytes: the status line and fields as given, then the body as it
 /// comes — as is when the answer has a `Content-Length`, chunked when it has none (a stream).
 /// An answer to `HEAD`, or with a status that has no body (1xx, 204, 304), gets no body bytes.
+/// With a `serverName`, a final answer's head also gets the `Date` and `Server` fields (in place
+/// of any the head has): written here, the head is not copied to add them (issue 16).
 final class HTTP1ResponseEncoder: ChannelOutboundHandler {
     typealias OutboundIn = HTTPResponsePart
     typealias OutboundOut = ByteBuffer
@@ -382,29 +384,52 @@ final class HTTP1ResponseEncoder: ChannelOutboundHandler {
     private enum Body { case none, identity, chunked }
     private var body = Body.identity
     private let pending: HTTP1PendingMethods
+    private let serverName: String?
 
-    init(pending: HTTP1PendingMethods) {
+    init(pending: HTTP1PendingMethods, serverName: String? = nil) {
         self.pending = pending
+        self.serverName = serverName
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         switch unwrapOutboundIn(data) {
         case .head(let head):
-            let code = head.status.code
+            let status = head.status
+            let code = status.code
             // An interim answer (100 Continue) is followed by the final one for the same request.
             let informational = code < 200
             let method = informational ? nil : pending.takeFirst()
-            let hasLength = head.headerFields[.contentLength] != nil
             let bodyless = method == .head || informational || code == 204 || code == 304
-            var out = context.channel.allocator.buffer(capacity: 128 + head.headerFields.count * 32)
+            let stamped = informational ? nil : serverName
+            var out = context.channel.allocator.buffer(capacity: 192 + head.headerFields.count * 48)
             out.writeStaticString("HTTP/1.1 ")
-            out.writeString(String(code))
+            // A status code has three digits (HTTPResponse.Status checks it).
+            out.writeInteger(UInt8(truncatingIfNeeded: 48 + code / 100))
+            out.writeInteger(UInt8(truncatingIfNeeded: 48 + code / 10 % 10))
+            out.writeInteger(UInt8(truncatingIfNeeded: 48 + code % 10))
             out.writeInteger(UInt8(ascii: " "))
-            out.writeString(head.status.reasonPhrase)
+            out.writeString(status.reasonPhrase)
             out.writeStaticString("\r\n")
             // Framing is this encoder's: a body-less answer carries none of it but a HEAD's length.
-            Self.write(head.headerFields, into: &out) { name in
-                !(bodyless && name == .transferEncoding) && !((informational || code == 204) && name == .contentLength)
+            var hasLength = false
+            for field in head.headerFields {
+                let name = field.name
+                if name == .contentLength {
+                    hasLength = true
+                    if informational || code == 204 { continue }
+                } else if name == .transferEncoding {
+                    if bodyless { continue }
+                } else if stamped != nil, name == .date || name == .server {
+                    continue
+                }
+                Self.write(field, into: &out)
+            }
+            if let stamped {
+                out.writeStaticString("Date: ")
+                out.writeString(HTTPDate.now())
+                out.writeStaticString("\r\nServer: ")
+                out.writeString(stamped)
+                out.writeStaticString("\r\n")
             }
             if bodyless {
                 body = .none
@@ -449,14 +474,16 @@ final class HTTP1ResponseEncoder: ChannelOutboundHandler {
         }
     }
 
-    /// Writes `fields` as `name: value` lines, those `keep` lets through.
-    private static func write(_ fields: HTTPFields, into out: inout ByteBuffer, keep: (HTTPField.Name) -> Bool = { _ in true }) {
-        for field in fields where keep(field.name) {
-            out.writeString(field.name.rawName)
-            out.writeStaticString(": ")
-            out.writeString(field.value)
-            out.writeStaticString("\r\n")
-        }
+    /// Writes `fields` as `name: value` lines.
+    private static func write(_ fields: HTTPFields, into out: inout ByteBuffer) {
+        for field in fields { write(field, into: &out) }
+    }
+
+    private static func write(_ field: HTTPField, into out: inout ByteBuffer) {
+        out.writeString(field.name.rawName)
+        out.writeStaticString(": ")
+        out.writeString(field.value)
+        out.writeStaticString("\r\n")
     }
 
     /// A part that writes no byte still completes after the writes before it (a close waiting

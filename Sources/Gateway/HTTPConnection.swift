@@ -41,10 +41,10 @@ struct GatewayHTTP1Channel<Responder: HTTPResponder>: ServerChildChannel where R
         channel.eventLoop.makeCompletedFuture {
             let pipeline = channel.pipeline.syncOperations
             let pending = HTTP1PendingMethods()
-            try pipeline.addHandler(HTTP1ResponseEncoder(pending: pending))
+            try pipeline.addHandler(HTTP1ResponseEncoder(pending: pending, serverName: serverName))
             try pipeline.addHandler(ByteToMessageHandler(HTTP1RequestDecoder(pending: pending)))
             try pipeline.addHandlers(additionalHandlers())
-            try pipeline.addHandler(HTTPConnectionHandler(responder: responder, serverName: serverName, logger: logger, inFlight: inFlight))
+            try pipeline.addHandler(HTTPConnectionHandler(responder: responder, logger: logger, inFlight: inFlight))
             return Value(channel: channel)
         }
     }
@@ -127,7 +127,6 @@ where Responder.Context == GatewayContext {
     }
 
     let responder: Responder
-    let serverName: String
     let logger: Logger
     let inFlight: AnswersInFlight
 
@@ -158,9 +157,8 @@ where Responder.Context == GatewayContext {
     /// Succeeded when the channel becomes writable again (see ``whenWritable(_:)``).
     private var writable: EventLoopPromise<Void>?
 
-    init(responder: Responder, serverName: String, logger: Logger, inFlight: AnswersInFlight) {
+    init(responder: Responder, logger: Logger, inFlight: AnswersInFlight) {
         self.responder = responder
-        self.serverName = serverName
         self.logger = logger
         self.inFlight = inFlight
     }
@@ -390,7 +388,7 @@ where Responder.Context == GatewayContext {
             if loop.inEventLoop {
                 body = try writeHead(response)
             } else {
-                let head = Self.head(of: response, serverName: serverName)
+                let head = response.head
                 body = response.body
                 try await onLoop(loop) { h in try h.write(.head(head), flush: false) }
             }
@@ -403,16 +401,9 @@ where Responder.Context == GatewayContext {
     /// Writes the head of `response` (on the connection's loop) and returns its body.
     @inline(never)
     private func writeHead(_ response: consuming Response) throws -> ResponseBody {
-        try write(.head(Self.head(of: response, serverName: serverName)), flush: false)
+        // The encoder adds the `Date` and `Server` fields as it writes the head.
+        try write(.head(response.head), flush: false)
         return response.body
-    }
-
-    /// The head of `response`, with the `Date` and `Server` headers.
-    private static func head(of response: borrowing Response, serverName: String) -> HTTPResponse {
-        var head = response.head
-        head.headerFields[.date] = HTTPDate.now()
-        head.headerFields[.server] = serverName
-        return head
     }
 
     private func answered(_ loop: any EventLoop) async {

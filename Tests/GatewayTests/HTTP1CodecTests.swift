@@ -9,10 +9,10 @@ import Testing
 /// every request that could be framed two ways (request smuggling) or is malformed refused; the
 /// answers framed by their length, chunked, or without a body as HEAD, 204 and 304 require.
 @Suite struct HTTP1CodecTests {
-    private static func channel() throws -> EmbeddedChannel {
+    private static func channel(serverName: String? = nil) throws -> EmbeddedChannel {
         let pending = HTTP1PendingMethods()
         let channel = EmbeddedChannel()
-        try channel.pipeline.syncOperations.addHandler(HTTP1ResponseEncoder(pending: pending))
+        try channel.pipeline.syncOperations.addHandler(HTTP1ResponseEncoder(pending: pending, serverName: serverName))
         try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(HTTP1RequestDecoder(pending: pending)))
         return channel
     }
@@ -163,8 +163,8 @@ import Testing
     // MARK: answers
 
     /// The bytes written for `parts`, answering a request with `method`.
-    private static func written(_ parts: [HTTPResponsePart], method: String = "GET") throws -> String {
-        let channel = try channel()
+    private static func written(_ parts: [HTTPResponsePart], method: String = "GET", serverName: String? = nil) throws -> String {
+        let channel = try channel(serverName: serverName)
         try channel.writeInbound(ByteBuffer(string: "\(method) / HTTP/1.1\r\nHost: x\r\n\r\n"))
         var out = ""
         for part in parts { try channel.writeOutbound(part) }
@@ -196,6 +196,22 @@ import Testing
         #expect(noContent == "HTTP/1.1 204 No Content\r\n\r\n")
         let notModified = try Self.written([.head(HTTPResponse(status: .notModified)), .end(nil)])
         #expect(notModified == "HTTP/1.1 304 Not Modified\r\n\r\n")
+    }
+
+    @Test func aFinalAnswerIsStampedWithDateAndServerOnce() throws {
+        let out = try Self.written([.head(HTTPResponse(status: .ok, headerFields: [.server: "other", .contentLength: "2", .date: "yesterday"])),
+                                    .body(ByteBuffer(string: "{}")), .end(nil)], serverName: "llmaas")
+        let lines = out.components(separatedBy: "\r\n")
+        #expect(lines.first == "HTTP/1.1 200 OK")
+        #expect(lines.filter { $0.lowercased().hasPrefix("server:") } == ["Server: llmaas"])
+        let dates = lines.filter { $0.lowercased().hasPrefix("date:") }
+        #expect(dates.count == 1 && dates.first?.hasSuffix(" GMT") == true && dates.first != "Date: yesterday")
+        #expect(out.hasSuffix("Content-Length: 2\r\n" + (dates.first ?? "") + "\r\nServer: llmaas\r\n\r\n{}"))
+        // An interim answer is not stamped; the final one after it is.
+        let interim = try Self.written([.head(HTTPResponse(status: .continue)), .head(HTTPResponse(status: .noContent)), .end(nil)],
+                                       method: "POST", serverName: "llmaas")
+        #expect(interim.hasPrefix("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\nDate: "))
+        #expect(interim.hasSuffix("\r\nServer: llmaas\r\n\r\n"))
     }
 
     @Test func anEndWithoutBytesCompletesAfterTheAnswerBeforeIt() throws {
