@@ -108,7 +108,8 @@ struct CompletionPipeline: Sendable {
             headers.reserveCapacity(keyHeaders.count + lifecycle.count + 12)
             headers.append(contentsOf: keyHeaders)
             headers.append(contentsOf: lifecycle)
-            for (name, value) in platform.billing.rateHeaders(principal) { if let n = HTTPField.Name.named(name) { headers[n] = value } }
+            // Appended: none of these names is among the key's or the lifecycle's fields.
+            for (name, value) in platform.billing.rateHeaders(principal) { if let n = HTTPField.Name.named(name) { headers.append(HTTPField(name: n, value: value)) } }
 
             switch upstream {
             case .complete(var json, let usage):
@@ -133,7 +134,7 @@ struct CompletionPipeline: Sendable {
                 record.status = 200
                 record.latencyMs = Self.ms(since: started)
                 await recorder.finish(record, durable: platform.config.durableLedger, engine: engineTime)
-                headers[.xBackend] = backend.header
+                headers.append(HTTPField(name: .xBackend, value: backend.header))
                 if case .string(let text) = json {
                     // A transcription in a text format (text, srt, vtt): the engine's text as it is.
                     headers[.contentType] = TranscriptionEndpoint.format(inference.body) == "vtt" ? "text/vtt; charset=utf-8" : "text/plain; charset=utf-8"
