@@ -14,16 +14,18 @@ public struct APIKeyToken: Sendable, Equatable {
     public init(keyID: String, secret: String) { self.keyID = keyID; self.secret = secret }
 
     /// Parses a bearer token; nil when it is not shaped like one of our keys.
+    /// The prefix, a 12-digit key id, `-`, a 43-digit secret (base62: no digit is `-`), read as
+    /// UTF-8 bytes (comparing and counting characters cost a request ≈ 1 µs; issue 16).
     public init?(parsing text: Substring) {
-        guard text.hasPrefix(Self.prefix) else { return nil }
-        let rest = text.dropFirst(Self.prefix.count)
-        guard let dash = rest.firstIndex(of: "-") else { return nil }
-        let id = rest[rest.startIndex..<dash]
-        let secret = rest[rest.index(after: dash)...]
-        guard id.count == 12, secret.count == 43,
-              id.utf8.allSatisfy(Base62.isDigit), secret.utf8.allSatisfy(Base62.isDigit) else { return nil }
-        self.keyID = String(id)
-        self.secret = String(secret)
+        let bytes = text.utf8, prefix = Self.prefix.utf8
+        guard bytes.count == prefix.count + 12 + 1 + 43, bytes.starts(with: prefix) else { return nil }
+        let idStart = bytes.index(bytes.startIndex, offsetBy: prefix.count)
+        let dash = bytes.index(idStart, offsetBy: 12)
+        let secretStart = bytes.index(after: dash)
+        guard bytes[dash] == UInt8(ascii: "-"), bytes[idStart..<dash].allSatisfy(Base62.isDigit),
+              bytes[secretStart...].allSatisfy(Base62.isDigit) else { return nil }
+        self.keyID = String(text[idStart..<dash])
+        self.secret = String(text[secretStart...])
     }
 
     public static func generate() -> APIKeyToken {

@@ -54,7 +54,8 @@ public final class KeyAuthority: Sendable {
     let cacheTTLms: Int64
     private let cache = Mutex<[String: CachedKey]>([:])
 
-    struct CachedKey {
+    /// A class: a cache hit hands out a reference rather than a copy of both records (issue 16).
+    final class CachedKey: Sendable {
         let key: APIKeyRecord
         let tenant: TenantRecord
         let loadedAt: Int64
@@ -148,8 +149,10 @@ public final class KeyAuthority: Sendable {
     private func authenticate(authorization: String?) async throws(AuthFailure) -> Principal {
         guard let header = authorization.map(Self.trimmingSpaces), !header.isEmpty else { throw .missing }
         // "Bearer <token>", the scheme in any case.
-        guard let space = header.firstIndex(of: " "), Self.isBearer(header[..<space]) else { throw .malformed }
-        guard let token = APIKeyToken(parsing: header[header.index(after: space)...].drop(while: { $0 == " " })) else { throw .malformed }
+        let bytes = header.utf8
+        guard let space = bytes.firstIndex(of: UInt8(ascii: " ")), Self.isBearer(header[..<space]) else { throw .malformed }
+        guard let start = bytes[space...].firstIndex(where: { $0 != UInt8(ascii: " ") }),
+              let token = APIKeyToken(parsing: header[start...]) else { throw .malformed }
 
         let t = now()
         let entry = cache.withLock { $0[token.keyID] }
@@ -194,6 +197,10 @@ public final class KeyAuthority: Sendable {
     /// `text` without leading and trailing spaces and tabs (what `CharacterSet.whitespaces` holds:
     /// category Zs and U+0009), without Foundation's bridging on every request.
     static func trimmingSpaces(_ text: String) -> Substring {
+        // The usual header: printable ASCII at both ends, nothing to trim.
+        if let first = text.utf8.first, let last = text.utf8.last, (0x21..<0x7F).contains(first), (0x21..<0x7F).contains(last) {
+            return text[...]
+        }
         func isSpace(_ c: Unicode.Scalar) -> Bool { c == "\t" || c.properties.generalCategory == .spaceSeparator }
         let scalars = text.unicodeScalars
         guard let first = scalars.firstIndex(where: { !isSpace($0) }) else { return "" }

@@ -87,6 +87,22 @@ final class TestClock: Sendable {
             #expect(APIKeyToken(parsing: Substring(t.text)) == t)
         }
     }
+
+    @Test func tokensOfAnotherShapeDoNotParse() {
+        let t = APIKeyToken.generate()
+        let id = t.keyID, secret = t.secret
+        #expect(APIKeyToken(parsing: Substring("x" + t.text)) == nil)
+        #expect(APIKeyToken(parsing: Substring(t.text + "A")) == nil)
+        #expect(APIKeyToken(parsing: Substring(t.text + "\u{301}")) == nil)  // a combining mark after the last digit
+        #expect(APIKeyToken(parsing: Substring("sk-llm-\(id.dropLast())-\(secret)A")) == nil)  // the dash one digit early
+        #expect(APIKeyToken(parsing: Substring("sk-llm-\(id)_\(secret)")) == nil)
+        #expect(APIKeyToken(parsing: Substring("sk-llm-\(id)-\(secret.dropLast())!")) == nil)
+        #expect(APIKeyToken(parsing: Substring("sk-llm-\(id)-\(secret.dropLast())é")) == nil)
+        #expect(APIKeyToken(parsing: Substring("SK-LLM-\(id)-\(secret)")) == nil)
+        // A token inside a longer text (the header's value after the scheme) parses as a slice.
+        let header = "Bearer  " + t.text
+        #expect(APIKeyToken(parsing: header[header.index(header.startIndex, offsetBy: 8)...]) == t)
+    }
 }
 
 @Suite struct RotationAndGrantsTests {
