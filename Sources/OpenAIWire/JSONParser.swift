@@ -1,3 +1,9 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// A strict RFC 8259 parser producing ``JSONValue``. It reports the byte offset and what it
 /// expected, so a client's malformed body gets an error message that says where to look.
 public struct JSONParseError: Error, Equatable, CustomStringConvertible {
@@ -239,7 +245,8 @@ struct JSONByteParser {
     /// so the string's bytes equal the input exactly when the input was valid.
     static func string(validatingUTF8 bytes: UnsafeBufferPointer<UInt8>) -> String? {
         var s = String(decoding: bytes, as: UTF8.self)
-        let same = s.withUTF8 { $0.count == bytes.count && (bytes.isEmpty || $0.elementsEqual(bytes)) }
+        // memcmp: `elementsEqual` compared byte by byte (0.26 % of the gateway's CPU at 32 connections).
+        let same = s.withUTF8 { $0.count == bytes.count && (bytes.isEmpty || memcmp($0.baseAddress!, bytes.baseAddress!, bytes.count) == 0) }
         return same ? s : nil
     }
 }
