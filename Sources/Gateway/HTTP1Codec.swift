@@ -413,14 +413,19 @@ final class HTTP1ResponseEncoder: ChannelOutboundHandler {
             // Framing is this encoder's: a body-less answer carries none of it but a HEAD's length.
             var hasLength = false
             for field in head.headerFields {
+                // Names compared only at the right length (most fields have other lengths, and
+                // comparing two different strings is a call into the runtime).
                 let name = field.name
-                if name == .contentLength {
+                switch name.canonicalName.utf8.count {
+                case 14 where name == .contentLength:
                     hasLength = true
                     if informational || code == 204 { continue }
-                } else if name == .transferEncoding {
+                case 17 where name == .transferEncoding:
                     if bodyless { continue }
-                } else if stamped != nil, name == .date || name == .server {
+                case 4 where stamped != nil && name == .date, 6 where stamped != nil && name == .server:
                     continue
+                default:
+                    break
                 }
                 Self.write(field, into: &out)
             }
