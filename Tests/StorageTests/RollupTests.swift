@@ -128,6 +128,36 @@ import StorageTesting
         await s.shutdown()
     }
 
+    /// The pass computes its minute rows in the database: they equal what adding every ledger row
+    /// gives (``RollupStats/add(_:)``), over rows with and without each optional column.
+    @Test(arguments: TestDatabase.all) func minuteRowsFromTheDatabaseEqualAddingEveryLedgerRow(_ driver: TestDatabase) async throws {
+        let s = try await Self.storage(driver)
+        let t = Self.t0
+        var rows: [RequestRecord] = []
+        for i in 0..<400 {
+            let status = [200, 200, 200, 429, 400, 502, 503, 200][i % 8]
+            var r = Self.row("r\(i)", at: t + Int64(i) * 450, tenant: i % 5 == 0 ? "t2" : "t1", model: ["m", "x", "y"][i % 3],
+                             key: i % 7 == 0 ? nil : "k\(i % 2)", status: status, latency: (i * 7919) % 6000,
+                             ttft: i % 4 == 0 ? nil : (i * 31) % 900, prompt: i % 50, completion: status == 200 ? (i * 13) % 300 : 0)
+            r.backend = i % 6 == 0 ? nil : "b\(i % 3)"
+            r.costNano = status == 429 || status == 400 ? nil : Int64(i * 17)
+            r.energyMicroWh = i % 9 == 0 ? nil : Int64(i)
+            r.systemTokens = i % 10 == 0 ? nil : i % 4
+            r.reasoningTokens = i % 11 == 0 ? nil : i % 6
+            rows.append(r)
+        }
+        try await s.insertRequests(rows)
+        let byMinute = try await s.minuteRollups(from: t, to: t + 4 * Self.minute)
+        #expect(byMinute.keys.sorted() == [t, t + Self.minute, t + 2 * Self.minute])
+        for m in [t, t + Self.minute, t + 2 * Self.minute] {
+            #expect(byMinute[m] == RollupRow.rollUp(rows, resolution: .minute, bucketStart: m))
+        }
+        // A range inside the rows: only those created in it.
+        let part = try await s.minuteRollups(from: t + Self.minute, to: t + 2 * Self.minute)
+        #expect(part.keys.sorted() == [t + Self.minute] && part[t + Self.minute] == byMinute[t + Self.minute])
+        await s.shutdown()
+    }
+
     @Test(arguments: TestDatabase.all) func aLateRowIsCountedOnceInItsMinuteAndHour(_ driver: TestDatabase) async throws {
         let s = try await Self.storage(driver)
         let t = Self.t0
