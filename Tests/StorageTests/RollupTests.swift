@@ -155,6 +155,12 @@ import StorageTesting
         // A range inside the rows: only those created in it.
         let part = try await s.minuteRollups(from: t + Self.minute, to: t + 2 * Self.minute)
         #expect(part.keys.sorted() == [t + Self.minute] && part[t + Self.minute] == byMinute[t + Self.minute])
+        // One tenant's rows.
+        let t2 = try await s.minuteRollups(from: t, to: t + 4 * Self.minute, tenantID: "t2")
+        let t2Rows = rows.filter { $0.tenantID == "t2" }
+        for m in [t, t + Self.minute, t + 2 * Self.minute] {
+            #expect(t2[m] == RollupRow.rollUp(t2Rows, resolution: .minute, bucketStart: m))
+        }
         await s.shutdown()
     }
 
@@ -273,6 +279,9 @@ import StorageTesting
         // Minute buckets over that old hour are empty (its minute rows are gone); the ledger part is there.
         let minutes = try await s.rollupBuckets(tenantID: "t1", from: later - Self.minute, to: later + Self.minute, bucketMs: Self.minute, groupBy: .none)
         #expect(minutes[""]?.map(\.requests) == [0, 1])
+        var fresh = RollupStats()
+        fresh.add(Self.row("new", at: later + 1_000))
+        #expect(minutes[""]?[1] == fresh)  // the database's sums and histograms of that minute, as adding the row gives
         await s.shutdown()
     }
 }
