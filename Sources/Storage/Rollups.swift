@@ -116,8 +116,13 @@ public struct RollupRow: Sendable, Equatable {
         for r in records where resolution.bucket(r.createdAt) == bucketStart {
             by[Dimensions(tenant: r.tenantID ?? "", model: r.model, key: r.keyID ?? "", backend: r.backend ?? ""), default: RollupStats()].add(r)
         }
-        return by.map { RollupRow(resolution: resolution, bucketStart: bucketStart, tenantID: $0.key.tenant, model: $0.key.model,
-                                  keyID: $0.key.key, backend: $0.key.backend, stats: $0.value) }
+        return Self.rows(by, resolution: resolution, bucketStart: bucketStart)
+    }
+
+    /// One bucket's rows from their stats per dimensions, in the dimensions' order.
+    static func rows(_ by: [Dimensions: RollupStats], resolution: RollupResolution, bucketStart: Int64) -> [RollupRow] {
+        by.map { RollupRow(resolution: resolution, bucketStart: bucketStart, tenantID: $0.key.tenant, model: $0.key.model,
+                           keyID: $0.key.key, backend: $0.key.backend, stats: $0.value) }
             .sorted { ($0.tenantID, $0.model, $0.keyID, $0.backend) < ($1.tenantID, $1.model, $1.keyID, $1.backend) }
     }
 
@@ -125,9 +130,7 @@ public struct RollupRow: Sendable, Equatable {
     public static func merge(_ rows: [RollupRow], into resolution: RollupResolution, bucketStart: Int64) -> [RollupRow] {
         var by: [Dimensions: RollupStats] = [:]
         for r in rows where resolution.bucket(r.bucketStart) == bucketStart { by[r.dimensions, default: RollupStats()].merge(r.stats) }
-        return by.map { RollupRow(resolution: resolution, bucketStart: bucketStart, tenantID: $0.key.tenant, model: $0.key.model,
-                                  keyID: $0.key.key, backend: $0.key.backend, stats: $0.value) }
-            .sorted { ($0.tenantID, $0.model, $0.keyID, $0.backend) < ($1.tenantID, $1.model, $1.keyID, $1.backend) }
+        return Self.rows(by, resolution: resolution, bucketStart: bucketStart)
     }
 }
 
@@ -305,40 +308,32 @@ extension Storage {
             q.appendInterpolation(unsafeRaw: " GROUP BY 1, 2, 3, 4, 5" + (perValue ? ", 6" : ""))
             return q
         }
-        struct Key: Hashable { let minute: Int64; let dimensions: RollupRow.Dimensions }
-        func key(_ row: any SQLRow) throws -> Key {
-            Key(minute: try row.decode(column: "g_minute", as: Int64.self),
-                dimensions: .init(tenant: try row.decode(column: "g_tenant", as: String.self), model: try row.decode(column: "g_model", as: String.self),
-                                  key: try row.decode(column: "g_key", as: String.self), backend: try row.decode(column: "g_backend", as: String.self)))
+        /// A row's minute and dimensions, and its stats there.
+        var stats: [Int64: [RollupRow.Dimensions: RollupStats]] = [:]
+        func slot(_ row: any SQLRow, _ change: (inout RollupStats) throws -> Void) throws {
+            let dimensions = RollupRow.Dimensions(tenant: try row.decode(column: "g_tenant", as: String.self), model: try row.decode(column: "g_model", as: String.self),
+                                                  key: try row.decode(column: "g_key", as: String.self), backend: try row.decode(column: "g_backend", as: String.self))
+            try change(&stats[try row.decode(column: "g_minute", as: Int64.self), default: [:]][dimensions, default: RollupStats()])
         }
         func value(_ row: any SQLRow, _ i: Int) throws -> Int64 { try row.decode(column: "v\(i)", as: Int64.self) }
-        var stats: [Key: RollupStats] = [:]
         for row in try await db.raw(select(sums)).all() {
-            var s = RollupStats()
-            s.requests = Int(try value(row, 0)); s.rejected = Int(try value(row, 1))
-            s.errors4xx = Int(try value(row, 2)); s.errors5xx = Int(try value(row, 3))
-            s.inputTokens = Int(try value(row, 4)); s.outputTokens = Int(try value(row, 5))
-            s.reasoningTokens = Int(try value(row, 6)); s.systemTokens = Int(try value(row, 7))
-            s.costNano = try value(row, 8); s.energyMicroWh = try value(row, 9); s.latencySumMs = try value(row, 10)
-            s.ttftCount = Int(try value(row, 11)); s.ttftSumMs = try value(row, 12)
-            s.genTokens = Int(try value(row, 13)); s.genMs = try value(row, 14)
-            stats[try key(row)] = s
+            try slot(row) { s in
+                s.requests = Int(try value(row, 0)); s.rejected = Int(try value(row, 1))
+                s.errors4xx = Int(try value(row, 2)); s.errors5xx = Int(try value(row, 3))
+                s.inputTokens = Int(try value(row, 4)); s.outputTokens = Int(try value(row, 5))
+                s.reasoningTokens = Int(try value(row, 6)); s.systemTokens = Int(try value(row, 7))
+                s.costNano = try value(row, 8); s.energyMicroWh = try value(row, 9); s.latencySumMs = try value(row, 10)
+                s.ttftCount = Int(try value(row, 11)); s.ttftSumMs = try value(row, 12)
+                s.genTokens = Int(try value(row, 13)); s.genMs = try value(row, 14)
+            }
         }
         for row in try await db.raw(select(["latency_ms", "COUNT(*)"], perValue: true)).all() {
-            stats[try key(row)]?.latency.record(Double(try value(row, 0)), count: Int(try value(row, 1)))
+            try slot(row) { $0.latency.record(Double(try value(row, 0)), count: Int(try value(row, 1))) }
         }
         for row in try await db.raw(select(["ttft_ms", "COUNT(*)"], perValue: true, filter: " AND ttft_ms IS NOT NULL")).all() {
-            stats[try key(row)]?.ttft.record(Double(try value(row, 0)), count: Int(try value(row, 1)))
+            try slot(row) { $0.ttft.record(Double(try value(row, 0)), count: Int(try value(row, 1))) }
         }
-        var byMinute: [Int64: [RollupRow]] = [:]
-        for (k, s) in stats {
-            byMinute[k.minute, default: []].append(RollupRow(resolution: .minute, bucketStart: k.minute, tenantID: k.dimensions.tenant,
-                                                             model: k.dimensions.model, keyID: k.dimensions.key, backend: k.dimensions.backend, stats: s))
-        }
-        for m in byMinute.keys {
-            byMinute[m]!.sort { ($0.tenantID, $0.model, $0.keyID, $0.backend) < ($1.tenantID, $1.model, $1.keyID, $1.backend) }
-        }
-        return byMinute
+        return stats.reduce(into: [:]) { $0[$1.key] = RollupRow.rows($1.value, resolution: .minute, bucketStart: $1.key) }
     }
 
     func replaceRollups(resolution: RollupResolution, bucketStart: Int64, _ rows: [RollupRow]) async throws {
