@@ -82,13 +82,7 @@ func jsonResponse(_ value: JSONValue, status: HTTPResponse.Status = .ok, headers
 /// A JSON answer already serialized (when the same bytes are also kept elsewhere).
 func jsonResponse(serialized bytes: [UInt8], status: HTTPResponse.Status = .ok, headers extra: consuming HTTPFields = [:]) -> Response {
     var headers = extra  // the caller's fields, not a copy of them
-    // Appended when absent: setting a field scans for copies of it to replace (issue 16).
-    if headers.contains(.contentType) {
-        headers[.contentType] = "application/json"
-    } else {
-        headers.append(HTTPField(name: .contentType, value: "application/json"))
-    }
-    if !headers.contains(.contentLength) { headers.append(HTTPField(name: .contentLength, value: String(bytes.count))) }
+    headers[.contentType] = "application/json"
     return Response(status: status, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(bytes: bytes)))
 }
 
