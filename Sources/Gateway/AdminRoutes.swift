@@ -25,7 +25,7 @@ struct AdminAPI: Sendable {
             throw APIError.rateLimited("Too many failed authentications from your address. Retry after \(wait) s.", retryAfter: wait,
                                        code: "too_many_authentication_failures")
         }
-        guard let p = await authority.authenticateAdmin(authorization: request.headers[.authorization]) else {
+        guard let p = await authority.authenticateAdmin(authorization: request.headers.value(of: .authorization)) else {
             let t = platform.now()
             platform.throttle.recordFailure(ip, now: t)
             platform.authFailures.record(AuditEvent(time: t, actor: "anonymous", action: "admin.auth.failure", target: request.uri.path,

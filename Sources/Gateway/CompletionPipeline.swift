@@ -33,7 +33,7 @@ struct CompletionPipeline: Sendable {
         let principal = try await platform.authenticate(request, context)
         let keyHeaders = Self.keyHeaders(principal)
         let recorder = RequestRecorder(platform: platform, principal: principal, requestID: context.requestID,
-                                       clientIP: context.clientIP, userAgent: request.headers[.userAgent], started: started,
+                                       clientIP: context.clientIP, userAgent: request.headers.value(of: .userAgent), started: started,
                                        loop: LoopExecutor.of(context.channel.eventLoop))
 
         // 2. Parse (bounded body, strict JSON, typed checks naming the param).

@@ -1,3 +1,8 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import HTTPTypes
 import NIOCore
 import NIOHTTPTypes
@@ -271,12 +276,38 @@ final class HTTP1RequestDecoder: ByteToMessageDecoder {
         while hi > lo, line[hi - 1] == 0x20 || line[hi - 1] == 0x09 { hi -= 1 }
         let valueBytes = UnsafeRawBufferPointer(rebasing: line[lo ..< hi])
         guard valueBytes.allSatisfy(isValueByte) else { throw HTTP1RequestError(kind: .field) }
-        guard let name = HTTPField.Name(String(decoding: nameBytes, as: UTF8.self)) else { throw HTTP1RequestError(kind: .field) }
+        guard let name = knownName(nameBytes) ?? HTTPField.Name(String(decoding: nameBytes, as: UTF8.self)) else {
+            throw HTTP1RequestError(kind: .field)
+        }
         return (name, String(decoding: valueBytes, as: UTF8.self))
+    }
+
+    /// The names nearly every request carries, spelled as clients send them (capitalized, or in
+    /// lower case as HTTP/2-minded clients do), each parsed once: `HTTPField.Name(_:)` validates and
+    /// lowercases a copy of its text every time (issue 16). The same spelling gives the same name,
+    /// raw spelling included, as parsing the bytes would.
+    private static let knownNames: [([UInt8], HTTPField.Name)] = [
+        "Host", "host", "Content-Type", "content-type", "Content-Length", "content-length", "Authorization", "authorization",
+        "User-Agent", "user-agent", "Accept", "accept", "Accept-Encoding", "accept-encoding", "Connection", "connection",
+    ].map { (Array($0.utf8), HTTPField.Name($0)!) }
+
+    private static func knownName(_ bytes: UnsafeRawBufferPointer) -> HTTPField.Name? {
+        for (spelling, name) in knownNames where spelling.count == bytes.count {
+            if spelling.withUnsafeBytes({ memcmp($0.baseAddress!, bytes.baseAddress!, bytes.count) }) == 0 { return name }
+        }
+        return nil
     }
 
     /// A `Content-Length` value: digits only (a list of equal values, as some proxies send, too).
     private static func length(_ value: String) throws -> Int {
+        // Nearly always a plain number: read its digits in place.
+        var n = 0, digits = 0
+        for byte in value.utf8 {
+            guard byte >= 0x30, byte <= 0x39, digits < 18 else { digits = 0; break }
+            n = n * 10 + Int(byte &- 0x30)
+            digits += 1
+        }
+        if digits > 0 { return n }
         var result: Int?
         for part in value.split(separator: ",", omittingEmptySubsequences: false) {
             let digits = part.trimmingWhitespace()

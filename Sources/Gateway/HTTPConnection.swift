@@ -190,7 +190,7 @@ where Responder.Context == GatewayContext {
             inRequest = true
             head = h
             body = .buffering(nil)
-            if let connection = h.headerFields[.connection], connection.lowercased().contains("close") { closeAfterAnswer = true }
+            if let connection = h.headerFields.value(of: .connection), connection.lowercased().contains("close") { closeAfterAnswer = true }
         case .body(var buffer):
             switch body {
             case .buffering(var kept):

@@ -82,7 +82,7 @@ func addMetricsRoute(to router: Hummingbird.Router<GatewayContext>, platform: Pl
             throw APIError(status: 401, message: "No scrape token is configured for /metrics on this address. Set metrics.scrape_token in the configuration (then send 'Authorization: Bearer <token>'), scrape metrics.listen, or read /admin/v1/metrics with an operator token.",
                            type: "authentication_error", code: "invalid_scrape_token")
         }
-        let header = request.headers[.authorization] ?? ""
+        let header = request.headers.value(of: .authorization) ?? ""
         let given = header.hasPrefix("Bearer ") ? String(header.dropFirst(7)) : ""
         guard constantTimeEquals(given, expected) else {
             platform.throttle.recordFailure(ip, now: platform.now())

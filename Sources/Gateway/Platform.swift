@@ -188,11 +188,11 @@ public final class Platform: Sendable {
                                retryAfter: wait, code: "too_many_authentication_failures")
         }
         do {
-            return try await authority.authenticate(authorization: request.headers[.authorization], clientIP: context.clientIP)
+            return try await authority.authenticate(authorization: request.headers.value(of: .authorization), clientIP: context.clientIP)
         } catch {
             // Only what looks like guessing counts (a revoked or rotated real key is not a guess).
             if [.missing, .malformed, .unknownKey, .wrongSecret].contains(error) { throttle.recordFailure(ip, now: t) }
-            let header = request.headers[.authorization] ?? ""
+            let header = request.headers.value(of: .authorization) ?? ""
             let keyID = APIKeyToken(parsing: Substring(header.split(separator: " ").last ?? "")).map(\.keyID)
             authFailures.record(AuditEvent(time: t, actor: keyID.map { "key:\($0)" } ?? "anonymous", action: "auth.failure",
                                     target: request.uri.path, outcome: "\(error)", requestID: context.requestID, clientIP: context.clientIP,
