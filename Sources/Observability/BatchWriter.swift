@@ -24,7 +24,12 @@ public final class BatchWriter<Row: Sendable>: Service, Sendable {
     struct State {
         var rows: [(Row, CheckedContinuation<Void, Never>?)] = []
         var flushing = false
+        /// Rows in the last batch written: more than one means writers overlap, and a group
+        /// commit's flush then gathers in a task of its own (see ``appendAndWait(_:preferring:)``).
+        var lastBatch = 1
     }
+
+    typealias Waiting = (Row, CheckedContinuation<Void, Never>?)
 
     public init(name: String, interval: Duration = .milliseconds(100), maxBatch: Int = 1000, logger: Logger,
                 onCommit: (@Sendable (Int, Duration) -> Void)? = nil,
@@ -45,7 +50,14 @@ public final class BatchWriter<Row: Sendable>: Service, Sendable {
     /// Queues a row and waits until it is committed (group commit). `executor`: where the flush
     /// runs if this call starts one (e.g. the caller's event loop, so that the commit resumes there
     /// and the caller after it without a wake-up of another thread); nil: the global executor.
+    ///
+    /// When no flush is running and the last batch was a single row (nothing overlapped it), the
+    /// caller writes its row itself, with whatever is queued: a flush in a task of its own cost the
+    /// task, its start and the caller's resumption on the event loop for every request at one
+    /// connection (issue 16). When writers overlap, the flush is a task of its own, as before: its
+    /// first turn comes after what was ready on the executor, whose rows then share its commit.
     public func appendAndWait(_ row: Row, preferring executor: (any TaskExecutor)? = nil) async {
+        if !Task.isCancelled, let queued = takeLead(), await lead(row, with: queued, executor) { return }
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             let start = state.withLock { s -> Bool in
                 s.rows.append((row, continuation))
@@ -55,6 +67,50 @@ public final class BatchWriter<Row: Sendable>: Service, Sendable {
             }
             if start { Task(executorPreference: executor) { await self.drain() } }
         }
+    }
+
+    /// Takes the flush for the caller when none is running and the last batch was one row, with the
+    /// rows queued so far (up to a batch with the caller's); nil otherwise.
+    private func takeLead() -> [Waiting]? {
+        state.withLock { s -> [Waiting]? in
+            guard !s.flushing, s.lastBatch <= 1 else { return nil }
+            s.flushing = true
+            let n = min(s.rows.count, maxBatch - 1)
+            let queued = Array(s.rows.prefix(n))
+            s.rows.removeFirst(n)
+            return queued
+        }
+    }
+
+    /// Writes `row` and `queued` in the caller's task, then hands what came in meanwhile to a flush
+    /// task. False when the write failed: the queued rows are back in the queue, the flush is
+    /// released, and the caller waits for a flush that retries them all, as any waiting row does.
+    private func lead(_ row: Row, with queued: [Waiting], _ executor: (any TaskExecutor)?) async -> Bool {
+        var rows = [row]
+        rows.reserveCapacity(queued.count + 1)
+        for (r, _) in queued { rows.append(r) }
+        do {
+            let started = ContinuousClock.now
+            try await write(rows)
+            onCommit?(rows.count, ContinuousClock.now - started)
+        } catch {
+            logger.error("batch write failed; will retry", metadata: ["writer": "\(name)", "rows": "\(rows.count)", "error": "\(error)"])
+            state.withLock { s in
+                s.rows.insert(contentsOf: queued, at: 0)
+                s.flushing = false
+                s.lastBatch = 2  // the retries go through a flush task, with its back-off
+            }
+            return false
+        }
+        written.add(rows.count, ordering: .relaxed)
+        for (_, c) in queued { c?.resume() }
+        let more = state.withLock { s -> Bool in
+            s.lastBatch = rows.count
+            if s.rows.isEmpty { s.flushing = false; return false }
+            return true
+        }
+        if more { Task(executorPreference: executor) { await self.drain(rowsArrived: true) } }
+        return true
     }
 
     public var writtenCount: Int { written.load(ordering: .relaxed) }
@@ -91,14 +147,17 @@ public final class BatchWriter<Row: Sendable>: Service, Sendable {
 
     /// The single flusher: takes batches until the queue is empty, then clears `flushing` under the
     /// same lock, so a row appended concurrently is never stranded.
-    private func drain(maxFailures: Int? = nil) async {
+    /// `rowsArrived`: rows came in while the caller wrote a batch (they are gathered with a yield first).
+    private func drain(maxFailures: Int? = nil, rowsArrived: Bool = false) async {
         var failures = 0
-        var more = false
+        var more = rowsArrived
+        var lastBatch = 0
         while true {
             if more {
                 // Done when nothing came in meanwhile: a turn of the loop to find that out cost a
                 // yield's two jobs on the event loop per request at one connection (issue 16).
                 let done = state.withLock { s -> Bool in
+                    if lastBatch > 0 { s.lastBatch = lastBatch }
                     if s.rows.isEmpty { s.flushing = false; return true }
                     return false
                 }
@@ -111,7 +170,7 @@ public final class BatchWriter<Row: Sendable>: Service, Sendable {
                 await Task.yield()
             }
             more = true
-            let batch = state.withLock { s -> [(Row, CheckedContinuation<Void, Never>?)] in
+            let batch = state.withLock { s -> [Waiting] in
                 let n = min(s.rows.count, maxBatch)
                 if n == 0 { s.flushing = false; return [] }
                 let batch = Array(s.rows.prefix(n))
@@ -128,6 +187,7 @@ public final class BatchWriter<Row: Sendable>: Service, Sendable {
                 written.add(batch.count, ordering: .relaxed)
                 for (_, c) in batch { c?.resume() }
                 failures = 0
+                lastBatch = batch.count
             } catch {
                 logger.error("batch write failed; will retry", metadata: ["writer": "\(name)", "rows": "\(batch.count)", "error": "\(error)"])
                 failures += 1
