@@ -44,6 +44,11 @@ final class EngineAnswer: HTTPClientResponseDelegate, EngineExchange, Sendable {
         var waiter: CheckedContinuation<Result, Never>?
         var cancelled = false
         var timer: Scheduled<Void>?
+        /// When ``timer`` fires.
+        var timerAt = NIODeadline.distantFuture
+        /// When the answer must be in by: the head's bound, then the body's. A later deadline than
+        /// the timer's keeps the timer, which re-arms for the rest when it fires.
+        var deadline = NIODeadline.distantFuture
         var head: HTTPResponseHead?
         var body: ByteBuffer?
         var limit = 0
@@ -103,9 +108,14 @@ final class EngineAnswer: HTTPClientResponseDelegate, EngineExchange, Sendable {
                     return
                 }
                 // The head's timer is armed before the request goes out (the head's arrival
-                // replaces it with the body's).
-                let timer = loop.scheduleTask(in: .milliseconds(bounds.headMs)) { [self] in expire() }
-                state.withLock { $0.timer = timer }
+                // moves its deadline to the body's).
+                let at = NIODeadline.now() + .milliseconds(bounds.headMs)
+                let timer = loop.scheduleTask(deadline: at) { [self] in expire() }
+                state.withLock { s in
+                    s.timer = timer
+                    s.timerAt = at
+                    s.deadline = at
+                }
                 let call = send(self)
                 let (cancelNow, expiredNow) = state.withLock { s -> (Bool, Bool) in
                     if !s.done { s.task = call }  // (over already: keep no cycle)
@@ -122,15 +132,31 @@ final class EngineAnswer: HTTPClientResponseDelegate, EngineExchange, Sendable {
         }
     }
 
-    /// The timer fired before the head (or the whole body) was in.
+    /// The timer fired before the head (or the whole body) was in: the answer has timed out, unless
+    /// its deadline moved later (the body's bound), which the timer then waits for.
     private func expire() {
-        let task = state.withLock { s -> (any EngineCall)? in
-            if s.done { return nil }
+        let now = NIODeadline.now()
+        let (task, later) = state.withLock { s -> ((any EngineCall)?, NIODeadline?) in
+            if s.done { return (nil, nil) }
+            if s.deadline > now { return (nil, s.deadline) }
             s.timedOut = true
             s.timer = nil
-            return s.task
+            return (s.task, nil)
         }
+        if let later { return rearm(at: later) }
         task?.fail(reason: HTTPClientError.deadlineExceeded)
+    }
+
+    /// Replaces the timer with one that fires at `when` (none when the answer is already over).
+    private func rearm(at when: NIODeadline) {
+        let timer = loop.scheduleTask(deadline: when) { [self] in expire() }
+        let (old, over) = state.withLock { s -> (Scheduled<Void>?, Bool) in
+            if s.done { return (nil, true) }
+            defer { s.timer = timer; s.timerAt = when }
+            return (s.timer, false)
+        }
+        old?.cancel()
+        if over { timer.cancel() }
     }
 
     private func cancel() {
@@ -159,19 +185,19 @@ final class EngineAnswer: HTTPClientResponseDelegate, EngineExchange, Sendable {
         return task.eventLoop.makeSucceededVoidFuture()
     }
 
-    /// The head is in: the body's bound (by its status) replaces the head's timer.
+    /// The head is in: the body's bound (by its status) replaces the head's. The timer stays when it
+    /// fires no later (it then waits for the rest): one timer per answer instead of two (issue 16).
     func received(head: HTTPResponseHead) {
         let failing = head.status.code >= 400
-        let ms = failing ? bounds.errorBodyMs : bounds.bodyMs
-        let next = loop.scheduleTask(in: .milliseconds(ms)) { [self] in expire() }
-        let old = state.withLock { s -> Scheduled<Void>? in
+        let deadline = NIODeadline.now() + .milliseconds(failing ? bounds.errorBodyMs : bounds.bodyMs)
+        let sooner = state.withLock { s -> Bool in
             s.head = head
             s.limit = failing ? bounds.errorBodyLimit : bounds.bodyLimit
-            if s.done { return next }
-            defer { s.timer = next }
-            return s.timer
+            if s.done { return false }
+            s.deadline = deadline
+            return deadline < s.timerAt
         }
-        old?.cancel()
+        if sooner { rearm(at: deadline) }
     }
 
     func didReceiveBodyPart(task: HTTPClient.Task<Void>, _ buffer: ByteBuffer) -> EventLoopFuture<Void> {
