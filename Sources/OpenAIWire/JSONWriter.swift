@@ -17,18 +17,24 @@ extension JSONValue {
         case .string(let s): JSONValue.writeString(s, into: &out)
         case .array(let elements):
             out.append(UInt8(ascii: "["))
-            for (i, e) in elements.enumerated() {
-                if i > 0 { out.append(UInt8(ascii: ",")) }
-                e.write(into: &out)
+            // Through the buffer: each element borrowed in place, not copied out (a retain per
+            // value and per key written; issue 16).
+            elements.withUnsafeBufferPointer { elements in
+                for i in elements.indices {
+                    if i > 0 { out.append(UInt8(ascii: ",")) }
+                    elements[i].write(into: &out)
+                }
             }
             out.append(UInt8(ascii: "]"))
         case .object(let members):
             out.append(UInt8(ascii: "{"))
-            for (i, (k, v)) in members.enumerated() {
-                if i > 0 { out.append(UInt8(ascii: ",")) }
-                JSONValue.writeString(k, into: &out)
-                out.append(UInt8(ascii: ":"))
-                v.write(into: &out)
+            members.withUnsafeBufferPointer { members in
+                for i in members.indices {
+                    if i > 0 { out.append(UInt8(ascii: ",")) }
+                    JSONValue.writeString(members[i].0, into: &out)
+                    out.append(UInt8(ascii: ":"))
+                    members[i].1.write(into: &out)
+                }
             }
             out.append(UInt8(ascii: "}"))
         }
@@ -38,20 +44,29 @@ extension JSONValue {
 
     public static func writeString(_ s: String, into out: inout [UInt8]) {
         out.append(UInt8(ascii: "\""))
-        // Runs of bytes that need no escape are copied whole (not byte by byte).
-        var s = s
-        s.withUTF8 { bytes in
-            var start = 0
-            for i in 0..<bytes.count {
-                let b = bytes[i]
-                guard b < 0x20 || b == 0x22 || b == 0x5C else { continue }
-                if start < i { out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[start..<i])) }
-                writeEscaped(b, into: &out)
-                start = i + 1
-            }
-            if start < bytes.count { out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[start...])) }
+        // Runs of bytes that need no escape are copied whole (not byte by byte); the string's
+        // bytes are read in place (a native or small string always has them contiguous).
+        let done: Void? = s.utf8.withContiguousStorageIfAvailable { bytes in
+            writeEscaping(bytes, into: &out)
+        }
+        if done == nil {
+            var s = s
+            s.withUTF8 { writeEscaping($0, into: &out) }
         }
         out.append(UInt8(ascii: "\""))
+    }
+
+    /// `bytes`, escaped where JSON requires it.
+    private static func writeEscaping(_ bytes: UnsafeBufferPointer<UInt8>, into out: inout [UInt8]) {
+        var start = 0
+        for i in 0..<bytes.count {
+            let b = bytes[i]
+            guard b < 0x20 || b == 0x22 || b == 0x5C else { continue }
+            if start < i { out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[start..<i])) }
+            writeEscaped(b, into: &out)
+            start = i + 1
+        }
+        if start < bytes.count { out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[start...])) }
     }
 
     /// One byte that JSON requires escaped (a quote, a backslash, a control character).
