@@ -150,10 +150,24 @@ public struct AuditHead: Sendable, Equatable {
         return AuditHead(seq: seq, hash: String(parts[1].trimmingCharacters(in: .whitespacesAndNewlines)))
     }
 
-    /// Fixed width (seq padded to 20 digits), so that each new head overwrites the last in place.
-    var line: [UInt8] {
-        let digits = String(seq)
-        return Array((String(repeating: "0", count: max(0, 20 - digits.count)) + digits + " " + hash + "\n").utf8)
+    /// The file's line, fixed width (seq padded to 20 digits, then the hash), so that each new head
+    /// overwrites the last in place. Written in a buffer on the stack: built from strings, it cost
+    /// five allocations per commit (issue 16).
+    func withLine<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        var hash = hash
+        return try hash.withUTF8 { h in
+            try withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 22 + h.count) { out in
+                var n = UInt64(max(0, seq))
+                for i in (0..<20).reversed() {
+                    out[i] = UInt8(ascii: "0") + UInt8(n % 10)
+                    n /= 10
+                }
+                out[20] = UInt8(ascii: " ")
+                for i in 0..<h.count { out[21 + i] = h[i] }
+                out[21 + h.count] = UInt8(ascii: "\n")
+                return try body(UnsafeRawBufferPointer(out))
+            }
+        }
     }
 }
 
@@ -177,9 +191,8 @@ final class AuditHeadFile: Sendable {
                 fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
                 guard fd >= 0 else { throw CocoaError(.fileWriteNoPermission) }
             }
-            let line = head.line
-            let n = line.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) }
-            guard n == line.count else { throw CocoaError(.fileWriteUnknown) }
+            let whole = head.withLine { line in pwrite(fd, line.baseAddress, line.count, 0) == line.count }
+            guard whole else { throw CocoaError(.fileWriteUnknown) }
         }
     }
 }

@@ -33,6 +33,24 @@ import Testing
         #expect(try await AuditChain.verify(storage) == (51, nil))
     }}
 
+    @Test func theHeadFileFollowsEveryBatchInPlace() async throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("audit-head-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let storage = try await TestDatabase.sqlite.open()
+        try await storage.migrate(at: 1_764_000_000_000)
+        let log = AuditLog(storage: storage, logger: Logger(label: "t"), headPath: path)
+        await fill(log, 3)
+        #expect(AuditHead.read(path: path) == log.head)
+        await fill(log, 12)  // seq 15: one digit more, the same width
+        let head = try #require(log.head)
+        #expect(head.seq == 15)
+        #expect(AuditHead.read(path: path) == head)
+        let text = try String(contentsOfFile: path, encoding: .utf8)
+        #expect(text == "00000000000000000015 \(head.hash)\n")
+        #expect(try await AuditChain.verify(storage, head: AuditHead.read(path: path)) == (15, nil))
+        await storage.shutdown()
+    }
+
     @Test(arguments: TestDatabase.all) func detectsEveryKindOfTampering(_ driver: TestDatabase) async throws {
         // changed
         try await withLog(driver) { storage, log in
