@@ -298,6 +298,11 @@ struct PreparedStatement {
     unowned let connection: WriterConnection
 
     /// Binds `cells` to the parameters 1…n.
+    func bind(_ value: Int64, at index: Int32) throws {
+        let rc = sqlite_nio_sqlite3_bind_int64(handle, index, value)
+        guard rc == SQLITE_OK else { throw connection.error(rc) }
+    }
+
     func bind(_ cells: ArraySlice<Cell>) throws {
         var i: Int32 = 1
         for cell in cells {
@@ -338,6 +343,15 @@ struct PreparedStatement {
         guard let p = sqlite_nio_sqlite3_column_text(handle, column) else { return "" }
         let n = Int(sqlite_nio_sqlite3_column_bytes(handle, column))
         return String(decoding: UnsafeBufferPointer(start: p, count: n), as: UTF8.self)
+    }
+
+    /// Whether the text in `column` is `string`'s bytes (NULL reads as empty, as ``text(_:)`` does),
+    /// without making a string of it.
+    func text(_ column: Int32, equals string: String) -> Bool {
+        guard let p = sqlite_nio_sqlite3_column_text(handle, column) else { return string.isEmpty }
+        let n = Int(sqlite_nio_sqlite3_column_bytes(handle, column))
+        var string = string
+        return string.withUTF8 { $0.elementsEqual(UnsafeBufferPointer(start: p, count: n)) }
     }
 
     func reset() {
