@@ -91,7 +91,10 @@ public final class RateLimiter: Sendable {
         var nextID: UInt64 = 1
     }
 
-    struct SubjectState {
+    /// A subject's windows, held by reference in ``State/subjects`` and only touched under the
+    /// limiter's lock: changed in place through the dictionary's subscript, a value type took a
+    /// heap-allocated accessor frame per access — six allocations per request (issue 16).
+    final class SubjectState {
         var minute = Window(RateLimiter.minuteSpec)
         var hour = Window(RateLimiter.hourSpec)
         var day = Window(RateLimiter.daySpec)
@@ -99,7 +102,7 @@ public final class RateLimiter: Sendable {
         var lastNowMs = Int64.min
 
         /// Moves every window to `now` (never backwards) and returns the instant used.
-        mutating func advance(_ now: Int64) -> Int64 {
+        func advance(_ now: Int64) -> Int64 {
             lastNowMs = max(lastNowMs, now)
             minute.advance(to: lastNowMs); hour.advance(to: lastNowMs); day.advance(to: lastNowMs)
             return lastNowMs
@@ -108,7 +111,7 @@ public final class RateLimiter: Sendable {
         var idle: Bool { concurrent == 0 && minute.total == 0 && hour.total == 0 && day.total == 0 }
 
         /// Charges one admitted request at `t` (an instant ``advance(_:)`` returned).
-        mutating func admit(_ expected: Int64, at t: Int64) {
+        func admit(_ expected: Int64, at t: Int64) {
             _ = advance(t)
             minute.add(1, at: t)
             hour.add(expected, at: t)
@@ -117,13 +120,13 @@ public final class RateLimiter: Sendable {
         }
 
         /// Charges one admitted batch line at `t`: the day window only.
-        mutating func admitBatch(_ expected: Int64, at t: Int64) {
+        func admitBatch(_ expected: Int64, at t: Int64) {
             _ = advance(t)
             day.add(expected, at: t)
         }
 
         /// Settles or releases one reservation charged at `chargedAt`.
-        mutating func finish(_ delta: Int64, chargedAt: Int64, batch: Bool, refundRequest: Bool, now: Int64) {
+        func finish(_ delta: Int64, chargedAt: Int64, batch: Bool, refundRequest: Bool, now: Int64) {
             let t = advance(now)
             if batch {  // day window only (admitBatch)
                 day.adjust(delta, chargedAt: chargedAt, now: t)
@@ -136,13 +139,19 @@ public final class RateLimiter: Sendable {
         }
     }
 
-    /// A subject's state advanced to `now`, in place when it is known (a copy taken out of the
-    /// dictionary and changed would copy its windows' buckets on every request; issue 16), a
-    /// fresh one, not stored, when it is not. Returns the instant used and a copy to read.
-    private static func advanced(_ subjects: inout [String: SubjectState], _ subject: String, _ now: Int64) -> (Int64, SubjectState) {
-        if let t = subjects[subject]?.advance(now) { return (t, subjects[subject]!) }
-        var fresh = SubjectState()
-        return (fresh.advance(now), fresh)
+    /// A subject's state advanced to `now`: the stored one when it is known, else a fresh one, not
+    /// stored. Returns the instant used and the state (read it under the lock only).
+    private static func advanced(_ subjects: [String: SubjectState], _ subject: String, _ now: Int64) -> (Int64, SubjectState) {
+        let s = subjects[subject] ?? SubjectState()
+        return (s.advance(now), s)
+    }
+
+    /// The stored state of `subject`, stored fresh when it is not known.
+    private static func stored(_ subjects: inout [String: SubjectState], _ subject: String) -> SubjectState {
+        if let s = subjects[subject] { return s }
+        let s = SubjectState()
+        subjects[subject] = s
+        return s
     }
 
     /// - Parameter now: Unix milliseconds, the platform's clock (a domain module never reads one).
@@ -169,7 +178,7 @@ public final class RateLimiter: Sendable {
             var times: [Int64] = []
             times.reserveCapacity(subjects.count)
             for (subject, limits) in subjects {
-                let (t, s) = Self.advanced(&st.subjects, subject, now)
+                let (t, s) = Self.advanced(st.subjects, subject, now)
                 times.append(t)
                 for r in Self.refusals(s, subject: subject, limits: limits, expected: expected, now: t) {
                     guard let w = worst else { worst = r; continue }
@@ -180,7 +189,7 @@ public final class RateLimiter: Sendable {
             }
             if let worst { return .failure(worst) }
             for (i, (subject, _)) in subjects.enumerated() {
-                st.subjects[subject, default: SubjectState()].admit(expected, at: times[i])
+                Self.stored(&st.subjects, subject).admit(expected, at: times[i])
             }
             let id = st.nextID
             st.nextID += 1
@@ -202,7 +211,7 @@ public final class RateLimiter: Sendable {
             var times: [Int64] = []
             times.reserveCapacity(subjects.count)
             for (subject, limits) in subjects {
-                let (t, s) = Self.advanced(&st.subjects, subject, now)
+                let (t, s) = Self.advanced(st.subjects, subject, now)
                 times.append(t)
                 let limit = Int64(limits.outputTokensPerDay)
                 if s.day.total + expected > limit {
@@ -215,7 +224,7 @@ public final class RateLimiter: Sendable {
             }
             if let worst { return .failure(worst) }
             for (i, (subject, _)) in subjects.enumerated() {
-                st.subjects[subject, default: SubjectState()].admitBatch(expected, at: times[i])
+                Self.stored(&st.subjects, subject).admitBatch(expected, at: times[i])
             }
             let id = st.nextID
             st.nextID += 1
@@ -268,8 +277,8 @@ public final class RateLimiter: Sendable {
             guard st.open.remove(r.id) != nil else { return false }
             let delta = actual - Int64(r.reservedOutput)
             for (i, subject) in r.subjects.enumerated() {
-                st.subjects[subject, default: SubjectState()].finish(delta, chargedAt: r.admittedAtMs[i], batch: r.batch,
-                                                                     refundRequest: refundRequest, now: now)
+                Self.stored(&st.subjects, subject).finish(delta, chargedAt: r.admittedAtMs[i], batch: r.batch,
+                                                          refundRequest: refundRequest, now: now)
             }
             return true
         }
@@ -300,7 +309,7 @@ public final class RateLimiter: Sendable {
     public func status(for subject: String, limits: Limits, now: Int64? = nil) -> Status {
         let now = now ?? clock()
         return state.withLock { st in
-            let (t, s) = Self.advanced(&st.subjects, subject, now)
+            let (t, s) = Self.advanced(st.subjects, subject, now)
             func w(_ w: Window, _ limit: Int) -> WindowStatus {
                 WindowStatus(limit: limit, used: Int(w.total), remaining: Int(max(0, Int64(limit) - w.total)),
                              resetAfterMs: w.resetAfterMs(now: t))
@@ -353,9 +362,9 @@ public final class RateLimiter: Sendable {
         let now = now ?? clock()
         return state.withLock { st in
             var dropped = 0
-            for (k, var s) in st.subjects {
+            for (k, s) in st.subjects {
                 _ = s.advance(now)
-                if s.idle { st.subjects[k] = nil; dropped += 1 } else { st.subjects[k] = s }
+                if s.idle { st.subjects[k] = nil; dropped += 1 }
             }
             return dropped
         }
