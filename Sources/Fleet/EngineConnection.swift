@@ -143,7 +143,7 @@ final class EnginePool: Sendable {
 
     private struct State {
         /// Idle connections by event loop, oldest first (the last one released is taken first).
-        var idle: [ObjectIdentifier: [Idle]] = [:]
+        var idle: [ObjectIdentifier: IdleList] = [:]
         /// The sweep of connections idle too long is scheduled.
         var sweeping = false
         var open = 0
@@ -155,6 +155,21 @@ final class EnginePool: Sendable {
     struct Idle {
         let connection: EngineConnection
         let since: NIODeadline
+    }
+
+    /// One loop's idle connections, held by reference and only touched under the pool's lock: a
+    /// list changed in place through the dictionary's subscript took a heap-allocated accessor
+    /// frame per take and per release (issue 16).
+    final class IdleList {
+        var connections: [Idle] = []
+    }
+
+    /// `loop`'s idle list, made when it has none yet.
+    private static func idleList(_ s: inout State, _ loop: ObjectIdentifier) -> IdleList {
+        if let list = s.idle[loop] { return list }
+        let list = IdleList()
+        s.idle[loop] = list
+        return list
     }
     /// An idle connection is closed after this long (AsyncHTTPClient's default), by a sweep every
     /// quarter of it that runs only while connections are open.
@@ -221,7 +236,7 @@ final class EnginePool: Sendable {
         let next = state.withLock { s -> Next in
             if s.closed { return .closed }
             // (In place: no copy of a bucket.)
-            if !fresh, let c = s.idle[key]?.popLast() { return .use(c.connection) }
+            if !fresh, let c = s.idle[key]?.connections.popLast() { return .use(c.connection) }
             // A new connection on the caller's loop rather than an idle one on another loop: a
             // connection on another loop costs two cross-thread wake-ups on every request it
             // carries (the request's write there, its answer back), a new one a handshake once
@@ -231,7 +246,7 @@ final class EnginePool: Sendable {
                 s.open += 1
                 return .connect
             }
-            if !fresh, let k = s.idle.first(where: { !$0.value.isEmpty })?.key, let c = s.idle[k]?.popLast() { return .use(c.connection) }
+            if !fresh, let c = s.idle.values.first(where: { !$0.connections.isEmpty })?.connections.popLast() { return .use(c.connection) }
             // Checked here, under the pool's lock: a request cancelled while it was between
             // connections (a retry) must not wait in the queue.
             if request.isCancelled { return .cancelled }
@@ -262,7 +277,7 @@ final class EnginePool: Sendable {
         let (waiter, sweep) = state.withLock { s -> (EngineRequest??, Bool) in
             if s.closed { return (.none, false) }
             if !s.waiting.isEmpty { return (.some(s.waiting.removeFirst()), false) }
-            s.idle[ObjectIdentifier(connection.loop), default: []].append(Idle(connection: connection, since: .now()))
+            Self.idleList(&s, ObjectIdentifier(connection.loop)).connections.append(Idle(connection: connection, since: .now()))
             defer { s.sweeping = true }
             return (.some(nil), !s.sweeping)
         }
@@ -280,8 +295,8 @@ final class EnginePool: Sendable {
         let waiter = state.withLock { s -> EngineRequest? in
             s.open -= 1
             let key = ObjectIdentifier(connection.loop)
-            if wasIdle, let i = s.idle[key]?.firstIndex(where: { $0.connection === connection }) {
-                s.idle[key]?.remove(at: i)
+            if wasIdle, let list = s.idle[key], let i = list.connections.firstIndex(where: { $0.connection === connection }) {
+                list.connections.remove(at: i)
             }
             if !s.closed, !s.waiting.isEmpty, s.open < maxConnections {
                 s.open += 1
@@ -300,11 +315,11 @@ final class EnginePool: Sendable {
             let cutoff = NIODeadline.now() - idleTimeout
             let expired = state.withLock { s -> [EngineConnection] in
                 var out: [EngineConnection] = []
-                for key in s.idle.keys {
-                    let old = s.idle[key]?.prefix(while: { $0.since < cutoff }).count ?? 0
+                for list in s.idle.values {
+                    let old = list.connections.prefix(while: { $0.since < cutoff }).count
                     if old > 0 {
-                        out += s.idle[key]![..<old].map(\.connection)
-                        s.idle[key]?.removeFirst(old)
+                        out += list.connections[..<old].map(\.connection)
+                        list.connections.removeFirst(old)
                     }
                 }
                 if s.open - out.count <= 0 || s.closed {
@@ -320,14 +335,14 @@ final class EnginePool: Sendable {
 
     /// Connections open now (idle or busy), and idle ones.
     var openConnections: Int { state.withLock { $0.open } }
-    var idleConnections: Int { state.withLock { $0.idle.values.reduce(0) { $0 + $1.count } } }
+    var idleConnections: Int { state.withLock { $0.idle.values.reduce(0) { $0 + $1.connections.count } } }
 
     /// Closes the idle connections; busy ones close when their request ends. Waiting requests fail.
     func shutdown() {
         let (idle, waiting) = state.withLock { s -> ([EngineConnection], [EngineRequest]) in
             s.closed = true
             defer { s.idle = [:]; s.waiting = [] }
-            return (s.idle.values.flatMap { $0.map(\.connection) }, s.waiting)
+            return (s.idle.values.flatMap { $0.connections.map(\.connection) }, s.waiting)
         }
         for c in idle { c.close() }
         for w in waiting { w.exchange.failed(HTTPClientError.alreadyShutdown) }
