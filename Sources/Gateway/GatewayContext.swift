@@ -8,6 +8,9 @@ public struct GatewayContext: RequestContext {
     public var coreContext: CoreRequestContextStorage
     public var requestID: String = ""
     public let remoteAddress: SocketAddress?
+    /// The client's IP address as text (no port): read once per connection by
+    /// ``HTTPConnectionHandler`` (it was made three times per request; issue 16), else once per request.
+    public let clientIP: String?
     /// The connection (its hang-up hook cancels a request whose client went away).
     public let channel: any Channel
     public var principal: Principal?
@@ -21,6 +24,14 @@ public struct GatewayContext: RequestContext {
         self.coreContext = .init(source: source)
         self.remoteAddress = source.channel.remoteAddress
         self.channel = source.channel
+        self.clientIP = remoteAddress?.ipAddress
+    }
+
+    init(source: ApplicationRequestContextSource, clientIP: String?) {
+        self.coreContext = .init(source: source)
+        self.remoteAddress = source.channel.remoteAddress
+        self.channel = source.channel
+        self.clientIP = clientIP
     }
 
     public var maxUploadSize: Int { maxBodyBytes }

@@ -131,6 +131,8 @@ where Responder.Context == GatewayContext {
     let inFlight: AnswersInFlight
 
     private var context: ChannelHandlerContext?
+    /// The client's address as text, read once (``GatewayContext/clientIP``).
+    private var clientIP: String?
     /// A request is being read or answered.
     private var inRequest = false
     /// The current request's head until it is handed to its answer (not kept for an answer's life).
@@ -165,6 +167,7 @@ where Responder.Context == GatewayContext {
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
+        clientIP = context.channel.remoteAddress?.ipAddress
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
@@ -337,7 +340,7 @@ where Responder.Context == GatewayContext {
     /// frames took (authentication, shield, admission, the engine call) are freed for the
     /// stream's life: a Swift task keeps every slab it used until it ends (issue 16).
     private func answer(_ request: Request, channel: any Channel) async {
-        var context = GatewayContext(source: .init(channel: channel, logger: logger))
+        var context = GatewayContext(source: .init(channel: channel, logger: logger), clientIP: clientIP)
         let slot = PendingSlot()
         context.pendingSlot = slot
         var response: Response

@@ -13,11 +13,6 @@ import Shield
 import Synchronization
 import Tenancy
 
-extension GatewayContext {
-    /// The client's IP address as text (no port).
-    var clientIP: String? { remoteAddress?.ipAddress }
-}
-
 /// The current catalog; a reload swaps it whole.
 public final class CatalogStore: Sendable {
     private let value: Mutex<Catalog>
