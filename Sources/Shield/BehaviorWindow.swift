@@ -47,7 +47,9 @@ final class BehaviorWindow: Sendable {
         let maxAge = config.windowMaxAge
         let (previous, repeats): ([[UInt8]], Int) = state.withLock { st in
             if st.entries[key] == nil && st.entries.count >= config.maxKeys { Self.evict(&st, now: now, maxAge: maxAge) }
-            var e = st.entries[key] ?? Entry(lastSeen: now)
+            // Taken out while it changes: a copy would share its prompts with the stored entry and
+            // copy them on the first change (issue 16).
+            var e = st.entries.removeValue(forKey: key) ?? Entry(lastSeen: now)
             e.prompts.removeAll { now.timeIntervalSince($0.at) > maxAge }
             let prev = e.prompts.map(\.head)
             if digest == e.lastDigest && e.repeatCount > 0 && now.timeIntervalSince(e.lastSeen) <= maxAge {
