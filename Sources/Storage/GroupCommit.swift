@@ -133,25 +133,28 @@ extension Storage {
 
     /// The chain's tip in the database: the last entry, else the retention anchor, else nil.
     static func auditTip(on c: WriterConnection) throws -> AuditTip? {
-        let last = try c.statement(.auditTip, "SELECT \"seq\", \"hash\" FROM \"audit_log\" ORDER BY \"seq\" DESC LIMIT 1")
-        defer { last.reset() }
-        if try last.step() { return (last.int64(0), last.text(1)) }
-        let anchor = try c.statement(.auditAnchor, "SELECT \"seq\", \"hash\" FROM \"audit_anchor\" WHERE \"id\" = 1")
-        defer { anchor.reset() }
-        if try anchor.step() { return (anchor.int64(0), anchor.text(1)) }
-        return nil
+        try readAuditTip(on: c) { tip in tip.map { ($0.int64(0), $0.text(1)) } }
     }
 
-    /// Whether the chain's tip in the database (as ``auditTip(on:)`` reads it) is `assumed` (nil: there
-    /// is none), compared in place: the tip's hash read as a string was an allocation per commit.
+    /// Whether the chain's tip in the database is `assumed` (nil: there is none), compared in place:
+    /// the tip's hash read as a string was an allocation per commit.
     static func auditTip(on c: WriterConnection, is assumed: AuditTip?) throws -> Bool {
+        try readAuditTip(on: c) { tip in
+            guard let tip, let assumed else { return tip == nil && assumed == nil }
+            return tip.int64(0) == assumed.seq && tip.text(1, equals: assumed.hash)
+        }
+    }
+
+    /// `read` on the statement stepped onto the chain's tip (`seq`, `hash`): the last entry, else the
+    /// retention anchor; nil when there is neither.
+    private static func readAuditTip<R>(on c: WriterConnection, _ read: (PreparedStatement?) -> R) throws -> R {
         let last = try c.statement(.auditTip, "SELECT \"seq\", \"hash\" FROM \"audit_log\" ORDER BY \"seq\" DESC LIMIT 1")
         defer { last.reset() }
-        if try last.step() { return assumed.map { last.int64(0) == $0.seq && last.text(1, equals: $0.hash) } ?? false }
+        if try last.step() { return read(last) }
         let anchor = try c.statement(.auditAnchor, "SELECT \"seq\", \"hash\" FROM \"audit_anchor\" WHERE \"id\" = 1")
         defer { anchor.reset() }
-        if try anchor.step() { return assumed.map { anchor.int64(0) == $0.seq && anchor.text(1, equals: $0.hash) } ?? false }
-        return assumed == nil
+        if try anchor.step() { return read(anchor) }
+        return read(nil)
     }
 
     /// Appends an audit batch at the database's tip (read here, under the transaction's write lock:

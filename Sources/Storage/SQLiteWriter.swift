@@ -297,12 +297,13 @@ struct PreparedStatement {
     let handle: OpaquePointer
     unowned let connection: WriterConnection
 
-    /// Binds `cells` to the parameters 1…n.
+    /// Binds `value` to the parameter `index` (from 1).
     func bind(_ value: Int64, at index: Int32) throws {
         let rc = sqlite_nio_sqlite3_bind_int64(handle, index, value)
         guard rc == SQLITE_OK else { throw connection.error(rc) }
     }
 
+    /// Binds `cells` to the parameters 1…n.
     func bind(_ cells: ArraySlice<Cell>) throws {
         var i: Int32 = 1
         for cell in cells {
