@@ -90,9 +90,7 @@ public final class BatchWriter<Row: Sendable>: Service, Sendable {
         rows.reserveCapacity(queued.count + 1)
         for (r, _) in queued { rows.append(r) }
         do {
-            let started = ContinuousClock.now
-            try await write(rows)
-            onCommit?(rows.count, ContinuousClock.now - started)
+            try await commit(rows)
         } catch {
             logger.error("batch write failed; will retry", metadata: ["writer": "\(name)", "rows": "\(rows.count)", "error": "\(error)"])
             state.withLock { s in
@@ -102,7 +100,6 @@ public final class BatchWriter<Row: Sendable>: Service, Sendable {
             }
             return false
         }
-        written.add(rows.count, ordering: .relaxed)
         for (_, c) in queued { c?.resume() }
         let more = state.withLock { s -> Bool in
             s.lastBatch = rows.count
@@ -111,6 +108,14 @@ public final class BatchWriter<Row: Sendable>: Service, Sendable {
         }
         if more { Task(executorPreference: executor) { await self.drain(rowsArrived: true) } }
         return true
+    }
+
+    /// Writes one batch, timed for `onCommit`, and counts it.
+    private func commit(_ rows: [Row]) async throws {
+        let started = ContinuousClock.now
+        try await write(rows)
+        onCommit?(rows.count, ContinuousClock.now - started)
+        written.add(rows.count, ordering: .relaxed)
     }
 
     public var writtenCount: Int { written.load(ordering: .relaxed) }
@@ -179,12 +184,9 @@ public final class BatchWriter<Row: Sendable>: Service, Sendable {
             }
             if batch.isEmpty { return }
             do {
-                let started = ContinuousClock.now
                 // A closure, not `\.0`: in this generic type a key path is instantiated at run time
                 // on every batch (`_swift_getKeyPath`, ~1 % of the gateway's CPU per request).
-                try await write(batch.map { $0.0 })
-                onCommit?(batch.count, ContinuousClock.now - started)
-                written.add(batch.count, ordering: .relaxed)
+                try await commit(batch.map { $0.0 })
                 for (_, c) in batch { c?.resume() }
                 failures = 0
                 lastBatch = batch.count
