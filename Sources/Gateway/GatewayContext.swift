@@ -21,10 +21,7 @@ public struct GatewayContext: RequestContext {
     var pendingSlot: PendingSlot?
 
     public init(source: ApplicationRequestContextSource) {
-        self.coreContext = .init(source: source)
-        self.remoteAddress = source.channel.remoteAddress
-        self.channel = source.channel
-        self.clientIP = remoteAddress?.ipAddress
+        self.init(source: source, clientIP: source.channel.remoteAddress?.ipAddress)
     }
 
     init(source: ApplicationRequestContextSource, clientIP: String?) {
