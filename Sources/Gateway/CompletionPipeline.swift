@@ -89,8 +89,7 @@ struct CompletionPipeline: Sendable {
                 } else {
                     // A client that goes away stops the engine's work for it (a stream notices
                     // through its writes; a non-streamed answer through the connection guard).
-                    (engine, upstream) = try await Self.untilHangUp(platform.hangUps.hook(for: context.channel),
-                                                                     on: LoopExecutor.of(context.channel.eventLoop)) { [self] in
+                    (engine, upstream) = try await Self.untilHangUp(platform.hangUps.hook(for: context.channel)) {
                         try await forward(inference, entry: entry, tier: principal.tier, file: file)
                     }
                 }
@@ -309,22 +308,11 @@ struct CompletionPipeline: Sendable {
         }
     }
 
-    /// Runs `body` in a task that the connection's hang-up hook cancels.
-    /// Whatever `body` throws after the hang-up (the engine call it interrupted failing), the
-    /// caller sees `CancellationError`: the request ended because its client went away.
-    /// `executor`: where the task runs (the connection's event loop, like the pipeline).
-    static func untilHangUp<T: Sendable>(_ hook: HangUpHook?, on executor: (any TaskExecutor)? = nil,
-                                         _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+    /// Runs `body`, which the client's hang-up cancels when the connection has a hang-up hook
+    /// (``HangUpHook/cancelling(_:)``).
+    static func untilHangUp<T>(_ hook: HangUpHook?, _ body: () async throws -> T) async throws -> T {
         guard let hook else { return try await body() }
-        let task = Task(executorPreference: executor) { try await body() }
-        hook.set { task.cancel() }
-        defer { hook.clear() }
-        do {
-            return try await withTaskCancellationHandler { try await task.value } onCancel: { task.cancel() }
-        } catch {
-            if task.isCancelled { throw CancellationError() }
-            throw error
-        }
+        return try await hook.cancelling(body)
     }
 
     /// While a key is in its rotation grace period, every response says when it stops and names its successor.

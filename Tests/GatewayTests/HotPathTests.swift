@@ -12,4 +12,43 @@ struct HotPathTests {
             #expect(CompletionPipeline.iso8601(ms: ms) == expected, "ms \(ms)")
         }
     }
+
+    /// The hang-up hook cancels the request's own task (issue 16: no task per engine call), only
+    /// while the engine call runs: a hang-up before it cancels it at once, one after it changes nothing.
+    @Test func hangUpCancelsOnlyTheEngineCall() async throws {
+        // Fired during the call: the call sees its task cancelled, the caller a CancellationError.
+        let during = HangUpHook()
+        let entered = AsyncStream<Void>.makeStream()
+        let call = Task {
+            try await during.cancelling {
+                entered.continuation.yield()
+                for _ in 0..<10_000 where !Task.isCancelled { try? await Task.sleep(for: .milliseconds(1)) }
+                #expect(Task.isCancelled)
+                throw URLError(.cancelled)  // what an interrupted engine call throws, not a CancellationError
+            }
+        }
+        for await _ in entered.stream { break }
+        during.fire()
+        await #expect(throws: CancellationError.self) { try await call.value }
+
+        // Fired before: cancelled at once.
+        let before = HangUpHook()
+        before.fire()
+        let early = Task { try await before.cancelling { () async throws -> Bool in Task.isCancelled } }
+        #expect(try await early.value == true)
+
+        // Fired after the call returned: the answer stands and the task is not cancelled.
+        let after = HangUpHook()
+        let late = Task { () async throws -> (Int, Bool) in
+            let answer = try await after.cancelling { 42 }
+            after.fire()
+            return (answer, Task.isCancelled)
+        }
+        let (answer, cancelled) = try await late.value
+        #expect(answer == 42 && !cancelled)
+
+        // An error of the call itself, with no hang-up, is the caller's as it is.
+        let none = HangUpHook()
+        await #expect(throws: URLError.self) { try await none.cancelling { throw URLError(.badServerResponse) } }
+    }
 }
