@@ -1,5 +1,6 @@
 import Logging
 import ServiceLifecycle
+import Storage
 import Synchronization
 
 /// Collects rows off the request path and writes them in batches (one statement, one commit per
@@ -10,6 +11,10 @@ import Synchronization
 ///   many requests pay for one write.
 /// Runs as a service: it flushes once more at graceful shutdown, after the HTTP server drained,
 /// so no row of a finished request is lost on SIGTERM.
+///
+/// The functions on a group commit's path are specialized for the ledger's rows (``RequestRecord``),
+/// which every completion writes: called from another module, the generic code went through
+/// value witnesses and looked type metadata up on every call (issue 16).
 public final class BatchWriter<Row: Sendable>: Service, Sendable {
     let name: String
     let interval: Duration
@@ -43,6 +48,7 @@ public final class BatchWriter<Row: Sendable>: Service, Sendable {
     }
 
     /// Queues a row; never blocks on the database.
+    @_specialize(where Row == RequestRecord)
     public func append(_ row: Row) {
         state.withLock { $0.rows.append((row, nil)) }
     }
@@ -56,6 +62,7 @@ public final class BatchWriter<Row: Sendable>: Service, Sendable {
     /// task, its start and the caller's resumption on the event loop for every request at one
     /// connection (issue 16). When writers overlap, the flush is a task of its own, as before: its
     /// first turn comes after what was ready on the executor, whose rows then share its commit.
+    @_specialize(where Row == RequestRecord)
     public func appendAndWait(_ row: Row, preferring executor: (any TaskExecutor)? = nil) async {
         if !Task.isCancelled, let queued = takeLead(), await lead(row, with: queued, executor) { return }
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
@@ -71,6 +78,7 @@ public final class BatchWriter<Row: Sendable>: Service, Sendable {
 
     /// Takes the flush for the caller when none is running and the last batch was one row, with the
     /// rows queued so far (up to a batch with the caller's); nil otherwise.
+    @_specialize(where Row == RequestRecord)
     private func takeLead() -> [Waiting]? {
         state.withLock { s -> [Waiting]? in
             guard !s.flushing, s.lastBatch <= 1 else { return nil }
@@ -85,6 +93,7 @@ public final class BatchWriter<Row: Sendable>: Service, Sendable {
     /// Writes `row` and `queued` in the caller's task, then hands what came in meanwhile to a flush
     /// task. False when the write failed: the queued rows are back in the queue, the flush is
     /// released, and the caller waits for a flush that retries them all, as any waiting row does.
+    @_specialize(where Row == RequestRecord)
     private func lead(_ row: Row, with queued: [Waiting], _ executor: (any TaskExecutor)?) async -> Bool {
         var rows = [row]
         rows.reserveCapacity(queued.count + 1)
@@ -111,6 +120,7 @@ public final class BatchWriter<Row: Sendable>: Service, Sendable {
     }
 
     /// Writes one batch, timed for `onCommit`, and counts it.
+    @_specialize(where Row == RequestRecord)
     private func commit(_ rows: [Row]) async throws {
         let started = ContinuousClock.now
         try await write(rows)
@@ -153,6 +163,7 @@ public final class BatchWriter<Row: Sendable>: Service, Sendable {
     /// The single flusher: takes batches until the queue is empty, then clears `flushing` under the
     /// same lock, so a row appended concurrently is never stranded.
     /// `rowsArrived`: rows came in while the caller wrote a batch (they are gathered with a yield first).
+    @_specialize(where Row == RequestRecord)
     private func drain(maxFailures: Int? = nil, rowsArrived: Bool = false) async {
         var failures = 0
         var more = rowsArrived
