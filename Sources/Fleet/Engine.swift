@@ -356,7 +356,7 @@ public final class Engine: Sendable {
         return try jsonObject(bytes)
     }
 
-    static func newID() -> String { "chatcmpl-" + String(RandomWords.next(), radix: 36) }
+    static func newID() -> String { "chatcmpl-" + Digits.base36(RandomWords.next()) }
 
     func wantsBase64(_ body: JSONValue) -> Bool { body["encoding_format"]?.stringValue == "base64" }
 

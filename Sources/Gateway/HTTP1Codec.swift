@@ -6,6 +6,7 @@ import Darwin
 import HTTPTypes
 import NIOCore
 import NIOHTTPTypes
+import OpenAIWire
 
 /// The listener's HTTP/1.1 wire format, read and written here instead of by NIO's llhttp decoder,
 /// its response encoder and the HTTP types codec between them (issue 16: those three were ≈ 10 %
@@ -489,7 +490,7 @@ final class HTTP1ResponseEncoder: ChannelOutboundHandler {
                     return completeInOrder(context, promise)
                 }
                 var framed = context.channel.allocator.buffer(capacity: bytes.readableBytes + 20)
-                framed.writeString(String(bytes.readableBytes, radix: 16))
+                Digits.withHex(bytes.readableBytes) { _ = framed.writeBytes($0) }
                 framed.writeStaticString("\r\n")
                 var bytes = bytes
                 framed.writeBuffer(&bytes)
