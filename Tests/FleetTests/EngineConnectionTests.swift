@@ -210,6 +210,9 @@ func eventually(_ condition: () -> Bool) async throws {
         calls[0].fail(reason: HTTPClientError.cancelled)
         try await eventually { engine.connections == 3 }
         #expect(engine.connections == 3)
+        // The cancelled exchange is told on its connection's loop, which need not have done so
+        // before the engine saw the third connection (opened on another loop).
+        try await eventually { exchanges[0].done }
         #expect((exchanges[0].state.error as? HTTPClientError) == .cancelled)
         #expect(exchanges[0].state.events == 1)
         #expect(pool.openConnections == 2)
