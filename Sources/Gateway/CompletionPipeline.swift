@@ -89,7 +89,7 @@ struct CompletionPipeline: Sendable {
                 } else {
                     // A client that goes away stops the engine's work for it (a stream notices
                     // through its writes; a non-streamed answer through the connection guard).
-                    (engine, upstream) = try await Self.untilHangUp(platform.hangUps.hook(for: context.channel)) {
+                    (engine, upstream) = try await Self.untilHangUp(platform.hangUps.hook(for: context.channel), task: context.pendingSlot?.task) {
                         try await forward(inference, entry: entry, tier: principal.tier, file: file)
                     }
                 }
@@ -308,11 +308,12 @@ struct CompletionPipeline: Sendable {
         }
     }
 
-    /// Runs `body`, which the client's hang-up cancels when the connection has a hang-up hook
-    /// (``HangUpHook/cancelling(_:)``).
-    static func untilHangUp<T>(_ hook: HangUpHook?, _ body: () async throws -> T) async throws -> T {
-        guard let hook else { return try await body() }
-        return try await hook.cancelling(body)
+    /// Runs `body`, which the client's hang-up cancels when the connection has a hang-up hook and
+    /// the request its own task (``HangUpHook/cancelling(_:_:)``; both come with a connection of
+    /// the gateway's listener).
+    static func untilHangUp<T>(_ hook: HangUpHook?, task: Task<Void, Never>?, _ body: () async throws -> T) async throws -> T {
+        guard let hook, let task else { return try await body() }
+        return try await hook.cancelling(task, body)
     }
 
     /// While a key is in its rotation grace period, every response says when it stops and names its successor.

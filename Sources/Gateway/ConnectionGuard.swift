@@ -54,36 +54,28 @@ final class ConnectionCounter: Sendable {
 }
 
 /// What to do when the client of a connection goes away while its request is being answered:
-/// the request's task cancels itself for the span of its engine call (``cancelling(_:)``), the
+/// the request's task is cancelled for the span of its engine call (``cancelling(_:_:)``), the
 /// connection guard fires the hook.
 final class HangUpHook: Sendable {
-    /// `task`: the request's task while it runs its engine call. An unsafe reference, used only
-    /// under the lock and cleared before that task leaves ``cancelling(_:)``: it never outlives
-    /// the task.
-    private struct State {
-        var fired = false
-        var task: UnsafeCurrentTask?
-    }
-    private let state = Mutex(State())
+    /// `task`: the request's task while it runs its engine call.
+    private let state = Mutex<(fired: Bool, task: Task<Void, Never>?)>((false, nil))
 
-    /// Runs `body` in the calling task, which the client's hang-up cancels while `body` runs (at
-    /// once when the client is already gone). Whatever `body` throws after the hang-up (the
-    /// engine call it interrupted failing), the caller sees `CancellationError`: the request
-    /// ended because its client went away.
+    /// Runs `body` in `task` (the calling task: the request's), which the client's hang-up
+    /// cancels while `body` runs (at once when the client is already gone). Whatever `body`
+    /// throws after the hang-up (the engine call it interrupted failing), the caller sees
+    /// `CancellationError`: the request ended because its client went away.
     ///
     /// The request's own task is cancelled, not a task made for the call: a task per request, its
     /// start and the request's resumption after it were two trips through the event loop's queue
     /// (issue 16). The cancellation stays with the request's task for the rest of its answer, as it
     /// would with any cancelled task: what follows an engine call (settling, the ledger's group
     /// commit) does not depend on the task not being cancelled.
-    func cancelling<T>(_ body: () async throws -> T) async throws -> T {
-        let fired = withUnsafeCurrentTask { task in
-            state.withLock { s -> Bool in
-                if !s.fired { s.task = task }
-                return s.fired
-            }
+    func cancelling<T>(_ task: Task<Void, Never>, _ body: () async throws -> T) async throws -> T {
+        let fired = state.withLock { s -> Bool in
+            if !s.fired { s.task = task }
+            return s.fired
         }
-        if fired { withUnsafeCurrentTask { $0?.cancel() } }
+        if fired { task.cancel() }
         defer { state.withLock { $0.task = nil } }
         do {
             return try await body()
@@ -94,13 +86,12 @@ final class HangUpHook: Sendable {
     }
 
     func fire() {
-        // Under the lock: the task is still inside ``cancelling(_:)`` (it clears `task` under this
-        // lock before it leaves), so the reference is valid while it is cancelled.
-        state.withLock { s in
+        let task = state.withLock { s -> Task<Void, Never>? in
             s.fired = true
-            s.task?.cancel()
-            s.task = nil
+            defer { s.task = nil }
+            return s.task
         }
+        task?.cancel()
     }
 }
 

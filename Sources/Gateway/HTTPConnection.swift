@@ -330,8 +330,9 @@ where Responder.Context == GatewayContext {
         answering = true
         inFlight.begin()
         let channel = context.channel
-        Task(executorPreference: LoopExecutor.of(context.eventLoop)) {
-            await self.answer(request, channel: channel)
+        let slot = PendingSlot()
+        slot.task = Task(executorPreference: LoopExecutor.of(context.eventLoop)) {
+            await self.answer(request, channel: channel, slot: slot)
         }
     }
 
@@ -339,9 +340,8 @@ where Responder.Context == GatewayContext {
     /// stream, hands it to a task of its own (``relay(_:_:)``) and ends, so that the slabs its
     /// frames took (authentication, shield, admission, the engine call) are freed for the
     /// stream's life: a Swift task keeps every slab it used until it ends (issue 16).
-    private func answer(_ request: Request, channel: any Channel) async {
+    private func answer(_ request: Request, channel: any Channel, slot: PendingSlot) async {
         var context = GatewayContext(source: .init(channel: channel, logger: logger), clientIP: clientIP)
-        let slot = PendingSlot()
         context.pendingSlot = slot
         var response: Response
         do {

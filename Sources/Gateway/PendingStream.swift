@@ -10,6 +10,10 @@ import Tenancy
 /// (``HTTPConnectionHandler`` makes one per request and resolves what it holds in a task of its own).
 final class PendingSlot: @unchecked Sendable {
     var stream: PendingStream?
+    /// The request's task, which a hang-up cancels while its engine call runs
+    /// (``HangUpHook/cancelling(_:_:)``). Set on the connection's loop right after the task is made:
+    /// the task runs on that loop too, so its first step comes after.
+    var task: Task<Void, Never>?
 }
 
 /// A stream whose engine answered its head but not yet its first event (issue 16). The pipeline's

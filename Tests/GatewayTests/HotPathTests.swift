@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Testing
 @testable import Gateway
 
@@ -13,42 +14,60 @@ struct HotPathTests {
         }
     }
 
+    /// Runs `body` in a request task that is first handed its own handle, as the connection's
+    /// slot hands it to the pipeline.
+    static func request<T: Sendable>(_ body: @escaping @Sendable (Task<Void, Never>) async throws -> T) async -> Result<T, any Error> {
+        let (handles, handOver) = AsyncStream<Task<Void, Never>>.makeStream()
+        let outcome = Mutex<Result<T, any Error>?>(nil)
+        let task = Task<Void, Never> {
+            var next = handles.makeAsyncIterator()
+            guard let me = await next.next() else { return }
+            let r: Result<T, any Error>
+            do { r = .success(try await body(me)) } catch { r = .failure(error) }
+            outcome.withLock { $0 = r }
+        }
+        handOver.yield(task)
+        await task.value
+        return outcome.withLock { $0! }
+    }
+
     /// The hang-up hook cancels the request's own task (issue 16: no task per engine call), only
     /// while the engine call runs: a hang-up before it cancels it at once, one after it changes nothing.
     @Test func hangUpCancelsOnlyTheEngineCall() async throws {
         // Fired during the call: the call sees its task cancelled, the caller a CancellationError.
         let during = HangUpHook()
         let entered = AsyncStream<Void>.makeStream()
-        let call = Task {
-            try await during.cancelling {
+        let interrupted = Task { await Self.request { me in
+            try await during.cancelling(me) {
                 entered.continuation.yield()
                 for _ in 0..<10_000 where !Task.isCancelled { try? await Task.sleep(for: .milliseconds(1)) }
                 #expect(Task.isCancelled)
                 throw URLError(.cancelled)  // what an interrupted engine call throws, not a CancellationError
             }
-        }
+        } }
         for await _ in entered.stream { break }
         during.fire()
-        await #expect(throws: CancellationError.self) { try await call.value }
+        let outcome = await interrupted.value
+        #expect(throws: CancellationError.self) { try outcome.get() }
 
         // Fired before: cancelled at once.
         let before = HangUpHook()
         before.fire()
-        let early = Task { try await before.cancelling { () async throws -> Bool in Task.isCancelled } }
-        #expect(try await early.value == true)
+        let early = await Self.request { me in try await before.cancelling(me) { Task.isCancelled } }
+        #expect(try early.get() == true)
 
         // Fired after the call returned: the answer stands and the task is not cancelled.
         let after = HangUpHook()
-        let late = Task { () async throws -> (Int, Bool) in
-            let answer = try await after.cancelling { 42 }
+        let late = await Self.request { me -> [Int] in
+            let answer = try await after.cancelling(me) { 42 }
             after.fire()
-            return (answer, Task.isCancelled)
+            return [answer, Task.isCancelled ? 1 : 0]
         }
-        let (answer, cancelled) = try await late.value
-        #expect(answer == 42 && !cancelled)
+        #expect(try late.get() == [42, 0])
 
         // An error of the call itself, with no hang-up, is the caller's as it is.
         let none = HangUpHook()
-        await #expect(throws: URLError.self) { try await none.cancelling { throw URLError(.badServerResponse) } }
+        let failed = await Self.request { me in try await none.cancelling(me) { () async throws -> Int in throw URLError(.badServerResponse) } }
+        #expect(throws: URLError.self) { try failed.get() }
     }
 }
