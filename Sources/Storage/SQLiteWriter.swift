@@ -132,7 +132,7 @@ public struct SQLiteWriteError: Error, Sendable, CustomStringConvertible {
 }
 
 /// The statements the writer keeps prepared.
-enum WriterStatement: Hashable {
+enum WriterStatement {
     case begin, commit, rollback
     case savepoint, release, rollbackToSavepoint
     /// A ledger row of one shape (bit 0 `batch`, bit 1 `reranked_tokens`, bit 2 `audio_ms`).
