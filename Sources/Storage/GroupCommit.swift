@@ -26,8 +26,8 @@ extension Storage {
     ///
     /// Throws when the ledger rows were not committed (nothing of the group was). The audit part's
     /// own failure does not undo the rows: it is returned, and the entries can be appended later.
-    /// On a SQLite file it is one transaction on the dedicated writer (the audit part in a
-    /// savepoint); elsewhere ``insertRequests(_:)`` then ``appendAuditChain(continuingFrom:_:)``.
+    /// On a SQLite file it is one transaction on the dedicated writer (an audit part of more than
+    /// one entry in a savepoint); elsewhere ``insertRequests(_:)`` then ``appendAuditChain(continuingFrom:_:)``.
     public func commitGroup(requests rows: [RequestRecord], auditContinuingFrom known: AuditTip?,
                             _ build: @escaping @Sendable (_ tip: AuditTip?) -> [AuditRecord]) async throws -> Result<[AuditRecord], any Error> {
         if let writer {
@@ -68,6 +68,16 @@ extension Storage {
             if let audit {
                 if rows.isEmpty {
                     auditResult = .success(try appendAudit(audit, on: c))  // alone: its failure is the commit's
+                } else if audit.prebuilt?.count == 1 {
+                    // One entry (every lone request's): its INSERT is atomic by itself, and SQLite undoes
+                    // a failed statement alone, so the rows stay without a savepoint's two statements.
+                    do {
+                        auditResult = .success(try appendAudit(audit, on: c))
+                    } catch let e as SQLiteWriteError {
+                        // An I/O error or a full disk can end the whole transaction: nothing is committed.
+                        guard c.inTransaction else { throw e }
+                        auditResult = .failure(e)
+                    }
                 } else {
                     // With ledger rows, a failure of the audit part must not undo them (as when the
                     // two were separate writes): it runs in a savepoint rolled back on its own.

@@ -215,6 +215,33 @@ import StorageTesting
         }
     }
 
+    /// A single audit entry is appended without a savepoint: refused, it leaves the rows committed and
+    /// the chain as it was. A batch of two whose second entry is refused keeps neither (its savepoint).
+    @Test func anAuditPartIsAllOrNothingWithOrWithoutASavepoint() async throws {
+        try await Self.withFileStorage { s in
+            _ = try await s.commitGroup(requests: [Self.row("a", at: 1)], auditContinuingFrom: nil, Self.builder("w", 1)).get()
+            try await s.db.raw("CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_log WHEN NEW.seq >= 3 BEGIN SELECT RAISE(ABORT, 'audit refused'); END").run()
+            // One entry (seq 2) is accepted, then one entry (seq 3) alone is refused.
+            _ = try await s.commitGroup(requests: [Self.row("b", at: 2)], auditContinuingFrom: (1, "w-1"), Self.builder("w", 1)).get()
+            let alone = try await s.commitGroup(requests: [Self.row("c", at: 3)], auditContinuingFrom: (2, "w-2"), Self.builder("w", 1))
+            guard case .failure(let error) = alone else { Issue.record("the audit part should have failed"); throw CancellationError() }
+            #expect("\(error)".contains("audit refused"))
+            #expect(try await s.request(id: "c") != nil)
+            try await Self.expectOneChain(s, count: 2)
+            // Two entries (seq 3, 4): both refused; after dropping the trigger only seq 3 onwards is written.
+            try await s.db.raw("DROP TRIGGER refuse_audit").run()
+            try await s.db.raw("CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_log WHEN NEW.seq = 4 BEGIN SELECT RAISE(ABORT, 'audit refused'); END").run()
+            let pair = try await s.commitGroup(requests: [Self.row("d", at: 4)], auditContinuingFrom: (2, "w-2"), Self.builder("w", 2))
+            guard case .failure = pair else { Issue.record("the audit part should have failed"); throw CancellationError() }
+            #expect(try await s.request(id: "d") != nil)
+            try await Self.expectOneChain(s, count: 2)  // seq 3 was undone with seq 4
+            try await s.db.raw("DROP TRIGGER refuse_audit").run()
+            _ = try await s.commitGroup(requests: [Self.row("e", at: 5)], auditContinuingFrom: (2, "w-2"), Self.builder("w", 1)).get()
+            try await Self.expectOneChain(s, count: 3)
+            #expect(try await s.ledger(tenantID: nil, from: 0, to: .max).map(\.id) == ["a", "b", "c", "d", "e"])
+        }
+    }
+
     /// Group commits on the writer while the main connection writes too (tenants, credits, rollup
     /// passes clearing marks, raw ledger rows): every write lands, each side waits for the other's
     /// write lock instead of failing.
