@@ -68,26 +68,23 @@ extension Storage {
             if let audit {
                 if rows.isEmpty {
                     auditResult = .success(try appendAudit(audit, on: c))  // alone: its failure is the commit's
-                } else if audit.prebuilt?.count == 1 {
-                    // One entry (every lone request's): its INSERT is atomic by itself, and SQLite undoes
-                    // a failed statement alone, so the rows stay without a savepoint's two statements.
-                    do {
-                        auditResult = .success(try appendAudit(audit, on: c))
-                    } catch let e as SQLiteWriteError {
-                        // An I/O error or a full disk can end the whole transaction: nothing is committed.
-                        guard c.inTransaction else { throw e }
-                        auditResult = .failure(e)
-                    }
                 } else {
                     // With ledger rows, a failure of the audit part must not undo them (as when the
-                    // two were separate writes): it runs in a savepoint rolled back on its own.
-                    try c.execute(.savepoint, "SAVEPOINT audit_batch")
+                    // two were separate writes). Several entries run in a savepoint rolled back on its
+                    // own; one entry (every lone request's) needs none: its INSERT is atomic by itself,
+                    // and SQLite undoes a failed statement alone.
+                    let savepoint = audit.prebuilt?.count != 1
+                    if savepoint { try c.execute(.savepoint, "SAVEPOINT audit_batch") }
                     do {
                         auditResult = .success(try appendAudit(audit, on: c))
-                        try c.execute(.release, "RELEASE audit_batch")
+                        if savepoint { try c.execute(.release, "RELEASE audit_batch") }
                     } catch let e as SQLiteWriteError {
-                        try c.execute(.rollbackToSavepoint, "ROLLBACK TO audit_batch")
-                        try c.execute(.release, "RELEASE audit_batch")
+                        if savepoint {
+                            try c.execute(.rollbackToSavepoint, "ROLLBACK TO audit_batch")
+                            try c.execute(.release, "RELEASE audit_batch")
+                        } else if !c.inTransaction {
+                            throw e  // an I/O error or a full disk ended the whole transaction: nothing is committed
+                        }
                         auditResult = .failure(e)
                     }
                 }
